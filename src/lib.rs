@@ -1,0 +1,7 @@
+//! nexrender-exporter: a Prometheus exporter for Nexrender Cloud render jobs,
+//! and the API simulator it is built, tested and demonstrated against.
+
+pub mod clock;
+pub mod simulator;
+pub mod status;
+pub mod timefmt;

@@ -1,0 +1,1160 @@
+//! The simulated render farm: a store of jobs ordered by id (ULIDs sort by
+//! creation time) and a discrete-event model of their lives.
+//!
+//! Nothing here touches sockets or clocks: [`Simulation::advance_to`] is told
+//! what time it is, and every random draw comes from one seeded generator,
+//! so a seed and a sequence of calls always give the same farm.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Exp, LogNormal};
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+use crate::clock::UnixMillis;
+use crate::status::JobStatus;
+
+/// How jobs arrive and live. Defaults look like a mid-sized production team:
+/// a few jobs a minute with occasional bursts, eight workers, renders of a
+/// few minutes, a few percent failing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// Mean job arrivals per minute (a Poisson process).
+    pub arrivals_per_minute: f64,
+    /// Chance that an arrival is a burst (a batch submitted at once).
+    pub burst_probability: f64,
+    /// Jobs in a burst, drawn uniformly from `burst_size[0]..=burst_size[1]`.
+    pub burst_size: [u32; 2],
+    /// Mean delay before a queued job can be picked up, even with idle workers.
+    #[serde(with = "humantime_serde")]
+    pub pickup_delay: Duration,
+    /// Median render time (log-normal).
+    #[serde(with = "humantime_serde")]
+    pub render_median: Duration,
+    /// Log-normal sigma of the render time: 0 makes every render the median.
+    pub render_spread: f64,
+    /// Share of rendering jobs that end in `error`.
+    pub error_ratio: f64,
+    /// Share of jobs cancelled through the API while still waiting.
+    pub cancel_ratio: f64,
+    /// A job to be cancelled is cancelled within this time of its creation.
+    #[serde(with = "humantime_serde")]
+    pub cancel_within: Duration,
+    /// Share of jobs that are parents with nested child jobs (`pending`).
+    pub nested_ratio: f64,
+    /// Children per parent, drawn uniformly from 1 to this.
+    pub max_children: u32,
+    /// Render workers: at most this many jobs render at once.
+    pub workers: u32,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        Self {
+            arrivals_per_minute: 2.0,
+            burst_probability: 0.02,
+            burst_size: [10, 40],
+            pickup_delay: Duration::from_secs(5),
+            render_median: Duration::from_secs(180),
+            render_spread: 0.7,
+            error_ratio: 0.04,
+            cancel_ratio: 0.01,
+            cancel_within: Duration::from_secs(600),
+            nested_ratio: 0.05,
+            max_children: 3,
+            workers: 8,
+        }
+    }
+}
+
+impl LifecycleConfig {
+    /// Busy defaults for `--demo`: something changes on every scrape.
+    pub fn lively() -> Self {
+        Self {
+            arrivals_per_minute: 40.0,
+            burst_probability: 0.03,
+            burst_size: [10, 30],
+            pickup_delay: Duration::from_secs(2),
+            render_median: Duration::from_secs(20),
+            render_spread: 0.6,
+            error_ratio: 0.06,
+            cancel_ratio: 0.02,
+            cancel_within: Duration::from_secs(60),
+            nested_ratio: 0.05,
+            max_children: 3,
+            workers: 14,
+        }
+    }
+
+    /// Checks ranges; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let ratio = |name: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{name}: expected a ratio between 0 and 1, got {v}"))
+            }
+        };
+        if !(self.arrivals_per_minute.is_finite() && self.arrivals_per_minute >= 0.0) {
+            return Err(format!(
+                "arrivals_per_minute: expected a number >= 0, got {}",
+                self.arrivals_per_minute
+            ));
+        }
+        ratio("burst_probability", self.burst_probability)?;
+        ratio("error_ratio", self.error_ratio)?;
+        ratio("cancel_ratio", self.cancel_ratio)?;
+        ratio("nested_ratio", self.nested_ratio)?;
+        if self.burst_size[0] == 0 || self.burst_size[0] > self.burst_size[1] {
+            return Err(format!(
+                "burst_size: expected [min, max] with 1 <= min <= max, got {:?}",
+                self.burst_size
+            ));
+        }
+        if !(self.render_spread.is_finite() && self.render_spread >= 0.0) {
+            return Err(format!(
+                "render_spread: expected a number >= 0, got {}",
+                self.render_spread
+            ));
+        }
+        if self.render_median.is_zero() {
+            return Err("render_median: must be longer than 0s".into());
+        }
+        if self.workers == 0 {
+            return Err("workers: must be at least 1".into());
+        }
+        if self.max_children == 0 {
+            return Err("max_children: must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Where a job created through `POST /jobs` reports its end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Webhook {
+    pub url: String,
+    #[serde(default = "default_webhook_method")]
+    pub method: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+    /// Send only `data` instead of the job.
+    #[serde(default)]
+    pub custom: bool,
+}
+
+fn default_webhook_method() -> String {
+    "POST".into()
+}
+
+/// Parent/child bookkeeping for nested jobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    pub parent: Option<Ulid>,
+    pub children_left: u32,
+    pub child_failed: bool,
+}
+
+/// What will happen to a job once it renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    Finish,
+    /// Fails after this many thousandths of its render time.
+    FailAt(u16),
+}
+
+/// Whether the lifecycle engine drives a job or a test moves it by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    Engine,
+    Script,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimJob {
+    pub id: Ulid,
+    pub status: JobStatus,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+    pub started_at: Option<UnixMillis>,
+    /// `finishedAt` for finished jobs, `errorAt` for failed or cancelled ones.
+    pub ended_at: Option<UnixMillis>,
+    /// Planned render time (engine jobs) in milliseconds.
+    pub render_ms: u32,
+    pub fate: Fate,
+    pub driver: Driver,
+    pub template: Option<u8>,
+    pub total_assets: u16,
+    pub tags: u8,
+    pub error: Option<Box<str>>,
+    pub webhook: Option<Box<Webhook>>,
+    pub family: Option<Box<Family>>,
+}
+
+impl SimJob {
+    pub fn created_at(&self) -> UnixMillis {
+        self.created_at
+    }
+
+    pub fn finished_at(&self) -> Option<UnixMillis> {
+        (self.status == JobStatus::Finished)
+            .then_some(self.ended_at)
+            .flatten()
+    }
+
+    pub fn error_at(&self) -> Option<UnixMillis> {
+        matches!(self.status, JobStatus::Error | JobStatus::ManuallyCancelled)
+            .then_some(self.ended_at)
+            .flatten()
+    }
+
+    /// `stats.renderDuration` in seconds: only for finished jobs, and always
+    /// exactly `finishedAt - startedAt`.
+    pub fn render_duration_seconds(&self) -> Option<f64> {
+        match (self.finished_at(), self.started_at) {
+            (Some(f), Some(s)) => Some((f - s) as f64 / 1000.0),
+            _ => None,
+        }
+    }
+
+    /// Progress in percent, one decimal, as of `now`.
+    pub fn progress(&self, now: UnixMillis) -> f64 {
+        match (&self.status, self.started_at) {
+            (JobStatus::Finished, _) => 100.0,
+            (JobStatus::Rendering, Some(s)) if self.render_ms > 0 => {
+                let p = (now - s) as f64 / self.render_ms as f64 * 100.0;
+                (p.clamp(0.0, 99.9) * 10.0).floor() / 10.0
+            }
+            (JobStatus::Error, Some(_)) => match self.fate {
+                Fate::FailAt(permille) => f64::from(permille) / 10.0,
+                Fate::Finish => 0.0,
+            },
+            _ => 0.0,
+        }
+    }
+
+    pub fn has_tag(&self, mask: u8) -> bool {
+        self.tags & mask != 0
+    }
+}
+
+/// The tags the simulated team uses. Tags are a filter only: the v2 Job
+/// schema does not return them.
+pub const TAGS: [&str; 4] = ["social", "broadcast", "preview", "batch"];
+
+/// The bit of a tag in [`SimJob::tags`], or 0 for a tag nobody uses.
+pub fn tag_bit(tag: &str) -> u8 {
+    TAGS.iter()
+        .position(|t| *t == tag)
+        .map(|i| 1u8 << i)
+        .unwrap_or(0)
+}
+
+const ERRORS: [&str; 5] = [
+    "After Effects crashed while rendering (aerender exit code 1)",
+    "Missing font: Montserrat-Bold",
+    "Asset download failed: HTTP 404 for footage/intro.mp4",
+    "Render timed out",
+    "Layer 'headline' not found in composition 'main'",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum EventKind {
+    /// A queued job may now be picked up by a worker.
+    Eligible,
+    /// A render ends (finished or failed, by the job's fate).
+    RenderEnd,
+    /// The user cancels the job if it is still waiting.
+    Cancel,
+}
+
+/// A job to put into the store as it is, for tests and scripted scenarios.
+#[derive(Debug, Clone)]
+pub struct ScriptedJob {
+    pub created_at: UnixMillis,
+    pub status: JobStatus,
+    pub started_at: Option<UnixMillis>,
+    pub ended_at: Option<UnixMillis>,
+    pub error: Option<String>,
+}
+
+impl ScriptedJob {
+    pub fn queued(created_at: UnixMillis) -> Self {
+        Self {
+            created_at,
+            status: JobStatus::Queued,
+            started_at: None,
+            ended_at: None,
+            error: None,
+        }
+    }
+}
+
+/// A request to create a job through the lifecycle engine (`POST /jobs`).
+#[derive(Debug, Clone, Default)]
+pub struct NewJob {
+    pub template: Option<u8>,
+    pub children: u32,
+    pub tags: u8,
+    pub total_assets: u16,
+    pub webhook: Option<Webhook>,
+}
+
+/// Why a scripted change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    #[error("job {0} not found")]
+    NotFound(Ulid),
+    #[error("job {0} is {1}, a terminal status: it never changes again")]
+    Terminal(Ulid, String),
+    #[error("job {0} is {1}: only queued and pending jobs can be cancelled")]
+    NotCancellable(Ulid, String),
+    #[error("job {0} is driven by the lifecycle engine, not by a script")]
+    NotScripted(Ulid),
+}
+
+pub struct Simulation {
+    cfg: LifecycleConfig,
+    rng: ChaCha8Rng,
+    jobs: VecDeque<SimJob>,
+    events: BinaryHeap<Reverse<(UnixMillis, u64, EventKind, Ulid)>>,
+    event_seq: u64,
+    /// Jobs eligible for pickup, first come first served.
+    ready: VecDeque<Ulid>,
+    busy_workers: u32,
+    next_arrival: Option<UnixMillis>,
+    now: UnixMillis,
+    retention_ms: i64,
+    last_trim: UnixMillis,
+    templates: Vec<String>,
+    /// Jobs with a webhook that reached a terminal status since the last drain.
+    webhook_due: Vec<Ulid>,
+}
+
+impl Simulation {
+    /// A farm with no jobs at `now`. Arrivals start right away.
+    pub fn new(cfg: LifecycleConfig, seed: u64, now: UnixMillis) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let templates = (0..8)
+            .map(|_| Ulid::from_parts(now.max(0) as u64 - 86_400_000 * 30, rng.gen()).to_string())
+            .collect();
+        let mut sim = Self {
+            cfg,
+            rng,
+            jobs: VecDeque::new(),
+            events: BinaryHeap::new(),
+            event_seq: 0,
+            ready: VecDeque::new(),
+            busy_workers: 0,
+            next_arrival: None,
+            now,
+            retention_ms: 7 * 86_400_000,
+            last_trim: now,
+            templates,
+            webhook_due: Vec::new(),
+        };
+        sim.next_arrival = sim.draw_next_arrival(now);
+        sim
+    }
+
+    /// Jobs created longer ago than this and terminal are dropped, so a
+    /// long-running simulator's memory stays bounded.
+    pub fn set_retention(&mut self, retention: Duration) {
+        self.retention_ms = retention.as_millis().min(i64::MAX as u128) as i64;
+    }
+
+    pub fn config(&self) -> &LifecycleConfig {
+        &self.cfg
+    }
+
+    pub fn now(&self) -> UnixMillis {
+        self.now
+    }
+
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// The index of a template id, adding it if there is room (256 templates).
+    pub fn template_index(&mut self, id: &str) -> Option<u8> {
+        if let Some(i) = self.templates.iter().position(|t| t == id) {
+            return u8::try_from(i).ok();
+        }
+        let i = u8::try_from(self.templates.len()).ok()?;
+        self.templates.push(id.to_owned());
+        Some(i)
+    }
+
+    pub fn templates(&self) -> &[String] {
+        &self.templates
+    }
+
+    pub fn template_id(&self, idx: u8) -> Option<&str> {
+        self.templates.get(idx as usize).map(String::as_str)
+    }
+
+    /// All jobs, oldest first.
+    pub fn jobs(&self) -> &VecDeque<SimJob> {
+        &self.jobs
+    }
+
+    pub fn job(&self, id: Ulid) -> Option<&SimJob> {
+        self.position(id).map(|i| &self.jobs[i])
+    }
+
+    fn position(&self, id: Ulid) -> Option<usize> {
+        let i = self.jobs.partition_point(|j| j.id < id);
+        (i < self.jobs.len() && self.jobs[i].id == id).then_some(i)
+    }
+
+    fn job_mut(&mut self, id: Ulid) -> Option<&mut SimJob> {
+        self.position(id).map(move |i| &mut self.jobs[i])
+    }
+
+    /// Index range of jobs created within `[from, to]` (either bound optional,
+    /// both inclusive), for the listing code.
+    pub fn created_range(
+        &self,
+        from: Option<UnixMillis>,
+        to: Option<UnixMillis>,
+    ) -> (usize, usize) {
+        let lo = from.map_or(0, |f| self.jobs.partition_point(|j| j.created_at < f));
+        let hi = to.map_or(self.jobs.len(), |t| {
+            self.jobs.partition_point(|j| j.created_at <= t)
+        });
+        (lo, hi.max(lo))
+    }
+
+    /// Ids of jobs with a webhook that became terminal since the last call.
+    pub fn take_webhooks_due(&mut self) -> Vec<Ulid> {
+        std::mem::take(&mut self.webhook_due)
+    }
+
+    fn draw_next_arrival(&mut self, after: UnixMillis) -> Option<UnixMillis> {
+        let per_ms = self.cfg.arrivals_per_minute / 60_000.0;
+        if per_ms <= 0.0 {
+            return None;
+        }
+        let gap = Exp::new(per_ms).ok()?.sample(&mut self.rng);
+        Some(after + gap.ceil().max(1.0) as i64)
+    }
+
+    fn schedule(&mut self, at: UnixMillis, kind: EventKind, id: Ulid) {
+        self.event_seq += 1;
+        self.events.push(Reverse((at, self.event_seq, kind, id)));
+    }
+
+    fn draw_render_ms(&mut self) -> u32 {
+        let median = self.cfg.render_median.as_millis() as f64;
+        let ms = if self.cfg.render_spread == 0.0 {
+            median
+        } else {
+            LogNormal::new(median.ln(), self.cfg.render_spread)
+                .map(|d| d.sample(&mut self.rng))
+                .unwrap_or(median)
+        };
+        // Bounded so one freak draw does not occupy a worker for days.
+        ms.clamp(1_000.0, median * 20.0).min(u32::MAX as f64) as u32
+    }
+
+    fn draw_pickup_ms(&mut self) -> i64 {
+        let mean = self.cfg.pickup_delay.as_millis() as f64;
+        if mean == 0.0 {
+            return 0;
+        }
+        Exp::new(1.0 / mean)
+            .map(|d| d.sample(&mut self.rng))
+            .unwrap_or(mean)
+            .min(mean * 20.0) as i64
+    }
+
+    fn draw_fate(&mut self) -> Fate {
+        if self.rng.gen_bool(self.cfg.error_ratio) {
+            Fate::FailAt(self.rng.gen_range(1..1000))
+        } else {
+            Fate::Finish
+        }
+    }
+
+    fn mint_id(&mut self, created_at: UnixMillis) -> Ulid {
+        loop {
+            let id = Ulid::from_parts(created_at.max(0) as u64, self.rng.gen());
+            if self.position(id).is_none() {
+                return id;
+            }
+        }
+    }
+
+    fn insert(&mut self, job: SimJob) {
+        match self.jobs.back() {
+            Some(last) if last.id > job.id => {
+                let i = self.jobs.partition_point(|j| j.id < job.id);
+                self.jobs.insert(i, job);
+            }
+            _ => self.jobs.push_back(job),
+        }
+    }
+
+    fn blank_job(&mut self, created_at: UnixMillis, status: JobStatus) -> SimJob {
+        let template =
+            (!self.rng.gen_bool(0.1)).then(|| self.rng.gen_range(0..self.templates.len() as u8));
+        let tags = self.rng.gen_range(0..16u8);
+        let total_assets = self.rng.gen_range(1..30);
+        SimJob {
+            id: self.mint_id(created_at),
+            status,
+            created_at,
+            updated_at: created_at,
+            started_at: None,
+            ended_at: None,
+            render_ms: 0,
+            fate: Fate::Finish,
+            driver: Driver::Engine,
+            template,
+            total_assets,
+            tags,
+            error: None,
+            webhook: None,
+            family: None,
+        }
+    }
+
+    /// Creates a job through the engine at the current time, as `POST /jobs`
+    /// does. Returns the parent's id and its children's ids.
+    pub fn create_job(&mut self, req: NewJob) -> (Ulid, Vec<Ulid>) {
+        let now = self.now;
+        let status = if req.children > 0 {
+            JobStatus::Pending
+        } else {
+            JobStatus::Queued
+        };
+        let mut job = self.blank_job(now, status);
+        if req.template.is_some() {
+            job.template = req.template;
+        }
+        job.tags = req.tags;
+        job.total_assets = req.total_assets.max(1);
+        job.webhook = req.webhook.map(Box::new);
+        job.render_ms = self.draw_render_ms();
+        job.fate = self.draw_fate();
+        let parent_id = job.id;
+        let mut children = Vec::new();
+        if req.children > 0 {
+            job.family = Some(Box::new(Family {
+                parent: None,
+                children_left: req.children,
+                child_failed: false,
+            }));
+        }
+        let cancels = self.rng.gen_bool(self.cfg.cancel_ratio);
+        self.insert(job);
+        for _ in 0..req.children {
+            let mut child = self.blank_job(now, JobStatus::Queued);
+            child.tags = req.tags;
+            child.render_ms = self.draw_render_ms();
+            child.fate = self.draw_fate();
+            child.family = Some(Box::new(Family {
+                parent: Some(parent_id),
+                children_left: 0,
+                child_failed: false,
+            }));
+            let cid = child.id;
+            self.insert(child);
+            let at = now + self.draw_pickup_ms();
+            self.schedule(at, EventKind::Eligible, cid);
+            children.push(cid);
+        }
+        if req.children == 0 {
+            let at = now + self.draw_pickup_ms();
+            self.schedule(at, EventKind::Eligible, parent_id);
+        }
+        if cancels {
+            let within = self.cfg.cancel_within.as_millis().max(1) as i64;
+            let at = now + self.rng.gen_range(0..within);
+            self.schedule(at, EventKind::Cancel, parent_id);
+        }
+        (parent_id, children)
+    }
+
+    fn arrive(&mut self) {
+        let count = if self.rng.gen_bool(self.cfg.burst_probability) {
+            let [lo, hi] = self.cfg.burst_size;
+            self.rng.gen_range(lo..=hi)
+        } else {
+            1
+        };
+        for _ in 0..count {
+            let children = if self.rng.gen_bool(self.cfg.nested_ratio) {
+                self.rng.gen_range(1..=self.cfg.max_children)
+            } else {
+                0
+            };
+            let tags = self.rng.gen_range(0..16u8);
+            let total_assets = self.rng.gen_range(1..30);
+            self.create_job(NewJob {
+                template: None,
+                children,
+                tags,
+                total_assets,
+                webhook: None,
+            });
+        }
+    }
+
+    /// Moves the farm forward to `t`, processing every arrival and event due
+    /// by then in time order. A `t` in the past is ignored.
+    pub fn advance_to(&mut self, t: UnixMillis) {
+        loop {
+            let next_event = self.events.peek().map(|Reverse((at, ..))| *at);
+            let next = match (self.next_arrival, next_event) {
+                (Some(a), Some(e)) => a.min(e),
+                (Some(a), None) => a,
+                (None, Some(e)) => e,
+                (None, None) => break,
+            };
+            if next > t {
+                break;
+            }
+            self.now = self.now.max(next);
+            if Some(next) == self.next_arrival && next_event.is_none_or(|e| next <= e) {
+                self.arrive();
+                self.next_arrival = self.draw_next_arrival(next);
+                continue;
+            }
+            if let Some(Reverse((_, _, kind, id))) = self.events.pop() {
+                self.handle(kind, id);
+            }
+        }
+        self.now = self.now.max(t);
+        self.trim();
+    }
+
+    fn handle(&mut self, kind: EventKind, id: Ulid) {
+        let now = self.now;
+        let Some(job) = self.job_mut(id) else { return };
+        match kind {
+            EventKind::Eligible => {
+                if job.status == JobStatus::Queued {
+                    self.ready.push_back(id);
+                    self.dispatch();
+                }
+            }
+            EventKind::Cancel => {
+                if matches!(job.status, JobStatus::Queued | JobStatus::Pending) {
+                    let children_pending = job.family.as_ref().is_some_and(|f| f.children_left > 0);
+                    self.end(
+                        id,
+                        JobStatus::ManuallyCancelled,
+                        Some("Job was manually cancelled"),
+                    );
+                    if children_pending {
+                        self.cancel_children(id, now);
+                    }
+                }
+            }
+            EventKind::RenderEnd => {
+                if job.status != JobStatus::Rendering {
+                    return;
+                }
+                let (status, err) = match job.fate {
+                    Fate::Finish => (JobStatus::Finished, None),
+                    Fate::FailAt(_) => {
+                        let e = ERRORS[self.rng.gen_range(0..ERRORS.len())];
+                        (JobStatus::Error, Some(e))
+                    }
+                };
+                self.busy_workers = self.busy_workers.saturating_sub(1);
+                self.end(id, status, err);
+                self.dispatch();
+            }
+        }
+    }
+
+    fn cancel_children(&mut self, parent: Ulid, _now: UnixMillis) {
+        let ids: Vec<Ulid> = self
+            .jobs
+            .iter()
+            .filter(|j| {
+                j.family.as_ref().and_then(|f| f.parent) == Some(parent)
+                    && matches!(j.status, JobStatus::Queued | JobStatus::Pending)
+            })
+            .map(|j| j.id)
+            .collect();
+        for id in ids {
+            self.end(
+                id,
+                JobStatus::ManuallyCancelled,
+                Some("Parent job was manually cancelled"),
+            );
+        }
+    }
+
+    /// Starts queued jobs while workers are free.
+    fn dispatch(&mut self) {
+        let now = self.now;
+        while self.busy_workers < self.cfg.workers {
+            let Some(id) = self.ready.pop_front() else {
+                break;
+            };
+            let Some(job) = self.job_mut(id) else {
+                continue;
+            };
+            if job.status != JobStatus::Queued {
+                continue; // cancelled while waiting
+            }
+            job.status = JobStatus::Rendering;
+            job.started_at = Some(now);
+            job.updated_at = now;
+            let run = match job.fate {
+                Fate::Finish => i64::from(job.render_ms),
+                Fate::FailAt(p) => (i64::from(job.render_ms) * i64::from(p) / 1000).max(1),
+            };
+            self.busy_workers += 1;
+            self.schedule(now + run, EventKind::RenderEnd, id);
+        }
+    }
+
+    /// Puts a job into a terminal status and tells its parent.
+    fn end(&mut self, id: Ulid, status: JobStatus, error: Option<&str>) {
+        let now = self.now;
+        let Some(job) = self.job_mut(id) else { return };
+        job.status = status.clone();
+        job.ended_at = Some(now);
+        job.updated_at = now;
+        job.error = error.map(Into::into);
+        let parent = job.family.as_ref().and_then(|f| f.parent);
+        if job.webhook.is_some() {
+            self.webhook_due.push(id);
+        }
+        let Some(pid) = parent else { return };
+        let pickup = self.draw_pickup_ms();
+        let Some(p) = self.job_mut(pid) else { return };
+        let Some(fam) = p.family.as_mut() else { return };
+        fam.children_left = fam.children_left.saturating_sub(1);
+        fam.child_failed |= status != JobStatus::Finished;
+        if fam.children_left > 0 || p.status != JobStatus::Pending {
+            return;
+        }
+        if fam.child_failed {
+            self.end(
+                pid,
+                JobStatus::Error,
+                Some("A nested child job did not finish"),
+            );
+        } else {
+            p.status = JobStatus::Queued;
+            p.updated_at = now;
+            self.schedule(now + pickup, EventKind::Eligible, pid);
+        }
+    }
+
+    /// Drops terminal jobs created before the retention cutoff. Jobs that
+    /// never ended stay whatever their age, as on the real service. Runs at
+    /// most once a simulated minute, since it walks the whole store.
+    fn trim(&mut self) {
+        let cutoff = self.now.saturating_sub(self.retention_ms);
+        if self.now - self.last_trim < 60_000
+            || self.jobs.front().is_none_or(|j| j.created_at >= cutoff)
+        {
+            return;
+        }
+        self.last_trim = self.now;
+        self.jobs
+            .retain(|j| !(j.created_at < cutoff && j.status.is_terminal()));
+    }
+
+    /// Fills `[now - span, now - margin]` with `count` jobs that already
+    /// ended, as if the farm had been running. Used for the demo and for
+    /// scale tests; `margin` keeps every job's end in the past.
+    pub fn prefill(&mut self, count: usize, span: Duration) {
+        if count == 0 {
+            return;
+        }
+        let now = self.now;
+        let span_ms = span.as_millis() as i64;
+        let margin = (span_ms / 10).clamp(1, 3_600_000);
+        let start = now - span_ms;
+        let width = (span_ms - margin).max(1);
+        let step = width as f64 / count as f64;
+        let mut batch = Vec::with_capacity(count);
+        for i in 0..count {
+            let created = start + (i as f64 * step + self.rng.gen_range(0.0..step.max(1.0))) as i64;
+            let created = created.min(now - margin);
+            let mut job = self.blank_job(created, JobStatus::Queued);
+            let room = (now - created).max(2);
+            if self.rng.gen_bool(self.cfg.cancel_ratio) {
+                let at = created
+                    + self
+                        .rng
+                        .gen_range(0..room.min(self.cfg.cancel_within.as_millis().max(1) as i64));
+                job.status = JobStatus::ManuallyCancelled;
+                job.ended_at = Some(at);
+                job.updated_at = at;
+                job.error = Some("Job was manually cancelled".into());
+            } else {
+                let wait = self.draw_pickup_ms().min(room / 2);
+                let started = created + wait;
+                let render = i64::from(self.draw_render_ms()).min(now - started).max(1);
+                job.render_ms = render as u32;
+                job.started_at = Some(started);
+                job.fate = self.draw_fate();
+                let (status, end) = match job.fate {
+                    Fate::Finish => (JobStatus::Finished, started + render),
+                    Fate::FailAt(p) => (JobStatus::Error, started + render * i64::from(p) / 1000),
+                };
+                if status == JobStatus::Error {
+                    job.error = Some(ERRORS[self.rng.gen_range(0..ERRORS.len())].into());
+                }
+                job.status = status;
+                job.ended_at = Some(end);
+                job.updated_at = end;
+            }
+            batch.push(job);
+        }
+        batch.sort_by_key(|j| j.id);
+        if self.jobs.is_empty() {
+            self.jobs = batch.into();
+        } else {
+            for j in batch {
+                self.insert(j);
+            }
+        }
+    }
+
+    /// Puts a hand-made job into the store. The engine never moves it; the
+    /// script does, with [`Simulation::script_status`].
+    pub fn insert_scripted(&mut self, s: ScriptedJob) -> Ulid {
+        let mut job = self.blank_job(s.created_at, s.status);
+        job.driver = Driver::Script;
+        job.started_at = s.started_at;
+        job.ended_at = s.ended_at;
+        job.updated_at = s.ended_at.or(s.started_at).unwrap_or(s.created_at);
+        job.error = s.error.map(Into::into);
+        if let (Some(st), Some(en)) = (job.started_at, job.ended_at) {
+            job.render_ms = (en - st).clamp(0, u32::MAX as i64) as u32;
+        }
+        let id = job.id;
+        self.insert(job);
+        id
+    }
+
+    /// Moves a scripted job to `status` at time `at`, setting its timestamps
+    /// the way the API would: `startedAt` when it starts rendering,
+    /// `finishedAt` or `errorAt` when it ends. Terminal jobs never change.
+    pub fn script_status(
+        &mut self,
+        id: Ulid,
+        status: JobStatus,
+        at: UnixMillis,
+    ) -> Result<(), ChangeError> {
+        let job = self.job_mut(id).ok_or(ChangeError::NotFound(id))?;
+        if job.driver != Driver::Script {
+            return Err(ChangeError::NotScripted(id));
+        }
+        if job.status.is_terminal() {
+            return Err(ChangeError::Terminal(id, job.status.to_string()));
+        }
+        job.updated_at = at;
+        match &status {
+            JobStatus::Finished | JobStatus::Error => {
+                let started = *job.started_at.get_or_insert(at);
+                job.ended_at = Some(at);
+                job.render_ms = (at - started).clamp(0, u32::MAX as i64) as u32;
+                if status == JobStatus::Error {
+                    job.error = Some(ERRORS[0].into());
+                }
+            }
+            JobStatus::ManuallyCancelled => {
+                job.ended_at = Some(at);
+                job.error = Some("Job was manually cancelled".into());
+            }
+            JobStatus::Queued | JobStatus::Pending => {}
+            JobStatus::Rendering | JobStatus::Other(_) => {
+                job.started_at.get_or_insert(at);
+            }
+        }
+        job.status = status;
+        if job.status.is_terminal() && job.webhook.is_some() {
+            self.webhook_due.push(id);
+        }
+        Ok(())
+    }
+
+    /// Cancels a queued or pending job now (`PATCH /jobs/{id}/cancel`).
+    pub fn cancel(&mut self, id: Ulid) -> Result<(), ChangeError> {
+        let job = self.job(id).ok_or(ChangeError::NotFound(id))?;
+        if !matches!(job.status, JobStatus::Queued | JobStatus::Pending) {
+            return Err(ChangeError::NotCancellable(id, job.status.to_string()));
+        }
+        let children = job.family.as_ref().is_some_and(|f| f.children_left > 0);
+        let now = self.now;
+        self.end(
+            id,
+            JobStatus::ManuallyCancelled,
+            Some("Job was manually cancelled"),
+        );
+        if children {
+            self.cancel_children(id, now);
+        }
+        Ok(())
+    }
+
+    /// Jobs per status, for the simulator's own status line and tests.
+    pub fn counts(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for j in &self.jobs {
+            *m.entry(j.status.to_string()).or_insert(0) += 1;
+        }
+        m
+    }
+
+    pub fn busy_workers(&self) -> u32 {
+        self.busy_workers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: UnixMillis = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+    const HOUR: i64 = 3_600_000;
+
+    fn run(cfg: LifecycleConfig, seed: u64, hours: i64) -> Simulation {
+        let mut sim = Simulation::new(cfg, seed, T0);
+        for m in 0..hours * 60 {
+            sim.advance_to(T0 + m * 60_000);
+        }
+        sim
+    }
+
+    fn check_invariants(sim: &Simulation) {
+        for j in sim.jobs() {
+            let created = j.created_at;
+            assert_eq!(
+                j.id.timestamp_ms() as i64,
+                created,
+                "ULID time is createdAt"
+            );
+            if let Some(s) = j.started_at {
+                assert!(created <= s, "created <= started for {}", j.id);
+            }
+            if let Some(e) = j.ended_at {
+                assert!(
+                    j.started_at.unwrap_or(created) <= e,
+                    "started <= ended for {}",
+                    j.id
+                );
+                assert!(j.status.is_terminal());
+            }
+            match j.status {
+                JobStatus::Finished => {
+                    let d = j
+                        .render_duration_seconds()
+                        .expect("finished has a duration");
+                    let expect = (j.finished_at().unwrap() - j.started_at.unwrap()) as f64 / 1000.0;
+                    assert!((d - expect).abs() < 0.001);
+                    assert!(j.error.is_none());
+                }
+                JobStatus::Error => {
+                    assert!(j.error.is_some() && j.render_duration_seconds().is_none())
+                }
+                JobStatus::ManuallyCancelled => assert!(j.started_at.is_none()),
+                JobStatus::Rendering => assert!(j.started_at.is_some() && j.ended_at.is_none()),
+                _ => assert!(j.ended_at.is_none()),
+            }
+            assert!(j.updated_at >= created && j.updated_at <= sim.now());
+        }
+    }
+
+    #[test]
+    fn every_job_keeps_its_timestamps_in_order_over_a_simulated_day() {
+        let sim = run(LifecycleConfig::lively(), 7, 24);
+        assert!(sim.len() > 10_000, "lively farm made {} jobs", sim.len());
+        check_invariants(&sim);
+        let counts = sim.counts();
+        for s in ["finished", "error", "manually_cancelled"] {
+            assert!(counts.get(s).copied().unwrap_or(0) > 0, "{s} in {counts:?}");
+        }
+    }
+
+    #[test]
+    fn terminal_jobs_never_change_again() {
+        let mut sim = Simulation::new(LifecycleConfig::lively(), 3, T0);
+        sim.advance_to(T0 + HOUR);
+        let terminal: Vec<SimJob> = sim
+            .jobs()
+            .iter()
+            .filter(|j| j.status.is_terminal())
+            .cloned()
+            .collect();
+        assert!(!terminal.is_empty());
+        sim.advance_to(T0 + 3 * HOUR);
+        for before in terminal {
+            assert_eq!(sim.job(before.id), Some(&before));
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_farm() {
+        let a = run(LifecycleConfig::default(), 42, 6);
+        let b = run(LifecycleConfig::default(), 42, 6);
+        assert_eq!(a.jobs(), b.jobs());
+        let c = run(LifecycleConfig::default(), 43, 6);
+        assert_ne!(a.jobs(), c.jobs());
+    }
+
+    #[test]
+    fn workers_bound_how_many_jobs_render_at_once_and_a_backlog_drains() {
+        let cfg = LifecycleConfig {
+            arrivals_per_minute: 0.0,
+            workers: 3,
+            render_median: Duration::from_secs(60),
+            render_spread: 0.0,
+            error_ratio: 0.0,
+            cancel_ratio: 0.0,
+            nested_ratio: 0.0,
+            pickup_delay: Duration::ZERO,
+            ..LifecycleConfig::default()
+        };
+        let mut sim = Simulation::new(cfg, 1, T0);
+        for _ in 0..10 {
+            sim.create_job(NewJob::default());
+        }
+        sim.advance_to(T0 + 1);
+        let c = sim.counts();
+        assert_eq!(c.get("render:dorender"), Some(&3));
+        assert_eq!(c.get("queued"), Some(&7));
+        sim.advance_to(T0 + 61_000);
+        assert_eq!(sim.counts().get("finished"), Some(&3));
+        sim.advance_to(T0 + 10 * 60_000);
+        assert_eq!(sim.counts().get("finished"), Some(&10));
+        // Queue wait grew for later jobs: the last started 3 minutes in.
+        let last_start = sim
+            .jobs()
+            .iter()
+            .filter_map(|j| j.started_at)
+            .max()
+            .unwrap();
+        assert_eq!(last_start, T0 + 180_000);
+        check_invariants(&sim);
+    }
+
+    #[test]
+    fn a_parent_waits_pending_until_its_children_finish() {
+        let cfg = LifecycleConfig {
+            arrivals_per_minute: 0.0,
+            error_ratio: 0.0,
+            cancel_ratio: 0.0,
+            render_spread: 0.0,
+            ..LifecycleConfig::default()
+        };
+        let mut sim = Simulation::new(cfg, 1, T0);
+        let (parent, kids) = sim.create_job(NewJob {
+            children: 2,
+            ..NewJob::default()
+        });
+        assert_eq!(kids.len(), 2);
+        assert_eq!(sim.job(parent).unwrap().status, JobStatus::Pending);
+        sim.advance_to(T0 + 60_000);
+        assert_eq!(sim.job(parent).unwrap().status, JobStatus::Pending);
+        sim.advance_to(T0 + HOUR);
+        for k in &kids {
+            assert_eq!(sim.job(*k).unwrap().status, JobStatus::Finished);
+        }
+        let p = sim.job(parent).unwrap();
+        assert_eq!(p.status, JobStatus::Finished);
+        assert!(p.started_at.unwrap() >= sim.job(kids[0]).unwrap().ended_at.unwrap());
+    }
+
+    #[test]
+    fn error_and_cancel_ratios_show_in_a_large_sample() {
+        let sim = run(
+            LifecycleConfig {
+                error_ratio: 0.2,
+                cancel_ratio: 0.1,
+                nested_ratio: 0.0,
+                ..LifecycleConfig::lively()
+            },
+            11,
+            12,
+        );
+        let c = sim.counts();
+        let total: usize = c.values().sum();
+        let err = c["error"] as f64 / total as f64;
+        let can = c["manually_cancelled"] as f64 / total as f64;
+        assert!((0.12..0.25).contains(&err), "error share {err}");
+        assert!((0.04..0.12).contains(&can), "cancel share {can}");
+    }
+
+    #[test]
+    fn prefill_puts_a_million_ended_jobs_in_order() {
+        let mut sim = Simulation::new(LifecycleConfig::default(), 5, T0);
+        sim.prefill(1_000_000, Duration::from_secs(86_400));
+        assert_eq!(sim.len(), 1_000_000);
+        assert!(sim
+            .jobs()
+            .iter()
+            .zip(sim.jobs().iter().skip(1))
+            .all(|(a, b)| a.id < b.id));
+        assert!(sim.jobs().front().unwrap().created_at >= T0 - 86_400_000);
+        assert!(sim
+            .jobs()
+            .iter()
+            .all(|j| j.status.is_terminal() && j.ended_at.unwrap() <= T0));
+    }
+
+    #[test]
+    fn scripted_jobs_move_only_when_told_and_terminal_ones_refuse() {
+        let mut sim = Simulation::new(
+            LifecycleConfig {
+                arrivals_per_minute: 0.0,
+                ..Default::default()
+            },
+            1,
+            T0,
+        );
+        let id = sim.insert_scripted(ScriptedJob::queued(T0 - 25 * HOUR));
+        sim.advance_to(T0 + HOUR);
+        assert_eq!(sim.job(id).unwrap().status, JobStatus::Queued);
+        sim.script_status(id, JobStatus::Rendering, T0 + HOUR)
+            .unwrap();
+        sim.script_status(id, JobStatus::Finished, T0 + HOUR + 90_500)
+            .unwrap();
+        assert_eq!(sim.job(id).unwrap().render_duration_seconds(), Some(90.5));
+        let err = sim
+            .script_status(id, JobStatus::Error, T0 + 2 * HOUR)
+            .unwrap_err();
+        assert!(matches!(err, ChangeError::Terminal(..)));
+        // Inserted in the past, it still sorts by creation time.
+        assert_eq!(sim.jobs().front().unwrap().id, id);
+    }
+
+    #[test]
+    fn retention_drops_old_terminal_jobs_and_keeps_stuck_ones() {
+        let mut sim = Simulation::new(LifecycleConfig::lively(), 2, T0);
+        sim.set_retention(Duration::from_secs(2 * 3600));
+        let stuck = sim.insert_scripted(ScriptedJob::queued(T0));
+        for h in 1..=6 {
+            sim.advance_to(T0 + h * HOUR);
+        }
+        assert!(sim.job(stuck).is_some(), "a job that never ended is kept");
+        // Trimming runs once a simulated minute: allow one minute of slack.
+        let cutoff = sim.now() - 2 * HOUR - 60_000;
+        assert!(sim
+            .jobs()
+            .iter()
+            .all(|j| j.created_at >= cutoff || !j.status.is_terminal()));
+    }
+}
