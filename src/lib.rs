@@ -1,7 +1,11 @@
 //! nexrender-exporter: a Prometheus exporter for Nexrender Cloud render jobs,
 //! and the API simulator it is built, tested and demonstrated against.
 
+pub mod api;
 pub mod clock;
+pub mod config;
+pub mod secret;
 pub mod simulator;
 pub mod status;
 pub mod timefmt;
+pub mod tracker;

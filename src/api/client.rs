@@ -1,0 +1,420 @@
+//! HTTP calls to the API. One request, one outcome: the caller decides
+//! whether a failure ends the poll (retries belong to a layer above).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::StatusCode;
+
+use super::job::{parse_job, parse_page, ApiJob, JobId, Page};
+use crate::clock::UnixMillis;
+use crate::secret::Secret;
+use crate::timefmt::format_millis;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    ListJobs,
+    GetJob,
+}
+
+impl Endpoint {
+    pub fn label(self) -> &'static str {
+        match self {
+            Endpoint::ListJobs => "list_jobs",
+            Endpoint::GetJob => "get_job",
+        }
+    }
+}
+
+/// Told about every HTTP call (the metrics layer implements it).
+pub trait RequestObserver: Send + Sync {
+    /// `code` is the HTTP status, or `timeout`, `connect`, `decode`,
+    /// `too_large` or `error` when there was no usable answer.
+    fn request_done(&self, endpoint: Endpoint, code: &str, elapsed: Duration);
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    #[error("{endpoint}: no answer within {timeout:?}")]
+    Timeout {
+        endpoint: &'static str,
+        timeout: Duration,
+    },
+    #[error("{endpoint}: cannot connect to the API: {detail}")]
+    Connect {
+        endpoint: &'static str,
+        detail: String,
+    },
+    #[error("{endpoint}: the API refused the token (HTTP {code}); check the account's token or token_file")]
+    Unauthorized { endpoint: &'static str, code: u16 },
+    #[error("{endpoint}: the API is rate limiting (HTTP 429{})", retry_after.map(|d| format!(", retry after {d:?}")).unwrap_or_default())]
+    RateLimited {
+        endpoint: &'static str,
+        retry_after: Option<Duration>,
+    },
+    #[error("{endpoint}: HTTP {code}: {message}")]
+    Status {
+        endpoint: &'static str,
+        code: u16,
+        message: String,
+    },
+    #[error("{endpoint}: the answer is not the JSON expected: {detail}")]
+    Decode {
+        endpoint: &'static str,
+        detail: String,
+    },
+    #[error("{endpoint}: the answer is larger than poll.max_response_bytes ({limit} bytes)")]
+    TooLarge { endpoint: &'static str, limit: u64 },
+    #[error("{endpoint}: {detail}")]
+    Transport {
+        endpoint: &'static str,
+        detail: String,
+    },
+}
+
+impl ApiError {
+    /// Low-cardinality reason for error metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::Timeout { .. } => "timeout",
+            ApiError::Connect { .. } => "connect",
+            ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Status { code, .. } if *code >= 500 => "server_error",
+            ApiError::Status { .. } => "client_error",
+            ApiError::Decode { .. } => "decode",
+            ApiError::TooLarge { .. } => "too_large",
+            ApiError::Transport { .. } => "transport",
+        }
+    }
+}
+
+/// One `GET /jobs` page request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListPageQuery {
+    pub minimal: bool,
+    pub from: usize,
+    pub limit: u32,
+    pub from_date: UnixMillis,
+    pub to_date: UnixMillis,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: String,
+    token: Secret,
+    timeout: Duration,
+    max_body: u64,
+    observer: Arc<dyn RequestObserver>,
+}
+
+/// A client for one account. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("base", &self.inner.base)
+            .field("token", &self.inner.token)
+            .finish()
+    }
+}
+
+impl ApiClient {
+    pub fn new(
+        base: &str,
+        token: Secret,
+        timeout: Duration,
+        max_body: u64,
+        observer: Arc<dyn RequestObserver>,
+    ) -> Result<Self, ApiError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("nexrender-exporter/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ApiError::Transport {
+                endpoint: "client",
+                detail: format!("cannot build the HTTP client: {e}"),
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                base: base.trim_end_matches('/').to_owned(),
+                token,
+                timeout,
+                max_body,
+                observer,
+            }),
+        })
+    }
+
+    pub fn list_url(&self, q: &ListPageQuery) -> String {
+        format!(
+            "{}/jobs?minimal={}&sort=oldest_first&from={}&limit={}&from_date={}&to_date={}",
+            self.inner.base,
+            q.minimal,
+            q.from,
+            q.limit,
+            format_millis(q.from_date),
+            format_millis(q.to_date)
+        )
+    }
+
+    /// `GET /jobs` for one page.
+    pub async fn list_jobs(&self, q: &ListPageQuery) -> Result<Page, ApiError> {
+        let ep = Endpoint::ListJobs;
+        let body = self.fetch(ep, &self.list_url(q)).await?;
+        let page = parse_page(&body.bytes);
+        self.report(ep, &body, page.is_ok());
+        page.map_err(|e| ApiError::Decode {
+            endpoint: ep.label(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// `GET /jobs/{id}`; `None` when the API says 404.
+    pub async fn get_job(&self, id: &JobId) -> Result<Option<ApiJob>, ApiError> {
+        let ep = Endpoint::GetJob;
+        let url = format!("{}/jobs/{}", self.inner.base, id);
+        let body = match self.fetch(ep, &url).await {
+            Ok(b) => b,
+            Err(ApiError::Status { code: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let job = parse_job(&body.bytes);
+        self.report(ep, &body, job.is_ok());
+        job.map(Some).map_err(|e| ApiError::Decode {
+            endpoint: ep.label(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Reports a 2xx call once its body is decoded: its status, or `decode`.
+    fn report(&self, ep: Endpoint, body: &Fetched, decoded: bool) {
+        let code = if decoded {
+            body.code.as_str()
+        } else {
+            "decode"
+        };
+        self.inner
+            .observer
+            .request_done(ep, code, body.started.elapsed());
+    }
+
+    /// Sends a GET and reads the whole 2xx body, bounded in size. Reports
+    /// the call to the observer, except a 2xx whose body will still be
+    /// decoded: that is reported by the caller (as its code or `decode`).
+    async fn fetch(&self, ep: Endpoint, url: &str) -> Result<Fetched, ApiError> {
+        let inner = &self.inner;
+        let started = Instant::now();
+        let done = |code: &str| inner.observer.request_done(ep, code, started.elapsed());
+        let resp = inner
+            .http
+            .get(url)
+            .bearer_auth(inner.token.expose())
+            .send()
+            .await
+            .map_err(|e| {
+                let err = transport_error(ep, &e, inner.timeout);
+                done(match &err {
+                    ApiError::Timeout { .. } => "timeout",
+                    ApiError::Connect { .. } => "connect",
+                    _ => "error",
+                });
+                err
+            })?;
+        let status = resp.status();
+        let code = status.as_u16().to_string();
+        if !status.is_success() {
+            let retry_after = parse_retry_after(resp.headers(), std::time::SystemTime::now());
+            let text = read_limited(resp, 4096).await.unwrap_or_default();
+            done(&code);
+            return Err(status_error(ep, status, retry_after, &text));
+        }
+        if resp.content_length().is_some_and(|l| l > inner.max_body) {
+            done("too_large");
+            return Err(ApiError::TooLarge {
+                endpoint: ep.label(),
+                limit: inner.max_body,
+            });
+        }
+        match read_limited(resp, inner.max_body).await {
+            Ok(bytes) => Ok(Fetched {
+                bytes,
+                code,
+                started,
+            }),
+            Err(ReadError::TooLarge) => {
+                done("too_large");
+                Err(ApiError::TooLarge {
+                    endpoint: ep.label(),
+                    limit: inner.max_body,
+                })
+            }
+            Err(ReadError::Transport(e)) => {
+                let err = transport_error(ep, &e, inner.timeout);
+                done(if matches!(err, ApiError::Timeout { .. }) {
+                    "timeout"
+                } else {
+                    "error"
+                });
+                Err(err)
+            }
+        }
+    }
+}
+
+struct Fetched {
+    bytes: Vec<u8>,
+    code: String,
+    started: Instant,
+}
+
+enum ReadError {
+    TooLarge,
+    Transport(reqwest::Error),
+}
+
+async fn read_limited(mut resp: reqwest::Response, limit: u64) -> Result<Vec<u8>, ReadError> {
+    let mut out = Vec::with_capacity(resp.content_length().unwrap_or(0).min(limit) as usize);
+    while let Some(chunk) = resp.chunk().await.map_err(ReadError::Transport)? {
+        if (out.len() + chunk.len()) as u64 > limit {
+            return Err(ReadError::TooLarge);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+fn transport_error(ep: Endpoint, e: &reqwest::Error, timeout: Duration) -> ApiError {
+    let endpoint = ep.label();
+    // The URL in reqwest's message has no secret in it (the token travels
+    // in a header), but keep only the error chain, not the URL.
+    let mut detail = String::new();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = src {
+        if !detail.is_empty() {
+            detail.push_str(": ");
+        }
+        detail.push_str(&s.to_string());
+        src = s.source();
+    }
+    if detail.is_empty() {
+        detail = e.without_url_string();
+    }
+    if e.is_timeout() {
+        ApiError::Timeout { endpoint, timeout }
+    } else if e.is_connect() {
+        ApiError::Connect { endpoint, detail }
+    } else if e.is_body() || e.is_decode() {
+        ApiError::Transport {
+            endpoint,
+            detail: format!("the answer broke off: {detail}"),
+        }
+    } else {
+        ApiError::Transport { endpoint, detail }
+    }
+}
+
+trait WithoutUrl {
+    fn without_url_string(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_string(&self) -> String {
+        let mut e = self.to_string();
+        if let Some(u) = self.url() {
+            e = e.replace(u.as_str(), "");
+        }
+        e
+    }
+}
+
+fn status_error(
+    ep: Endpoint,
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> ApiError {
+    let endpoint = ep.label();
+    let code = status.as_u16();
+    match code {
+        401 | 403 => ApiError::Unauthorized { endpoint, code },
+        429 => ApiError::RateLimited {
+            endpoint,
+            retry_after,
+        },
+        _ => {
+            // The API's error bodies are {"error": "..."}; keep it short.
+            let message = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+            let message: String = message.chars().take(200).collect();
+            ApiError::Status {
+                endpoint,
+                code,
+                message,
+            }
+        }
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date, relative to `now`.
+pub fn parse_retry_after(headers: &HeaderMap, now: std::time::SystemTime) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_a_date() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        assert_eq!(parse_retry_after(&h, now), Some(Duration::from_secs(5)));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Thu, 01 Jan 2026 00:02:00 GMT"),
+        );
+        assert_eq!(parse_retry_after(&h, now), Some(Duration::from_secs(120)));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 31 Dec 2025 00:00:00 GMT"),
+        );
+        assert_eq!(parse_retry_after(&h, now), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(parse_retry_after(&h, now), None);
+    }
+
+    #[test]
+    fn error_bodies_become_short_messages() {
+        let e = status_error(
+            Endpoint::ListJobs,
+            StatusCode::BAD_REQUEST,
+            None,
+            br#"{"error":"limit must be..."}"#,
+        );
+        assert_eq!(e.to_string(), "list_jobs: HTTP 400: limit must be...");
+        assert_eq!(e.reason(), "client_error");
+        let e = status_error(Endpoint::GetJob, StatusCode::BAD_GATEWAY, None, b"<html>");
+        assert_eq!(e.to_string(), "get_job: HTTP 502: Bad Gateway");
+        assert_eq!(
+            status_error(Endpoint::GetJob, StatusCode::UNAUTHORIZED, None, b"").reason(),
+            "unauthorized"
+        );
+    }
+}

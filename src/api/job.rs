@@ -1,0 +1,489 @@
+//! Jobs as the API sends them, parsed leniently: the spec marks no field
+//! required and any may be null or of the wrong type. A job whose `id` or
+//! `status` is unusable is skipped (and counted by reason); a bad timestamp
+//! or duration becomes "unknown" rather than failing the page.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use ulid::Ulid;
+
+use crate::clock::UnixMillis;
+use crate::status::JobStatus;
+use crate::timefmt::parse_millis;
+
+/// A job id: a ULID as documented, or whatever string the API sent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum JobId {
+    Ulid(Ulid),
+    Other(Box<str>),
+}
+
+impl JobId {
+    pub fn parse(s: &str) -> JobId {
+        // Only the canonical (uppercase) form maps to a ULID, so the id we
+        // send back in `/jobs/{id}` is exactly the one we received.
+        match Ulid::from_string(s) {
+            Ok(u) if u.to_string() == s => JobId::Ulid(u),
+            _ => JobId::Other(s.into()),
+        }
+    }
+
+    /// Creation time encoded in a ULID id.
+    pub fn created_hint(&self) -> Option<UnixMillis> {
+        match self {
+            JobId::Ulid(u) => i64::try_from(u.timestamp_ms()).ok(),
+            JobId::Other(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobId::Ulid(u) => write!(f, "{u}"),
+            JobId::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// One job, with what the exporter uses of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiJob {
+    pub id: JobId,
+    pub status: JobStatus,
+    pub created_at: Option<UnixMillis>,
+    pub started_at: Option<UnixMillis>,
+    pub finished_at: Option<UnixMillis>,
+    pub error_at: Option<UnixMillis>,
+    /// `stats.renderDuration`, seconds; only finite, non-negative values.
+    pub render_duration: Option<f64>,
+}
+
+/// Why a job in a page was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SkipReason {
+    NotAnObject,
+    MissingId,
+    MissingStatus,
+    DuplicateId,
+}
+
+impl SkipReason {
+    /// Low-cardinality label for `nexrender_exporter_jobs_skipped_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            SkipReason::NotAnObject => "not_an_object",
+            SkipReason::MissingId => "missing_id",
+            SkipReason::MissingStatus => "missing_status",
+            SkipReason::DuplicateId => "duplicate_id",
+        }
+    }
+}
+
+/// A decoded `GET /jobs` page.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Page {
+    pub jobs: Vec<ApiJob>,
+    /// Elements of the array, usable or not: the page is "full" when this
+    /// equals the limit, whatever was skipped.
+    pub raw_len: usize,
+    pub skipped: Vec<SkipReason>,
+}
+
+/// Body that is not the JSON we expect at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(String);
+
+/// Decodes a `GET /jobs` body: a JSON array of jobs.
+pub fn parse_page(body: &[u8]) -> Result<Page, DecodeError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let page = de
+        .deserialize_seq(PageVisitor)
+        .map_err(|e| DecodeError(format!("job list: {e}")))?;
+    de.end()
+        .map_err(|e| DecodeError(format!("job list: {e}")))?;
+    Ok(page)
+}
+
+/// Decodes a `GET /jobs/{id}` body. An object without a usable id or status
+/// is an error here: we asked for one job and did not get it.
+pub fn parse_job(body: &[u8]) -> Result<ApiJob, DecodeError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let raw = de
+        .deserialize_any(RawJobVisitor)
+        .map_err(|e| DecodeError(format!("job: {e}")))?;
+    de.end().map_err(|e| DecodeError(format!("job: {e}")))?;
+    raw.into_job()
+        .map_err(|r| DecodeError(format!("job: {}", r.label().replace('_', " "))))
+}
+
+#[derive(Default)]
+struct RawJob {
+    not_object: bool,
+    id: Option<String>,
+    status: Option<String>,
+    created_at: Option<UnixMillis>,
+    started_at: Option<UnixMillis>,
+    finished_at: Option<UnixMillis>,
+    error_at: Option<UnixMillis>,
+    render_duration: Option<f64>,
+}
+
+impl RawJob {
+    fn into_job(self) -> Result<ApiJob, SkipReason> {
+        if self.not_object {
+            return Err(SkipReason::NotAnObject);
+        }
+        let id = self
+            .id
+            .filter(|s| !s.is_empty())
+            .ok_or(SkipReason::MissingId)?;
+        let status = self
+            .status
+            .filter(|s| !s.is_empty())
+            .ok_or(SkipReason::MissingStatus)?;
+        Ok(ApiJob {
+            id: JobId::parse(&id),
+            status: JobStatus::parse(&status),
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            error_at: self.error_at,
+            render_duration: self.render_duration.filter(|d| d.is_finite() && *d >= 0.0),
+        })
+    }
+}
+
+struct PageVisitor;
+
+impl<'de> Visitor<'de> for PageVisitor {
+    type Value = Page;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON array of jobs")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Page, A::Error> {
+        let mut page = Page {
+            jobs: Vec::with_capacity(seq.size_hint().unwrap_or(0)),
+            ..Page::default()
+        };
+        while let Some(raw) = seq.next_element_seed(RawJobSeed)? {
+            page.raw_len += 1;
+            match raw.into_job() {
+                Ok(j) => page.jobs.push(j),
+                Err(r) => page.skipped.push(r),
+            }
+        }
+        Ok(page)
+    }
+}
+
+struct RawJobSeed;
+
+impl<'de> DeserializeSeed<'de> for RawJobSeed {
+    type Value = RawJob;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawJob, D::Error> {
+        d.deserialize_any(RawJobVisitor)
+    }
+}
+
+/// Accepts anything; only an object yields fields.
+struct RawJobVisitor;
+
+macro_rules! not_object {
+    ($($name:ident: $t:ty),*) => {
+        $(fn $name<E: de::Error>(self, _: $t) -> Result<RawJob, E> {
+            Ok(RawJob { not_object: true, ..RawJob::default() })
+        })*
+    };
+}
+
+impl<'de> Visitor<'de> for RawJobVisitor {
+    type Value = RawJob;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a job object")
+    }
+
+    not_object!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_str: &str);
+
+    fn visit_unit<E: de::Error>(self) -> Result<RawJob, E> {
+        Ok(RawJob {
+            not_object: true,
+            ..RawJob::default()
+        })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawJob, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(RawJob {
+            not_object: true,
+            ..RawJob::default()
+        })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawJob, A::Error> {
+        let mut job = RawJob::default();
+        while let Some(key) = map.next_key::<KeyStr>()? {
+            match key.0.as_ref() {
+                "id" => job.id = map.next_value::<Lenient<String>>()?.0,
+                "status" => job.status = map.next_value::<Lenient<String>>()?.0,
+                "stats" => {
+                    let s = map.next_value::<Lenient<Stats>>()?.0.unwrap_or_default();
+                    job.created_at = s.created_at;
+                    job.started_at = s.started_at;
+                    job.finished_at = s.finished_at;
+                    job.error_at = s.error_at;
+                    job.render_duration = s.render_duration;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(job)
+    }
+}
+
+/// A map key, borrowed when the JSON has no escapes in it.
+struct KeyStr<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for KeyStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = KeyStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<KeyStr<'de>, E> {
+                Ok(KeyStr(v.into()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<KeyStr<'de>, E> {
+                Ok(KeyStr(v.to_owned().into()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    created_at: Option<UnixMillis>,
+    started_at: Option<UnixMillis>,
+    finished_at: Option<UnixMillis>,
+    error_at: Option<UnixMillis>,
+    render_duration: Option<f64>,
+}
+
+/// `Some` when the value has the expected type, `None` for null or any
+/// other type (the value is consumed either way).
+struct Lenient<T>(Option<T>);
+
+trait LenientValue: Sized {
+    fn from_str(_: &str) -> Option<Self> {
+        None
+    }
+    fn from_f64(_: f64) -> Option<Self> {
+        None
+    }
+    fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+impl LenientValue for String {
+    fn from_str(s: &str) -> Option<Self> {
+        Some(s.to_owned())
+    }
+}
+
+/// A timestamp field: an RFC 3339 string.
+struct Timestamp(UnixMillis);
+
+impl LenientValue for Timestamp {
+    fn from_str(s: &str) -> Option<Self> {
+        parse_millis(s).map(Timestamp)
+    }
+}
+
+impl LenientValue for f64 {
+    fn from_f64(v: f64) -> Option<Self> {
+        Some(v)
+    }
+}
+
+impl LenientValue for Stats {
+    fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+        let mut s = Stats::default();
+        while let Some(key) = map.next_key::<KeyStr>()? {
+            let ts = |v: Lenient<Timestamp>| v.0.map(|t| t.0);
+            match key.0.as_ref() {
+                "createdAt" => s.created_at = ts(map.next_value()?),
+                "startedAt" => s.started_at = ts(map.next_value()?),
+                "finishedAt" => s.finished_at = ts(map.next_value()?),
+                "errorAt" => s.error_at = ts(map.next_value()?),
+                "renderDuration" => s.render_duration = map.next_value::<Lenient<f64>>()?.0,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Some(s))
+    }
+}
+
+impl<'de, T: LenientValue> de::Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: LenientValue> Visitor<'de> for V<T> {
+            type Value = Lenient<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Lenient<T>, E> {
+                Ok(Lenient(T::from_str(v)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Lenient<T>, E> {
+                Ok(Lenient(T::from_f64(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Lenient<T>, E> {
+                Ok(Lenient(T::from_f64(v as f64)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Lenient<T>, E> {
+                Ok(Lenient(T::from_f64(v as f64)))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Lenient<T>, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Lenient<T>, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Lenient<T>, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Lenient<T>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Lenient(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Lenient<T>, A::Error> {
+                Ok(Lenient(T::from_map(map)?))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_job_yields_every_field() {
+        let body = br#"[{"id":"01JTRDF7HCR8QAHYW8GPCP4S9Y","templateId":null,"status":"finished","progress":100,
+            "stats":{"createdAt":"2025-08-14T08:00:00.000Z","updatedAt":"2025-08-14T08:01:10.304Z",
+            "startedAt":"2025-08-14T08:00:48.000Z","finishedAt":"2025-08-14T08:01:10.304Z","errorAt":null,
+            "totalAssets":3,"renderDuration":22.304,"error":null},"outputUrl":"https://x/y.mp4"}]"#;
+        let p = parse_page(body).unwrap();
+        assert_eq!(p.raw_len, 1);
+        let j = &p.jobs[0];
+        assert_eq!(j.id.to_string(), "01JTRDF7HCR8QAHYW8GPCP4S9Y");
+        assert_eq!(j.status, JobStatus::Finished);
+        assert_eq!(j.created_at, parse_millis("2025-08-14T08:00:00Z"));
+        assert_eq!(j.finished_at.unwrap() - j.started_at.unwrap(), 22_304);
+        assert_eq!(j.render_duration, Some(22.304));
+        assert_eq!(j.error_at, None);
+    }
+
+    #[test]
+    fn a_minimal_job_has_no_timestamps() {
+        let p = parse_page(br#"[{"id":"abc","status":"queued","progress":0}]"#).unwrap();
+        assert_eq!(p.jobs[0].id, JobId::Other("abc".into()));
+        assert_eq!(p.jobs[0].created_at, None);
+    }
+
+    #[test]
+    fn nulls_and_wrong_types_anywhere_lose_only_that_field() {
+        let body = br#"[
+            {"id":"a","status":"finished","stats":{"createdAt":12,"startedAt":"not a date","renderDuration":"22"}},
+            {"id":"b","status":"error","stats":null},
+            {"id":"c","status":"finished","stats":["x"],"extra":{"deep":[1,{"a":null}]}},
+            {"id":"d","status":"finished","stats":{"renderDuration":-5}},
+            {"id":"e","status":"finished","stats":{"renderDuration":1e308,"createdAt":null}}
+        ]"#;
+        let p = parse_page(body).unwrap();
+        assert_eq!(p.jobs.len(), 5);
+        assert!(p
+            .jobs
+            .iter()
+            .all(|j| j.created_at.is_none() && j.started_at.is_none()));
+        assert_eq!(
+            p.jobs[3].render_duration, None,
+            "negative durations are dropped"
+        );
+        assert_eq!(p.jobs[4].render_duration, Some(1e308));
+    }
+
+    #[test]
+    fn jobs_without_a_usable_id_or_status_are_skipped_by_reason() {
+        let body = br#"[{"status":"queued"},{"id":7,"status":"queued"},{"id":"x","status":null},{"id":"y"},
+            "junk", 3, null, [], {"id":"ok","status":"queued"}]"#;
+        let p = parse_page(body).unwrap();
+        assert_eq!(p.raw_len, 9);
+        assert_eq!(p.jobs.len(), 1);
+        use SkipReason::*;
+        assert_eq!(
+            p.skipped,
+            [
+                MissingId,
+                MissingId,
+                MissingStatus,
+                MissingStatus,
+                NotAnObject,
+                NotAnObject,
+                NotAnObject,
+                NotAnObject
+            ]
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_job_list_is_a_decode_error() {
+        for body in [
+            &b"{\"error\":\"nope\"}"[..],
+            b"",
+            b"[{\"id\":\"a\",",
+            b"<html>",
+            b"[]x",
+            b"null",
+        ] {
+            assert!(
+                parse_page(body).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert_eq!(parse_page(b"[]").unwrap(), Page::default());
+    }
+
+    #[test]
+    fn a_single_job_needs_an_id_and_a_status() {
+        assert!(parse_job(br#"{"id":"a","status":"queued"}"#).is_ok());
+        assert!(parse_job(br#"{"id":"a"}"#).is_err());
+        assert!(parse_job(br#"[]"#).is_err());
+    }
+
+    #[test]
+    fn a_lowercase_ulid_keeps_its_spelling() {
+        let id = JobId::parse("01jtrdf7hcr8qahyw8gpcp4s9y");
+        assert_eq!(id.to_string(), "01jtrdf7hcr8qahyw8gpcp4s9y");
+        assert_eq!(
+            JobId::parse("01JTRDF7HCR8QAHYW8GPCP4S9Y").created_hint(),
+            Some(1_746_723_642_924)
+        );
+    }
+}

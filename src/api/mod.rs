@@ -1,0 +1,7 @@
+//! The Nexrender Cloud API v2: HTTP, JSON and nothing about metrics.
+
+pub mod client;
+pub mod job;
+
+pub use client::{ApiClient, ApiError, Endpoint, ListPageQuery, RequestObserver};
+pub use job::{parse_job, parse_page, ApiJob, JobId, Page, SkipReason};

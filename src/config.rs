@@ -1,0 +1,586 @@
+//! Configuration: built-in defaults < file (YAML or TOML) < environment
+//! (`NEXRENDER_EXPORTER_`, `__` for nesting) < command-line flags.
+//!
+//! The structs below are the one source of defaults; the annotated file
+//! `config/nexrender-exporter.example.yaml` documents them.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml, Yaml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+pub const DEFAULT_API_URL: &str = "https://api.nexrender.com/api/v2";
+pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9847";
+pub const ENV_PREFIX: &str = "NEXRENDER_EXPORTER_";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub poll: PollConfig,
+    pub web: WebConfig,
+    pub log: LogConfig,
+    pub metrics: MetricsConfig,
+    pub accounts: Vec<AccountConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            poll: PollConfig::default(),
+            web: WebConfig::default(),
+            log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
+            accounts: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PollConfig {
+    /// How often each account is polled.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Lookback of the `from_date`/`to_date` window.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Jobs per `GET /jobs` page (1..1000).
+    pub page_size: u32,
+    /// Limit on one HTTP request to the API, connect to last byte.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// `GET /jobs/{id}` look-ups in flight at once per account.
+    pub detail_concurrency: u32,
+    /// Responses larger than this are refused (bytes).
+    pub max_response_bytes: u64,
+}
+
+impl Default for PollConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            window: Duration::from_secs(24 * 3600),
+            page_size: 1000,
+            request_timeout: Duration::from_secs(15),
+            detail_concurrency: 8,
+            max_response_bytes: 64 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    pub listen_address: String,
+    pub telemetry_path: String,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            listen_address: DEFAULT_LISTEN_ADDRESS.into(),
+            telemetry_path: "/metrics".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Logfmt,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// error, warn, info, debug or trace.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Logfmt,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Upper bounds (seconds) of `nexrender_job_render_duration_seconds`.
+    pub render_duration_buckets: Vec<f64>,
+    /// Upper bounds (seconds) of `nexrender_job_queue_wait_seconds`.
+    pub queue_wait_buckets: Vec<f64>,
+    /// Distinct undocumented statuses exported under their own name per
+    /// account; the rest are summed under `other`.
+    pub max_unknown_statuses: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            // After Effects renders: seconds for a still, hours for long video.
+            render_duration_buckets: vec![
+                5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
+            ],
+            queue_wait_buckets: vec![
+                1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0,
+            ],
+            max_unknown_statuses: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// The `account` label.
+    pub name: String,
+    #[serde(default = "default_api_url")]
+    pub api_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+}
+
+fn default_api_url() -> String {
+    DEFAULT_API_URL.into()
+}
+
+/// An account ready to poll: its token read and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Account {
+    pub name: String,
+    /// Without a trailing slash.
+    pub api_url: String,
+    pub token: Secret,
+}
+
+/// Settings given on the command line; `None` leaves the layers below.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FlagOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telemetry_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Syntax, unknown keys and wrong types, as figment reports them (with
+    /// the key and the file or environment variable).
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("{origin}, key {key}: {message}")]
+    Invalid {
+        origin: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// The loaded configuration and its accounts.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub accounts: Vec<Account>,
+}
+
+/// Environment lookups, injectable for tests.
+pub trait Environment {
+    fn var(&self, key: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl Environment for ProcessEnv {
+    fn var(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok()
+    }
+}
+
+fn origin(file: Option<&Path>) -> String {
+    match file {
+        Some(f) => format!("config file {}", f.display()),
+        None => "configuration (defaults, environment and flags)".into(),
+    }
+}
+
+fn figment(file: Option<&Path>, flags: &FlagOverrides) -> Figment {
+    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(f) = file {
+        fig = match f.extension().and_then(|e| e.to_str()) {
+            Some("toml") => fig.merge(Toml::file_exact(f)),
+            _ => fig.merge(Yaml::file_exact(f)),
+        };
+    }
+    // NEXRENDER_EXPORTER_POLL__INTERVAL=10s sets poll.interval.
+    fig = fig.merge(Env::prefixed(ENV_PREFIX).split("__"));
+    let mut web = serde_json::Map::new();
+    let mut log = serde_json::Map::new();
+    if let Some(v) = &flags.listen_address {
+        web.insert("listen_address".into(), v.clone().into());
+    }
+    if let Some(v) = &flags.telemetry_path {
+        web.insert("telemetry_path".into(), v.clone().into());
+    }
+    if let Some(v) = &flags.log_level {
+        log.insert("level".into(), v.clone().into());
+    }
+    if let Some(v) = flags.log_format {
+        log.insert("format".into(), serde_json::to_value(v).unwrap_or_default());
+    }
+    if !web.is_empty() {
+        fig = fig.merge(Serialized::default("web", web));
+    }
+    if !log.is_empty() {
+        fig = fig.merge(Serialized::default("log", log));
+    }
+    fig
+}
+
+/// Loads and checks the configuration. `require_accounts` is false only in
+/// demo mode, which brings its own account.
+pub fn load(
+    file: Option<&Path>,
+    flags: &FlagOverrides,
+    env: &dyn Environment,
+    require_accounts: bool,
+) -> Result<Loaded, ConfigError> {
+    let origin = origin(file);
+    if let Some(f) = file {
+        if !f.is_file() {
+            return Err(ConfigError::Parse {
+                origin,
+                message: "file not found or not a regular file".into(),
+            });
+        }
+    }
+    let mut config: Config = figment(file, flags)
+        .extract()
+        .map_err(|e| ConfigError::Parse {
+            origin: origin.clone(),
+            message: e.to_string(),
+        })?;
+    if config.accounts.is_empty() {
+        let url = env.var("NEXRENDER_API_URL");
+        let token = env.var("NEXRENDER_API_TOKEN");
+        if url.is_some() || token.is_some() {
+            config.accounts.push(AccountConfig {
+                name: "default".into(),
+                api_url: url.unwrap_or_else(default_api_url),
+                token: token.map(Secret::new),
+                token_file: None,
+            });
+        }
+    }
+    let invalid = |key: &str, message: String| ConfigError::Invalid {
+        origin: origin.clone(),
+        key: key.into(),
+        message,
+    };
+    validate(&config).map_err(|(k, m)| invalid(&k, m))?;
+    if require_accounts && config.accounts.is_empty() {
+        return Err(invalid(
+            "accounts",
+            "no account configured: list accounts in the file, or set NEXRENDER_API_TOKEN (and NEXRENDER_API_URL)".into(),
+        ));
+    }
+    let mut accounts = Vec::new();
+    for (i, a) in config.accounts.iter().enumerate() {
+        accounts.push(resolve(a).map_err(|(k, m)| invalid(&format!("accounts[{i}].{k}"), m))?);
+    }
+    Ok(Loaded { config, accounts })
+}
+
+fn validate(c: &Config) -> Result<(), (String, String)> {
+    let err = |k: &str, m: String| Err((k.to_owned(), m));
+    if c.poll.interval < Duration::from_secs(1) {
+        return err(
+            "poll.interval",
+            format!("must be at least 1s, got {:?}", c.poll.interval),
+        );
+    }
+    if c.poll.window < Duration::from_secs(60) {
+        return err(
+            "poll.window",
+            format!("must be at least 1m, got {:?}", c.poll.window),
+        );
+    }
+    if !(1..=1000).contains(&c.poll.page_size) {
+        return err(
+            "poll.page_size",
+            format!(
+                "must be between 1 and 1000 (the API's limit), got {}",
+                c.poll.page_size
+            ),
+        );
+    }
+    if c.poll.request_timeout.is_zero() {
+        return err("poll.request_timeout", "must be longer than 0s".into());
+    }
+    if c.poll.detail_concurrency == 0 {
+        return err("poll.detail_concurrency", "must be at least 1".into());
+    }
+    if c.poll.max_response_bytes < 1024 {
+        return err(
+            "poll.max_response_bytes",
+            format!("must be at least 1024, got {}", c.poll.max_response_bytes),
+        );
+    }
+    if !c.web.telemetry_path.starts_with('/') || c.web.telemetry_path == "/" {
+        return err(
+            "web.telemetry_path",
+            format!(
+                "must start with / and not be / itself, got '{}'",
+                c.web.telemetry_path
+            ),
+        );
+    }
+    let lvl = c.log.level.to_ascii_lowercase();
+    let plain = ["error", "warn", "info", "debug", "trace", "off"].contains(&lvl.as_str());
+    // Besides the plain levels, tracing directives such as `info,nexrender_exporter=debug`.
+    let directive = lvl.contains('=') && tracing_subscriber::EnvFilter::try_new(&lvl).is_ok();
+    if !plain && !directive {
+        return err(
+            "log.level",
+            format!(
+                "expected error, warn, info, debug or trace, got '{}'",
+                c.log.level
+            ),
+        );
+    }
+    for (key, b) in [
+        (
+            "metrics.render_duration_buckets",
+            &c.metrics.render_duration_buckets,
+        ),
+        ("metrics.queue_wait_buckets", &c.metrics.queue_wait_buckets),
+    ] {
+        if b.is_empty()
+            || b.iter().any(|x| !x.is_finite() || *x < 0.0)
+            || b.windows(2).any(|w| w[0] >= w[1])
+        {
+            return err(
+                key,
+                format!("expected increasing, finite, non-negative seconds, got {b:?}"),
+            );
+        }
+    }
+    let mut names = HashSet::new();
+    for (i, a) in c.accounts.iter().enumerate() {
+        if a.name.trim().is_empty() {
+            return err(&format!("accounts[{i}].name"), "must not be empty".into());
+        }
+        if !names.insert(a.name.as_str()) {
+            return err(
+                &format!("accounts[{i}].name"),
+                format!("duplicate account name '{}'", a.name),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn resolve(a: &AccountConfig) -> Result<Account, (String, String)> {
+    let url = a.api_url.trim_end_matches('/');
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        _ => {
+            return Err((
+                "api_url".into(),
+                format!("expected an http(s) URL, got '{}'", a.api_url),
+            ))
+        }
+    }
+    let token = match (&a.token, &a.token_file) {
+        (Some(_), Some(_)) => {
+            return Err(("token".into(), "set token or token_file, not both".into()))
+        }
+        (Some(t), None) => t.clone(),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(s) => Secret::new(s.trim()),
+            Err(e) => {
+                return Err((
+                    "token_file".into(),
+                    format!("cannot read {}: {e}", path.display()),
+                ))
+            }
+        },
+        (None, None) => {
+            return Err((
+                "token".into(),
+                format!("account '{}' has no token: set token or token_file", a.name),
+            ))
+        }
+    };
+    if token.is_empty() {
+        return Err((
+            "token".into(),
+            format!("account '{}' has an empty token", a.name),
+        ));
+    }
+    Ok(Account {
+        name: a.name.clone(),
+        api_url: url.to_owned(),
+        token,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::io::Write;
+
+    struct FakeEnv(HashMap<&'static str, &'static str>);
+    impl Environment for FakeEnv {
+        fn var(&self, key: &str) -> Option<String> {
+            self.0.get(key).map(|v| v.to_string())
+        }
+    }
+    fn no_env() -> FakeEnv {
+        FakeEnv(HashMap::new())
+    }
+
+    fn file(ext: &str, body: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new().suffix(ext).tempfile().unwrap();
+        f.write_all(body.as_bytes()).unwrap();
+        f
+    }
+
+    fn load_yaml(body: &str) -> Result<Loaded, ConfigError> {
+        let f = file(".yaml", body);
+        load(Some(f.path()), &FlagOverrides::default(), &no_env(), true)
+    }
+
+    const GOOD: &str = "poll:\n  interval: 10s\naccounts:\n  - name: main\n    api_url: https://api.nexrender.com/api/v2/\n    token: t0k\n";
+
+    #[test]
+    fn a_minimal_yaml_file_fills_the_rest_with_defaults() {
+        let l = load_yaml(GOOD).unwrap();
+        assert_eq!(l.config.poll.interval, Duration::from_secs(10));
+        assert_eq!(l.config.poll.window, Duration::from_secs(86_400));
+        assert_eq!(l.accounts[0].api_url, "https://api.nexrender.com/api/v2");
+        assert_eq!(l.accounts[0].token.expose(), "t0k");
+    }
+
+    #[test]
+    fn toml_works_too() {
+        let f = file(
+            ".toml",
+            "[poll]\nwindow = \"6h\"\n[[accounts]]\nname = \"a\"\ntoken = \"x\"\n",
+        );
+        let l = load(Some(f.path()), &FlagOverrides::default(), &no_env(), true).unwrap();
+        assert_eq!(l.config.poll.window, Duration::from_secs(6 * 3600));
+    }
+
+    fn err_of(body: &str) -> String {
+        load_yaml(body).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_input_is_refused_naming_the_key_and_the_file() {
+        let cases = [
+            ("poll:\n  intervall: 10s\naccounts: []\n", "intervall"),
+            ("poll:\n  interval: fast\n", "interval"),
+            (
+                "poll:\n  page_size: 5000\naccounts: [{name: a, token: x}]\n",
+                "poll.page_size",
+            ),
+            (
+                "accounts: [{name: a, token: x}, {name: a, token: y}]\n",
+                "accounts[1].name",
+            ),
+            ("accounts: [{name: a}]\n", "accounts[0].token"),
+            (
+                "accounts: [{name: a, token_file: /nonexistent/tok}]\n",
+                "accounts[0].token_file",
+            ),
+            (
+                "accounts: [{name: a, token: x, api_url: 'ftp://x'}]\n",
+                "accounts[0].api_url",
+            ),
+            (
+                "metrics:\n  queue_wait_buckets: [5, 1]\naccounts: [{name: a, token: x}]\n",
+                "metrics.queue_wait_buckets",
+            ),
+            (
+                "log:\n  level: loud\naccounts: [{name: a, token: x}]\n",
+                "log.level",
+            ),
+            ("{}\n", "accounts"),
+        ];
+        for (body, key) in cases {
+            let e = err_of(body);
+            assert!(e.contains(key), "{body:?} -> {e}");
+            assert!(
+                e.contains("config file") && e.contains(".yaml"),
+                "names the file: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_file_is_read_and_trimmed() {
+        let tok = file(".txt", "s3cret\n");
+        let body = format!(
+            "accounts: [{{name: a, token_file: {}}}]\n",
+            tok.path().display()
+        );
+        assert_eq!(
+            load_yaml(&body).unwrap().accounts[0].token.expose(),
+            "s3cret"
+        );
+    }
+
+    #[test]
+    fn env_api_url_and_token_make_a_default_account_when_none_is_listed() {
+        let env = FakeEnv(HashMap::from([
+            ("NEXRENDER_API_TOKEN", "envtok"),
+            ("NEXRENDER_API_URL", "http://127.0.0.1:1/api/v2"),
+        ]));
+        let l = load(None, &FlagOverrides::default(), &env, true).unwrap();
+        assert_eq!(l.accounts.len(), 1);
+        assert_eq!(l.accounts[0].name, "default");
+        assert_eq!(l.accounts[0].token.expose(), "envtok");
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let f = file(
+            ".yaml",
+            "web:\n  listen_address: 127.0.0.1:1\naccounts: [{name: a, token: x}]\n",
+        );
+        let flags = FlagOverrides {
+            listen_address: Some("127.0.0.1:2".into()),
+            log_format: Some(LogFormat::Json),
+            ..Default::default()
+        };
+        let l = load(Some(f.path()), &flags, &no_env(), true).unwrap();
+        assert_eq!(l.config.web.listen_address, "127.0.0.1:2");
+        assert_eq!(l.config.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn the_config_debug_output_never_shows_the_token() {
+        let l = load_yaml(GOOD).unwrap();
+        let dbg = format!("{l:?}");
+        assert!(!dbg.contains("t0k"), "{dbg}");
+    }
+}

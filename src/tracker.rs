@@ -1,0 +1,564 @@
+//! The job tracker: what changed since the last poll, and which jobs reached
+//! a terminal status. Counting exactly once happens here and nowhere else.
+//!
+//! A poll is two pure steps around the network:
+//! 1. [`JobTracker::plan`]: given the window scan (minimal jobs, oldest
+//!    first), which jobs need detail (`GET /jobs/{id}`).
+//! 2. [`JobTracker::apply`]: given the scan, the details and the time, update
+//!    the bookkeeping and return what to count and observe.
+//!
+//! If anything in between fails, `apply` is not called and nothing changes,
+//! so the next good poll counts what happened in the meantime exactly once.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::api::{ApiJob, JobId};
+use crate::clock::UnixMillis;
+use crate::status::JobStatus;
+
+/// A job as the minimal window scan shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanEntry {
+    pub id: JobId,
+    pub status: JobStatus,
+}
+
+/// The answer to a detail look-up.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Detail {
+    Found(ApiJob),
+    /// 404: the job no longer exists.
+    Gone,
+}
+
+/// Has the job begun rendering (or got past it)?
+fn started(s: &JobStatus) -> bool {
+    !matches!(s, JobStatus::Queued | JobStatus::Pending)
+}
+
+#[derive(Debug, Clone)]
+struct Tracked {
+    status: JobStatus,
+    created_at: Option<UnixMillis>,
+    /// The cycle that last saw this job in the window scan.
+    last_seen: u64,
+    /// Its completion has been counted (or it was terminal at the first poll).
+    counted: bool,
+    /// Its queue wait is still to be observed: it was seen waiting, or first
+    /// seen after the first poll, and its start has not been measured yet.
+    wait_pending: bool,
+}
+
+impl Tracked {
+    fn created(&self, id: &JobId) -> Option<UnixMillis> {
+        self.created_at.or_else(|| id.created_hint())
+    }
+}
+
+/// A job seen reaching a terminal status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub status: JobStatus,
+    /// `stats.renderDuration` of a finished job, when the API gave one.
+    pub render_duration: Option<f64>,
+}
+
+/// What one poll changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// Jobs in the window plus every non-terminal job, by current status.
+    pub jobs_by_status: BTreeMap<JobStatus, u64>,
+    /// Creation time of the oldest job in each non-terminal status.
+    pub oldest_created: BTreeMap<JobStatus, UnixMillis>,
+    pub completions: Vec<Completion>,
+    /// `startedAt - createdAt` in seconds, of jobs seen starting.
+    pub queue_waits: Vec<f64>,
+    /// Started jobs whose timestamps were out of order (not observed).
+    pub inconsistent_timestamps: u64,
+    /// This poll was the first: it set the baseline and counted nothing.
+    pub baseline: bool,
+    /// Jobs remembered after this poll.
+    pub tracked: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct JobTracker {
+    jobs: HashMap<JobId, Tracked>,
+    cycle: u64,
+    baseline_done: bool,
+}
+
+impl JobTracker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Jobs remembered now (memory follows this).
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Which jobs need `GET /jobs/{id}` this poll, each once:
+    /// - jobs newly terminal (for render duration and queue wait), after the first poll;
+    /// - jobs seen started whose queue wait is still to be measured;
+    /// - the oldest job of each non-terminal status, until its creation time is known;
+    /// - remembered non-terminal jobs missing from the scan (left the window, or gone).
+    pub fn plan(&self, scan: &[ScanEntry]) -> Vec<JobId> {
+        let mut need: Vec<JobId> = Vec::new();
+        let mut asked: HashSet<&JobId> = HashSet::new();
+        let mut first_of_status: HashMap<&JobStatus, &JobId> = HashMap::new();
+        let mut in_scan: HashSet<&JobId> = HashSet::with_capacity(scan.len());
+        for s in scan {
+            in_scan.insert(&s.id);
+            let t = self.jobs.get(&s.id);
+            let wants = if s.status.is_terminal() {
+                self.baseline_done && !t.is_some_and(|t| t.counted)
+            } else {
+                first_of_status.entry(&s.status).or_insert(&s.id);
+                let pending = t.map_or(self.baseline_done, |t| t.wait_pending);
+                started(&s.status) && pending
+            };
+            if wants && asked.insert(&s.id) {
+                need.push(s.id.clone());
+            }
+        }
+        for id in first_of_status.values() {
+            let known = self.jobs.get(*id).is_some_and(|t| t.created_at.is_some());
+            if !known && asked.insert(id) {
+                need.push((*id).clone());
+            }
+        }
+        for (id, t) in &self.jobs {
+            if !t.status.is_terminal() && !in_scan.contains(id) && asked.insert(id) {
+                need.push(id.clone());
+            }
+        }
+        need
+    }
+
+    /// Applies one poll. `window_start` is the `from_date` of the scan: a
+    /// terminal job created before it can never be seen again and is forgotten.
+    pub fn apply(
+        &mut self,
+        scan: &[ScanEntry],
+        details: &HashMap<JobId, Detail>,
+        window_start: UnixMillis,
+    ) -> Outcome {
+        self.cycle += 1;
+        let cycle = self.cycle;
+        let first = !self.baseline_done;
+        let mut out = Outcome {
+            baseline: first,
+            ..Outcome::default()
+        };
+        for s in scan {
+            let job = match details.get(&s.id) {
+                Some(Detail::Found(j)) if j.id == s.id => Some(j),
+                _ => None,
+            };
+            // The detail was fetched after the scan, so it is the later word.
+            let status = job.map_or(&s.status, |j| &j.status);
+            let t = self.jobs.entry(s.id.clone()).or_insert_with(|| Tracked {
+                status: status.clone(),
+                created_at: None,
+                last_seen: cycle,
+                counted: false,
+                wait_pending: !first || !started(status),
+            });
+            if t.status != *status {
+                t.status = status.clone();
+            }
+            t.last_seen = cycle;
+            observe(t, job, first, &mut out);
+        }
+        self.jobs.retain(|id, t| {
+            if t.last_seen != cycle {
+                match details.get(id) {
+                    Some(Detail::Gone) => return false,
+                    Some(Detail::Found(j)) => {
+                        t.status = j.status.clone();
+                        observe(t, Some(j), first, &mut out);
+                    }
+                    None => {}
+                }
+                if t.status.is_terminal() && t.created(id).is_none_or(|c| c < window_start) {
+                    return false;
+                }
+            }
+            if t.last_seen == cycle || !t.status.is_terminal() {
+                *out.jobs_by_status.entry(t.status.clone()).or_insert(0) += 1;
+            }
+            if !t.status.is_terminal() {
+                if let Some(c) = t.created(id) {
+                    let e = out.oldest_created.entry(t.status.clone()).or_insert(c);
+                    *e = (*e).min(c);
+                }
+            }
+            true
+        });
+        self.baseline_done = true;
+        out.tracked = self.jobs.len();
+        out
+    }
+}
+
+/// Counts a completion and measures the queue wait, each at most once.
+fn observe(t: &mut Tracked, job: Option<&ApiJob>, first: bool, out: &mut Outcome) {
+    if let Some(c) = job.and_then(|j| j.created_at) {
+        t.created_at = Some(c);
+    }
+    if t.status.is_terminal() && !t.counted {
+        t.counted = true;
+        if !first {
+            let render_duration = match t.status {
+                JobStatus::Finished => job.and_then(|j| j.render_duration),
+                _ => None,
+            };
+            out.completions.push(Completion {
+                status: t.status.clone(),
+                render_duration,
+            });
+        }
+    }
+    if t.wait_pending && started(&t.status) {
+        match job.and_then(|j| j.started_at) {
+            Some(s) => {
+                t.wait_pending = false;
+                match t.created_at {
+                    Some(c) if s >= c => out.queue_waits.push((s - c) as f64 / 1000.0),
+                    _ => out.inconsistent_timestamps += 1,
+                }
+            }
+            // Ended without ever starting (cancelled while waiting).
+            None if t.status.is_terminal() => t.wait_pending = false,
+            None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: UnixMillis = 1_767_225_600_000;
+    const WINDOW_START: UnixMillis = T0 - 86_400_000;
+
+    fn id(n: u64) -> JobId {
+        // ULIDs whose time is T0 + n seconds, so creation order is id order.
+        JobId::Ulid(ulid::Ulid::from_parts(
+            (T0 as u64) + n * 1000,
+            u128::from(n),
+        ))
+    }
+
+    fn scan(entries: &[(u64, &str)]) -> Vec<ScanEntry> {
+        entries
+            .iter()
+            .map(|(n, s)| ScanEntry {
+                id: id(*n),
+                status: JobStatus::parse(s),
+            })
+            .collect()
+    }
+
+    fn job(n: u64, status: &str, started: Option<i64>, render: Option<f64>) -> ApiJob {
+        ApiJob {
+            id: id(n),
+            status: JobStatus::parse(status),
+            created_at: Some(T0 + n as i64 * 1000),
+            started_at: started,
+            finished_at: None,
+            error_at: None,
+            render_duration: render,
+        }
+    }
+
+    fn details(jobs: Vec<ApiJob>) -> HashMap<JobId, Detail> {
+        jobs.into_iter()
+            .map(|j| (j.id.clone(), Detail::Found(j)))
+            .collect()
+    }
+
+    fn statuses(o: &Outcome) -> Vec<(String, u64)> {
+        o.jobs_by_status
+            .iter()
+            .map(|(s, n)| (s.to_string(), *n))
+            .collect()
+    }
+
+    #[test]
+    fn jobs_already_terminal_at_the_first_poll_are_not_counted() {
+        let mut t = JobTracker::new();
+        let s = scan(&[(1, "finished"), (2, "error"), (3, "queued")]);
+        assert_eq!(
+            t.plan(&s),
+            vec![id(3)],
+            "only the oldest queued job needs detail"
+        );
+        let o = t.apply(
+            &s,
+            &details(vec![job(3, "queued", None, None)]),
+            WINDOW_START,
+        );
+        assert!(o.baseline);
+        assert!(o.completions.is_empty());
+        assert_eq!(
+            statuses(&o),
+            [
+                ("queued".into(), 1),
+                ("finished".into(), 1),
+                ("error".into(), 1)
+            ]
+        );
+        assert_eq!(o.oldest_created[&JobStatus::Queued], T0 + 3000);
+    }
+
+    #[test]
+    fn job_seen_finished_twice_is_counted_once() {
+        let mut t = JobTracker::new();
+        t.apply(
+            &scan(&[(1, "render:dorender")]),
+            &HashMap::new(),
+            WINDOW_START,
+        );
+        let s = scan(&[(1, "finished")]);
+        assert_eq!(t.plan(&s), vec![id(1)]);
+        let d = details(vec![job(1, "finished", Some(T0 + 5000), Some(42.5))]);
+        let o = t.apply(&s, &d, WINDOW_START);
+        assert_eq!(
+            o.completions,
+            [Completion {
+                status: JobStatus::Finished,
+                render_duration: Some(42.5)
+            }]
+        );
+        assert!(
+            o.queue_waits.is_empty(),
+            "it was already rendering at the first poll"
+        );
+        assert!(t.plan(&s).is_empty());
+        let o = t.apply(&s, &HashMap::new(), WINDOW_START);
+        assert!(o.completions.is_empty());
+    }
+
+    #[test]
+    fn a_job_created_and_finished_between_two_polls_is_counted_with_its_wait_and_duration() {
+        let mut t = JobTracker::new();
+        t.apply(&scan(&[]), &HashMap::new(), WINDOW_START);
+        let s = scan(&[(7, "finished")]);
+        assert_eq!(t.plan(&s), vec![id(7)]);
+        let d = details(vec![job(
+            7,
+            "finished",
+            Some(T0 + 7000 + 12_500),
+            Some(30.0),
+        )]);
+        let o = t.apply(&s, &d, WINDOW_START);
+        assert_eq!(o.completions.len(), 1);
+        assert_eq!(o.queue_waits, [12.5]);
+    }
+
+    #[test]
+    fn a_job_seen_waiting_then_rendering_has_its_queue_wait_observed_once() {
+        let mut t = JobTracker::new();
+        let s = scan(&[(1, "queued")]);
+        t.apply(
+            &s,
+            &details(vec![job(1, "queued", None, None)]),
+            WINDOW_START,
+        );
+        let s = scan(&[(1, "render:dorender")]);
+        assert_eq!(t.plan(&s), vec![id(1)]);
+        let o = t.apply(
+            &s,
+            &details(vec![job(1, "render:dorender", Some(T0 + 61_000), None)]),
+            WINDOW_START,
+        );
+        assert_eq!(o.queue_waits, [60.0]);
+        assert!(
+            t.plan(&s).is_empty(),
+            "created time known, wait measured: nothing to ask"
+        );
+        let s = scan(&[(1, "finished")]);
+        let o = t.apply(
+            &s,
+            &details(vec![job(1, "finished", Some(T0 + 61_000), Some(9.0))]),
+            WINDOW_START,
+        );
+        assert!(o.queue_waits.is_empty());
+        assert_eq!(o.completions.len(), 1);
+    }
+
+    #[test]
+    fn a_cancelled_job_counts_as_a_completion_without_wait_or_duration() {
+        let mut t = JobTracker::new();
+        t.apply(
+            &scan(&[(1, "queued")]),
+            &details(vec![job(1, "queued", None, None)]),
+            WINDOW_START,
+        );
+        let s = scan(&[(1, "manually_cancelled")]);
+        let o = t.apply(
+            &s,
+            &details(vec![job(1, "manually_cancelled", None, None)]),
+            WINDOW_START,
+        );
+        assert_eq!(
+            o.completions,
+            [Completion {
+                status: JobStatus::ManuallyCancelled,
+                render_duration: None
+            }]
+        );
+        assert!(o.queue_waits.is_empty());
+    }
+
+    #[test]
+    fn a_job_stuck_longer_than_the_window_stays_in_the_backlog() {
+        let mut t = JobTracker::new();
+        t.apply(
+            &scan(&[(1, "queued")]),
+            &details(vec![job(1, "queued", None, None)]),
+            WINDOW_START,
+        );
+        // Next poll the window has moved past it: the scan no longer has it.
+        let s = scan(&[(2, "queued")]);
+        let plan = t.plan(&s);
+        assert!(plan.contains(&id(1)), "the missing job is looked up by id");
+        let o = t.apply(
+            &s,
+            &details(vec![
+                job(1, "queued", None, None),
+                job(2, "queued", None, None),
+            ]),
+            T0 + 1500,
+        );
+        assert_eq!(statuses(&o), [("queued".into(), 2)]);
+        assert_eq!(o.oldest_created[&JobStatus::Queued], T0 + 1000);
+    }
+
+    #[test]
+    fn a_job_that_finished_while_older_than_the_window_is_counted_once_then_forgotten() {
+        let mut t = JobTracker::new();
+        t.apply(
+            &scan(&[(1, "render:dorender")]),
+            &HashMap::new(),
+            WINDOW_START,
+        );
+        let later = T0 + 10_000; // window start now past job 1's creation
+        let o = t.apply(
+            &scan(&[]),
+            &details(vec![job(1, "render:dorender", Some(T0), None)]),
+            later,
+        );
+        assert_eq!(statuses(&o), [("render:dorender".into(), 1)]);
+        assert_eq!(t.plan(&[]), vec![id(1)]);
+        let o = t.apply(
+            &scan(&[]),
+            &details(vec![job(1, "finished", Some(T0 + 1000), Some(100.0))]),
+            later,
+        );
+        assert_eq!(
+            o.completions,
+            [Completion {
+                status: JobStatus::Finished,
+                render_duration: Some(100.0)
+            }]
+        );
+        assert!(
+            o.jobs_by_status.is_empty(),
+            "out of the window and terminal: not a current job"
+        );
+        assert!(t.is_empty(), "and forgotten");
+    }
+
+    #[test]
+    fn a_job_deleted_upstream_is_dropped() {
+        let mut t = JobTracker::new();
+        t.apply(&scan(&[(1, "queued")]), &HashMap::new(), WINDOW_START);
+        let d = HashMap::from([(id(1), Detail::Gone)]);
+        let o = t.apply(&scan(&[]), &d, WINDOW_START);
+        assert!(o.jobs_by_status.is_empty() && o.completions.is_empty() && t.is_empty());
+    }
+
+    #[test]
+    fn terminal_jobs_leaving_the_window_are_forgotten_so_memory_follows_the_window() {
+        let mut t = JobTracker::new();
+        let all: Vec<(u64, &str)> = (0..100).map(|n| (n, "finished")).collect();
+        t.apply(&scan(&all), &HashMap::new(), WINDOW_START);
+        assert_eq!(t.len(), 100);
+        // The window now starts at job 60's creation: 0..60 are gone from the scan.
+        let rest = scan(&all[60..]);
+        t.apply(&rest, &HashMap::new(), T0 + 60_000);
+        assert_eq!(t.len(), 40);
+    }
+
+    #[test]
+    fn a_terminal_job_missing_from_one_scan_but_still_in_the_window_is_not_counted_again() {
+        let mut t = JobTracker::new();
+        t.apply(&scan(&[(1, "queued")]), &HashMap::new(), WINDOW_START);
+        t.apply(
+            &scan(&[(1, "finished")]),
+            &details(vec![job(1, "finished", Some(T0 + 2000), Some(1.0))]),
+            WINDOW_START,
+        );
+        // A paging hiccup hides it once: remembered, since it is still in the window.
+        let o = t.apply(&scan(&[]), &HashMap::new(), WINDOW_START);
+        assert!(o.completions.is_empty());
+        let o = t.apply(&scan(&[(1, "finished")]), &HashMap::new(), WINDOW_START);
+        assert!(o.completions.is_empty());
+        assert_eq!(statuses(&o), [("finished".into(), 1)]);
+    }
+
+    #[test]
+    fn an_unknown_status_is_counted_as_itself_and_treated_as_started() {
+        let mut t = JobTracker::new();
+        t.apply(&scan(&[(1, "queued")]), &HashMap::new(), WINDOW_START);
+        let s = scan(&[(1, "render:prerender")]);
+        assert!(t.plan(&s).contains(&id(1)));
+        let o = t.apply(
+            &s,
+            &details(vec![job(1, "render:prerender", Some(T0 + 4000), None)]),
+            WINDOW_START,
+        );
+        assert_eq!(statuses(&o), [("render:prerender".into(), 1)]);
+        assert_eq!(o.queue_waits, [3.0]);
+    }
+
+    #[test]
+    fn timestamps_out_of_order_are_not_observed_and_are_reported() {
+        let mut t = JobTracker::new();
+        t.apply(&scan(&[]), &HashMap::new(), WINDOW_START);
+        let s = scan(&[(5, "finished")]);
+        let o = t.apply(
+            &s,
+            &details(vec![job(5, "finished", Some(T0), Some(3.0))]),
+            WINDOW_START,
+        );
+        assert!(o.queue_waits.is_empty());
+        assert_eq!(o.inconsistent_timestamps, 1);
+        assert_eq!(o.completions.len(), 1);
+    }
+
+    #[test]
+    fn a_newly_terminal_job_without_detail_is_still_counted_once() {
+        // GET /jobs/{id} answered 404 between the scan and the look-up.
+        let mut t = JobTracker::new();
+        t.apply(&scan(&[(1, "queued")]), &HashMap::new(), WINDOW_START);
+        let s = scan(&[(1, "error")]);
+        let o = t.apply(&s, &HashMap::from([(id(1), Detail::Gone)]), WINDOW_START);
+        assert_eq!(
+            o.completions,
+            [Completion {
+                status: JobStatus::Error,
+                render_duration: None
+            }]
+        );
+        let o = t.apply(&s, &HashMap::new(), WINDOW_START);
+        assert!(o.completions.is_empty());
+    }
+}
