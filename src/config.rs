@@ -18,7 +18,7 @@ pub const DEFAULT_API_URL: &str = "https://api.nexrender.com/api/v2";
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9847";
 pub const ENV_PREFIX: &str = "NEXRENDER_EXPORTER_";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub poll: PollConfig,
@@ -26,18 +26,6 @@ pub struct Config {
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub accounts: Vec<AccountConfig>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            poll: PollConfig::default(),
-            web: WebConfig::default(),
-            log: LogConfig::default(),
-            metrics: MetricsConfig::default(),
-            accounts: Vec::new(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

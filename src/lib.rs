@@ -2,8 +2,12 @@
 //! and the API simulator it is built, tested and demonstrated against.
 
 pub mod api;
+pub mod app;
 pub mod clock;
 pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod poller;
 pub mod secret;
 pub mod simulator;
 pub mod status;

@@ -1,1 +1,151 @@
-fn main() {}
+//! `nexrender-exporter`: flags, config, logging; the rest is the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use nexrender_exporter::clock::SystemClock;
+use nexrender_exporter::config::{self, FlagOverrides, LogFormat, ProcessEnv};
+use tracing_subscriber::prelude::*;
+
+#[derive(Parser)]
+#[command(
+    name = "nexrender-exporter",
+    version,
+    about = "Prometheus exporter for Nexrender Cloud render jobs",
+    after_help = "Environment: NEXRENDER_API_URL and NEXRENDER_API_TOKEN configure an account named `default` when the \
+                  config lists none; NEXRENDER_EXPORTER_<SECTION>__<KEY> sets any config key (e.g. NEXRENDER_EXPORTER_POLL__INTERVAL=10s)."
+)]
+struct Cli {
+    /// YAML (or .toml) config file; see config/nexrender-exporter.example.yaml.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to serve metrics on [default: 0.0.0.0:9847].
+    #[arg(long = "web.listen-address", value_name = "ADDRESS")]
+    listen_address: Option<String>,
+    /// Path under which to expose metrics [default: /metrics].
+    #[arg(long = "web.telemetry-path", value_name = "PATH")]
+    telemetry_path: Option<String>,
+    /// error, warn, info, debug or trace [default: info].
+    #[arg(long = "log.level", value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// Log line format [default: logfmt].
+    #[arg(long = "log.format", value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Poll a built-in simulated Nexrender API with lively defaults.
+    #[arg(long)]
+    demo: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a config file (and the environment) without starting; exits 1 naming the bad key.
+    CheckConfig { file: PathBuf },
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| "info".into());
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+        LogFormat::Logfmt => registry
+            .with(
+                tracing_logfmt::builder()
+                    .layer()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let flags = FlagOverrides {
+        listen_address: cli.listen_address,
+        telemetry_path: cli.telemetry_path,
+        log_level: cli.log_level,
+        log_format: cli.log_format,
+    };
+    if let Some(Command::CheckConfig { file }) = &cli.command {
+        return match config::load(Some(file), &flags, &ProcessEnv, true) {
+            Ok(l) => {
+                let names: Vec<&str> = l.accounts.iter().map(|a| a.name.as_str()).collect();
+                println!(
+                    "{}: OK ({} account(s): {})",
+                    file.display(),
+                    names.len(),
+                    names.join(", ")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let loaded = match config::load(cli.config.as_deref(), &flags, &ProcessEnv, !cli.demo) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(&loaded.config.log.level, loaded.config.log.format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            let _ = tx.send(true);
+        });
+        match nexrender_exporter::app::run(loaded, cli.demo, Arc::new(SystemClock), rx).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "exiting");
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -1,0 +1,473 @@
+//! Every metric the exporter serves is defined here, and updated only from
+//! the tracker's [`Outcome`] and the client's request reports.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::api::{Endpoint, RequestObserver, SkipReason};
+use crate::config::MetricsConfig;
+use crate::status::JobStatus;
+use crate::tracker::Outcome;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const REVISION: &str = match option_env!("NEXRENDER_EXPORTER_REVISION") {
+    Some(r) => r,
+    None => "unknown",
+};
+
+/// Label for undocumented statuses beyond `max_unknown_statuses`.
+pub const OTHER_STATUS: &str = "other";
+
+/// Status label values of one account's `nexrender_jobs` and
+/// `nexrender_oldest_job_created_timestamp_seconds` series.
+#[derive(Default)]
+struct ExportedLabels {
+    jobs: BTreeSet<String>,
+    oldest: BTreeSet<String>,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    jobs: IntGaugeVec,
+    oldest: GaugeVec,
+    completed: IntCounterVec,
+    render_duration: HistogramVec,
+    queue_wait: HistogramVec,
+    up: IntGaugeVec,
+    last_success: GaugeVec,
+    poll_duration: GaugeVec,
+    api_requests: IntCounterVec,
+    api_duration: HistogramVec,
+    polls: IntCounterVec,
+    poll_errors: IntCounterVec,
+    jobs_skipped: IntCounterVec,
+    inconsistent: IntCounterVec,
+    tracked: IntGaugeVec,
+    max_unknown: usize,
+    /// Status label values set per account at the last update, so values no
+    /// longer seen can be removed: (jobs, oldest).
+    exported: Mutex<HashMap<String, ExportedLabels>>,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // Only reachable with a bad metric definition in this file, which the
+    // tests would catch; never on outside data.
+    r.expect("metric definition")
+}
+
+impl Metrics {
+    pub fn new(cfg: &MetricsConfig) -> Arc<Self> {
+        let registry = Registry::new();
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = must(IntGaugeVec::new(Opts::new(name, help), labels));
+            must(registry.register(Box::new(g.clone())));
+            g
+        };
+        let fgauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = must(GaugeVec::new(Opts::new(name, help), labels));
+            must(registry.register(Box::new(g.clone())));
+            g
+        };
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = must(IntCounterVec::new(Opts::new(name, help), labels));
+            must(registry.register(Box::new(c.clone())));
+            c
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
+            let h = must(HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets),
+                labels,
+            ));
+            must(registry.register(Box::new(h.clone())));
+            h
+        };
+        let m = Self {
+            jobs: gauge(
+                "nexrender_jobs",
+                "Jobs created inside the lookback window by current status, plus every non-terminal job whatever its age.",
+                &["account", "status"],
+            ),
+            oldest: fgauge(
+                "nexrender_oldest_job_created_timestamp_seconds",
+                "Creation time (Unix seconds) of the oldest job now in each non-terminal status.",
+                &["account", "status"],
+            ),
+            completed: counter(
+                "nexrender_jobs_completed_total",
+                "Jobs seen reaching finished, error or manually_cancelled, each counted once (jobs already terminal at start are not counted).",
+                &["account", "status"],
+            ),
+            render_duration: histogram(
+                "nexrender_job_render_duration_seconds",
+                "stats.renderDuration of each job seen finishing.",
+                &["account"],
+                cfg.render_duration_buckets.clone(),
+            ),
+            queue_wait: histogram(
+                "nexrender_job_queue_wait_seconds",
+                "startedAt - createdAt of each job the exporter saw start.",
+                &["account"],
+                cfg.queue_wait_buckets.clone(),
+            ),
+            up: gauge("nexrender_up", "1 if the last poll of the account fully succeeded, else 0.", &["account"]),
+            last_success: fgauge(
+                "nexrender_exporter_last_poll_success_timestamp_seconds",
+                "Unix time of the last fully successful poll of the account.",
+                &["account"],
+            ),
+            poll_duration: fgauge(
+                "nexrender_exporter_poll_duration_seconds",
+                "Wall time of the last poll cycle of the account.",
+                &["account"],
+            ),
+            api_requests: counter(
+                "nexrender_exporter_api_requests_total",
+                "HTTP calls to the Nexrender API by endpoint and HTTP status or error (timeout, connect, decode, too_large, error).",
+                &["account", "endpoint", "code"],
+            ),
+            api_duration: histogram(
+                "nexrender_exporter_api_request_duration_seconds",
+                "Duration of HTTP calls to the Nexrender API.",
+                &["account", "endpoint"],
+                vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+            ),
+            polls: counter(
+                "nexrender_exporter_polls_total",
+                "Poll cycles by result (success or failure).",
+                &["account", "result"],
+            ),
+            poll_errors: counter(
+                "nexrender_exporter_poll_errors_total",
+                "Failed poll cycles by reason.",
+                &["account", "reason"],
+            ),
+            jobs_skipped: counter(
+                "nexrender_exporter_jobs_skipped_total",
+                "Jobs in API answers that could not be used, by reason.",
+                &["account", "reason"],
+            ),
+            inconsistent: counter(
+                "nexrender_exporter_inconsistent_timestamps_total",
+                "Jobs whose startedAt was before createdAt or missing; their queue wait was not observed.",
+                &["account"],
+            ),
+            tracked: gauge(
+                "nexrender_exporter_tracked_jobs",
+                "Jobs the exporter remembers to count each exactly once.",
+                &["account"],
+            ),
+            max_unknown: cfg.max_unknown_statuses,
+            exported: Mutex::new(HashMap::new()),
+            registry: registry.clone(),
+        };
+        let info = gauge(
+            "nexrender_exporter_build_info",
+            "Version and revision of the exporter; always 1.",
+            &["version", "revision"],
+        );
+        info.with_label_values(&[VERSION, REVISION]).set(1);
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = m.registry.register(Box::new(pc));
+        }
+        Arc::new(m)
+    }
+
+    /// Creates the account's series with zeros so they exist before the
+    /// first poll: rate() works from the start and dashboards are not empty.
+    pub fn register_account(&self, account: &str) {
+        for s in JobStatus::KNOWN {
+            self.jobs.with_label_values(&[account, s.as_str()]).set(0);
+        }
+        for s in JobStatus::TERMINAL {
+            self.completed.with_label_values(&[account, s.as_str()]);
+        }
+        self.render_duration.with_label_values(&[account]);
+        self.queue_wait.with_label_values(&[account]);
+        self.up.with_label_values(&[account]).set(0);
+        self.poll_duration.with_label_values(&[account]);
+        self.tracked.with_label_values(&[account]);
+        self.inconsistent.with_label_values(&[account]);
+        for r in ["success", "failure"] {
+            self.polls.with_label_values(&[account, r]);
+        }
+        for ep in [Endpoint::ListJobs, Endpoint::GetJob] {
+            self.api_duration.with_label_values(&[account, ep.label()]);
+        }
+    }
+
+    /// Maps statuses to label values: documented ones as themselves, the
+    /// first `max_unknown` undocumented ones (most jobs first) as
+    /// themselves, the rest as `other`.
+    fn status_labels(
+        &self,
+        statuses: impl Iterator<Item = (JobStatus, u64)>,
+    ) -> BTreeMap<JobStatus, String> {
+        let mut unknown: Vec<(JobStatus, u64)> = Vec::new();
+        let mut out = BTreeMap::new();
+        for (s, n) in statuses {
+            if s.is_known() {
+                let label = s.as_str().to_owned();
+                out.insert(s, label);
+            } else {
+                unknown.push((s, n));
+            }
+        }
+        unknown.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        for (i, (s, _)) in unknown.into_iter().enumerate() {
+            let label = if i < self.max_unknown && s.as_str() != OTHER_STATUS {
+                s.as_str().to_owned()
+            } else {
+                OTHER_STATUS.to_owned()
+            };
+            out.insert(s, label);
+        }
+        out
+    }
+
+    /// Applies a successful poll's outcome.
+    pub fn apply_outcome(&self, account: &str, o: &Outcome) {
+        let labels = self.status_labels(o.jobs_by_status.iter().map(|(s, n)| (s.clone(), *n)));
+        let mut counts: BTreeMap<&str, i64> =
+            JobStatus::KNOWN.iter().map(|s| (s.as_str(), 0)).collect();
+        for (s, n) in &o.jobs_by_status {
+            *counts.entry(labels[s].as_str()).or_insert(0) += *n as i64;
+        }
+        let mut oldest: BTreeMap<&str, f64> = BTreeMap::new();
+        for (s, t) in &o.oldest_created {
+            let label = labels.get(s).map_or(s.as_str(), String::as_str);
+            let secs = *t as f64 / 1000.0;
+            let e = oldest.entry(label).or_insert(secs);
+            *e = e.min(secs);
+        }
+        for (label, n) in &counts {
+            self.jobs.with_label_values(&[account, label]).set(*n);
+        }
+        for (label, t) in &oldest {
+            self.oldest.with_label_values(&[account, label]).set(*t);
+        }
+        {
+            let mut exported = self.exported.lock().unwrap_or_else(|p| p.into_inner());
+            let prev = exported.entry(account.to_owned()).or_default();
+            let now_jobs: BTreeSet<String> = counts.keys().map(|s| s.to_string()).collect();
+            let now_oldest: BTreeSet<String> = oldest.keys().map(|s| s.to_string()).collect();
+            for gone in prev.jobs.difference(&now_jobs) {
+                let _ = self.jobs.remove_label_values(&[account, gone]);
+            }
+            for gone in prev.oldest.difference(&now_oldest) {
+                let _ = self.oldest.remove_label_values(&[account, gone]);
+            }
+            prev.jobs = now_jobs;
+            prev.oldest = now_oldest;
+        }
+        for c in &o.completions {
+            self.completed
+                .with_label_values(&[account, c.status.as_str()])
+                .inc();
+            if let Some(d) = c.render_duration {
+                self.render_duration
+                    .with_label_values(&[account])
+                    .observe(d);
+            }
+        }
+        for w in &o.queue_waits {
+            self.queue_wait.with_label_values(&[account]).observe(*w);
+        }
+        if o.inconsistent_timestamps > 0 {
+            self.inconsistent
+                .with_label_values(&[account])
+                .inc_by(o.inconsistent_timestamps);
+        }
+        self.tracked
+            .with_label_values(&[account])
+            .set(o.tracked as i64);
+    }
+
+    pub fn jobs_skipped(&self, account: &str, reasons: &[SkipReason]) {
+        let mut by: BTreeMap<&str, u64> = BTreeMap::new();
+        for r in reasons {
+            *by.entry(r.label()).or_insert(0) += 1;
+        }
+        for (r, n) in by {
+            self.jobs_skipped.with_label_values(&[account, r]).inc_by(n);
+        }
+    }
+
+    pub fn poll_succeeded(&self, account: &str, now_unix_secs: f64, took: Duration) {
+        self.up.with_label_values(&[account]).set(1);
+        self.last_success
+            .with_label_values(&[account])
+            .set(now_unix_secs);
+        self.poll_duration
+            .with_label_values(&[account])
+            .set(took.as_secs_f64());
+        self.polls.with_label_values(&[account, "success"]).inc();
+    }
+
+    /// A failed poll: the job numbers stay as they were.
+    pub fn poll_failed(&self, account: &str, reason: &str, took: Duration) {
+        self.up.with_label_values(&[account]).set(0);
+        self.poll_duration
+            .with_label_values(&[account])
+            .set(took.as_secs_f64());
+        self.polls.with_label_values(&[account, "failure"]).inc();
+        self.poll_errors.with_label_values(&[account, reason]).inc();
+    }
+
+    /// The request observer for one account's client.
+    pub fn observer(self: &Arc<Self>, account: &str) -> Arc<dyn RequestObserver> {
+        Arc::new(AccountRequests {
+            metrics: self.clone(),
+            account: account.to_owned(),
+        })
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+struct AccountRequests {
+    metrics: Arc<Metrics>,
+    account: String,
+}
+
+impl RequestObserver for AccountRequests {
+    fn request_done(&self, endpoint: Endpoint, code: &str, elapsed: Duration) {
+        let m = &self.metrics;
+        m.api_requests
+            .with_label_values(&[&self.account, endpoint.label(), code])
+            .inc();
+        m.api_duration
+            .with_label_values(&[&self.account, endpoint.label()])
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::Completion;
+
+    fn text(m: &Metrics) -> String {
+        String::from_utf8(m.encode()).unwrap()
+    }
+
+    fn outcome(statuses: &[(&str, u64)]) -> Outcome {
+        Outcome {
+            jobs_by_status: statuses
+                .iter()
+                .map(|(s, n)| (JobStatus::parse(s), *n))
+                .collect(),
+            ..Outcome::default()
+        }
+    }
+
+    #[test]
+    fn known_statuses_are_zero_filled_before_the_first_poll() {
+        let m = Metrics::new(&MetricsConfig::default());
+        m.register_account("main");
+        let t = text(&m);
+        for s in [
+            "queued",
+            "pending",
+            "render:dorender",
+            "finished",
+            "error",
+            "manually_cancelled",
+        ] {
+            assert!(
+                t.contains(&format!(
+                    "nexrender_jobs{{account=\"main\",status=\"{s}\"}} 0"
+                )),
+                "{s}\n{t}"
+            );
+        }
+        assert!(t.contains("nexrender_jobs_completed_total{account=\"main\",status=\"error\"} 0"));
+        assert!(t.contains("nexrender_up{account=\"main\"} 0"));
+        assert!(t.contains(&format!(
+            "nexrender_exporter_build_info{{revision=\"{REVISION}\",version=\"{VERSION}\"}} 1"
+        )));
+    }
+
+    #[test]
+    fn unknown_statuses_are_capped_and_vanish_when_no_longer_seen() {
+        let m = Metrics::new(&MetricsConfig {
+            max_unknown_statuses: 2,
+            ..MetricsConfig::default()
+        });
+        m.register_account("a");
+        m.apply_outcome(
+            "a",
+            &outcome(&[
+                ("queued", 1),
+                ("render:setup", 5),
+                ("render:x", 3),
+                ("render:y", 2),
+                ("render:z", 1),
+            ]),
+        );
+        let t = text(&m);
+        assert!(t.contains("status=\"render:setup\"} 5"), "{t}");
+        assert!(t.contains("status=\"render:x\"} 3"));
+        assert!(
+            t.contains("nexrender_jobs{account=\"a\",status=\"other\"} 3"),
+            "{t}"
+        );
+        assert!(!t.contains("render:y"));
+        m.apply_outcome("a", &outcome(&[("queued", 1)]));
+        let t = text(&m);
+        assert!(
+            !t.contains("render:setup") && !t.contains("status=\"other\""),
+            "{t}"
+        );
+        assert!(
+            t.contains("nexrender_jobs{account=\"a\",status=\"finished\"} 0"),
+            "known stay, at 0"
+        );
+    }
+
+    #[test]
+    fn oldest_timestamp_is_absent_when_no_job_waits() {
+        let m = Metrics::new(&MetricsConfig::default());
+        let mut o = outcome(&[("queued", 2)]);
+        o.oldest_created
+            .insert(JobStatus::Queued, 1_767_225_600_500);
+        m.apply_outcome("a", &o);
+        assert!(text(&m).contains("nexrender_oldest_job_created_timestamp_seconds{account=\"a\",status=\"queued\"} 1767225600.5"));
+        m.apply_outcome("a", &outcome(&[]));
+        assert!(!text(&m).contains("nexrender_oldest_job_created_timestamp_seconds{"));
+    }
+
+    #[test]
+    fn completions_feed_the_counter_and_the_histograms() {
+        let m = Metrics::new(&MetricsConfig::default());
+        let mut o = outcome(&[]);
+        o.completions = vec![
+            Completion {
+                status: JobStatus::Finished,
+                render_duration: Some(42.0),
+            },
+            Completion {
+                status: JobStatus::Error,
+                render_duration: None,
+            },
+        ];
+        o.queue_waits = vec![3.0];
+        m.apply_outcome("a", &o);
+        let t = text(&m);
+        assert!(t.contains("nexrender_jobs_completed_total{account=\"a\",status=\"finished\"} 1"));
+        assert!(t.contains("nexrender_job_render_duration_seconds_sum{account=\"a\"} 42"));
+        assert!(t.contains("nexrender_job_queue_wait_seconds_count{account=\"a\"} 1"));
+    }
+}

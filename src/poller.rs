@@ -1,0 +1,301 @@
+//! One account's poll loop: scan the window, ask the tracker what needs
+//! detail, fetch it, apply, update metrics. Polls of one account never
+//! overlap; each account has its own task, so one slow account stalls no
+//! other.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::api::{ApiClient, ApiError, JobId, ListPageQuery, SkipReason};
+use crate::clock::{SharedClock, UnixMillis};
+use crate::config::{Account, PollConfig};
+use crate::metrics::Metrics;
+use crate::tracker::{Detail, JobTracker, Outcome, ScanEntry};
+
+/// Pages after the first start this many jobs early, so a job deleted
+/// between two page reads (which shifts later offsets left) is not skipped.
+pub const PAGE_OVERLAP: usize = 10;
+
+/// What the landing page and `/readyz` know of an account.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AccountState {
+    pub name: String,
+    pub attempts: u64,
+    pub last_attempt: Option<UnixMillis>,
+    pub last_success: Option<UnixMillis>,
+    /// The last poll's error; `None` when it succeeded.
+    pub last_error: Option<String>,
+}
+
+/// Shared between the pollers and the HTTP server.
+#[derive(Debug, Default)]
+pub struct StatusBoard {
+    accounts: RwLock<Vec<AccountState>>,
+}
+
+impl StatusBoard {
+    pub fn new(names: &[String]) -> Arc<Self> {
+        Arc::new(Self {
+            accounts: RwLock::new(
+                names
+                    .iter()
+                    .map(|n| AccountState {
+                        name: n.clone(),
+                        ..AccountState::default()
+                    })
+                    .collect(),
+            ),
+        })
+    }
+
+    pub fn snapshot(&self) -> Vec<AccountState> {
+        self.accounts.read().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    /// Every account has finished its first poll attempt.
+    pub fn ready(&self) -> bool {
+        self.snapshot().iter().all(|a| a.attempts > 0)
+    }
+
+    fn record(&self, name: &str, at: UnixMillis, error: Option<String>) {
+        if let Ok(mut accounts) = self.accounts.write() {
+            if let Some(a) = accounts.iter_mut().find(|a| a.name == name) {
+                a.attempts += 1;
+                a.last_attempt = Some(at);
+                if error.is_none() {
+                    a.last_success = Some(at);
+                }
+                a.last_error = error;
+            }
+        }
+    }
+}
+
+/// The settings a poll needs.
+#[derive(Debug, Clone)]
+pub struct PollSettings {
+    pub interval: Duration,
+    pub window: Duration,
+    pub page_size: u32,
+    pub detail_concurrency: usize,
+}
+
+impl From<&PollConfig> for PollSettings {
+    fn from(p: &PollConfig) -> Self {
+        Self {
+            interval: p.interval,
+            window: p.window,
+            page_size: p.page_size,
+            detail_concurrency: p.detail_concurrency as usize,
+        }
+    }
+}
+
+/// The jobs of one window scan, de-duplicated, oldest first.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub entries: Vec<ScanEntry>,
+    pub skipped: Vec<SkipReason>,
+    pub requests: u64,
+}
+
+/// Reads every page of `[from_date, to_date]`, oldest first. The window is
+/// fixed for the whole scan, so new jobs cannot shift offsets; pages
+/// overlap by [`PAGE_OVERLAP`] against deletions, and ids are de-duplicated.
+pub async fn scan_window(
+    client: &ApiClient,
+    page_size: u32,
+    from_date: UnixMillis,
+    to_date: UnixMillis,
+) -> Result<Scan, ApiError> {
+    let limit = page_size as usize;
+    let overlap = PAGE_OVERLAP.min(limit / 2);
+    let mut scan = Scan::default();
+    let mut seen: HashSet<JobId> = HashSet::new();
+    let mut next = 0usize;
+    loop {
+        let start = next.saturating_sub(if next == 0 { 0 } else { overlap });
+        let page = client
+            .list_jobs(&ListPageQuery {
+                minimal: true,
+                from: start,
+                limit: page_size,
+                from_date,
+                to_date,
+            })
+            .await?;
+        scan.requests += 1;
+        scan.skipped.extend_from_slice(&page.skipped);
+        let expected_repeats = next - start;
+        let mut fresh = 0;
+        for (i, job) in page.jobs.into_iter().enumerate() {
+            if seen.insert(job.id.clone()) {
+                fresh += 1;
+                scan.entries.push(ScanEntry {
+                    id: job.id,
+                    status: job.status,
+                });
+            } else if i >= expected_repeats {
+                scan.skipped.push(SkipReason::DuplicateId);
+            }
+        }
+        if page.raw_len < limit {
+            return Ok(scan);
+        }
+        if fresh == 0 {
+            return Err(ApiError::Decode {
+                endpoint: "list_jobs",
+                detail: format!(
+                    "a full page at offset {start} held no new job: the API is not paging"
+                ),
+            });
+        }
+        next = start + page.raw_len;
+    }
+}
+
+/// `GET /jobs/{id}` for each id, `concurrency` at a time. The first failure
+/// fails the lot (the poll is then retried whole next cycle).
+pub async fn fetch_details(
+    client: &ApiClient,
+    ids: Vec<JobId>,
+    concurrency: usize,
+) -> Result<HashMap<JobId, Detail>, ApiError> {
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut set = JoinSet::new();
+    for id in ids {
+        let client = client.clone();
+        let permits = permits.clone();
+        set.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let r = client.get_job(&id).await;
+            (id, r)
+        });
+    }
+    let mut out = HashMap::new();
+    while let Some(joined) = set.join_next().await {
+        let Ok((id, r)) = joined else { continue };
+        match r {
+            Ok(Some(job)) => {
+                out.insert(id, Detail::Found(job));
+            }
+            Ok(None) => {
+                out.insert(id, Detail::Gone);
+            }
+            Err(e) => {
+                set.abort_all();
+                return Err(e);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One account's poller.
+pub struct AccountPoller {
+    pub account: Account,
+    client: ApiClient,
+    tracker: JobTracker,
+    metrics: Arc<Metrics>,
+    board: Arc<StatusBoard>,
+    clock: SharedClock,
+    settings: PollSettings,
+    /// Reason of the last failure, to log a new kind of trouble once.
+    failing: Option<&'static str>,
+}
+
+impl AccountPoller {
+    pub fn new(
+        account: Account,
+        client: ApiClient,
+        metrics: Arc<Metrics>,
+        board: Arc<StatusBoard>,
+        clock: SharedClock,
+        settings: PollSettings,
+    ) -> Self {
+        metrics.register_account(&account.name);
+        Self {
+            account,
+            client,
+            tracker: JobTracker::new(),
+            metrics,
+            board,
+            clock,
+            settings,
+            failing: None,
+        }
+    }
+
+    /// One poll at `now`, with nothing applied unless every call succeeded.
+    pub async fn poll_once(
+        &mut self,
+        now: UnixMillis,
+    ) -> Result<(Outcome, Vec<SkipReason>), ApiError> {
+        let window_start = now - self.settings.window.as_millis() as i64;
+        let scan = scan_window(&self.client, self.settings.page_size, window_start, now).await?;
+        let need = self.tracker.plan(&scan.entries);
+        let details = fetch_details(&self.client, need, self.settings.detail_concurrency).await?;
+        let outcome = self.tracker.apply(&scan.entries, &details, window_start);
+        Ok((outcome, scan.skipped))
+    }
+
+    /// Polls once, updates metrics, the status board and the log.
+    pub async fn cycle(&mut self) {
+        let started = Instant::now();
+        let now = self.clock.now_millis();
+        let name = self.account.name.clone();
+        match self.poll_once(now).await {
+            Ok((outcome, skipped)) => {
+                let took = started.elapsed();
+                self.metrics.apply_outcome(&name, &outcome);
+                self.metrics.jobs_skipped(&name, &skipped);
+                self.metrics
+                    .poll_succeeded(&name, now as f64 / 1000.0, took);
+                self.board.record(&name, now, None);
+                if self.failing.take().is_some() {
+                    tracing::info!(account = %name, "poll succeeded again");
+                }
+                tracing::debug!(
+                    account = %name,
+                    took_ms = took.as_millis() as u64,
+                    completions = outcome.completions.len(),
+                    tracked = outcome.tracked,
+                    baseline = outcome.baseline,
+                    "poll done"
+                );
+            }
+            Err(e) => {
+                let reason = e.reason();
+                self.metrics.poll_failed(&name, reason, started.elapsed());
+                self.board.record(&name, now, Some(e.to_string()));
+                if self.failing != Some(reason) {
+                    tracing::warn!(account = %name, reason, error = %e, "poll failed; keeping the last numbers, nexrender_up is 0");
+                } else {
+                    tracing::debug!(account = %name, reason, error = %e, "poll failed again");
+                }
+                self.failing = Some(reason);
+            }
+        }
+    }
+
+    /// Polls every `interval` until `stop` turns true. A cycle longer than
+    /// the interval delays the next one; cycles never overlap.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(self.settings.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.changed() => return,
+            }
+            tokio::select! {
+                _ = self.cycle() => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
