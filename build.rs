@@ -1,8 +1,8 @@
 // Records the git revision for nexrender_exporter_build_info.
 fn main() {
     println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-env-changed=NEXRENDER_EXPORTER_REVISION");
-    if std::env::var("NEXRENDER_EXPORTER_REVISION").is_ok() {
+    println!("cargo:rerun-if-env-changed=NEXRENDER_BUILD_REVISION");
+    if std::env::var("NEXRENDER_BUILD_REVISION").is_ok() {
         return;
     }
     let rev = std::process::Command::new("git")
@@ -14,6 +14,6 @@ fn main() {
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty());
     if let Some(rev) = rev {
-        println!("cargo:rustc-env=NEXRENDER_EXPORTER_REVISION={rev}");
+        println!("cargo:rustc-env=NEXRENDER_BUILD_REVISION={rev}");
     }
 }

@@ -16,7 +16,7 @@ use crate::status::JobStatus;
 use crate::tracker::Outcome;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-pub const REVISION: &str = match option_env!("NEXRENDER_EXPORTER_REVISION") {
+pub const REVISION: &str = match option_env!("NEXRENDER_BUILD_REVISION") {
     Some(r) => r,
     None => "unknown",
 };

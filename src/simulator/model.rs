@@ -891,6 +891,17 @@ impl Simulation {
         Ok(())
     }
 
+    /// Deletes a job, as when a team removes it upstream. Returns whether it existed.
+    pub fn remove(&mut self, id: Ulid) -> bool {
+        match self.position(id) {
+            Some(i) => {
+                self.jobs.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Cancels a queued or pending job now (`PATCH /jobs/{id}/cancel`).
     pub fn cancel(&mut self, id: Ulid) -> Result<(), ChangeError> {
         let job = self.job(id).ok_or(ChangeError::NotFound(id))?;

@@ -1,0 +1,161 @@
+//! The command line as a user meets it.
+
+mod support;
+
+use std::io::Write;
+use std::process::Command;
+
+fn exporter() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nexrender-exporter"));
+    c.env_remove("NEXRENDER_API_TOKEN")
+        .env_remove("NEXRENDER_API_URL");
+    c
+}
+
+fn yaml(body: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    f.write_all(body.as_bytes()).unwrap();
+    f
+}
+
+#[test]
+fn check_config_accepts_the_annotated_example() {
+    // The example reads its token from /run/secrets; point it at a real file.
+    let token = yaml("t0ken\n");
+    let example = std::fs::read_to_string("config/nexrender-exporter.example.yaml").unwrap();
+    assert!(example.contains("/run/secrets/nexrender_token"));
+    let f = yaml(&example.replace(
+        "/run/secrets/nexrender_token",
+        &token.path().display().to_string(),
+    ));
+    let out = exporter()
+        .arg("check-config")
+        .arg(f.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+}
+
+#[test]
+fn check_config_names_the_bad_key_and_the_file_and_exits_non_zero() {
+    for (body, key) in [
+        (
+            "poll:\n  interval: fast\naccounts: [{name: a, token: x}]\n",
+            "interval",
+        ),
+        ("pol:\n  interval: 10s\n", "pol"),
+        (
+            "accounts: [{name: a, token: x}, {name: a, token: y}]\n",
+            "accounts[1].name",
+        ),
+        ("accounts: [{name: a}]\n", "accounts[0].token"),
+    ] {
+        let f = yaml(body);
+        let out = exporter()
+            .arg("check-config")
+            .arg(f.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{body}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(key) && err.contains(&f.path().display().to_string()),
+            "{body} -> {err}"
+        );
+    }
+}
+
+#[test]
+fn environment_overrides_the_file_and_names_itself_when_wrong() {
+    let f = yaml("accounts: [{name: a, token: x}]\n");
+    let out = exporter()
+        .arg("check-config")
+        .arg(f.path())
+        .env("NEXRENDER_EXPORTER_POLL__INTERVAL", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("NEXRENDER_EXPORTER_") && err.to_lowercase().contains("poll.interval"),
+        "{err}"
+    );
+}
+
+#[test]
+fn nexrender_api_token_alone_configures_a_default_account() {
+    let f = yaml("poll:\n  interval: 10s\n");
+    let out = exporter()
+        .arg("check-config")
+        .arg(f.path())
+        .env("NEXRENDER_API_TOKEN", "abc")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("default"));
+}
+
+#[test]
+fn version_prints_the_version() {
+    let out = exporter().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn starting_without_any_account_refuses_with_a_hint() {
+    let f = yaml("{}\n");
+    let out = exporter().arg("--config").arg(f.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NEXRENDER_API_TOKEN"));
+}
+
+#[tokio::test]
+async fn demo_mode_serves_lively_numbers_from_the_built_in_simulator() {
+    let port = support::free_port();
+    let mut child = exporter()
+        .args([
+            "--demo",
+            "--web.listen-address",
+            &format!("127.0.0.1:{port}"),
+            "--log.format",
+            "json",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let mut text = String::new();
+    for _ in 0..300 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if let Ok(r) = reqwest::get(&url).await {
+            text = r.text().await.unwrap_or_default();
+            if support::value(&text, "nexrender_up{account=\"demo\"}") == Some(1.0) {
+                break;
+            }
+        }
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        support::value(&text, "nexrender_up{account=\"demo\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    let finished = support::jobs(&text, "demo", "finished").unwrap();
+    assert!(finished > 1000.0, "a day of history: {finished}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.lines().next().is_some_and(|l| l.starts_with('{')),
+        "json logs: {log}"
+    );
+}

@@ -1,0 +1,500 @@
+//! The real exporter binary against the simulator, over several poll
+//! cycles with jobs moving, checking exact numbers.
+
+mod support;
+
+use std::time::Duration;
+
+use nexrender_exporter::simulator::{Endpoint, Fault, FaultRule, Schedule, ScriptedJob};
+use nexrender_exporter::status::JobStatus;
+use support::*;
+
+const MIN: i64 = 60_000;
+
+fn finished(created: i64, wait_ms: i64, render_ms: i64) -> ScriptedJob {
+    ScriptedJob {
+        created_at: created,
+        status: JobStatus::Finished,
+        started_at: Some(created + wait_ms),
+        ended_at: Some(created + wait_ms + render_ms),
+        error: None,
+    }
+}
+
+#[tokio::test]
+async fn jobs_terminal_before_start_are_not_counted_and_a_job_created_and_finished_between_polls_is(
+) {
+    let sim = scripted_simulator().await;
+    let t = now();
+    sim.sim.with_farm(|f| {
+        for i in 0..120 {
+            f.insert_scripted(finished(t - 50 * MIN + i * 1000, 2000, 30_000));
+        }
+        f.insert_scripted(ScriptedJob::queued(t - 10 * MIN));
+    });
+    let exp = Exporter::start(&format!("accounts:\n{}", account_yaml("main", &sim)), &[]);
+    let m = exp.polls("main", 1).await;
+    assert_eq!(
+        jobs(&m, "main", "finished"),
+        Some(120.0),
+        "120 jobs, paged 50 at a time"
+    );
+    assert_eq!(jobs(&m, "main", "queued"), Some(1.0));
+    assert_eq!(
+        completed(&m, "main", "finished"),
+        Some(0.0),
+        "no spike after start"
+    );
+    assert_eq!(value(&m, "nexrender_up{account=\"main\"}"), Some(1.0));
+
+    // Between two polls: created, started after 12.5 s, rendered 90.25 s.
+    let t = now();
+    sim.sim
+        .with_farm(|f| f.insert_scripted(finished(t - 2 * MIN, 12_500, 90_250)));
+    let m = exp
+        .wait_for(
+            |m| completed(m, "main", "finished") == Some(1.0),
+            "the new job counted",
+        )
+        .await;
+    assert_eq!(jobs(&m, "main", "finished"), Some(121.0));
+    assert_eq!(
+        value(
+            &m,
+            "nexrender_job_render_duration_seconds_count{account=\"main\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            "nexrender_job_render_duration_seconds_sum{account=\"main\"}"
+        ),
+        Some(90.25)
+    );
+    assert_eq!(
+        value(&m, "nexrender_job_queue_wait_seconds_sum{account=\"main\"}"),
+        Some(12.5)
+    );
+
+    // Several more polls: still counted once.
+    let m = exp.polls("main", 3).await;
+    assert_eq!(completed(&m, "main", "finished"), Some(1.0));
+    assert_eq!(
+        value(
+            &m,
+            "nexrender_job_render_duration_seconds_count{account=\"main\"}"
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn a_queued_job_moves_through_rendering_to_error_and_is_measured_once() {
+    let sim = scripted_simulator().await;
+    let t = now();
+    let id = sim
+        .sim
+        .with_farm(|f| f.insert_scripted(ScriptedJob::queued(t - 5 * MIN)));
+    let exp = Exporter::start(&format!("accounts:\n{}", account_yaml("main", &sim)), &[]);
+    let m = exp.polls("main", 1).await;
+    let created = (t - 5 * MIN) as f64 / 1000.0;
+    assert_eq!(
+        value(
+            &m,
+            "nexrender_oldest_job_created_timestamp_seconds{account=\"main\",status=\"queued\"}"
+        ),
+        Some(created)
+    );
+
+    sim.sim
+        .with_farm(|f| f.script_status(id, JobStatus::Rendering, t - 5 * MIN + 42_000))
+        .unwrap();
+    let m = exp
+        .wait_for(
+            |m| jobs(m, "main", "render:dorender") == Some(1.0),
+            "rendering",
+        )
+        .await;
+    assert_eq!(jobs(&m, "main", "queued"), Some(0.0));
+    assert!(
+        !m.contains(
+            "nexrender_oldest_job_created_timestamp_seconds{account=\"main\",status=\"queued\"}"
+        ),
+        "absent when none waits"
+    );
+    let m = exp
+        .wait_for(
+            |m| {
+                value(
+                    m,
+                    "nexrender_job_queue_wait_seconds_count{account=\"main\"}",
+                ) == Some(1.0)
+            },
+            "wait",
+        )
+        .await;
+    assert_eq!(
+        value(&m, "nexrender_job_queue_wait_seconds_sum{account=\"main\"}"),
+        Some(42.0)
+    );
+
+    sim.sim
+        .with_farm(|f| f.script_status(id, JobStatus::Error, now()))
+        .unwrap();
+    let m = exp
+        .wait_for(
+            |m| completed(m, "main", "error") == Some(1.0),
+            "error counted",
+        )
+        .await;
+    assert_eq!(
+        value(
+            &m,
+            "nexrender_job_render_duration_seconds_count{account=\"main\"}"
+        ),
+        Some(0.0),
+        "errors have no render duration"
+    );
+    let m = exp.polls("main", 2).await;
+    assert_eq!(completed(&m, "main", "error"), Some(1.0));
+    assert_eq!(
+        value(
+            &m,
+            "nexrender_job_queue_wait_seconds_count{account=\"main\"}"
+        ),
+        Some(1.0)
+    );
+}
+
+fn one_minute_window(sim: &nexrender_exporter::simulator::RunningSimulator) -> Exporter {
+    let mut config = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    use std::io::Write;
+    write!(
+        config,
+        "poll:\n  interval: 1s\n  window: 1m\naccounts:\n{}",
+        account_yaml("main", sim)
+    )
+    .unwrap();
+    Exporter::start_with(config, &[])
+}
+
+#[tokio::test]
+async fn a_job_stuck_longer_than_the_window_stays_in_the_backlog_and_is_counted_when_it_finishes() {
+    let sim = scripted_simulator().await;
+    let t = now();
+    // A one-minute window: both jobs leave it within seconds.
+    let (stuck_created, rendering) = sim.sim.with_farm(|f| {
+        let created = t - 52_000;
+        f.insert_scripted(ScriptedJob::queued(created));
+        let mut r = ScriptedJob::queued(t - 55_000);
+        r.status = JobStatus::Rendering;
+        r.started_at = Some(t - 54_000);
+        (created, f.insert_scripted(r))
+    });
+    let exp = one_minute_window(&sim);
+    let m = exp.polls("main", 1).await;
+    assert_eq!(jobs(&m, "main", "queued"), Some(1.0));
+    assert_eq!(jobs(&m, "main", "render:dorender"), Some(1.0));
+
+    // Wait until the window has moved past both; the scan no longer lists them.
+    tokio::time::sleep(Duration::from_millis((t + 10_000 - now()).max(0) as u64)).await;
+    let m = exp.polls("main", 2).await;
+    assert_eq!(
+        jobs(&m, "main", "queued"),
+        Some(1.0),
+        "still in the backlog:\n{m}"
+    );
+    assert_eq!(jobs(&m, "main", "render:dorender"), Some(1.0));
+    assert_eq!(
+        value(
+            &m,
+            "nexrender_oldest_job_created_timestamp_seconds{account=\"main\",status=\"queued\"}"
+        ),
+        Some(stuck_created as f64 / 1000.0)
+    );
+    assert!(value(&m, "nexrender_exporter_api_requests_total{account=\"main\",code=\"200\",endpoint=\"get_job\"}").unwrap() >= 2.0, "looked up by id");
+
+    // The rendering one finishes while older than the window: counted once.
+    sim.sim
+        .with_farm(|f| f.script_status(rendering, JobStatus::Finished, now()))
+        .unwrap();
+    let m = exp
+        .wait_for(
+            |m| completed(m, "main", "finished") == Some(1.0),
+            "finished counted",
+        )
+        .await;
+    assert_eq!(jobs(&m, "main", "render:dorender"), Some(0.0));
+    assert_eq!(
+        jobs(&m, "main", "finished"),
+        Some(0.0),
+        "created before the window: not a window job"
+    );
+    let m = exp.polls("main", 2).await;
+    assert_eq!(completed(&m, "main", "finished"), Some(1.0));
+    assert_eq!(
+        value(
+            &m,
+            "nexrender_job_render_duration_seconds_count{account=\"main\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        jobs(&m, "main", "queued"),
+        Some(1.0),
+        "the stuck one is still there"
+    );
+}
+
+#[tokio::test]
+async fn a_restart_does_not_count_what_was_already_finished() {
+    let sim = scripted_simulator().await;
+    let t = now();
+    let id = sim.sim.with_farm(|f| {
+        for i in 0..10 {
+            f.insert_scripted(finished(t - 30 * MIN + i * 1000, 1000, 5000));
+        }
+        f.insert_scripted(ScriptedJob::queued(t - MIN))
+    });
+    let yaml = format!("accounts:\n{}", account_yaml("main", &sim));
+    let exp = Exporter::start(&yaml, &[]);
+    exp.polls("main", 1).await;
+    sim.sim
+        .with_farm(|f| f.script_status(id, JobStatus::Finished, now()))
+        .unwrap();
+    let m = exp
+        .wait_for(
+            |m| completed(m, "main", "finished") == Some(1.0),
+            "counted before restart",
+        )
+        .await;
+    assert_eq!(jobs(&m, "main", "finished"), Some(11.0));
+    let (status, _, _) = exp.stop();
+    assert!(status.success());
+
+    let exp = Exporter::start(&yaml, &[]);
+    let m = exp.polls("main", 3).await;
+    assert_eq!(
+        completed(&m, "main", "finished"),
+        Some(0.0),
+        "a new process starts its counters at 0 and adds nothing"
+    );
+    assert_eq!(jobs(&m, "main", "finished"), Some(11.0));
+}
+
+#[tokio::test]
+async fn an_unknown_status_is_exported_under_its_own_name_and_removed_when_gone() {
+    let sim = scripted_simulator().await;
+    let t = now();
+    let id = sim
+        .sim
+        .with_farm(|f| f.insert_scripted(ScriptedJob::queued(t - MIN)));
+    let exp = Exporter::start(&format!("accounts:\n{}", account_yaml("main", &sim)), &[]);
+    exp.polls("main", 1).await;
+    sim.sim
+        .with_farm(|f| f.script_status(id, JobStatus::Other("render:prerender".into()), now()))
+        .unwrap();
+    let m = exp
+        .wait_for(
+            |m| jobs(m, "main", "render:prerender") == Some(1.0),
+            "unknown status",
+        )
+        .await;
+    assert_eq!(jobs(&m, "main", "queued"), Some(0.0));
+    assert!(m.contains("nexrender_oldest_job_created_timestamp_seconds{account=\"main\",status=\"render:prerender\"}"));
+    sim.sim
+        .with_farm(|f| f.script_status(id, JobStatus::Finished, now()))
+        .unwrap();
+    let m = exp
+        .wait_for(
+            |m| completed(m, "main", "finished") == Some(1.0),
+            "finished",
+        )
+        .await;
+    assert!(
+        !m.contains("render:prerender"),
+        "series of a status no longer seen are removed:\n{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_poll_keeps_the_last_numbers_with_up_0_and_recovery_counts_once() {
+    let sim = scripted_simulator().await;
+    let t = now();
+    let ids = sim.sim.with_farm(|f| {
+        (0..3)
+            .map(|i| f.insert_scripted(ScriptedJob::queued(t - MIN + i)))
+            .collect::<Vec<_>>()
+    });
+    let exp = Exporter::start(&format!("accounts:\n{}", account_yaml("main", &sim)), &[]);
+    let m = exp.polls("main", 1).await;
+    assert_eq!(jobs(&m, "main", "queued"), Some(3.0));
+
+    sim.sim.add_fault(FaultRule::new(
+        Endpoint::ListJobs,
+        Fault::Status { code: 503 },
+        Schedule::Always,
+    ));
+    let m = exp
+        .wait_for(
+            |m| value(m, "nexrender_up{account=\"main\"}") == Some(0.0),
+            "up 0",
+        )
+        .await;
+    assert_eq!(
+        jobs(&m, "main", "queued"),
+        Some(3.0),
+        "last good numbers kept"
+    );
+    assert!(value(&m, "nexrender_exporter_api_requests_total{account=\"main\",code=\"503\",endpoint=\"list_jobs\"}").unwrap() >= 1.0);
+    assert!(
+        value(
+            &m,
+            "nexrender_exporter_poll_errors_total{account=\"main\",reason=\"server_error\"}"
+        )
+        .unwrap()
+            >= 1.0
+    );
+    // During the outage two jobs finish.
+    for id in &ids[..2] {
+        sim.sim
+            .with_farm(|f| f.script_status(*id, JobStatus::Finished, now()))
+            .unwrap();
+    }
+    exp.wait_for(
+        |m| {
+            value(
+                m,
+                "nexrender_exporter_polls_total{account=\"main\",result=\"failure\"}",
+            )
+            .unwrap_or(0.0)
+                >= 3.0
+        },
+        "failing polls",
+    )
+    .await;
+    sim.sim.clear_faults();
+    let m = exp
+        .wait_for(
+            |m| value(m, "nexrender_up{account=\"main\"}") == Some(1.0),
+            "recovered",
+        )
+        .await;
+    assert_eq!(completed(&m, "main", "finished"), Some(2.0));
+    assert_eq!(jobs(&m, "main", "queued"), Some(1.0));
+    let m = exp.polls("main", 2).await;
+    assert_eq!(
+        completed(&m, "main", "finished"),
+        Some(2.0),
+        "nothing counted twice"
+    );
+    let warnings = exp.log().matches("poll failed").count();
+    assert_eq!(
+        warnings,
+        1,
+        "one log line for the outage, not one per cycle:\n{}",
+        exp.log()
+    );
+}
+
+#[tokio::test]
+async fn one_hanging_account_never_stalls_another() {
+    let good = scripted_simulator().await;
+    let bad = scripted_simulator().await;
+    bad.sim
+        .add_fault(FaultRule::new(Endpoint::Any, Fault::Hang, Schedule::Always));
+    let t = now();
+    good.sim
+        .with_farm(|f| f.insert_scripted(ScriptedJob::queued(t - MIN)));
+    let yaml = format!(
+        "accounts:\n{}{}",
+        account_yaml("good", &good),
+        account_yaml("bad", &bad)
+    );
+    let exp = Exporter::start(&yaml, &[]);
+    let m = exp.polls("good", 4).await;
+    assert_eq!(jobs(&m, "good", "queued"), Some(1.0));
+    assert_eq!(value(&m, "nexrender_up{account=\"good\"}"), Some(1.0));
+    assert_eq!(value(&m, "nexrender_up{account=\"bad\"}"), Some(0.0));
+    let m = exp.wait_for(|m| value(m, "nexrender_exporter_api_requests_total{account=\"bad\",code=\"timeout\",endpoint=\"list_jobs\"}").is_some(), "timeout").await;
+    // Request timeout 2 s: the bad account's poll takes 2 s, then the next one starts, never overlapping.
+    assert!(
+        value(
+            &m,
+            "nexrender_exporter_poll_duration_seconds{account=\"bad\"}"
+        )
+        .unwrap()
+            >= 2.0
+    );
+}
+
+#[tokio::test]
+async fn readyz_waits_for_the_first_poll_and_the_landing_page_shows_each_account() {
+    let sim = scripted_simulator().await;
+    // The first list request is slow, so readiness can be seen flipping.
+    sim.sim.add_fault(FaultRule::new(
+        Endpoint::ListJobs,
+        Fault::Slow {
+            delay: Duration::from_secs(2),
+        },
+        Schedule::Next { count: 1 },
+    ));
+    let exp = Exporter::start(&format!("accounts:\n{}", account_yaml("main", &sim)), &[]);
+    let mut early = None;
+    for _ in 0..100 {
+        if let Some(r) = exp.get("/readyz").await {
+            early = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (code, body) = early.expect("server up");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("main"));
+    assert_eq!(exp.get("/healthz").await.unwrap().0, 200);
+    exp.polls("main", 1).await;
+    assert_eq!(exp.get("/readyz").await.unwrap().0, 200);
+    let (code, page) = exp.get("/").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(page.contains("<td>main</td><td>ok</td>"), "{page}");
+    assert!(page.contains("href=\"/metrics\""));
+    assert_eq!(exp.get("/nope").await.unwrap().0, 404);
+}
+
+#[tokio::test]
+async fn the_token_never_appears_in_logs_metrics_or_pages() {
+    let sim = scripted_simulator().await;
+    sim.sim.add_fault(FaultRule::new(
+        Endpoint::ListJobs,
+        Fault::Unauthorized,
+        Schedule::Next { count: 2 },
+    ));
+    sim.sim
+        .with_farm(|f| f.insert_scripted(ScriptedJob::queued(now() - MIN)));
+    let exp = Exporter::start(
+        &format!("accounts:\n{}", account_yaml("main", &sim)),
+        &["--log.level", "trace"],
+    );
+    exp.wait_for(|m| value(m, "nexrender_exporter_api_requests_total{account=\"main\",code=\"401\",endpoint=\"list_jobs\"}") == Some(2.0), "401s").await;
+    let m = exp.polls("main", 2).await;
+    let (_, page) = exp.get("/").await.unwrap();
+    let (_, _, log) = exp.stop();
+    assert!(
+        log.contains("refused the token"),
+        "the 401 is reported:\n{log}"
+    );
+    for (what, text) in [("metrics", &m), ("landing page", &page), ("log", &log)] {
+        assert!(!text.contains(TOKEN), "token leaked in {what}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_exporter_promptly_with_exit_code_0() {
+    let sim = scripted_simulator().await;
+    let exp = Exporter::start(&format!("accounts:\n{}", account_yaml("main", &sim)), &[]);
+    exp.polls("main", 1).await;
+    let (status, took, _) = exp.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(6), "{took:?}");
+}

@@ -1,0 +1,142 @@
+//! Window scans stay exact while the job list changes between page reads.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nexrender_exporter::api::ApiClient;
+use nexrender_exporter::api::RequestObserver;
+use nexrender_exporter::poller::scan_window;
+use nexrender_exporter::secret::Secret;
+use nexrender_exporter::simulator::{Endpoint, Fault, FaultRule, Schedule, ScriptedJob};
+use nexrender_exporter::status::JobStatus;
+use support::*;
+
+struct Ignore;
+impl RequestObserver for Ignore {
+    fn request_done(&self, _: nexrender_exporter::api::Endpoint, _: &str, _: Duration) {}
+}
+
+fn client(sim: &nexrender_exporter::simulator::RunningSimulator) -> ApiClient {
+    ApiClient::new(
+        &sim.api_url(),
+        Secret::new(TOKEN),
+        Duration::from_secs(5),
+        1 << 24,
+        Arc::new(Ignore),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn deletions_and_status_changes_between_page_reads_lose_no_job_and_repeat_none() {
+    let sim = scripted_simulator().await;
+    let t = now();
+    let ids: Vec<_> = sim.sim.with_farm(|f| {
+        (0..250)
+            .map(|i| f.insert_scripted(ScriptedJob::queued(t - 600_000 + i * 100)))
+            .collect()
+    });
+    // The third page read is held back while the list changes underneath.
+    sim.sim.add_fault(FaultRule::new(
+        Endpoint::ListJobs,
+        Fault::Slow {
+            delay: Duration::from_millis(600),
+        },
+        Schedule::EveryNth { n: 3 },
+    ));
+    let c = client(&sim);
+    let scan = tokio::spawn(async move { scan_window(&c, 50, t - 3_600_000, t).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sim.sim.with_farm(|f| {
+        // Five jobs already read are deleted: later offsets shift left by 5.
+        for id in &ids[10..15] {
+            assert!(f.remove(*id));
+        }
+        // Jobs change status (no effect on order without a state filter)...
+        for id in &ids[200..210] {
+            f.script_status(*id, JobStatus::Finished, now()).unwrap();
+        }
+        // ...and new jobs arrive after the window's end.
+        f.insert_scripted(ScriptedJob::queued(now() + 1000));
+    });
+    let scan = scan.await.unwrap().unwrap();
+    let got: Vec<_> = scan.entries.iter().map(|e| e.id.to_string()).collect();
+    // The deleted jobs were read before they went; without overlapping pages
+    // the five jobs after offset 100 would have shifted out of reach.
+    let want: Vec<_> = ids.iter().map(|u| u.to_string()).collect();
+    let missing: Vec<_> = want.iter().filter(|w| !got.contains(w)).collect();
+    assert!(missing.is_empty(), "missed {missing:?}");
+    assert!(
+        got == want,
+        "every job exactly once, oldest first ({} seen, {} expected)",
+        got.len(),
+        want.len()
+    );
+    assert!(
+        scan.skipped.is_empty(),
+        "the overlap's repeats are expected, not skipped jobs: {:?}",
+        scan.skipped
+    );
+}
+
+#[tokio::test]
+async fn a_list_exactly_one_page_long_ends_with_an_empty_page() {
+    let sim = scripted_simulator().await;
+    let t = now();
+    sim.sim.with_farm(|f| {
+        for i in 0..100 {
+            f.insert_scripted(ScriptedJob::queued(t - 600_000 + i));
+        }
+    });
+    let c = client(&sim);
+    let scan = scan_window(&c, 100, t - 3_600_000, t).await.unwrap();
+    assert_eq!((scan.entries.len(), scan.requests), (100, 2));
+    let scan = scan_window(&c, 1000, t - 3_600_000, t).await.unwrap();
+    assert_eq!((scan.entries.len(), scan.requests), (100, 1));
+}
+
+#[tokio::test]
+async fn an_api_that_ignores_the_offset_is_an_error_not_an_endless_loop() {
+    use http_body_util::Full;
+    // A proxy that answers every offset with the same full page.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let page: String = format!(
+        "[{}]",
+        (0..50)
+            .map(|i| format!(r#"{{"id":"job-{i}","status":"queued"}}"#))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let page = page.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    let page = page.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            bytes::Bytes::from(page),
+                        )))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let c = ApiClient::new(
+        &format!("http://{addr}"),
+        Secret::new("x"),
+        Duration::from_secs(5),
+        1 << 20,
+        Arc::new(Ignore),
+    )
+    .unwrap();
+    let err = scan_window(&c, 50, 0, now()).await.unwrap_err();
+    assert!(err.to_string().contains("not paging"), "{err}");
+}

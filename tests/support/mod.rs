@@ -1,0 +1,207 @@
+//! Running the real `nexrender-exporter` binary against an in-process simulator.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nexrender_exporter::clock::{Clock, SystemClock};
+use nexrender_exporter::simulator::server::{start, RunningSimulator};
+use nexrender_exporter::simulator::{LifecycleConfig, SimulatorConfig};
+
+pub const TOKEN: &str = "tok-7f3c9a-never-print-me";
+
+/// A simulator whose lifecycle engine is off: only scripted jobs exist and
+/// they move only when the test says so.
+pub async fn scripted_simulator() -> RunningSimulator {
+    let cfg = SimulatorConfig {
+        tokens: vec![TOKEN.into()],
+        lifecycle: LifecycleConfig {
+            arrivals_per_minute: 0.0,
+            ..LifecycleConfig::default()
+        },
+        ..SimulatorConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start(&cfg, Arc::new(SystemClock), listener).unwrap()
+}
+
+pub fn now() -> i64 {
+    SystemClock.now_millis()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Exporter {
+    child: Child,
+    pub port: u16,
+    pub config: tempfile::NamedTempFile,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Exporter {
+    /// Starts the binary with a YAML config made of `accounts_yaml` and a
+    /// 1 s poll interval over a one-hour window.
+    pub fn start(accounts_yaml: &str, extra_args: &[&str]) -> Exporter {
+        let mut config = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+        write!(config, "poll:\n  interval: 1s\n  window: 1h\n  page_size: 50\n  request_timeout: 2s\n{accounts_yaml}").unwrap();
+        Self::start_with(config, extra_args)
+    }
+
+    pub fn start_with(config: tempfile::NamedTempFile, extra_args: &[&str]) -> Exporter {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("exporter.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_nexrender-exporter"))
+            .arg("--config")
+            .arg(config.path())
+            .arg("--web.listen-address")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(extra_args)
+            .env_remove("NEXRENDER_API_TOKEN")
+            .env_remove("NEXRENDER_API_URL")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        Exporter {
+            child,
+            port,
+            config,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let r = reqwest::Client::new()
+            .get(self.url(path))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?;
+        let code = r.status().as_u16();
+        Some((code, r.text().await.ok()?))
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics")
+            .await
+            .map(|(_, t)| t)
+            .unwrap_or_default()
+    }
+
+    /// Waits until `n` more successful polls of `account` than now are
+    /// reported, and returns the metrics then.
+    pub async fn polls(&self, account: &str, n: u64) -> String {
+        let key =
+            format!("nexrender_exporter_polls_total{{account=\"{account}\",result=\"success\"}}");
+        let start = value(&self.metrics().await, &key).unwrap_or(0.0) as u64;
+        self.wait_for(
+            |m| value(m, &key).unwrap_or(0.0) as u64 >= start + n,
+            &format!("{n} polls of {account}"),
+        )
+        .await
+    }
+
+    /// Polls `/metrics` until `pred` holds (at most 30 s).
+    pub async fn wait_for(&self, pred: impl Fn(&str) -> bool, what: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let m = self.metrics().await;
+            if pred(&m) {
+                return m;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}\nmetrics:\n{m}\nlog:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(mut self) -> (std::process::ExitStatus, Duration, String) {
+        let t = Instant::now();
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, t.elapsed(), self.log());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "exporter did not exit within 10 s of SIGTERM\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn account_yaml(name: &str, sim: &RunningSimulator) -> String {
+    format!(
+        "  - name: {name}\n    api_url: {}\n    token: {TOKEN}\n",
+        sim.api_url()
+    )
+}
+
+/// The value of one exact series (`name{labels}`) in exposition text.
+pub fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(series)?;
+        rest.strip_prefix(' ')?.trim().parse().ok()
+    })
+}
+
+pub fn jobs(text: &str, account: &str, status: &str) -> Option<f64> {
+    value(
+        text,
+        &format!("nexrender_jobs{{account=\"{account}\",status=\"{status}\"}}"),
+    )
+}
+
+pub fn completed(text: &str, account: &str, status: &str) -> Option<f64> {
+    value(
+        text,
+        &format!("nexrender_jobs_completed_total{{account=\"{account}\",status=\"{status}\"}}"),
+    )
+}
