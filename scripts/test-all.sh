@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Every test, on a fresh machine: installs what the tests need, then runs
+# formatting, lints and the whole test suite. CI runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Stoplight Prism serves the vendor's OpenAPI spec and rejects requests the
+# spec does not allow; tests/prism.rs needs it.
+if [ -z "${PRISM_BIN:-}" ]; then
+  if [ ! -x .tools/node_modules/.bin/prism ]; then
+    if ! command -v npm >/dev/null; then
+      apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    npm install --prefix .tools --no-audit --no-fund --loglevel=error @stoplight/prism-cli@5
+  fi
+  export PRISM_BIN="$PWD/.tools/node_modules/.bin/prism"
+fi
+export REQUIRE_PRISM=1
+
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+cargo test --all-targets
