@@ -30,7 +30,10 @@ fn spec_path() -> String {
 
 async fn prism(dynamic: bool) -> Option<Prism> {
     let Ok(bin) = std::env::var("PRISM_BIN") else {
-        assert!(std::env::var("REQUIRE_PRISM").is_err(), "REQUIRE_PRISM is set but PRISM_BIN is not");
+        assert!(
+            std::env::var("REQUIRE_PRISM").is_err(),
+            "REQUIRE_PRISM is set but PRISM_BIN is not"
+        );
         eprintln!("PRISM_BIN not set: skipping the Prism test (scripts/test-all.sh runs it)");
         return None;
     };
@@ -40,7 +43,12 @@ async fn prism(dynamic: bool) -> Option<Prism> {
     if dynamic {
         cmd.arg("-d");
     }
-    let child = cmd.arg(spec_path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start prism");
+    let child = cmd
+        .arg(spec_path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prism");
     let p = Prism(child, port);
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
@@ -58,7 +66,9 @@ async fn prism(dynamic: bool) -> Option<Prism> {
 }
 
 fn prism_account(port: u16) -> String {
-    format!("accounts:\n  - name: prism\n    api_url: http://127.0.0.1:{port}\n    token: {TOKEN}\n")
+    format!(
+        "accounts:\n  - name: prism\n    api_url: http://127.0.0.1:{port}\n    token: {TOKEN}\n"
+    )
 }
 
 #[tokio::test]
@@ -66,9 +76,17 @@ async fn every_request_the_exporter_makes_is_valid_under_the_spec() {
     let Some(p) = prism(false).await else { return };
     let exp = Exporter::start(&prism_account(p.1), &[]);
     let m = exp.polls("prism", 3).await;
-    assert_eq!(value(&m, "nexrender_up{account=\"prism\"}"), Some(1.0), "{}", exp.log());
+    assert_eq!(
+        value(&m, "nexrender_up{account=\"prism\"}"),
+        Some(1.0),
+        "{}",
+        exp.log()
+    );
     assert!(value(&m, "nexrender_exporter_api_requests_total{account=\"prism\",code=\"200\",endpoint=\"list_jobs\"}").unwrap() >= 3.0);
-    assert!(!m.contains("code=\"400\""), "Prism rejected a request:\n{m}");
+    assert!(
+        !m.contains("code=\"400\""),
+        "Prism rejected a request:\n{m}"
+    );
     // The spec's example job has status "string": an undocumented status.
     assert_eq!(jobs(&m, "prism", "string"), Some(1.0));
 }
@@ -80,7 +98,10 @@ async fn random_schema_valid_data_never_crashes_the_exporter() {
     let key_ok = "nexrender_exporter_polls_total{account=\"prism\",result=\"success\"}";
     let key_bad = "nexrender_exporter_polls_total{account=\"prism\",result=\"failure\"}";
     let m = exp
-        .wait_for(|m| value(m, key_ok).unwrap_or(0.0) + value(m, key_bad).unwrap_or(0.0) >= 6.0, "six polls of random data")
+        .wait_for(
+            |m| value(m, key_ok).unwrap_or(0.0) + value(m, key_bad).unwrap_or(0.0) >= 6.0,
+            "six polls of random data",
+        )
         .await;
     assert!(m.contains("nexrender_exporter_build_info"));
     let (status, _, log) = exp.stop();
@@ -129,9 +150,22 @@ async fn the_simulator_rejects_what_the_spec_rejects() {
         };
         let spec = code(format!("http://127.0.0.1:{}", p.1)).await;
         let ours = code(sim.base_url()).await;
-        assert_eq!(ours, spec, "GET /jobs?{q}: simulator {ours}, spec (Prism) {spec}");
+        assert_eq!(
+            ours, spec,
+            "GET /jobs?{q}: simulator {ours}, spec (Prism) {spec}"
+        );
     }
-    let no_auth = client.get(format!("{}/jobs", sim.base_url())).send().await.unwrap().status();
-    let spec_no_auth = client.get(format!("http://127.0.0.1:{}/jobs", p.1)).send().await.unwrap().status();
+    let no_auth = client
+        .get(format!("{}/jobs", sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    let spec_no_auth = client
+        .get(format!("http://127.0.0.1:{}/jobs", p.1))
+        .send()
+        .await
+        .unwrap()
+        .status();
     assert_eq!(no_auth, spec_no_auth);
 }
