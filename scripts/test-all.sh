@@ -17,6 +17,16 @@ if [ -z "${PRISM_BIN:-}" ]; then
 fi
 export REQUIRE_PRISM=1
 
+# A real Prometheus and promtool (Debian's package) for the rules and the
+# end-to-end dashboard test.
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq prometheus >/dev/null
+fi
+export REQUIRE_PROMETHEUS=1
+promtool check config deploy/prometheus/prometheus.yml
+promtool test rules deploy/prometheus/tests/nexrender.rules.test.yml
+python3 grafana/generate.py --check
+
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo test --all-targets

@@ -10,7 +10,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::api::{Endpoint, RequestObserver, SkipReason};
+use crate::api::{ApiError, Endpoint, RequestObserver, SkipReason};
 use crate::config::MetricsConfig;
 use crate::status::JobStatus;
 use crate::tracker::Outcome;
@@ -197,6 +197,12 @@ impl Metrics {
         self.inconsistent.with_label_values(&[account]);
         for r in ["success", "failure"] {
             self.polls.with_label_values(&[account, r]);
+        }
+        for r in ApiError::REASONS {
+            self.poll_errors.with_label_values(&[account, r]);
+        }
+        for r in SkipReason::ALL {
+            self.jobs_skipped.with_label_values(&[account, r.label()]);
         }
         for ep in [Endpoint::ListJobs, Endpoint::GetJob] {
             self.api_duration.with_label_values(&[account, ep.label()]);
@@ -395,6 +401,12 @@ mod tests {
         }
         assert!(t.contains("nexrender_jobs_completed_total{account=\"main\",status=\"error\"} 0"));
         assert!(t.contains("nexrender_up{account=\"main\"} 0"));
+        assert!(t.contains(
+            "nexrender_exporter_poll_errors_total{account=\"main\",reason=\"unauthorized\"} 0"
+        ));
+        assert!(t.contains(
+            "nexrender_exporter_jobs_skipped_total{account=\"main\",reason=\"missing_id\"} 0"
+        ));
         assert!(t.contains(&format!(
             "nexrender_exporter_build_info{{revision=\"{REVISION}\",version=\"{VERSION}\"}} 1"
         )));

@@ -74,6 +74,19 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// Every value [`ApiError::reason`] can take, for zero-filled series.
+    pub const REASONS: [&'static str; 9] = [
+        "timeout",
+        "connect",
+        "unauthorized",
+        "rate_limited",
+        "server_error",
+        "client_error",
+        "decode",
+        "too_large",
+        "transport",
+    ];
+
     /// Low-cardinality reason for error metrics.
     pub fn reason(&self) -> &'static str {
         match self {

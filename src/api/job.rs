@@ -70,6 +70,13 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    pub const ALL: [SkipReason; 4] = [
+        SkipReason::NotAnObject,
+        SkipReason::MissingId,
+        SkipReason::MissingStatus,
+        SkipReason::DuplicateId,
+    ];
+
     /// Low-cardinality label for `nexrender_exporter_jobs_skipped_total`.
     pub fn label(self) -> &'static str {
         match self {

@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""Writes the Grafana dashboards in grafana/dashboards/ from this one source.
+
+    python3 grafana/generate.py          # rewrite the JSON files
+    python3 grafana/generate.py --check  # exit 1 if they differ from this source
+
+Panels use only built-in types and the current dashboard schema; every query
+goes through the ${datasource} variable and the account filter.
+"""
+import json
+import pathlib
+import sys
+
+OUT = pathlib.Path(__file__).parent / "dashboards"
+DS = {"type": "prometheus", "uid": "${datasource}"}
+ACC = 'account=~"$account"'
+
+
+def target(expr, legend="", ref="A", instant=False, fmt=None):
+    t = {"datasource": DS, "expr": expr, "legendFormat": legend, "refId": ref, "range": not instant, "instant": instant}
+    if fmt:
+        t["format"] = fmt
+    return t
+
+
+def quantiles(metric, by="account"):
+    return [
+        target(
+            f"histogram_quantile({q}, sum by ({by}, le) (rate({metric}_bucket{{{ACC}}}[$__rate_interval])))",
+            f"{{{{{by}}}}} p{int(float(q) * 100)}",
+            ref,
+        )
+        for q, ref in (("0.5", "A"), ("0.9", "B"), ("0.99", "C"))
+    ]
+
+
+def panel(kind, title, description, targets, unit=None, w=12, h=8, **extra):
+    p = {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": DS,
+        "targets": targets,
+        "gridPos": {"w": w, "h": h},
+        "fieldConfig": {"defaults": {}, "overrides": []},
+        "options": {},
+    }
+    if unit:
+        p["fieldConfig"]["defaults"]["unit"] = unit
+    if kind == "timeseries":
+        p["fieldConfig"]["defaults"]["custom"] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10, "spanNulls": False}
+        p["options"] = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}, "tooltip": {"mode": "multi", "sort": "desc"}}
+    if kind in ("stat", "gauge", "bargauge"):
+        p["options"] = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}
+    if kind == "heatmap":
+        p["options"] = {
+            "calculate": False,
+            "yAxis": {"unit": unit or "s"},
+            "cellGap": 1,
+            "color": {"mode": "scheme", "scheme": "Oranges", "steps": 64},
+            "tooltip": {"mode": "single", "yHistogram": True},
+        }
+    for k, v in extra.items():
+        if k == "thresholds":
+            p["fieldConfig"]["defaults"]["thresholds"] = {"mode": "absolute", "steps": v}
+        elif k == "mappings":
+            p["fieldConfig"]["defaults"]["mappings"] = v
+        elif k == "min":
+            p["fieldConfig"]["defaults"]["min"] = v
+        elif k == "max":
+            p["fieldConfig"]["defaults"]["max"] = v
+        else:
+            p[k] = v
+    return p
+
+
+def steps(*pairs):
+    return [{"color": c, "value": v} for v, c in pairs]
+
+
+def layout(panels):
+    """Left to right, top to bottom, on Grafana's 24-column grid."""
+    x = y = row_h = 0
+    for i, p in enumerate(panels, start=1):
+        g = p["gridPos"]
+        if x + g["w"] > 24:
+            x, y, row_h = 0, y + row_h, 0
+        g["x"], g["y"] = x, y
+        x += g["w"]
+        row_h = max(row_h, g["h"])
+        p["id"] = i
+    return panels
+
+
+def datasource_var():
+    return {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus", "current": {}, "hide": 0, "refresh": 1}
+
+
+def query_var(name, label, query, multi=True):
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DS,
+        "query": {"query": query, "refId": f"{name}-var"},
+        "definition": query,
+        "refresh": 2,
+        "multi": multi,
+        "includeAll": True,
+        "allValue": ".*",
+        "current": {},
+        "sort": 1,
+        "hide": 0,
+    }
+
+
+def dashboard(uid, title, description, panels, variables):
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["nexrender", "render-farm"],
+        "timezone": "browser",
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": True,
+        "graphTooltip": 1,
+        "refresh": "30s",
+        "time": {"from": "now-6h", "to": "now"},
+        "templating": {"list": variables},
+        "annotations": {"list": []},
+        "links": [],
+        "panels": layout(panels),
+    }
+
+
+def overview():
+    waiting = f'nexrender_jobs{{{ACC},status=~"queued|pending"}}'
+    ended = f'nexrender_jobs_completed_total{{{ACC},status=~"finished|error"}}'
+    errors = f'nexrender_jobs_completed_total{{{ACC},status="error"}}'
+    panels = [
+        panel("stat", "Jobs waiting", "Jobs queued for a worker plus parent jobs pending on their children, now. A number that keeps rising means the farm is short of workers.",
+              [target(f"sum({waiting})", "waiting")], w=6, h=4, thresholds=steps((None, "green"), (50, "orange"), (200, "red"))),
+        panel("stat", "Rendering now", "Jobs in render:dorender now. Zero while jobs wait means no worker is picking jobs up.",
+              [target(f'sum(nexrender_jobs{{{ACC},status="render:dorender"}})', "rendering")], w=6, h=4),
+        panel("stat", "Oldest queued job age", "How long the oldest queued job has waited. Over 30 minutes fires NexrenderQueueStale.",
+              [target(f'max(time() - nexrender_oldest_job_created_timestamp_seconds{{{ACC},status="queued"}})', "age")], unit="s", w=6, h=4,
+              thresholds=steps((None, "green"), (600, "orange"), (1800, "red"))),
+        panel("gauge", "Error ratio (30m)", "Share of jobs that ended in error among those that finished or failed in the last 30 minutes. Cancellations are not failures. Above 10% (with 20+ jobs) fires NexrenderJobErrorRatioHigh.",
+              [target(f"sum(rate({errors}[30m])) / sum(rate({ended}[30m]))", "error ratio")], unit="percentunit", w=6, h=4, min=0, max=1,
+              thresholds=steps((None, "green"), (0.05, "orange"), (0.1, "red"))),
+        panel("bargauge", "Jobs by status now", "Jobs created inside the exporter's window by current status, plus every job that has not ended whatever its age. Undocumented statuses appear under their own name.",
+              [target(f"sum by (status) (nexrender_jobs{{{ACC}}})", "{{status}}", instant=True)], w=8),
+        panel("timeseries", "Jobs by status", "The same counts over time, per account. Finished and error counts follow the window; queued, pending and rendering are the live backlog.",
+              [target(f"sum by (account, status) (nexrender_jobs{{{ACC}}})", "{{account}} {{status}}")], w=16),
+        panel("timeseries", "Completions per minute", "Jobs reaching finished, error or manually_cancelled per minute, each job counted once. A drop to zero while jobs wait means rendering has stopped.",
+              [target(f"sum by (account, status) (rate(nexrender_jobs_completed_total{{{ACC}}}[$__rate_interval])) * 60", "{{account}} {{status}}")], unit="short"),
+        panel("timeseries", "Error ratio", "Share of ended jobs (finished or error) that failed. Spikes point at a broken template, asset or worker.",
+              [target(f"sum by (account) (rate({errors}[$__rate_interval])) / sum by (account) (rate({ended}[$__rate_interval]))", "{{account}}")],
+              unit="percentunit", min=0),
+        panel("timeseries", "Backlog (queued + pending)", "Jobs waiting for a worker, per account. A steady climb fires NexrenderBacklogGrowing.",
+              [target(f"sum by (account) ({waiting})", "{{account}}")]),
+        panel("timeseries", "Oldest job age by status", "Age of the oldest job in each non-terminal status. Queued ages show waiting time; a render:dorender age of hours suggests a stuck render (NexrenderJobStuckRendering).",
+              [target(f"time() - nexrender_oldest_job_created_timestamp_seconds{{{ACC}}}", "{{account}} {{status}}")], unit="s"),
+        panel("timeseries", "Queue wait p50 / p90 / p99", "Time from job creation to render start, for jobs the exporter saw start. Rising percentiles mean jobs wait longer for workers.",
+              quantiles("nexrender_job_queue_wait_seconds"), unit="s"),
+        panel("timeseries", "Render duration p50 / p90 / p99", "stats.renderDuration of finished jobs. A p90 far above its usual level fires NexrenderRenderDurationHigh.",
+              quantiles("nexrender_job_render_duration_seconds"), unit="s"),
+        panel("heatmap", "Queue wait distribution", "How many jobs waited how long before rendering, per time slice. Bright cells high up are long waits.",
+              [target(f"sum by (le) (increase(nexrender_job_queue_wait_seconds_bucket{{{ACC}}}[$__rate_interval]))", "{{le}}", fmt="heatmap")], unit="s"),
+        panel("heatmap", "Render duration distribution", "How many jobs rendered for how long, per time slice. A band moving up means renders got slower.",
+              [target(f"sum by (le) (increase(nexrender_job_render_duration_seconds_bucket{{{ACC}}}[$__rate_interval]))", "{{le}}", fmt="heatmap")], unit="s"),
+        panel("table", "Jobs per account and status", "Current job counts per account and status, as a table.",
+              [target(f"sum by (account, status) (nexrender_jobs{{{ACC}}})", "", instant=True, fmt="table")], w=24),
+    ]
+    return dashboard("nexrender-overview", "Nexrender / Overview",
+                     "Render jobs by status, throughput, errors, backlog, queue wait and render duration, per Nexrender account. Source: nexrender-exporter.",
+                     panels, [datasource_var(), query_var("account", "Account", "label_values(nexrender_up, account)")])
+
+
+def exporter():
+    panels = [
+        panel("stat", "API reachable", "1 (UP) if the last poll of the account fully succeeded. DOWN means the job numbers are frozen at their last good values; see Poll failures by reason.",
+              [target(f"nexrender_up{{{ACC}}}", "{{account}}")], w=8, h=4,
+              mappings=[{"type": "value", "options": {"0": {"text": "DOWN", "color": "red"}, "1": {"text": "UP", "color": "green"}}}],
+              thresholds=steps((None, "red"), (1, "green"))),
+        panel("stat", "Last successful poll", "Time since the last fully successful poll. More than a few poll intervals means the numbers are stale (NexrenderPollStale at 15 minutes).",
+              [target(f"time() - nexrender_exporter_last_poll_success_timestamp_seconds{{{ACC}}}", "{{account}}")], unit="s", w=8, h=4,
+              thresholds=steps((None, "green"), (300, "orange"), (900, "red"))),
+        panel("stat", "Tracked jobs", "Jobs the exporter remembers to count each exactly once. It follows the number of jobs in the window, not uptime; steady growth without more jobs would be a leak.",
+              [target(f"nexrender_exporter_tracked_jobs{{{ACC}}}", "{{account}}")], w=8, h=4),
+        panel("timeseries", "Poll duration", "Wall time of the last poll cycle. A poll longer than the poll interval delays the next one.",
+              [target(f"nexrender_exporter_poll_duration_seconds{{{ACC}}}", "{{account}}")], unit="s"),
+        panel("timeseries", "Age of the last successful poll", "Seconds since the last successful poll, over time. A sawtooth up to the poll interval is healthy; a ramp means polls are failing.",
+              [target(f"time() - nexrender_exporter_last_poll_success_timestamp_seconds{{{ACC}}}", "{{account}}")], unit="s"),
+        panel("timeseries", "API requests by code", "HTTP calls to the Nexrender API per second by endpoint and status code (or timeout, connect, decode). 401/403 mean the token is refused; 429 rate limiting; 5xx trouble at Nexrender.",
+              [target(f"sum by (account, endpoint, code) (rate(nexrender_exporter_api_requests_total{{{ACC}}}[$__rate_interval]))", "{{account}} {{endpoint}} {{code}}")], unit="reqps"),
+        panel("timeseries", "API latency p50 / p99", "Duration of calls to the Nexrender API by endpoint. High latency makes polls slow.",
+              [target(f"histogram_quantile({q}, sum by (account, endpoint, le) (rate(nexrender_exporter_api_request_duration_seconds_bucket{{{ACC}}}[$__rate_interval])))",
+                      f"{{{{account}}}} {{{{endpoint}}}} p{p}", ref) for q, p, ref in (("0.5", 50, "A"), ("0.99", 99, "B"))], unit="s"),
+        panel("timeseries", "Poll failures by reason", "Failed polls per interval by reason: unauthorized (token), rate_limited, timeout, connect, server_error, client_error, decode, too_large, transport. All zero is healthy.",
+              [target(f"sum by (account, reason) (increase(nexrender_exporter_poll_errors_total{{{ACC}}}[$__rate_interval]))", "{{account}} {{reason}}")]),
+        panel("timeseries", "Jobs skipped in API answers", "Jobs the exporter could not use (no id, no status, not an object, the same id twice). Non-zero means the API sent data it should not.",
+              [target(f"sum by (account, reason) (increase(nexrender_exporter_jobs_skipped_total{{{ACC}}}[$__rate_interval]))", "{{account}} {{reason}}")]),
+        panel("timeseries", "Exporter memory", "Resident memory of the exporter process. It should follow the number of tracked jobs, not grow with uptime.",
+              [target('process_resident_memory_bytes{job=~"$job"}', "{{instance}}")], unit="bytes"),
+        panel("timeseries", "Exporter CPU", "CPU time the exporter uses per second. Near zero between polls; a constant high value means polls are too frequent or the window too large.",
+              [target('rate(process_cpu_seconds_total{job=~"$job"}[$__rate_interval])', "{{instance}}")], unit="percentunit"),
+        panel("table", "Exporter build", "Version and git revision of each running exporter.",
+              [target('nexrender_exporter_build_info{job=~"$job"}', "", instant=True, fmt="table")], w=12, h=8),
+    ]
+    return dashboard("nexrender-exporter", "Nexrender / Exporter",
+                     "Health of nexrender-exporter itself: API reachability, poll freshness and duration, API requests and latency, failures, resources.",
+                     panels, [datasource_var(),
+                              query_var("job", "Job", "label_values(nexrender_exporter_build_info, job)"),
+                              query_var("account", "Account", "label_values(nexrender_up, account)")])
+
+
+def main():
+    check = "--check" in sys.argv
+    stale = []
+    for name, d in (("nexrender-overview.json", overview()), ("nexrender-exporter.json", exporter())):
+        text = json.dumps(d, indent=2) + "\n"
+        path = OUT / name
+        if check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path))
+        else:
+            path.write_text(text)
+    if stale:
+        print("out of date, run python3 grafana/generate.py:", *stale)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
