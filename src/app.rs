@@ -76,8 +76,7 @@ pub async fn run(
         let client = ApiClient::new(
             &account.api_url,
             account.token.clone(),
-            cfg.poll.request_timeout,
-            cfg.poll.max_response_bytes,
+            cfg.poll.client_policy(),
             metrics.observer(&account.name),
         )
         .map_err(|source| AppError::Client {

@@ -46,6 +46,21 @@ pub struct PollConfig {
     pub detail_concurrency: u32,
     /// Responses larger than this are refused (bytes).
     pub max_response_bytes: u64,
+    /// Retries of a request that failed transiently (5xx, timeout, connection error).
+    pub max_retries: u32,
+    /// First retry delay; doubles with jitter up to `max_retry_backoff`.
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_retry_backoff: Duration,
+    /// Requests per second to the API at most, per account.
+    pub max_requests_per_second: u32,
+    /// Wait after a 429 without a usable Retry-After header.
+    #[serde(with = "humantime_serde")]
+    pub rate_limit_wait: Duration,
+    /// A whole poll (all pages, look-ups and retries) longer than this fails.
+    #[serde(with = "humantime_serde")]
+    pub cycle_timeout: Duration,
 }
 
 impl Default for PollConfig {
@@ -57,6 +72,12 @@ impl Default for PollConfig {
             request_timeout: Duration::from_secs(15),
             detail_concurrency: 8,
             max_response_bytes: 64 << 20,
+            max_retries: 2,
+            retry_backoff: Duration::from_millis(500),
+            max_retry_backoff: Duration::from_secs(10),
+            max_requests_per_second: 10,
+            rate_limit_wait: Duration::from_secs(30),
+            cycle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -144,6 +165,21 @@ pub struct AccountConfig {
 
 fn default_api_url() -> String {
     DEFAULT_API_URL.into()
+}
+
+impl PollConfig {
+    /// The API client's side of these settings.
+    pub fn client_policy(&self) -> crate::api::ClientPolicy {
+        crate::api::ClientPolicy {
+            timeout: self.request_timeout,
+            max_body: self.max_response_bytes,
+            max_retries: self.max_retries,
+            backoff: self.retry_backoff,
+            max_backoff: self.max_retry_backoff,
+            max_requests_per_second: self.max_requests_per_second,
+            rate_limit_default_wait: self.rate_limit_wait,
+        }
+    }
 }
 
 /// An account ready to poll: its token read and checked.

@@ -82,6 +82,7 @@ pub struct PollSettings {
     pub window: Duration,
     pub page_size: u32,
     pub detail_concurrency: usize,
+    pub cycle_timeout: Duration,
 }
 
 impl From<&PollConfig> for PollSettings {
@@ -91,6 +92,7 @@ impl From<&PollConfig> for PollSettings {
             window: p.window,
             page_size: p.page_size,
             detail_concurrency: p.detail_concurrency as usize,
+            cycle_timeout: p.cycle_timeout,
         }
     }
 }
@@ -248,7 +250,12 @@ impl AccountPoller {
         let started = Instant::now();
         let now = self.clock.now_millis();
         let name = self.account.name.clone();
-        match self.poll_once(now).await {
+        let timeout = self.settings.cycle_timeout;
+        let result = match tokio::time::timeout(timeout, self.poll_once(now)).await {
+            Ok(r) => r,
+            Err(_) => Err(ApiError::Deadline { timeout }),
+        };
+        match result {
             Ok((outcome, skipped)) => {
                 let took = started.elapsed();
                 self.metrics.apply_outcome(&name, &outcome);

@@ -417,15 +417,34 @@ async fn one_hanging_account_never_stalls_another() {
     assert_eq!(jobs(&m, "good", "queued"), Some(1.0));
     assert_eq!(value(&m, "nexrender_up{account=\"good\"}"), Some(1.0));
     assert_eq!(value(&m, "nexrender_up{account=\"bad\"}"), Some(0.0));
-    let m = exp.wait_for(|m| value(m, "nexrender_exporter_api_requests_total{account=\"bad\",code=\"timeout\",endpoint=\"list_jobs\"}").is_some(), "timeout").await;
-    // Request timeout 2 s: the bad account's poll takes 2 s, then the next one starts, never overlapping.
+    let m = exp
+        .wait_for(
+            |m| {
+                value(
+                    m,
+                    "nexrender_exporter_polls_total{account=\"bad\",result=\"failure\"}",
+                ) >= Some(1.0)
+            },
+            "the bad account's first poll to fail",
+        )
+        .await;
+    // One try and two retries, each cut at the 2 s request timeout; the
+    // next poll starts only after that, never overlapping.
     assert!(
         value(
             &m,
             "nexrender_exporter_poll_duration_seconds{account=\"bad\"}"
         )
         .unwrap()
-            >= 2.0
+            >= 6.0
+    );
+    assert!(value(&m, "nexrender_exporter_api_requests_total{account=\"bad\",code=\"timeout\",endpoint=\"list_jobs\"}").unwrap() >= 3.0);
+    assert_eq!(
+        value(
+            &m,
+            "nexrender_exporter_poll_errors_total{account=\"bad\",reason=\"timeout\"}"
+        ),
+        Some(1.0)
     );
 }
 

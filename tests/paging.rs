@@ -5,8 +5,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nexrender_exporter::api::ApiClient;
 use nexrender_exporter::api::RequestObserver;
+use nexrender_exporter::api::{ApiClient, ClientPolicy};
 use nexrender_exporter::poller::scan_window;
 use nexrender_exporter::secret::Secret;
 use nexrender_exporter::simulator::{Endpoint, Fault, FaultRule, Schedule, ScriptedJob};
@@ -22,8 +22,7 @@ fn client(sim: &nexrender_exporter::simulator::RunningSimulator) -> ApiClient {
     ApiClient::new(
         &sim.api_url(),
         Secret::new(TOKEN),
-        Duration::from_secs(5),
-        1 << 24,
+        ClientPolicy::default(),
         Arc::new(Ignore),
     )
     .unwrap()
@@ -132,8 +131,7 @@ async fn an_api_that_ignores_the_offset_is_an_error_not_an_endless_loop() {
     let c = ApiClient::new(
         &format!("http://{addr}"),
         Secret::new("x"),
-        Duration::from_secs(5),
-        1 << 20,
+        ClientPolicy::default(),
         Arc::new(Ignore),
     )
     .unwrap();

@@ -1,8 +1,12 @@
 //! HTTP calls to the API. One request, one outcome: the caller decides
 //! whether a failure ends the poll (retries belong to a layer above).
 
-use std::sync::Arc;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
@@ -71,11 +75,13 @@ pub enum ApiError {
         endpoint: &'static str,
         detail: String,
     },
+    #[error("the poll did not finish within poll.cycle_timeout ({timeout:?})")]
+    Deadline { timeout: Duration },
 }
 
 impl ApiError {
     /// Every value [`ApiError::reason`] can take, for zero-filled series.
-    pub const REASONS: [&'static str; 9] = [
+    pub const REASONS: [&'static str; 10] = [
         "timeout",
         "connect",
         "unauthorized",
@@ -85,6 +91,7 @@ impl ApiError {
         "decode",
         "too_large",
         "transport",
+        "deadline",
     ];
 
     /// Low-cardinality reason for error metrics.
@@ -99,6 +106,20 @@ impl ApiError {
             ApiError::Decode { .. } => "decode",
             ApiError::TooLarge { .. } => "too_large",
             ApiError::Transport { .. } => "transport",
+            ApiError::Deadline { .. } => "deadline",
+        }
+    }
+
+    /// Worth trying again soon: the network or the server had a moment.
+    /// Not 401/403 (no retry storm on a bad token), not 429 (the client
+    /// waits for `Retry-After` instead), not 4xx or undecodable answers.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApiError::Timeout { .. } | ApiError::Connect { .. } | ApiError::Transport { .. } => {
+                true
+            }
+            ApiError::Status { code, .. } => *code >= 500,
+            _ => false,
         }
     }
 }
@@ -113,12 +134,46 @@ pub struct ListPageQuery {
     pub to_date: UnixMillis,
 }
 
+/// How hard the client tries, and how gently.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientPolicy {
+    /// Limit on one HTTP request, connect to last byte.
+    pub timeout: Duration,
+    /// Answers larger than this are refused.
+    pub max_body: u64,
+    /// Retries of a transient failure (5xx, timeout, connection error).
+    pub max_retries: u32,
+    /// First retry delay; it doubles, with full jitter, up to `max_backoff`.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    /// Requests per second at most, with bursts of as many.
+    pub max_requests_per_second: u32,
+    /// Wait after a 429 that carries no usable `Retry-After`.
+    pub rate_limit_default_wait: Duration,
+}
+
+impl Default for ClientPolicy {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(15),
+            max_body: 64 << 20,
+            max_retries: 2,
+            backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(10),
+            max_requests_per_second: 10,
+            rate_limit_default_wait: Duration::from_secs(30),
+        }
+    }
+}
+
 struct Inner {
     http: reqwest::Client,
     base: String,
     token: Secret,
-    timeout: Duration,
-    max_body: u64,
+    policy: ClientPolicy,
+    limiter: DefaultDirectRateLimiter,
+    /// No request before this instant (set by a 429).
+    not_before: Mutex<Option<tokio::time::Instant>>,
     observer: Arc<dyn RequestObserver>,
 }
 
@@ -141,10 +196,10 @@ impl ApiClient {
     pub fn new(
         base: &str,
         token: Secret,
-        timeout: Duration,
-        max_body: u64,
+        policy: ClientPolicy,
         observer: Arc<dyn RequestObserver>,
     ) -> Result<Self, ApiError> {
+        let timeout = policy.timeout;
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -154,16 +209,79 @@ impl ApiClient {
                 endpoint: "client",
                 detail: format!("cannot build the HTTP client: {e}"),
             })?;
+        let rps = NonZeroU32::new(policy.max_requests_per_second).unwrap_or(NonZeroU32::MIN);
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
                 base: base.trim_end_matches('/').to_owned(),
                 token,
-                timeout,
-                max_body,
+                limiter: RateLimiter::direct(Quota::per_second(rps)),
+                policy,
+                not_before: Mutex::new(None),
                 observer,
             }),
         })
+    }
+
+    /// When a 429 allows the next request, if one is pending.
+    pub fn blocked_for(&self) -> Option<Duration> {
+        let nb = *self
+            .inner
+            .not_before
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        nb.and_then(|t| t.checked_duration_since(tokio::time::Instant::now()))
+    }
+
+    /// Waits for the API's `Retry-After` and for a place under the rate limit.
+    async fn wait_turn(&self) {
+        if let Some(d) = self.blocked_for() {
+            tokio::time::sleep(d).await;
+        }
+        self.inner.limiter.until_ready().await;
+    }
+
+    /// One logical request: retried on transient failures with exponential
+    /// backoff and jitter; a 429 blocks the whole account until its
+    /// `Retry-After` has passed and fails this request.
+    async fn fetch(&self, ep: Endpoint, url: &str) -> Result<Fetched, ApiError> {
+        let p = &self.inner.policy;
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(p.backoff)
+            .with_max_delay(p.max_backoff)
+            .with_max_times(p.max_retries as usize)
+            .with_jitter()
+            .build();
+        loop {
+            self.wait_turn().await;
+            match self.fetch_once(ep, url).await {
+                Err(ApiError::RateLimited {
+                    endpoint,
+                    retry_after,
+                }) => {
+                    let wait = retry_after.unwrap_or(p.rate_limit_default_wait);
+                    let until = tokio::time::Instant::now() + wait;
+                    let mut nb = self
+                        .inner
+                        .not_before
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    *nb = Some(nb.map_or(until, |t| t.max(until)));
+                    return Err(ApiError::RateLimited {
+                        endpoint,
+                        retry_after: Some(wait),
+                    });
+                }
+                Err(e) if e.is_transient() => match delays.next() {
+                    Some(d) => {
+                        tracing::debug!(endpoint = ep.label(), error = %e, retry_in = ?d, "retrying");
+                        tokio::time::sleep(d).await;
+                    }
+                    None => return Err(e),
+                },
+                other => return other,
+            }
+        }
     }
 
     pub fn list_url(&self, q: &ListPageQuery) -> String {
@@ -222,7 +340,7 @@ impl ApiClient {
     /// Sends a GET and reads the whole 2xx body, bounded in size. Reports
     /// the call to the observer, except a 2xx whose body will still be
     /// decoded: that is reported by the caller (as its code or `decode`).
-    async fn fetch(&self, ep: Endpoint, url: &str) -> Result<Fetched, ApiError> {
+    async fn fetch_once(&self, ep: Endpoint, url: &str) -> Result<Fetched, ApiError> {
         let inner = &self.inner;
         let started = Instant::now();
         let done = |code: &str| inner.observer.request_done(ep, code, started.elapsed());
@@ -233,7 +351,7 @@ impl ApiClient {
             .send()
             .await
             .map_err(|e| {
-                let err = transport_error(ep, &e, inner.timeout);
+                let err = transport_error(ep, &e, inner.policy.timeout);
                 done(match &err {
                     ApiError::Timeout { .. } => "timeout",
                     ApiError::Connect { .. } => "connect",
@@ -249,14 +367,17 @@ impl ApiClient {
             done(&code);
             return Err(status_error(ep, status, retry_after, &text));
         }
-        if resp.content_length().is_some_and(|l| l > inner.max_body) {
+        if resp
+            .content_length()
+            .is_some_and(|l| l > inner.policy.max_body)
+        {
             done("too_large");
             return Err(ApiError::TooLarge {
                 endpoint: ep.label(),
-                limit: inner.max_body,
+                limit: inner.policy.max_body,
             });
         }
-        match read_limited(resp, inner.max_body).await {
+        match read_limited(resp, inner.policy.max_body).await {
             Ok(bytes) => Ok(Fetched {
                 bytes,
                 code,
@@ -266,11 +387,11 @@ impl ApiClient {
                 done("too_large");
                 Err(ApiError::TooLarge {
                     endpoint: ep.label(),
-                    limit: inner.max_body,
+                    limit: inner.policy.max_body,
                 })
             }
             Err(ReadError::Transport(e)) => {
-                let err = transport_error(ep, &e, inner.timeout);
+                let err = transport_error(ep, &e, inner.policy.timeout);
                 done(if matches!(err, ApiError::Timeout { .. }) {
                     "timeout"
                 } else {

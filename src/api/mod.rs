@@ -3,5 +3,5 @@
 pub mod client;
 pub mod job;
 
-pub use client::{ApiClient, ApiError, Endpoint, ListPageQuery, RequestObserver};
+pub use client::{ApiClient, ApiError, ClientPolicy, Endpoint, ListPageQuery, RequestObserver};
 pub use job::{parse_job, parse_page, ApiJob, JobId, Page, SkipReason};
