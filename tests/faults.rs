@@ -1,0 +1,391 @@
+//! The fault matrix: the real exporter binary against the simulator's fault
+//! injection. Each test names the trouble, what the exporter does, and the
+//! exact numbers afterwards.
+
+mod support;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use nexrender_exporter::simulator::{
+    Endpoint, Fault, FaultRule, RetryAfter, RunningSimulator, Schedule, ScriptedJob,
+};
+use nexrender_exporter::status::JobStatus;
+use support::*;
+
+const MIN: i64 = 60_000;
+
+/// The exporter polling `sim` every second with quick retries; `overrides`
+/// are `key: value` lines replacing or adding to the poll settings.
+fn exporter(sim: &RunningSimulator, overrides: &[(&str, &str)]) -> Exporter {
+    let mut poll: Vec<(&str, &str)> = vec![
+        ("interval", "1s"),
+        ("window", "1h"),
+        ("page_size", "50"),
+        ("request_timeout", "1s"),
+        ("retry_backoff", "100ms"),
+        ("max_retry_backoff", "200ms"),
+    ];
+    for (k, v) in overrides {
+        poll.retain(|(pk, _)| pk != k);
+        poll.push((k, v));
+    }
+    let mut config = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    writeln!(config, "poll:").unwrap();
+    for (k, v) in poll {
+        writeln!(config, "  {k}: {v}").unwrap();
+    }
+    write!(config, "accounts:\n{}", account_yaml("main", sim)).unwrap();
+    Exporter::start_with(config, &[])
+}
+
+/// A farm with three queued jobs; returns their ids.
+async fn farm() -> (RunningSimulator, Vec<ulid::Ulid>) {
+    let sim = scripted_simulator().await;
+    let t = now();
+    let ids = sim.sim.with_farm(|f| {
+        (0..3)
+            .map(|i| f.insert_scripted(ScriptedJob::queued(t - 10 * MIN + i)))
+            .collect()
+    });
+    (sim, ids)
+}
+
+fn up(m: &str) -> Option<f64> {
+    value(m, "nexrender_up{account=\"main\"}")
+}
+
+fn requests(m: &str, endpoint: &str, code: &str) -> f64 {
+    value(m, &format!("nexrender_exporter_api_requests_total{{account=\"main\",code=\"{code}\",endpoint=\"{endpoint}\"}}")).unwrap_or(0.0)
+}
+
+fn poll_errors(m: &str, reason: &str) -> f64 {
+    value(
+        m,
+        &format!("nexrender_exporter_poll_errors_total{{account=\"main\",reason=\"{reason}\"}}"),
+    )
+    .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_5_makes_the_exporter_wait_5_s_serving_the_last_numbers_with_up_0() {
+    let (sim, _) = farm().await;
+    let exp = exporter(&sim, &[]);
+    let m = exp.polls("main", 1).await;
+    assert_eq!(jobs(&m, "main", "queued"), Some(3.0));
+    sim.sim.add_fault(FaultRule::new(
+        Endpoint::ListJobs,
+        Fault::RateLimited {
+            retry_after: RetryAfter::Seconds(5),
+        },
+        Schedule::Next { count: 1 },
+    ));
+    let m = exp
+        .wait_for(|m| up(m) == Some(0.0), "up 0 after the 429")
+        .await;
+    let limited_at = Instant::now();
+    let requests_then = sim.sim.requests();
+    assert_eq!(jobs(&m, "main", "queued"), Some(3.0), "last numbers kept");
+    assert_eq!(poll_errors(&m, "rate_limited"), 1.0);
+    // For the next 4 s (1 s of slack for the scrape) nothing reaches the API.
+    tokio::time::sleep(Duration::from_secs(4).saturating_sub(limited_at.elapsed())).await;
+    assert_eq!(
+        sim.sim.requests(),
+        requests_then,
+        "no call before Retry-After"
+    );
+    let m = exp
+        .wait_for(|m| up(m) == Some(1.0), "recovered after the wait")
+        .await;
+    assert!(limited_at.elapsed() >= Duration::from_secs(4));
+    assert_eq!(requests(&m, "list_jobs", "429"), 1.0);
+    assert_eq!(jobs(&m, "main", "queued"), Some(3.0));
+}
+
+#[tokio::test]
+async fn a_429_with_an_http_date_is_honoured_too() {
+    let (sim, _) = farm().await;
+    let exp = exporter(&sim, &[]);
+    exp.polls("main", 1).await;
+    sim.sim.add_fault(FaultRule::new(
+        Endpoint::ListJobs,
+        Fault::RateLimited {
+            retry_after: RetryAfter::HttpDate(4),
+        },
+        Schedule::Next { count: 1 },
+    ));
+    exp.wait_for(|m| up(m) == Some(0.0), "up 0").await;
+    let t = Instant::now();
+    let before = sim.sim.requests();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(sim.sim.requests(), before, "no call before the date");
+    exp.wait_for(|m| up(m) == Some(1.0), "recovered").await;
+    assert!(t.elapsed() >= Duration::from_millis(2500));
+}
+
+#[tokio::test]
+async fn two_503s_in_a_row_are_retried_within_the_poll_and_up_stays_1() {
+    let (sim, _) = farm().await;
+    let exp = exporter(&sim, &[]);
+    exp.polls("main", 1).await;
+    sim.sim.add_fault(FaultRule::new(
+        Endpoint::ListJobs,
+        Fault::Status { code: 503 },
+        Schedule::Next { count: 2 },
+    ));
+    exp.wait_for(|m| requests(m, "list_jobs", "503") == 2.0, "two 503s")
+        .await;
+    exp.wait_for(
+        |m| {
+            value(
+                m,
+                "nexrender_exporter_polls_total{account=\"main\",result=\"success\"}",
+            ) >= Some(3.0)
+        },
+        "more polls",
+    )
+    .await;
+    let m = exp.polls("main", 1).await;
+    assert_eq!(
+        poll_errors(&m, "server_error"),
+        0.0,
+        "the retries saved the poll"
+    );
+    assert_eq!(
+        value(
+            &m,
+            "nexrender_exporter_polls_total{account=\"main\",result=\"failure\"}"
+        ),
+        Some(0.0)
+    );
+    assert_eq!(up(&m), Some(1.0));
+}
+
+/// Installs `fault` for good and checks the poll fails for `reason` while
+/// the job numbers stay, then recovers when the fault goes.
+async fn fails_with(
+    fault: Fault,
+    endpoint: Endpoint,
+    reason: &str,
+    code: &str,
+    overrides: &[(&str, &str)],
+) {
+    let (sim, ids) = farm().await;
+    let exp = exporter(&sim, overrides);
+    exp.polls("main", 1).await;
+    sim.sim
+        .add_fault(FaultRule::new(endpoint, fault, Schedule::Always));
+    // Make detail look-ups necessary, so get_job faults are exercised too.
+    sim.sim
+        .with_farm(|f| f.script_status(ids[0], JobStatus::Finished, now()))
+        .unwrap();
+    let m = exp
+        .wait_for(
+            |m| poll_errors(m, reason) >= 2.0,
+            &format!("two polls failing with {reason}"),
+        )
+        .await;
+    assert_eq!(up(&m), Some(0.0));
+    assert_eq!(
+        jobs(&m, "main", "queued"),
+        Some(3.0),
+        "the last good numbers stay"
+    );
+    assert_eq!(completed(&m, "main", "finished"), Some(0.0));
+    assert!(
+        requests(
+            &m,
+            if endpoint == Endpoint::GetJob {
+                "get_job"
+            } else {
+                "list_jobs"
+            },
+            code
+        ) >= 2.0,
+        "code {code}:\n{m}"
+    );
+    assert!(!m.contains("reason=\"\""));
+    sim.sim.clear_faults();
+    let m = exp.wait_for(|m| up(m) == Some(1.0), "recovery").await;
+    assert_eq!(
+        completed(&m, "main", "finished"),
+        Some(1.0),
+        "the job that finished meanwhile, once"
+    );
+    assert_eq!(jobs(&m, "main", "queued"), Some(2.0));
+    let m = exp.polls("main", 2).await;
+    assert_eq!(completed(&m, "main", "finished"), Some(1.0));
+    let log = exp.log();
+    assert_eq!(
+        log.matches("poll failed").count(),
+        1,
+        "one log line per kind of trouble:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn persistent_500s_fail_the_poll_after_retries() {
+    fails_with(
+        Fault::Status { code: 500 },
+        Endpoint::ListJobs,
+        "server_error",
+        "500",
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_502_on_detail_look_ups_fails_the_poll_without_counting_anything() {
+    fails_with(
+        Fault::Status { code: 502 },
+        Endpoint::GetJob,
+        "server_error",
+        "502",
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_decode_failure() {
+    fails_with(
+        Fault::MalformedJson,
+        Endpoint::ListJobs,
+        "decode",
+        "decode",
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_truncated_body_is_a_transport_failure() {
+    fails_with(
+        Fault::Truncated,
+        Endpoint::ListJobs,
+        "transport",
+        "error",
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_connection_reset_is_a_transport_failure() {
+    fails_with(
+        Fault::ConnectionReset,
+        Endpoint::ListJobs,
+        "transport",
+        "error",
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_api_that_does_not_answer_times_out() {
+    fails_with(Fault::Hang, Endpoint::ListJobs, "timeout", "timeout", &[]).await;
+}
+
+#[tokio::test]
+async fn a_slow_api_beyond_the_request_timeout_times_out() {
+    fails_with(
+        Fault::Slow {
+            delay: Duration::from_secs(3),
+        },
+        Endpoint::GetJob,
+        "timeout",
+        "timeout",
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_answer_larger_than_the_cap_is_refused_and_the_last_numbers_stay() {
+    let (sim, _) = farm().await;
+    let exp = exporter(&sim, &[("max_response_bytes", "2048")]);
+    let m = exp.polls("main", 1).await;
+    assert_eq!(jobs(&m, "main", "queued"), Some(3.0));
+    // Thirty more jobs make the first page about 6 KiB.
+    let t = now();
+    sim.sim.with_farm(|f| {
+        for i in 0..30 {
+            f.insert_scripted(ScriptedJob::queued(t - 5 * MIN + i));
+        }
+    });
+    let m = exp
+        .wait_for(|m| poll_errors(m, "too_large") >= 2.0, "too large")
+        .await;
+    assert_eq!(up(&m), Some(0.0));
+    assert_eq!(jobs(&m, "main", "queued"), Some(3.0));
+    assert!(requests(&m, "list_jobs", "too_large") >= 2.0);
+}
+
+#[tokio::test]
+async fn a_poll_longer_than_the_cycle_timeout_fails_with_reason_deadline() {
+    fails_with(
+        Fault::Slow {
+            delay: Duration::from_millis(800),
+        },
+        Endpoint::ListJobs,
+        "deadline",
+        "200",
+        &[("page_size", "1"), ("cycle_timeout", "1s")],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_revoked_token_logs_once_retries_nothing_and_recovers_counting_exactly_once() {
+    let (sim, ids) = farm().await;
+    let exp = exporter(&sim, &[]);
+    exp.polls("main", 1).await;
+    sim.sim.add_fault(FaultRule::new(
+        Endpoint::Any,
+        Fault::Unauthorized,
+        Schedule::Always,
+    ));
+    let m = exp
+        .wait_for(
+            |m| poll_errors(m, "unauthorized") >= 3.0,
+            "three polls refused",
+        )
+        .await;
+    assert_eq!(up(&m), Some(0.0));
+    let failed = value(
+        &m,
+        "nexrender_exporter_polls_total{account=\"main\",result=\"failure\"}",
+    )
+    .unwrap();
+    assert!(
+        requests(&m, "list_jobs", "401") <= failed + 1.0,
+        "no retries of a 401: {m}"
+    );
+    // While the token is revoked, two jobs end.
+    sim.sim
+        .with_farm(|f| f.script_status(ids[0], JobStatus::Finished, now()))
+        .unwrap();
+    sim.sim
+        .with_farm(|f| f.script_status(ids[1], JobStatus::Error, now()))
+        .unwrap();
+    exp.wait_for(|m| poll_errors(m, "unauthorized") >= 5.0, "still refused")
+        .await;
+    sim.sim.clear_faults();
+    let m = exp
+        .wait_for(|m| up(m) == Some(1.0), "token works again")
+        .await;
+    assert_eq!(completed(&m, "main", "finished"), Some(1.0));
+    assert_eq!(completed(&m, "main", "error"), Some(1.0));
+    let m = exp.polls("main", 2).await;
+    assert_eq!(completed(&m, "main", "finished"), Some(1.0));
+    let log = exp.log();
+    assert_eq!(
+        log.matches("refused the token").count(),
+        1,
+        "one log line when it starts:\n{log}"
+    );
+    assert!(log.contains("poll succeeded again"));
+    assert!(!log.contains(TOKEN));
+}
