@@ -13,7 +13,7 @@ use prometheus::{
 use crate::api::{ApiError, Endpoint, RequestObserver, SkipReason};
 use crate::config::MetricsConfig;
 use crate::status::JobStatus;
-use crate::tracker::Outcome;
+use crate::tracker::{InvalidValues, Outcome};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const REVISION: &str = match option_env!("NEXRENDER_BUILD_REVISION") {
@@ -47,7 +47,7 @@ pub struct Metrics {
     polls: IntCounterVec,
     poll_errors: IntCounterVec,
     jobs_skipped: IntCounterVec,
-    inconsistent: IntCounterVec,
+    invalid: IntCounterVec,
     tracked: IntGaugeVec,
     max_unknown: usize,
     /// Status label values set per account at the last update, so values no
@@ -152,10 +152,10 @@ impl Metrics {
                 "Jobs in API answers that could not be used, by reason.",
                 &["account", "reason"],
             ),
-            inconsistent: counter(
-                "nexrender_exporter_inconsistent_timestamps_total",
-                "Jobs whose startedAt was before createdAt or missing; their queue wait was not observed.",
-                &["account"],
+            invalid: counter(
+                "nexrender_exporter_invalid_values_total",
+                "Impossible values from the API (createdAt or startedAt in the future or out of order, renderDuration negative or over 7 days), ignored, by field.",
+                &["account", "field"],
             ),
             tracked: gauge(
                 "nexrender_exporter_tracked_jobs",
@@ -194,7 +194,9 @@ impl Metrics {
         self.up.with_label_values(&[account]).set(0);
         self.poll_duration.with_label_values(&[account]);
         self.tracked.with_label_values(&[account]);
-        self.inconsistent.with_label_values(&[account]);
+        for f in InvalidValues::FIELDS {
+            self.invalid.with_label_values(&[account, f]);
+        }
         for r in ["success", "failure"] {
             self.polls.with_label_values(&[account, r]);
         }
@@ -286,10 +288,10 @@ impl Metrics {
         for w in &o.queue_waits {
             self.queue_wait.with_label_values(&[account]).observe(*w);
         }
-        if o.inconsistent_timestamps > 0 {
-            self.inconsistent
-                .with_label_values(&[account])
-                .inc_by(o.inconsistent_timestamps);
+        for (field, n) in o.invalid.by_field() {
+            if n > 0 {
+                self.invalid.with_label_values(&[account, field]).inc_by(n);
+            }
         }
         self.tracked
             .with_label_values(&[account])

@@ -241,7 +241,9 @@ impl AccountPoller {
         let scan = scan_window(&self.client, self.settings.page_size, window_start, now).await?;
         let need = self.tracker.plan(&scan.entries);
         let details = fetch_details(&self.client, need, self.settings.detail_concurrency).await?;
-        let outcome = self.tracker.apply(&scan.entries, &details, window_start);
+        let outcome = self
+            .tracker
+            .apply(&scan.entries, &details, window_start, now);
         Ok((outcome, scan.skipped))
     }
 

@@ -63,6 +63,35 @@ pub struct Completion {
     pub render_duration: Option<f64>,
 }
 
+/// The latest plausible timestamp is "now" plus this much clock skew.
+pub const CLOCK_SKEW_MS: i64 = 5 * 60_000;
+/// Longer renders than this are taken for bad data, not observed.
+pub const MAX_RENDER_SECONDS: f64 = 7.0 * 86_400.0;
+
+/// Counts of impossible values seen in one poll.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InvalidValues {
+    /// `createdAt` in the future.
+    pub created_at: u64,
+    /// `startedAt` before `createdAt`, in the future, or missing on a started job.
+    pub started_at: u64,
+    /// `renderDuration` negative or longer than [`MAX_RENDER_SECONDS`].
+    pub render_duration: u64,
+}
+
+impl InvalidValues {
+    /// Field names, as the `field` label.
+    pub const FIELDS: [&'static str; 3] = ["created_at", "started_at", "render_duration"];
+
+    pub fn by_field(&self) -> [(&'static str, u64); 3] {
+        [
+            ("created_at", self.created_at),
+            ("started_at", self.started_at),
+            ("render_duration", self.render_duration),
+        ]
+    }
+}
+
 /// What one poll changed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outcome {
@@ -73,8 +102,9 @@ pub struct Outcome {
     pub completions: Vec<Completion>,
     /// `startedAt - createdAt` in seconds, of jobs seen starting.
     pub queue_waits: Vec<f64>,
-    /// Started jobs whose timestamps were out of order (not observed).
-    pub inconsistent_timestamps: u64,
+    /// Values from the API that could not be true, by field; each was
+    /// ignored (not observed), the rest of its job used.
+    pub invalid: InvalidValues,
     /// This poll was the first: it set the baseline and counted nothing.
     pub baseline: bool,
     /// Jobs remembered after this poll.
@@ -140,13 +170,15 @@ impl JobTracker {
         need
     }
 
-    /// Applies one poll. `window_start` is the `from_date` of the scan: a
-    /// terminal job created before it can never be seen again and is forgotten.
+    /// Applies one poll made at `now`. `window_start` is the `from_date` of
+    /// the scan: a terminal job created before it can never be seen again
+    /// and is forgotten.
     pub fn apply(
         &mut self,
         scan: &[ScanEntry],
         details: &HashMap<JobId, Detail>,
         window_start: UnixMillis,
+        now: UnixMillis,
     ) -> Outcome {
         self.cycle += 1;
         let cycle = self.cycle;
@@ -173,7 +205,7 @@ impl JobTracker {
                 t.status = status.clone();
             }
             t.last_seen = cycle;
-            observe(t, job, first, &mut out);
+            observe(t, &s.id, job, first, now, &mut out);
         }
         self.jobs.retain(|id, t| {
             if t.last_seen != cycle {
@@ -181,7 +213,7 @@ impl JobTracker {
                     Some(Detail::Gone) => return false,
                     Some(Detail::Found(j)) => {
                         t.status = j.status.clone();
-                        observe(t, Some(j), first, &mut out);
+                        observe(t, id, Some(j), first, now, &mut out);
                     }
                     None => {}
                 }
@@ -207,15 +239,34 @@ impl JobTracker {
 }
 
 /// Counts a completion and measures the queue wait, each at most once.
-fn observe(t: &mut Tracked, job: Option<&ApiJob>, first: bool, out: &mut Outcome) {
+/// Impossible values are counted in `out.invalid` and not observed.
+fn observe(
+    t: &mut Tracked,
+    id: &JobId,
+    job: Option<&ApiJob>,
+    first: bool,
+    now: UnixMillis,
+    out: &mut Outcome,
+) {
+    let latest = now + CLOCK_SKEW_MS;
     if let Some(c) = job.and_then(|j| j.created_at) {
-        t.created_at = Some(c);
+        if c > latest {
+            out.invalid.created_at += 1;
+        } else {
+            t.created_at = Some(c);
+        }
     }
     if t.status.is_terminal() && !t.counted {
         t.counted = true;
         if !first {
             let render_duration = match t.status {
-                JobStatus::Finished => job.and_then(|j| j.render_duration),
+                JobStatus::Finished => job.and_then(|j| j.render_duration).filter(|d| {
+                    let ok = (0.0..=MAX_RENDER_SECONDS).contains(d);
+                    if !ok {
+                        out.invalid.render_duration += 1;
+                    }
+                    ok
+                }),
                 _ => None,
             };
             out.completions.push(Completion {
@@ -228,9 +279,11 @@ fn observe(t: &mut Tracked, job: Option<&ApiJob>, first: bool, out: &mut Outcome
         match job.and_then(|j| j.started_at) {
             Some(s) => {
                 t.wait_pending = false;
-                match t.created_at {
-                    Some(c) if s >= c => out.queue_waits.push((s - c) as f64 / 1000.0),
-                    _ => out.inconsistent_timestamps += 1,
+                match t.created_at.or_else(|| id.created_hint()) {
+                    Some(c) if s >= c && s <= latest => {
+                        out.queue_waits.push((s - c) as f64 / 1000.0)
+                    }
+                    _ => out.invalid.started_at += 1,
                 }
             }
             // Ended without ever starting (cancelled while waiting).
@@ -246,6 +299,7 @@ mod tests {
 
     const T0: UnixMillis = 1_767_225_600_000;
     const WINDOW_START: UnixMillis = T0 - 86_400_000;
+    const NOW: UnixMillis = T0 + 3_600_000;
 
     fn id(n: u64) -> JobId {
         // ULIDs whose time is T0 + n seconds, so creation order is id order.
@@ -303,6 +357,7 @@ mod tests {
             &s,
             &details(vec![job(3, "queued", None, None)]),
             WINDOW_START,
+            NOW,
         );
         assert!(o.baseline);
         assert!(o.completions.is_empty());
@@ -324,11 +379,12 @@ mod tests {
             &scan(&[(1, "render:dorender")]),
             &HashMap::new(),
             WINDOW_START,
+            NOW,
         );
         let s = scan(&[(1, "finished")]);
         assert_eq!(t.plan(&s), vec![id(1)]);
         let d = details(vec![job(1, "finished", Some(T0 + 5000), Some(42.5))]);
-        let o = t.apply(&s, &d, WINDOW_START);
+        let o = t.apply(&s, &d, WINDOW_START, NOW);
         assert_eq!(
             o.completions,
             [Completion {
@@ -341,14 +397,14 @@ mod tests {
             "it was already rendering at the first poll"
         );
         assert!(t.plan(&s).is_empty());
-        let o = t.apply(&s, &HashMap::new(), WINDOW_START);
+        let o = t.apply(&s, &HashMap::new(), WINDOW_START, NOW);
         assert!(o.completions.is_empty());
     }
 
     #[test]
     fn a_job_created_and_finished_between_two_polls_is_counted_with_its_wait_and_duration() {
         let mut t = JobTracker::new();
-        t.apply(&scan(&[]), &HashMap::new(), WINDOW_START);
+        t.apply(&scan(&[]), &HashMap::new(), WINDOW_START, NOW);
         let s = scan(&[(7, "finished")]);
         assert_eq!(t.plan(&s), vec![id(7)]);
         let d = details(vec![job(
@@ -357,7 +413,7 @@ mod tests {
             Some(T0 + 7000 + 12_500),
             Some(30.0),
         )]);
-        let o = t.apply(&s, &d, WINDOW_START);
+        let o = t.apply(&s, &d, WINDOW_START, NOW);
         assert_eq!(o.completions.len(), 1);
         assert_eq!(o.queue_waits, [12.5]);
     }
@@ -370,6 +426,7 @@ mod tests {
             &s,
             &details(vec![job(1, "queued", None, None)]),
             WINDOW_START,
+            NOW,
         );
         let s = scan(&[(1, "render:dorender")]);
         assert_eq!(t.plan(&s), vec![id(1)]);
@@ -377,6 +434,7 @@ mod tests {
             &s,
             &details(vec![job(1, "render:dorender", Some(T0 + 61_000), None)]),
             WINDOW_START,
+            NOW,
         );
         assert_eq!(o.queue_waits, [60.0]);
         assert!(
@@ -388,6 +446,7 @@ mod tests {
             &s,
             &details(vec![job(1, "finished", Some(T0 + 61_000), Some(9.0))]),
             WINDOW_START,
+            NOW,
         );
         assert!(o.queue_waits.is_empty());
         assert_eq!(o.completions.len(), 1);
@@ -400,12 +459,14 @@ mod tests {
             &scan(&[(1, "queued")]),
             &details(vec![job(1, "queued", None, None)]),
             WINDOW_START,
+            NOW,
         );
         let s = scan(&[(1, "manually_cancelled")]);
         let o = t.apply(
             &s,
             &details(vec![job(1, "manually_cancelled", None, None)]),
             WINDOW_START,
+            NOW,
         );
         assert_eq!(
             o.completions,
@@ -424,6 +485,7 @@ mod tests {
             &scan(&[(1, "queued")]),
             &details(vec![job(1, "queued", None, None)]),
             WINDOW_START,
+            NOW,
         );
         // Next poll the window has moved past it: the scan no longer has it.
         let s = scan(&[(2, "queued")]);
@@ -436,6 +498,7 @@ mod tests {
                 job(2, "queued", None, None),
             ]),
             T0 + 1500,
+            NOW,
         );
         assert_eq!(statuses(&o), [("queued".into(), 2)]);
         assert_eq!(o.oldest_created[&JobStatus::Queued], T0 + 1000);
@@ -448,12 +511,14 @@ mod tests {
             &scan(&[(1, "render:dorender")]),
             &HashMap::new(),
             WINDOW_START,
+            NOW,
         );
         let later = T0 + 10_000; // window start now past job 1's creation
         let o = t.apply(
             &scan(&[]),
             &details(vec![job(1, "render:dorender", Some(T0), None)]),
             later,
+            NOW,
         );
         assert_eq!(statuses(&o), [("render:dorender".into(), 1)]);
         assert_eq!(t.plan(&[]), vec![id(1)]);
@@ -461,6 +526,7 @@ mod tests {
             &scan(&[]),
             &details(vec![job(1, "finished", Some(T0 + 1000), Some(100.0))]),
             later,
+            NOW,
         );
         assert_eq!(
             o.completions,
@@ -479,9 +545,9 @@ mod tests {
     #[test]
     fn a_job_deleted_upstream_is_dropped() {
         let mut t = JobTracker::new();
-        t.apply(&scan(&[(1, "queued")]), &HashMap::new(), WINDOW_START);
+        t.apply(&scan(&[(1, "queued")]), &HashMap::new(), WINDOW_START, NOW);
         let d = HashMap::from([(id(1), Detail::Gone)]);
-        let o = t.apply(&scan(&[]), &d, WINDOW_START);
+        let o = t.apply(&scan(&[]), &d, WINDOW_START, NOW);
         assert!(o.jobs_by_status.is_empty() && o.completions.is_empty() && t.is_empty());
     }
 
@@ -489,27 +555,33 @@ mod tests {
     fn terminal_jobs_leaving_the_window_are_forgotten_so_memory_follows_the_window() {
         let mut t = JobTracker::new();
         let all: Vec<(u64, &str)> = (0..100).map(|n| (n, "finished")).collect();
-        t.apply(&scan(&all), &HashMap::new(), WINDOW_START);
+        t.apply(&scan(&all), &HashMap::new(), WINDOW_START, NOW);
         assert_eq!(t.len(), 100);
         // The window now starts at job 60's creation: 0..60 are gone from the scan.
         let rest = scan(&all[60..]);
-        t.apply(&rest, &HashMap::new(), T0 + 60_000);
+        t.apply(&rest, &HashMap::new(), T0 + 60_000, NOW);
         assert_eq!(t.len(), 40);
     }
 
     #[test]
     fn a_terminal_job_missing_from_one_scan_but_still_in_the_window_is_not_counted_again() {
         let mut t = JobTracker::new();
-        t.apply(&scan(&[(1, "queued")]), &HashMap::new(), WINDOW_START);
+        t.apply(&scan(&[(1, "queued")]), &HashMap::new(), WINDOW_START, NOW);
         t.apply(
             &scan(&[(1, "finished")]),
             &details(vec![job(1, "finished", Some(T0 + 2000), Some(1.0))]),
             WINDOW_START,
+            NOW,
         );
         // A paging hiccup hides it once: remembered, since it is still in the window.
-        let o = t.apply(&scan(&[]), &HashMap::new(), WINDOW_START);
+        let o = t.apply(&scan(&[]), &HashMap::new(), WINDOW_START, NOW);
         assert!(o.completions.is_empty());
-        let o = t.apply(&scan(&[(1, "finished")]), &HashMap::new(), WINDOW_START);
+        let o = t.apply(
+            &scan(&[(1, "finished")]),
+            &HashMap::new(),
+            WINDOW_START,
+            NOW,
+        );
         assert!(o.completions.is_empty());
         assert_eq!(statuses(&o), [("finished".into(), 1)]);
     }
@@ -517,13 +589,14 @@ mod tests {
     #[test]
     fn an_unknown_status_is_counted_as_itself_and_treated_as_started() {
         let mut t = JobTracker::new();
-        t.apply(&scan(&[(1, "queued")]), &HashMap::new(), WINDOW_START);
+        t.apply(&scan(&[(1, "queued")]), &HashMap::new(), WINDOW_START, NOW);
         let s = scan(&[(1, "render:prerender")]);
         assert!(t.plan(&s).contains(&id(1)));
         let o = t.apply(
             &s,
             &details(vec![job(1, "render:prerender", Some(T0 + 4000), None)]),
             WINDOW_START,
+            NOW,
         );
         assert_eq!(statuses(&o), [("render:prerender".into(), 1)]);
         assert_eq!(o.queue_waits, [3.0]);
@@ -532,25 +605,66 @@ mod tests {
     #[test]
     fn timestamps_out_of_order_are_not_observed_and_are_reported() {
         let mut t = JobTracker::new();
-        t.apply(&scan(&[]), &HashMap::new(), WINDOW_START);
+        t.apply(&scan(&[]), &HashMap::new(), WINDOW_START, NOW);
         let s = scan(&[(5, "finished")]);
         let o = t.apply(
             &s,
             &details(vec![job(5, "finished", Some(T0), Some(3.0))]),
             WINDOW_START,
+            NOW,
         );
         assert!(o.queue_waits.is_empty());
-        assert_eq!(o.inconsistent_timestamps, 1);
+        assert_eq!(o.invalid.started_at, 1);
         assert_eq!(o.completions.len(), 1);
+    }
+
+    #[test]
+    fn absurd_durations_and_future_timestamps_are_counted_as_invalid_and_not_observed() {
+        let mut t = JobTracker::new();
+        t.apply(&scan(&[]), &HashMap::new(), WINDOW_START, NOW);
+        let mut negative = job(1, "finished", Some(T0 + 2000), Some(-5.0));
+        negative.created_at = Some(T0 + 1000);
+        let huge = job(2, "finished", Some(T0 + 3000), Some(30.0 * 86_400.0));
+        let mut future = job(3, "render:dorender", Some(NOW + 3_600_000), None);
+        future.created_at = Some(NOW + 3_000_000);
+        let s = scan(&[(1, "finished"), (2, "finished"), (3, "render:dorender")]);
+        let o = t.apply(
+            &s,
+            &details(vec![negative, huge, future]),
+            WINDOW_START,
+            NOW,
+        );
+        assert_eq!(o.completions.len(), 2, "still counted as finished");
+        assert!(o.completions.iter().all(|c| c.render_duration.is_none()));
+        assert_eq!(
+            o.invalid,
+            InvalidValues {
+                created_at: 1,
+                started_at: 1,
+                render_duration: 2
+            }
+        );
+        assert_eq!(
+            o.queue_waits,
+            [1.0, 1.0],
+            "jobs 1 and 2 waited 1 s; job 3's start is in the future"
+        );
+        // The future createdAt was not used: the oldest falls back to the id's time.
+        assert_eq!(o.oldest_created[&JobStatus::Rendering], T0 + 3000);
     }
 
     #[test]
     fn a_newly_terminal_job_without_detail_is_still_counted_once() {
         // GET /jobs/{id} answered 404 between the scan and the look-up.
         let mut t = JobTracker::new();
-        t.apply(&scan(&[(1, "queued")]), &HashMap::new(), WINDOW_START);
+        t.apply(&scan(&[(1, "queued")]), &HashMap::new(), WINDOW_START, NOW);
         let s = scan(&[(1, "error")]);
-        let o = t.apply(&s, &HashMap::from([(id(1), Detail::Gone)]), WINDOW_START);
+        let o = t.apply(
+            &s,
+            &HashMap::from([(id(1), Detail::Gone)]),
+            WINDOW_START,
+            NOW,
+        );
         assert_eq!(
             o.completions,
             [Completion {
@@ -558,7 +672,7 @@ mod tests {
                 render_duration: None
             }]
         );
-        let o = t.apply(&s, &HashMap::new(), WINDOW_START);
+        let o = t.apply(&s, &HashMap::new(), WINDOW_START, NOW);
         assert!(o.completions.is_empty());
     }
 }

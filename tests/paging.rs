@@ -96,6 +96,103 @@ async fn a_list_exactly_one_page_long_ends_with_an_empty_page() {
     assert_eq!((scan.entries.len(), scan.requests), (100, 1));
 }
 
+/// A fake API whose `GET /jobs` answer is `page(from, limit)`.
+async fn fake_api(page: impl Fn(usize, usize) -> String + Send + Sync + 'static) -> ApiClient {
+    use http_body_util::Full;
+    let page = Arc::new(page);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let page = page.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let q: std::collections::HashMap<String, String> =
+                            form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                                .into_owned()
+                                .collect();
+                        let from = q.get("from").and_then(|v| v.parse().ok()).unwrap_or(0);
+                        let limit = q.get("limit").and_then(|v| v.parse().ok()).unwrap_or(50);
+                        let body = page(from, limit);
+                        async move {
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                bytes::Bytes::from(body),
+                            )))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    ApiClient::new(
+        &format!("http://{addr}"),
+        Secret::new("x"),
+        ClientPolicy::default(),
+        Arc::new(Ignore),
+    )
+    .unwrap()
+}
+
+fn jobs_json(ids: impl Iterator<Item = usize>) -> String {
+    format!(
+        "[{}]",
+        ids.map(|i| format!(r#"{{"id":"job-{i}","status":"queued"}}"#))
+            .collect::<Vec<_>>()
+            .join(",")
+    )
+}
+
+#[tokio::test]
+async fn the_same_id_on_two_pages_is_kept_once_and_counted_as_skipped() {
+    // 120 jobs; the API repeats job 5 at offset 70 (a job shown twice).
+    let c = fake_api(|from, limit| {
+        let ids: Vec<usize> = (0..121)
+            .map(|i| {
+                if i == 70 {
+                    5
+                } else if i > 70 {
+                    i - 1
+                } else {
+                    i
+                }
+            })
+            .collect();
+        jobs_json(ids.into_iter().skip(from).take(limit))
+    })
+    .await;
+    let scan = scan_window(&c, 50, 0, now()).await.unwrap();
+    assert_eq!(scan.entries.len(), 120);
+    assert_eq!(
+        scan.skipped,
+        vec![nexrender_exporter::api::SkipReason::DuplicateId]
+    );
+}
+
+#[tokio::test]
+async fn an_empty_page_in_the_middle_ends_the_scan_as_the_api_documents() {
+    // 150 jobs, but the page at offset 80 comes back empty. The API's rule
+    // (a short or empty page is the end) is followed: this scan sees 90
+    // jobs, without error; the tracker looks up by id any waiting job it
+    // misses, and the rest are counted when a later scan sees them.
+    let c = fake_api(|from, limit| {
+        if (80..100).contains(&from) {
+            "[]".into()
+        } else {
+            jobs_json((from..150).take(limit))
+        }
+    })
+    .await;
+    let scan = scan_window(&c, 50, 0, now()).await.unwrap();
+    assert_eq!(scan.entries.len(), 90);
+    assert_eq!(scan.requests, 3);
+    assert!(scan.skipped.is_empty());
+}
+
 #[tokio::test]
 async fn an_api_that_ignores_the_offset_is_an_error_not_an_endless_loop() {
     use http_body_util::Full;
