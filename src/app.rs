@@ -1,14 +1,17 @@
-//! Wiring: one poller task per account, the HTTP server, and shutdown.
+//! Wiring: one poller task per account, the HTTP server, reloads and
+//! shutdown.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
-use crate::api::{ApiClient, ApiError};
+use crate::api::{ApiClient, ApiError, ClientPolicy};
 use crate::clock::SharedClock;
-use crate::config::{Account, Loaded};
+use crate::config::{Account, ConfigError, Loaded};
 use crate::http::{serve, WebState};
 use crate::metrics::Metrics;
 use crate::poller::{AccountPoller, PollSettings, StatusBoard};
@@ -31,13 +34,140 @@ pub enum AppError {
     Demo(std::io::Error),
 }
 
-/// Runs the exporter until `stop` turns true. With `demo`, an in-process
-/// simulator with lively defaults is the only account.
+struct RunningPoller {
+    account: Account,
+    policy: ClientPolicy,
+    stop: watch::Sender<bool>,
+    settings: watch::Sender<PollSettings>,
+    task: JoinHandle<()>,
+}
+
+/// The account pollers, started, changed and stopped as the configuration
+/// says. Counters of accounts that stay are never touched.
+struct Pollers {
+    metrics: Arc<Metrics>,
+    board: Arc<StatusBoard>,
+    clock: SharedClock,
+    running: HashMap<String, RunningPoller>,
+}
+
+impl Pollers {
+    fn start(
+        &mut self,
+        account: &Account,
+        policy: &ClientPolicy,
+        settings: &PollSettings,
+    ) -> Result<(), AppError> {
+        let client = ApiClient::new(
+            &account.api_url,
+            account.token.clone(),
+            policy.clone(),
+            self.metrics.observer(&account.name),
+        )
+        .map_err(|source| AppError::Client {
+            account: account.name.clone(),
+            source,
+        })?;
+        self.board.add(&account.name);
+        let poller = AccountPoller::new(
+            account.clone(),
+            client,
+            self.metrics.clone(),
+            self.board.clone(),
+            self.clock.clone(),
+            settings.clone(),
+        );
+        let (stop, stop_rx) = watch::channel(false);
+        let (settings_tx, settings_rx) = watch::channel(settings.clone());
+        let task = tokio::spawn(poller.run(stop_rx, settings_rx));
+        self.running.insert(
+            account.name.clone(),
+            RunningPoller {
+                account: account.clone(),
+                policy: policy.clone(),
+                stop,
+                settings: settings_tx,
+                task,
+            },
+        );
+        Ok(())
+    }
+
+    /// Stops a poller and waits for it, so old and new never poll at once.
+    async fn stop(&mut self, name: &str) {
+        if let Some(r) = self.running.remove(name) {
+            let _ = r.stop.send(true);
+            let _ = r.task.await;
+        }
+    }
+
+    /// Brings the running pollers in line with `loaded`. Returns what changed.
+    async fn apply(&mut self, loaded: &Loaded) -> Result<Vec<String>, AppError> {
+        let settings = PollSettings::from(&loaded.config.poll);
+        let policy = loaded.config.poll.client_policy();
+        let mut changes = Vec::new();
+        let wanted: Vec<&str> = loaded.accounts.iter().map(|a| a.name.as_str()).collect();
+        let gone: Vec<String> = self
+            .running
+            .keys()
+            .filter(|n| !wanted.contains(&n.as_str()))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.stop(&name).await;
+            self.metrics.remove_account(&name);
+            self.board.remove(&name);
+            changes.push(format!("removed {name}"));
+        }
+        for account in &loaded.accounts {
+            match self.running.get(&account.name) {
+                Some(r) if r.account == *account && r.policy == policy => {
+                    let changed = r.settings.send_if_modified(|s| {
+                        let differs = *s != settings;
+                        *s = settings.clone();
+                        differs
+                    });
+                    if changed {
+                        changes.push(format!("new poll settings for {}", account.name));
+                    }
+                }
+                Some(_) => {
+                    // A new URL, token or client policy: a fresh poller, whose
+                    // first poll is a baseline again (nothing counted twice).
+                    self.stop(&account.name).await;
+                    self.start(account, &policy, &settings)?;
+                    changes.push(format!("restarted {}", account.name));
+                }
+                None => {
+                    self.start(account, &policy, &settings)?;
+                    changes.push(format!("added {}", account.name));
+                }
+            }
+        }
+        Ok(changes)
+    }
+
+    async fn stop_all(&mut self) {
+        let names: Vec<String> = self.running.keys().cloned().collect();
+        for r in self.running.values() {
+            let _ = r.stop.send(true);
+        }
+        for n in names {
+            self.stop(&n).await;
+        }
+    }
+}
+
+/// Runs the exporter until `stop` turns true. Each message on `reloads` is
+/// a freshly loaded configuration (SIGHUP): applied if it loaded, logged
+/// and ignored if not. With `demo`, an in-process simulator with lively
+/// defaults is the only account and reloads are ignored.
 pub async fn run(
     mut loaded: Loaded,
     demo: bool,
     clock: SharedClock,
-    stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+    mut reloads: mpsc::UnboundedReceiver<Result<Loaded, ConfigError>>,
 ) -> Result<(), AppError> {
     let _simulator = if demo {
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -56,7 +186,7 @@ pub async fn run(
     } else {
         None
     };
-    let cfg = &loaded.config;
+    let cfg = loaded.config.clone();
     let address = cfg.web.listen_address.clone();
     let listener = TcpListener::bind(&address)
         .await
@@ -69,30 +199,15 @@ pub async fn run(
         .map(|a| a.to_string())
         .unwrap_or(address);
     let metrics = Metrics::new(&cfg.metrics);
-    let names: Vec<String> = loaded.accounts.iter().map(|a| a.name.clone()).collect();
-    let board = StatusBoard::new(&names);
-    let mut tasks = tokio::task::JoinSet::new();
-    for account in &loaded.accounts {
-        let client = ApiClient::new(
-            &account.api_url,
-            account.token.clone(),
-            cfg.poll.client_policy(),
-            metrics.observer(&account.name),
-        )
-        .map_err(|source| AppError::Client {
-            account: account.name.clone(),
-            source,
-        })?;
-        let poller = AccountPoller::new(
-            account.clone(),
-            client,
-            metrics.clone(),
-            board.clone(),
-            clock.clone(),
-            PollSettings::from(&cfg.poll),
-        );
-        tasks.spawn(poller.run(stop.clone()));
-    }
+    let board = StatusBoard::new(&[]);
+    let mut pollers = Pollers {
+        metrics: metrics.clone(),
+        board: board.clone(),
+        clock,
+        running: HashMap::new(),
+    };
+    pollers.apply(&loaded).await?;
+    let names: Vec<&str> = loaded.accounts.iter().map(|a| a.name.as_str()).collect();
     tracing::info!(
         address = %local,
         telemetry_path = %cfg.web.telemetry_path,
@@ -106,9 +221,28 @@ pub async fn run(
         board,
         telemetry_path: cfg.web.telemetry_path.clone(),
     });
-    serve(listener, state, stop, Duration::from_secs(5)).await;
-    tasks.abort_all();
-    while tasks.join_next().await.is_some() {}
+    let server = tokio::spawn(serve(listener, state, stop.clone(), Duration::from_secs(5)));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            Some(reload) = reloads.recv() => match reload {
+                _ if demo => tracing::warn!("reload ignored in demo mode"),
+                Err(e) => tracing::error!(error = %e, "reload rejected; the running configuration stays"),
+                Ok(new) => {
+                    if new.config.web != cfg.web || new.config.metrics != cfg.metrics || new.config.log != cfg.log {
+                        tracing::warn!("web, metrics and log settings take effect only after a restart");
+                    }
+                    match pollers.apply(&new).await {
+                        Ok(changes) if changes.is_empty() => tracing::info!("configuration reloaded: nothing changed"),
+                        Ok(changes) => tracing::info!(changes = %changes.join("; "), "configuration reloaded"),
+                        Err(e) => tracing::error!(error = %e, "reload partly failed"),
+                    }
+                }
+            },
+        }
+    }
+    pollers.stop_all().await;
+    let _ = server.await;
     tracing::info!("stopped");
     Ok(())
 }

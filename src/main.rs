@@ -132,6 +132,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let config_file = cli.config.clone();
+    let require_accounts = !cli.demo;
     runtime.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -139,7 +141,29 @@ fn main() -> ExitCode {
             tracing::info!("shutting down");
             let _ = tx.send(true);
         });
-        match nexrender_exporter::app::run(loaded, cli.demo, Arc::new(SystemClock), rx).await {
+        // SIGHUP: read the config file (and the environment) again.
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
+        #[cfg(unix)]
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    let loaded = config::load(
+                        config_file.as_deref(),
+                        &flags,
+                        &ProcessEnv,
+                        require_accounts,
+                    );
+                    if reload_tx.send(loaded).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        match nexrender_exporter::app::run(loaded, cli.demo, Arc::new(SystemClock), rx, reload_rx)
+            .await
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "exiting");

@@ -329,6 +329,51 @@ impl Metrics {
         self.poll_errors.with_label_values(&[account, reason]).inc();
     }
 
+    /// Removes every series of an account (it left the configuration), so
+    /// none outlives its meaning.
+    pub fn remove_account(&self, account: &str) {
+        for mf in self.registry.gather() {
+            for m in mf.get_metric() {
+                let labels: HashMap<&str, &str> = m
+                    .get_label()
+                    .iter()
+                    .map(|l| (l.name(), l.value()))
+                    .collect();
+                if labels.get("account") != Some(&account) {
+                    continue;
+                }
+                let _ = match mf.name() {
+                    "nexrender_jobs" => self.jobs.remove(&labels),
+                    "nexrender_oldest_job_created_timestamp_seconds" => self.oldest.remove(&labels),
+                    "nexrender_jobs_completed_total" => self.completed.remove(&labels),
+                    "nexrender_job_render_duration_seconds" => self.render_duration.remove(&labels),
+                    "nexrender_job_queue_wait_seconds" => self.queue_wait.remove(&labels),
+                    "nexrender_up" => self.up.remove(&labels),
+                    "nexrender_exporter_last_poll_success_timestamp_seconds" => {
+                        self.last_success.remove(&labels)
+                    }
+                    "nexrender_exporter_poll_duration_seconds" => {
+                        self.poll_duration.remove(&labels)
+                    }
+                    "nexrender_exporter_api_requests_total" => self.api_requests.remove(&labels),
+                    "nexrender_exporter_api_request_duration_seconds" => {
+                        self.api_duration.remove(&labels)
+                    }
+                    "nexrender_exporter_polls_total" => self.polls.remove(&labels),
+                    "nexrender_exporter_poll_errors_total" => self.poll_errors.remove(&labels),
+                    "nexrender_exporter_jobs_skipped_total" => self.jobs_skipped.remove(&labels),
+                    "nexrender_exporter_invalid_values_total" => self.invalid.remove(&labels),
+                    "nexrender_exporter_tracked_jobs" => self.tracked.remove(&labels),
+                    _ => Ok(()),
+                };
+            }
+        }
+        self.exported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(account);
+    }
+
     /// The request observer for one account's client.
     pub fn observer(self: &Arc<Self>, account: &str) -> Arc<dyn RequestObserver> {
         Arc::new(AccountRequests {
@@ -449,6 +494,22 @@ mod tests {
             t.contains("nexrender_jobs{account=\"a\",status=\"finished\"} 0"),
             "known stay, at 0"
         );
+    }
+
+    #[test]
+    fn removing_an_account_removes_all_its_series_and_only_those() {
+        let m = Metrics::new(&MetricsConfig::default());
+        m.register_account("a");
+        m.register_account("b");
+        let mut o = outcome(&[("queued", 1), ("render:x", 1)]);
+        o.oldest_created.insert(JobStatus::Queued, 1);
+        m.apply_outcome("a", &o);
+        m.observer("a")
+            .request_done(Endpoint::ListJobs, "200", Duration::from_millis(5));
+        m.remove_account("a");
+        let t = text(&m);
+        assert!(!t.contains("account=\"a\""), "{t}");
+        assert!(t.contains("nexrender_up{account=\"b\"} 0"));
     }
 
     #[test]

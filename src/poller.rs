@@ -38,6 +38,25 @@ pub struct StatusBoard {
 }
 
 impl StatusBoard {
+    /// Starts showing an account (added by a reload).
+    pub fn add(&self, name: &str) {
+        if let Ok(mut accounts) = self.accounts.write() {
+            if !accounts.iter().any(|a| a.name == name) {
+                accounts.push(AccountState {
+                    name: name.to_owned(),
+                    ..AccountState::default()
+                });
+            }
+        }
+    }
+
+    /// Stops showing an account (removed by a reload).
+    pub fn remove(&self, name: &str) {
+        if let Ok(mut accounts) = self.accounts.write() {
+            accounts.retain(|a| a.name != name);
+        }
+    }
+
     pub fn new(names: &[String]) -> Arc<Self> {
         Arc::new(Self {
             accounts: RwLock::new(
@@ -75,8 +94,9 @@ impl StatusBoard {
     }
 }
 
-/// The settings a poll needs.
-#[derive(Debug, Clone)]
+/// The settings a poll needs. They can change while the poller runs
+/// (SIGHUP) without losing its bookkeeping.
+#[derive(Debug, Clone, PartialEq)]
 pub struct PollSettings {
     pub interval: Duration,
     pub window: Duration,
@@ -291,15 +311,37 @@ impl AccountPoller {
         }
     }
 
-    /// Polls every `interval` until `stop` turns true. A cycle longer than
-    /// the interval delays the next one; cycles never overlap.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let mut ticker = tokio::time::interval(self.settings.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// Polls every `interval` until `stop` turns true, taking new settings
+    /// from `settings` as they come. A cycle longer than the interval delays
+    /// the next one; cycles never overlap.
+    pub async fn run(
+        mut self,
+        mut stop: watch::Receiver<bool>,
+        mut settings: watch::Receiver<PollSettings>,
+    ) {
+        let ticker_for = |every: Duration| {
+            let mut t = tokio::time::interval(every);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        };
+        let mut ticker = ticker_for(self.settings.interval);
+        let mut settings_open = true;
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
                 _ = stop.changed() => return,
+                changed = settings.changed(), if settings_open => {
+                    settings_open = changed.is_ok();
+                    if settings_open {
+                        let new = settings.borrow_and_update().clone();
+                        if new.interval != self.settings.interval {
+                            ticker = ticker_for(new.interval);
+                            ticker.tick().await; // the first tick is immediate; the next poll waits an interval
+                        }
+                        self.settings = new;
+                    }
+                    continue;
+                }
             }
             tokio::select! {
                 _ = self.cycle() => {}

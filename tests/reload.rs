@@ -1,0 +1,85 @@
+//! SIGHUP reloads the config file: accounts come and go, settings change,
+//! counters of unchanged accounts stay, a bad file changes nothing.
+
+mod support;
+
+use nexrender_exporter::simulator::ScriptedJob;
+use nexrender_exporter::status::JobStatus;
+use support::*;
+
+fn config(body: &str) -> String {
+    format!("poll:\n  interval: 1s\n  window: 1h\naccounts:\n{body}")
+}
+
+#[tokio::test]
+async fn sighup_adds_and_removes_accounts_keeps_counters_and_rejects_a_bad_file() {
+    let one = scripted_simulator().await;
+    let two = scripted_simulator().await;
+    let t = now();
+    let id = one
+        .sim
+        .with_farm(|f| f.insert_scripted(ScriptedJob::queued(t - 60_000)));
+    two.sim
+        .with_farm(|f| f.insert_scripted(ScriptedJob::queued(t - 60_000)));
+    let mut file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    std::io::Write::write_all(&mut file, config(&account_yaml("one", &one)).as_bytes()).unwrap();
+    let exp = Exporter::start_with(file, &[]);
+    exp.polls("one", 1).await;
+    one.sim
+        .with_farm(|f| f.script_status(id, JobStatus::Finished, now()))
+        .unwrap();
+    exp.wait_for(
+        |m| completed(m, "one", "finished") == Some(1.0),
+        "one's job counted",
+    )
+    .await;
+
+    // Add account two.
+    std::fs::write(
+        exp.config.path(),
+        config(&format!(
+            "{}{}",
+            account_yaml("one", &one),
+            account_yaml("two", &two)
+        )),
+    )
+    .unwrap();
+    exp.signal("HUP");
+    let m = exp.polls("two", 1).await;
+    assert_eq!(jobs(&m, "two", "queued"), Some(1.0));
+    assert_eq!(
+        completed(&m, "one", "finished"),
+        Some(1.0),
+        "one's counter kept across the reload"
+    );
+    let m = exp.polls("one", 2).await;
+    assert_eq!(
+        completed(&m, "one", "finished"),
+        Some(1.0),
+        "and one's tracker too: nothing recounted"
+    );
+
+    // A broken file is rejected; both accounts go on.
+    std::fs::write(exp.config.path(), "poll:\n  interval: soon\n").unwrap();
+    exp.signal("HUP");
+    exp.polls("one", 2).await;
+    exp.polls("two", 2).await;
+    assert!(exp.log().contains("reload rejected"), "{}", exp.log());
+
+    // Remove account one: its series go.
+    std::fs::write(exp.config.path(), config(&account_yaml("two", &two))).unwrap();
+    exp.signal("HUP");
+    let m = exp
+        .wait_for(|m| !m.contains("account=\"one\""), "one's series removed")
+        .await;
+    assert_eq!(jobs(&m, "two", "queued"), Some(1.0));
+    let m = exp.polls("two", 1).await;
+    assert!(!m.contains("account=\"one\""));
+    let (_, page) = exp.get("/").await.unwrap();
+    assert!(!page.contains("<td>one</td>") && page.contains("<td>two</td>"));
+    let log = exp.log();
+    assert!(
+        log.contains("added two") && log.contains("removed one"),
+        "{log}"
+    );
+}
