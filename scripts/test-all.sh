@@ -30,3 +30,11 @@ python3 grafana/generate.py --check
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo test --all-targets
+
+# Dependency audit: licences, banned crates, sources. (The advisory
+# database cannot be fetched here, so advisories are not checked.)
+command -v cargo-deny >/dev/null || cargo install cargo-deny --locked --quiet
+cargo deny check licenses bans sources
+
+# A short fuzzing run of every parser of outside data.
+bash scripts/fuzz.sh 20

@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::poller::{AccountPoller, PollSettings, StatusBoard};
 use crate::secret::Secret;
 use crate::simulator::{self, SimulatorConfig};
+use crate::webconfig::WebSecurity;
 
 /// Polling interval of `--demo`: something moves on every look.
 pub const DEMO_INTERVAL: Duration = Duration::from_secs(5);
@@ -165,6 +166,7 @@ impl Pollers {
 pub async fn run(
     mut loaded: Loaded,
     demo: bool,
+    web: Option<WebSecurity>,
     clock: SharedClock,
     mut stop: watch::Receiver<bool>,
     mut reloads: mpsc::UnboundedReceiver<Result<Loaded, ConfigError>>,
@@ -216,12 +218,23 @@ pub async fn run(
         window = ?cfg.poll.window,
         "nexrender-exporter listening"
     );
+    let (tls, auth) = match web {
+        Some(w) => (w.tls, w.auth),
+        None => (None, None),
+    };
     let state = Arc::new(WebState {
         metrics,
         board,
         telemetry_path: cfg.web.telemetry_path.clone(),
+        auth,
     });
-    let server = tokio::spawn(serve(listener, state, stop.clone(), Duration::from_secs(5)));
+    let server = tokio::spawn(serve(
+        listener,
+        state,
+        tls,
+        stop.clone(),
+        Duration::from_secs(5),
+    ));
     loop {
         tokio::select! {
             _ = stop.changed() => break,

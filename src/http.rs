@@ -18,12 +18,24 @@ use tokio::sync::watch;
 use crate::metrics::{Metrics, REVISION, VERSION};
 use crate::poller::{AccountState, StatusBoard};
 use crate::timefmt::format_millis;
+use crate::webconfig::{BasicAuth, TlsReloader};
 
 pub struct WebState {
     pub metrics: Arc<Metrics>,
     pub board: Arc<StatusBoard>,
     pub telemetry_path: String,
+    /// Basic auth users, from `--web.config.file`.
+    pub auth: Option<BasicAuth>,
 }
+
+/// Connections served at once; more wait to be accepted.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Time a client has to send its request headers (slow clients are cut).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to finish the TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Request line and headers larger than this get 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -126,16 +138,73 @@ pub fn route(state: &WebState, method: &Method, path: &str) -> Response<Full<Byt
     }
 }
 
+/// Answers one request, after basic auth when it is configured.
+async fn handle(state: Arc<WebState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if let Some(auth) = &state.auth {
+        let header = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok());
+        if !auth.check(header).await {
+            let mut r = reply(
+                StatusCode::UNAUTHORIZED,
+                "text/plain; charset=utf-8",
+                "unauthorized\n",
+            );
+            r.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"nexrender-exporter\""),
+            );
+            return r;
+        }
+    }
+    route(&state, req.method(), req.uri().path())
+}
+
+async fn serve_io<I>(io: I, state: Arc<WebState>, mut stop: watch::Receiver<bool>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle(state, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
 /// Serves until `stop` turns true, then lets requests in flight finish
-/// (for at most `grace`).
+/// (for at most `grace`). With `tls`, every connection is TLS, with the
+/// certificate as it is on disk now. At most [`MAX_CONNECTIONS`] are
+/// served at once; slow clients are cut after [`HEADER_TIMEOUT`].
 pub async fn serve(
     listener: TcpListener,
     state: Arc<WebState>,
+    tls: Option<Arc<TlsReloader>>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
     let mut conns = tokio::task::JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = stop.changed() => break,
+        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stop.changed() => break,
@@ -148,23 +217,22 @@ pub async fn serve(
                 continue;
             }
         };
+        let _ = stream.set_nodelay(true);
         let state = state.clone();
-        let mut stop = stop.clone();
+        let stop = stop.clone();
+        let tls = tls.clone();
         conns.spawn(async move {
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, req.method(), req.uri().path())) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            let _permit = permit;
+            match tls {
+                None => serve_io(stream, state, stop).await,
+                Some(tls) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(s)) => serve_io(s, state, stop).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
                 }
             }
         });

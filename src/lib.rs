@@ -13,3 +13,4 @@ pub mod simulator;
 pub mod status;
 pub mod timefmt;
 pub mod tracker;
+pub mod webconfig;

@@ -24,6 +24,10 @@ struct Cli {
     /// Address to serve metrics on [default: 0.0.0.0:9847].
     #[arg(long = "web.listen-address", value_name = "ADDRESS")]
     listen_address: Option<String>,
+    /// TLS and basic auth, in the format of Prometheus's exporter-toolkit
+    /// (see config/web-config.example.yaml).
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
     /// Path under which to expose metrics [default: /metrics].
     #[arg(long = "web.telemetry-path", value_name = "PATH")]
     telemetry_path: Option<String>,
@@ -121,6 +125,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let web = match &cli.web_config_file {
+        None => None,
+        Some(f) => match nexrender_exporter::webconfig::load(f) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     init_logging(&loaded.config.log.level, loaded.config.log.format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -161,8 +175,15 @@ fn main() -> ExitCode {
                 }
             });
         }
-        match nexrender_exporter::app::run(loaded, cli.demo, Arc::new(SystemClock), rx, reload_rx)
-            .await
+        match nexrender_exporter::app::run(
+            loaded,
+            cli.demo,
+            web,
+            Arc::new(SystemClock),
+            rx,
+            reload_rx,
+        )
+        .await
         {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
