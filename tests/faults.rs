@@ -389,3 +389,34 @@ async fn a_revoked_token_logs_once_retries_nothing_and_recovers_counting_exactly
     assert!(log.contains("poll succeeded again"));
     assert!(!log.contains(TOKEN));
 }
+
+#[tokio::test]
+async fn the_request_rate_limit_spaces_out_a_long_scan() {
+    // Ten jobs, one per page: eleven list requests per poll. At two requests
+    // a second (a burst of two, then one every half second), a poll cannot
+    // take less than about 4.5 s.
+    let sim = scripted_simulator().await;
+    let t = now();
+    sim.sim.with_farm(|f| {
+        for i in 0..10 {
+            f.insert_scripted(ScriptedJob::queued(t - 10 * MIN + i));
+        }
+    });
+    let exp = exporter(
+        &sim,
+        &[
+            ("page_size", "1"),
+            ("max_requests_per_second", "2"),
+            ("cycle_timeout", "1m"),
+        ],
+    );
+    let m = exp.polls("main", 1).await;
+    assert_eq!(jobs(&m, "main", "queued"), Some(10.0));
+    assert_eq!(requests(&m, "list_jobs", "200"), 11.0);
+    let took = value(
+        &m,
+        "nexrender_exporter_poll_duration_seconds{account=\"main\"}",
+    )
+    .unwrap();
+    assert!(took >= 4.0, "the limiter spaced the requests: {took} s");
+}
