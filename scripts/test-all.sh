@@ -29,7 +29,6 @@ python3 grafana/generate.py --check
 
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
-cargo test --all-targets
 
 # Dependency audit: licences, banned crates, sources. (The advisory
 # database cannot be fetched here, so advisories are not checked.)
@@ -38,3 +37,6 @@ cargo deny check licenses bans sources
 
 # A short fuzzing run of every parser of outside data.
 bash scripts/fuzz.sh 20
+
+# The test suite last, so its summary closes the output.
+cargo test --all-targets
