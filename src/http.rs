@@ -104,7 +104,7 @@ pub fn route(state: &WebState, method: &Method, path: &str) -> Response<Full<Byt
         return r;
     }
     if path == state.telemetry_path {
-        return reply(StatusCode::OK, TEXT_FORMAT, state.metrics.encode());
+        return reply(StatusCode::OK, TEXT_FORMAT, state.metrics.scrape());
     }
     match path {
         "/" => reply(StatusCode::OK, "text/html; charset=utf-8", landing(state)),

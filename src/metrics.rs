@@ -2,8 +2,9 @@
 //! the tracker's [`Outcome`] and the client's request reports.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
@@ -53,6 +54,9 @@ pub struct Metrics {
     /// Status label values set per account at the last update, so values no
     /// longer seen can be removed: (jobs, oldest).
     exported: Mutex<HashMap<String, ExportedLabels>>,
+    /// Bumped on every change, to know when `rendered` is stale.
+    generation: AtomicU64,
+    rendered: Mutex<Option<Rendered>>,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -164,6 +168,8 @@ impl Metrics {
             ),
             max_unknown: cfg.max_unknown_statuses,
             exported: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            rendered: Mutex::new(None),
             registry: registry.clone(),
         };
         let info = gauge(
@@ -183,6 +189,7 @@ impl Metrics {
     /// Creates the account's series with zeros so they exist before the
     /// first poll: rate() works from the start and dashboards are not empty.
     pub fn register_account(&self, account: &str) {
+        self.changed();
         for s in JobStatus::KNOWN {
             self.jobs.with_label_values(&[account, s.as_str()]).set(0);
         }
@@ -242,6 +249,7 @@ impl Metrics {
 
     /// Applies a successful poll's outcome.
     pub fn apply_outcome(&self, account: &str, o: &Outcome) {
+        self.changed();
         let labels = self.status_labels(o.jobs_by_status.iter().map(|(s, n)| (s.clone(), *n)));
         let mut counts: BTreeMap<&str, i64> =
             JobStatus::KNOWN.iter().map(|s| (s.as_str(), 0)).collect();
@@ -299,6 +307,7 @@ impl Metrics {
     }
 
     pub fn jobs_skipped(&self, account: &str, reasons: &[SkipReason]) {
+        self.changed();
         let mut by: BTreeMap<&str, u64> = BTreeMap::new();
         for r in reasons {
             *by.entry(r.label()).or_insert(0) += 1;
@@ -309,6 +318,7 @@ impl Metrics {
     }
 
     pub fn poll_succeeded(&self, account: &str, now_unix_secs: f64, took: Duration) {
+        self.changed();
         self.up.with_label_values(&[account]).set(1);
         self.last_success
             .with_label_values(&[account])
@@ -321,6 +331,7 @@ impl Metrics {
 
     /// A failed poll: the job numbers stay as they were.
     pub fn poll_failed(&self, account: &str, reason: &str, took: Duration) {
+        self.changed();
         self.up.with_label_values(&[account]).set(0);
         self.poll_duration
             .with_label_values(&[account])
@@ -332,6 +343,7 @@ impl Metrics {
     /// Removes every series of an account (it left the configuration), so
     /// none outlives its meaning.
     pub fn remove_account(&self, account: &str) {
+        self.changed();
         for mf in self.registry.gather() {
             for m in mf.get_metric() {
                 let labels: HashMap<&str, &str> = m
@@ -388,6 +400,40 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
     }
+
+    /// The exposition for a scrape: rendered once and shared until a metric
+    /// changes or [`RENDER_MAX_AGE`] passes (the `process_*` metrics move on
+    /// their own), so a thousand concurrent scrapes cost one render.
+    pub fn scrape(&self) -> bytes::Bytes {
+        let generation = self.generation.load(Ordering::Acquire);
+        let mut cache = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.as_ref() {
+            if c.generation == generation && c.at.elapsed() < RENDER_MAX_AGE {
+                return c.body.clone();
+            }
+        }
+        let body = bytes::Bytes::from(self.encode());
+        *cache = Some(Rendered {
+            generation,
+            at: Instant::now(),
+            body: body.clone(),
+        });
+        body
+    }
+
+    /// Marks the rendered exposition stale.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// How long a rendered exposition may be served when nothing changed.
+pub const RENDER_MAX_AGE: Duration = Duration::from_millis(500);
+
+struct Rendered {
+    generation: u64,
+    at: Instant,
+    body: bytes::Bytes,
 }
 
 struct AccountRequests {
@@ -398,6 +444,7 @@ struct AccountRequests {
 impl RequestObserver for AccountRequests {
     fn request_done(&self, endpoint: Endpoint, code: &str, elapsed: Duration) {
         let m = &self.metrics;
+        m.changed();
         m.api_requests
             .with_label_values(&[&self.account, endpoint.label(), code])
             .inc();
@@ -510,6 +557,22 @@ mod tests {
         let t = text(&m);
         assert!(!t.contains("account=\"a\""), "{t}");
         assert!(t.contains("nexrender_up{account=\"b\"} 0"));
+    }
+
+    #[test]
+    fn a_scrape_reuses_the_rendered_text_until_a_metric_changes() {
+        let m = Metrics::new(&MetricsConfig::default());
+        m.register_account("a");
+        let first = m.scrape();
+        assert_eq!(
+            first.as_ptr(),
+            m.scrape().as_ptr(),
+            "shared, not rendered again"
+        );
+        m.poll_succeeded("a", 1.0, Duration::from_secs(1));
+        let after = m.scrape();
+        assert_ne!(first.as_ptr(), after.as_ptr());
+        assert!(String::from_utf8_lossy(&after).contains("nexrender_up{account=\"a\"} 1"));
     }
 
     #[test]

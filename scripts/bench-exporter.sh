@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Whole-process figures for docs/performance.md, against the standalone
+# simulator on loopback:
+#   - a poll over a window of 1,000,000 jobs: wall time, requests, bytes;
+#   - resident memory with those jobs tracked, against an idle exporter;
+#   - CPU between polls;
+#   - /metrics requests per second and p99 latency with wrk at 1, 10 and 100
+#     connections, beside nginx serving the same bytes as a static file.
+#   bash scripts/bench-exporter.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
+command -v nginx >/dev/null || apt-get install -y -qq nginx >/dev/null
+cargo build --release --bins >/dev/null 2>&1
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'; }
+wait_poll() {
+  for _ in $(seq 1 600); do
+    v=$(metric "$1" "nexrender_exporter_polls_total{account=\"main\",result=\"success\"}" || true)
+    [ -n "$v" ] && [ "${v%.*}" -ge 1 ] && return 0
+    sleep 0.5
+  done
+  echo "no successful poll on port $1" >&2; exit 1
+}
+start_sim() { # port prefill
+  ./target/release/nexrender-simulator --listen 127.0.0.1:"$1" --prefill "$2" --token bench 2>"$work/sim-$1.log" &
+  pids+=($!)
+  for _ in $(seq 1 200); do grep -q listening "$work/sim-$1.log" && return 0; sleep 0.1; done
+}
+start_exporter() { # port sim_port
+  cat > "$work/exp-$1.yaml" <<YAML
+poll:
+  interval: 1h
+  window: 48h
+  page_size: 1000
+  request_timeout: 60s
+  cycle_timeout: 30m
+  max_requests_per_second: 1000
+accounts:
+  - name: main
+    api_url: http://127.0.0.1:$2/api/v2
+    token: bench
+YAML
+  ./target/release/nexrender-exporter --config "$work/exp-$1.yaml" --web.listen-address 127.0.0.1:"$1" --log.level warn 2>"$work/exp-$1.log" &
+  pids+=($!)
+}
+
+echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {print int($2/1024)" MiB"}' /proc/meminfo), $(uname -r)"
+start_sim 18101 0
+start_exporter 19101 18101
+wait_poll 19101
+idle_rss=$(metric 19101 process_resident_memory_bytes)
+echo "idle exporter (empty window) RSS: $idle_rss bytes"
+
+start_sim 18102 1000000
+start_exporter 19102 18102
+wait_poll 19102
+rss=$(metric 19102 process_resident_memory_bytes)
+tracked=$(metric 19102 'nexrender_exporter_tracked_jobs{account="main"}')
+took=$(metric 19102 'nexrender_exporter_poll_duration_seconds{account="main"}')
+lists=$(metric 19102 'nexrender_exporter_api_requests_total{account="main",code="200",endpoint="list_jobs"}')
+gets=$(metric 19102 'nexrender_exporter_api_requests_total{account="main",code="200",endpoint="get_job"}')
+cpu1=$(metric 19102 process_cpu_seconds_total)
+echo "first poll over $tracked jobs: ${took}s wall, $lists list requests, ${gets:-0} look-ups"
+echo "RSS with $tracked jobs tracked: $rss bytes; above idle: $(( (${rss%.*} - ${idle_rss%.*}) / ${tracked%.*} )) bytes per job"
+sleep 10
+cpu2=$(metric 19102 process_cpu_seconds_total)
+echo "CPU between polls over 10 s: $(echo "$cpu2 - $cpu1" | bc -l) s"
+
+curl -s http://127.0.0.1:19102/metrics > "$work/metrics.txt"
+cat > "$work/nginx.conf" <<NGINX
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:19199;
+    location = /metrics { default_type text/plain; alias $work/metrics.txt; }
+  }
+}
+NGINX
+nginx -c "$work/nginx.conf"
+sleep 0.5
+echo "== /metrics: $(wc -c < "$work/metrics.txt") bytes; wrk 5 s per row, 1 thread for 1 connection, else 2"
+printf '%-12s %-10s %14s %10s\n' server conns requests/s p99
+for c in 1 10 100; do
+  t=$([ "$c" -eq 1 ] && echo 1 || echo 2)
+  for target in "exporter 19102" "nginx 19199"; do
+    set -- $target
+    out=$(wrk -t"$t" -c"$c" -d5s --latency "http://127.0.0.1:$2/metrics")
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+    printf '%-12s %-10s %14s %10s\n' "$1" "$c" "$rps" "$p99"
+  done
+done
