@@ -137,7 +137,13 @@ pub async fn scan_window(
     let limit = page_size as usize;
     let overlap = PAGE_OVERLAP.min(limit / 2);
     let mut scan = Scan::default();
-    let mut seen: HashSet<JobId> = HashSet::new();
+    // Ids seen so far: ULIDs as 16-byte keys, to keep a million-job scan small.
+    let mut seen_ulids: HashSet<u128> = HashSet::new();
+    let mut seen_others: HashSet<Box<str>> = HashSet::new();
+    let mut first_sight = |id: &JobId| match id {
+        JobId::Ulid(u) => seen_ulids.insert(u.0),
+        JobId::Other(s) => seen_others.insert(s.clone()),
+    };
     let mut next = 0usize;
     loop {
         let start = next.saturating_sub(if next == 0 { 0 } else { overlap });
@@ -155,7 +161,7 @@ pub async fn scan_window(
         let expected_repeats = next - start;
         let mut fresh = 0;
         for (i, job) in page.jobs.into_iter().enumerate() {
-            if seen.insert(job.id.clone()) {
+            if first_sight(&job.id) {
                 fresh += 1;
                 scan.entries.push(ScanEntry {
                     id: job.id,

@@ -9,6 +9,9 @@
 //!
 //! If anything in between fails, `apply` is not called and nothing changes,
 //! so the next good poll counts what happened in the meantime exactly once.
+//!
+//! Memory follows the jobs in the window, so each is kept small: a ULID id
+//! as a 16-byte key and 16 bytes of state (32 bytes in the table).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -31,27 +34,133 @@ pub enum Detail {
     Gone,
 }
 
-/// Has the job begun rendering (or got past it)?
-fn started(s: &JobStatus) -> bool {
-    !matches!(s, JobStatus::Queued | JobStatus::Pending)
+/// A status as a one-byte code: the documented ones have fixed codes (their
+/// place in [`JobStatus::KNOWN`]), others are numbered as they appear.
+type Code = u8;
+
+/// The table behind status codes.
+#[derive(Debug)]
+struct Statuses {
+    names: Vec<JobStatus>,
 }
 
-#[derive(Debug, Clone)]
+impl Default for Statuses {
+    fn default() -> Self {
+        Self {
+            names: JobStatus::KNOWN.to_vec(),
+        }
+    }
+}
+
+impl Statuses {
+    /// Past this many distinct statuses, new ones share the last code: a
+    /// broken API cannot grow the table without end.
+    const MAX: usize = 255;
+
+    fn code(&mut self, s: &JobStatus) -> Code {
+        if let Some(i) = self.names.iter().position(|n| n == s) {
+            return i as Code;
+        }
+        if self.names.len() < Self::MAX {
+            self.names.push(s.clone());
+        } else if self.names.len() == Self::MAX {
+            self.names
+                .push(JobStatus::Other(crate::metrics::OTHER_STATUS.into()));
+        }
+        (self.names.len() - 1) as Code
+    }
+
+    fn name(&self, c: Code) -> &JobStatus {
+        &self.names[c as usize]
+    }
+
+    fn terminal(&self, c: Code) -> bool {
+        self.name(c).is_terminal()
+    }
+
+    /// Has the job begun rendering (or got past it)?
+    fn started(&self, c: Code) -> bool {
+        !matches!(self.name(c), JobStatus::Queued | JobStatus::Pending)
+    }
+}
+
+/// No creation time known.
+const UNKNOWN: UnixMillis = i64::MIN;
+/// Its completion has been counted (or it was terminal at the first poll).
+const COUNTED: u8 = 1;
+/// Its queue wait is still to be observed: it was seen waiting, or first
+/// seen after the first poll, and its start has not been measured yet.
+const WAIT_PENDING: u8 = 2;
+
+/// What is remembered of one job: 16 bytes.
+#[derive(Debug, Clone, Copy)]
 struct Tracked {
-    status: JobStatus,
-    created_at: Option<UnixMillis>,
+    created_at: UnixMillis,
     /// The cycle that last saw this job in the window scan.
-    last_seen: u64,
-    /// Its completion has been counted (or it was terminal at the first poll).
-    counted: bool,
-    /// Its queue wait is still to be observed: it was seen waiting, or first
-    /// seen after the first poll, and its start has not been measured yet.
-    wait_pending: bool,
+    last_seen: u32,
+    status: Code,
+    flags: u8,
 }
 
 impl Tracked {
     fn created(&self, id: &JobId) -> Option<UnixMillis> {
-        self.created_at.or_else(|| id.created_hint())
+        (self.created_at != UNKNOWN)
+            .then_some(self.created_at)
+            .or_else(|| id.created_hint())
+    }
+
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag
+        } else {
+            self.flags &= !flag
+        }
+    }
+}
+
+/// The remembered jobs: ULID ids (all, on the real API) as 128-bit keys,
+/// any other id by its text.
+#[derive(Debug, Default)]
+struct Jobs {
+    ulids: HashMap<u128, Tracked>,
+    others: HashMap<Box<str>, Tracked>,
+}
+
+impl Jobs {
+    fn get(&self, id: &JobId) -> Option<&Tracked> {
+        match id {
+            JobId::Ulid(u) => self.ulids.get(&u.0),
+            JobId::Other(s) => self.others.get(s),
+        }
+    }
+
+    fn get_or_insert(&mut self, id: &JobId, new: impl FnOnce() -> Tracked) -> &mut Tracked {
+        match id {
+            JobId::Ulid(u) => self.ulids.entry(u.0).or_insert_with(new),
+            JobId::Other(s) => self.others.entry(s.clone()).or_insert_with(new),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.ulids.len() + self.others.len()
+    }
+
+    fn for_each(&self, mut f: impl FnMut(JobId, &Tracked)) {
+        for (k, t) in &self.ulids {
+            f(JobId::Ulid(ulid::Ulid(*k)), t);
+        }
+        for (k, t) in &self.others {
+            f(JobId::Other(k.clone()), t);
+        }
+    }
+
+    fn retain(&mut self, mut f: impl FnMut(&JobId, &mut Tracked) -> bool) {
+        self.ulids.retain(|k, t| f(&JobId::Ulid(ulid::Ulid(*k)), t));
+        self.others.retain(|k, t| f(&JobId::Other(k.clone()), t));
     }
 }
 
@@ -113,8 +222,9 @@ pub struct Outcome {
 
 #[derive(Debug, Default)]
 pub struct JobTracker {
-    jobs: HashMap<JobId, Tracked>,
-    cycle: u64,
+    jobs: Jobs,
+    statuses: Statuses,
+    cycle: u32,
     baseline_done: bool,
 }
 
@@ -129,7 +239,7 @@ impl JobTracker {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.jobs.is_empty()
+        self.len() == 0
     }
 
     /// Which jobs need `GET /jobs/{id}` this poll, each once:
@@ -146,27 +256,29 @@ impl JobTracker {
             in_scan.insert(&s.id);
             let t = self.jobs.get(&s.id);
             let wants = if s.status.is_terminal() {
-                self.baseline_done && !t.is_some_and(|t| t.counted)
+                self.baseline_done && !t.is_some_and(|t| t.has(COUNTED))
             } else {
                 first_of_status.entry(&s.status).or_insert(&s.id);
-                let pending = t.map_or(self.baseline_done, |t| t.wait_pending);
-                started(&s.status) && pending
+                let pending = t.map_or(self.baseline_done, |t| t.has(WAIT_PENDING));
+                !matches!(s.status, JobStatus::Queued | JobStatus::Pending) && pending
             };
             if wants && asked.insert(&s.id) {
                 need.push(s.id.clone());
             }
         }
         for id in first_of_status.values() {
-            let known = self.jobs.get(*id).is_some_and(|t| t.created_at.is_some());
+            let known = self.jobs.get(id).is_some_and(|t| t.created_at != UNKNOWN);
             if !known && asked.insert(id) {
                 need.push((*id).clone());
             }
         }
-        for (id, t) in &self.jobs {
-            if !t.status.is_terminal() && !in_scan.contains(id) && asked.insert(id) {
-                need.push(id.clone());
+        let mut missing = Vec::new();
+        self.jobs.for_each(|id, t| {
+            if !self.statuses.terminal(t.status) && !in_scan.contains(&id) && !asked.contains(&id) {
+                missing.push(id);
             }
-        }
+        });
+        need.extend(missing);
         need
     }
 
@@ -180,58 +292,72 @@ impl JobTracker {
         window_start: UnixMillis,
         now: UnixMillis,
     ) -> Outcome {
-        self.cycle += 1;
+        self.cycle = self.cycle.wrapping_add(1);
         let cycle = self.cycle;
         let first = !self.baseline_done;
         let mut out = Outcome {
             baseline: first,
             ..Outcome::default()
         };
+        let Self { jobs, statuses, .. } = self;
         for s in scan {
             let job = match details.get(&s.id) {
                 Some(Detail::Found(j)) if j.id == s.id => Some(j),
                 _ => None,
             };
             // The detail was fetched after the scan, so it is the later word.
-            let status = job.map_or(&s.status, |j| &j.status);
-            let t = self.jobs.entry(s.id.clone()).or_insert_with(|| Tracked {
-                status: status.clone(),
-                created_at: None,
+            let status = statuses.code(job.map_or(&s.status, |j| &j.status));
+            let started = statuses.started(status);
+            let t = jobs.get_or_insert(&s.id, || Tracked {
+                created_at: UNKNOWN,
                 last_seen: cycle,
-                counted: false,
-                wait_pending: !first || !started(status),
+                status,
+                flags: if !first || !started { WAIT_PENDING } else { 0 },
             });
-            if t.status != *status {
-                t.status = status.clone();
-            }
+            t.status = status;
             t.last_seen = cycle;
-            observe(t, &s.id, job, first, now, &mut out);
+            observe(t, &s.id, job, first, now, statuses, &mut out);
         }
-        self.jobs.retain(|id, t| {
+        let mut by_code: BTreeMap<Code, u64> = BTreeMap::new();
+        let mut oldest: BTreeMap<Code, UnixMillis> = BTreeMap::new();
+        jobs.retain(|id, t| {
             if t.last_seen != cycle {
                 match details.get(id) {
                     Some(Detail::Gone) => return false,
                     Some(Detail::Found(j)) => {
-                        t.status = j.status.clone();
-                        observe(t, id, Some(j), first, now, &mut out);
+                        t.status = statuses.code(&j.status);
+                        observe(t, id, Some(j), first, now, statuses, &mut out);
                     }
                     None => {}
                 }
-                if t.status.is_terminal() && t.created(id).is_none_or(|c| c < window_start) {
+                if statuses.terminal(t.status) && t.created(id).is_none_or(|c| c < window_start) {
                     return false;
                 }
             }
-            if t.last_seen == cycle || !t.status.is_terminal() {
-                *out.jobs_by_status.entry(t.status.clone()).or_insert(0) += 1;
+            let terminal = statuses.terminal(t.status);
+            if t.last_seen == cycle || !terminal {
+                *by_code.entry(t.status).or_insert(0) += 1;
             }
-            if !t.status.is_terminal() {
+            if !terminal {
                 if let Some(c) = t.created(id) {
-                    let e = out.oldest_created.entry(t.status.clone()).or_insert(c);
+                    let e = oldest.entry(t.status).or_insert(c);
                     *e = (*e).min(c);
                 }
             }
             true
         });
+        for (c, n) in by_code {
+            *out.jobs_by_status
+                .entry(statuses.name(c).clone())
+                .or_insert(0) += n;
+        }
+        for (c, t) in oldest {
+            let e = out
+                .oldest_created
+                .entry(statuses.name(c).clone())
+                .or_insert(t);
+            *e = (*e).min(t);
+        }
         self.baseline_done = true;
         out.tracked = self.jobs.len();
         out
@@ -246,6 +372,7 @@ fn observe(
     job: Option<&ApiJob>,
     first: bool,
     now: UnixMillis,
+    statuses: &Statuses,
     out: &mut Outcome,
 ) {
     let latest = now + CLOCK_SKEW_MS;
@@ -253,13 +380,14 @@ fn observe(
         if c > latest {
             out.invalid.created_at += 1;
         } else {
-            t.created_at = Some(c);
+            t.created_at = c;
         }
     }
-    if t.status.is_terminal() && !t.counted {
-        t.counted = true;
+    let status = statuses.name(t.status);
+    if status.is_terminal() && !t.has(COUNTED) {
+        t.set(COUNTED, true);
         if !first {
-            let render_duration = match t.status {
+            let render_duration = match status {
                 JobStatus::Finished => job.and_then(|j| j.render_duration).filter(|d| {
                     let ok = (0.0..=MAX_RENDER_SECONDS).contains(d);
                     if !ok {
@@ -270,16 +398,16 @@ fn observe(
                 _ => None,
             };
             out.completions.push(Completion {
-                status: t.status.clone(),
+                status: status.clone(),
                 render_duration,
             });
         }
     }
-    if t.wait_pending && started(&t.status) {
+    if t.has(WAIT_PENDING) && statuses.started(t.status) {
         match job.and_then(|j| j.started_at) {
             Some(s) => {
-                t.wait_pending = false;
-                match t.created_at.or_else(|| id.created_hint()) {
+                t.set(WAIT_PENDING, false);
+                match t.created(id) {
                     Some(c) if s >= c && s <= latest => {
                         out.queue_waits.push((s - c) as f64 / 1000.0)
                     }
@@ -287,7 +415,7 @@ fn observe(
                 }
             }
             // Ended without ever starting (cancelled while waiting).
-            None if t.status.is_terminal() => t.wait_pending = false,
+            None if status.is_terminal() => t.set(WAIT_PENDING, false),
             None => {}
         }
     }
