@@ -61,6 +61,11 @@ pub struct PollConfig {
     /// A whole poll (all pages, look-ups and retries) longer than this fails.
     #[serde(with = "humantime_serde")]
     pub cycle_timeout: Duration,
+    /// How often every page of the window is read again. In between, polls
+    /// read only from the oldest job that has not ended (jobs before it can
+    /// no longer change). 0s reads the whole window every poll.
+    #[serde(with = "humantime_serde")]
+    pub full_scan_interval: Duration,
 }
 
 impl Default for PollConfig {
@@ -78,6 +83,7 @@ impl Default for PollConfig {
             max_requests_per_second: 10,
             rate_limit_wait: Duration::from_secs(30),
             cycle_timeout: Duration::from_secs(300),
+            full_scan_interval: Duration::from_secs(3600),
         }
     }
 }

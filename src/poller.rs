@@ -16,6 +16,9 @@ use crate::config::{Account, PollConfig};
 use crate::metrics::Metrics;
 use crate::tracker::{Detail, JobTracker, Outcome, ScanEntry};
 
+/// An incremental scan starts this much before the oldest job still going.
+pub const INCREMENTAL_MARGIN_MS: i64 = 60_000;
+
 /// Pages after the first start this many jobs early, so a job deleted
 /// between two page reads (which shifts later offsets left) is not skipped.
 pub const PAGE_OVERLAP: usize = 10;
@@ -103,6 +106,9 @@ pub struct PollSettings {
     pub page_size: u32,
     pub detail_concurrency: usize,
     pub cycle_timeout: Duration,
+    /// How often the whole window is read again; in between, scans start at
+    /// the oldest job that has not ended. Zero: always read it all.
+    pub full_scan_interval: Duration,
 }
 
 impl From<&PollConfig> for PollSettings {
@@ -113,6 +119,7 @@ impl From<&PollConfig> for PollSettings {
             page_size: p.page_size,
             detail_concurrency: p.detail_concurrency as usize,
             cycle_timeout: p.cycle_timeout,
+            full_scan_interval: p.full_scan_interval,
         }
     }
 }
@@ -234,6 +241,8 @@ pub struct AccountPoller {
     settings: PollSettings,
     /// Reason of the last failure, to log a new kind of trouble once.
     failing: Option<&'static str>,
+    /// When the whole window was last read successfully.
+    last_full_scan: Option<UnixMillis>,
 }
 
 impl AccountPoller {
@@ -255,6 +264,7 @@ impl AccountPoller {
             clock,
             settings,
             failing: None,
+            last_full_scan: None,
         }
     }
 
@@ -264,12 +274,27 @@ impl AccountPoller {
         now: UnixMillis,
     ) -> Result<(Outcome, Vec<SkipReason>), ApiError> {
         let window_start = now - self.settings.window.as_millis() as i64;
-        let scan = scan_window(&self.client, self.settings.page_size, window_start, now).await?;
+        let full_due = self.settings.full_scan_interval.is_zero()
+            || self
+                .last_full_scan
+                .is_none_or(|t| now - t >= self.settings.full_scan_interval.as_millis() as i64);
+        // Incremental: from the oldest job still going, less a minute against
+        // clock differences between the API's createdAt and the id's time.
+        let incremental = (!full_due)
+            .then(|| self.tracker.scan_from())
+            .flatten()
+            .map(|from| (from - INCREMENTAL_MARGIN_MS).max(window_start));
+        let scan_from = incremental.unwrap_or(window_start);
+        let scan = scan_window(&self.client, self.settings.page_size, scan_from, now).await?;
         let need = self.tracker.plan(&scan.entries);
         let details = fetch_details(&self.client, need, self.settings.detail_concurrency).await?;
         let outcome = self
             .tracker
             .apply(&scan.entries, &details, window_start, now);
+        if incremental.is_none() {
+            self.last_full_scan = Some(now);
+        }
+        tracing::debug!(account = %self.account.name, pages = scan.requests, incremental = incremental.is_some(), "scanned");
         Ok((outcome, scan.skipped))
     }
 

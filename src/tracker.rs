@@ -226,6 +226,8 @@ pub struct JobTracker {
     statuses: Statuses,
     cycle: u32,
     baseline_done: bool,
+    /// The end (`to_date`) of the last applied scan.
+    last_scan_to: Option<UnixMillis>,
 }
 
 impl JobTracker {
@@ -240,6 +242,26 @@ impl JobTracker {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Where the next scan may start instead of the window's start: the
+    /// creation time of the oldest job that has not ended (or the end of
+    /// the last scan, if every job has ended). Every job created before it
+    /// is terminal and remembered, so it cannot change and need not be read
+    /// again; the numbers stay exact. `None` before the first poll, or when
+    /// some id is not a ULID (its creation time is unknown): scan it all.
+    pub fn scan_from(&self) -> Option<UnixMillis> {
+        if !self.baseline_done || !self.jobs.others.is_empty() {
+            return None;
+        }
+        let mut from = self.last_scan_to?;
+        for (k, t) in &self.jobs.ulids {
+            if !self.statuses.terminal(t.status) {
+                let id = JobId::Ulid(ulid::Ulid(*k));
+                from = from.min(t.created(&id)?);
+            }
+        }
+        Some(from)
     }
 
     /// Which jobs need `GET /jobs/{id}` this poll, each once:
@@ -330,14 +352,15 @@ impl JobTracker {
                     }
                     None => {}
                 }
+                // Terminal and not in this scan: forgotten once older than
+                // the window; until then still counted (an incremental scan
+                // does not read these again).
                 if statuses.terminal(t.status) && t.created(id).is_none_or(|c| c < window_start) {
                     return false;
                 }
             }
             let terminal = statuses.terminal(t.status);
-            if t.last_seen == cycle || !terminal {
-                *by_code.entry(t.status).or_insert(0) += 1;
-            }
+            *by_code.entry(t.status).or_insert(0) += 1;
             if !terminal {
                 if let Some(c) = t.created(id) {
                     let e = oldest.entry(t.status).or_insert(c);
@@ -359,6 +382,7 @@ impl JobTracker {
             *e = (*e).min(t);
         }
         self.baseline_done = true;
+        self.last_scan_to = Some(now);
         out.tracked = self.jobs.len();
         out
     }
@@ -470,6 +494,52 @@ mod tests {
             .iter()
             .map(|(s, n)| (s.to_string(), *n))
             .collect()
+    }
+
+    #[test]
+    fn the_next_scan_can_start_at_the_oldest_job_that_has_not_ended() {
+        let mut t = JobTracker::new();
+        let s = scan(&[
+            (1, "finished"),
+            (2, "error"),
+            (3, "queued"),
+            (4, "render:dorender"),
+            (5, "finished"),
+        ]);
+        assert_eq!(t.scan_from(), None, "the first poll reads the whole window");
+        t.apply(&s, &HashMap::new(), WINDOW_START, NOW);
+        assert_eq!(
+            t.scan_from(),
+            Some(T0 + 3000),
+            "jobs 1 and 2 can no longer change"
+        );
+        // Job 3 ends; job 4 is now the oldest still going.
+        let s = scan(&[(3, "finished"), (4, "render:dorender"), (5, "finished")]);
+        let o = t.apply(
+            &s,
+            &details(vec![job(3, "finished", Some(T0 + 3500), Some(1.0))]),
+            WINDOW_START,
+            NOW,
+        );
+        assert_eq!(t.scan_from(), Some(T0 + 4000));
+        // Jobs 1 and 2, not in that scan, are still counted.
+        assert_eq!(
+            statuses(&o),
+            [
+                ("render:dorender".into(), 1),
+                ("finished".into(), 3),
+                ("error".into(), 1)
+            ]
+        );
+        // All ended: the next scan starts where the last one stopped.
+        let s = scan(&[(4, "finished"), (5, "finished")]);
+        t.apply(
+            &s,
+            &details(vec![job(4, "finished", Some(T0 + 4500), Some(1.0))]),
+            WINDOW_START,
+            NOW,
+        );
+        assert_eq!(t.scan_from(), Some(NOW));
     }
 
     #[test]

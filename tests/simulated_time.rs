@@ -29,6 +29,15 @@ struct Rig {
 }
 
 async fn rig(lifecycle: LifecycleConfig, prefill: usize, window: Duration) -> Rig {
+    rig_with(lifecycle, prefill, window, Duration::from_secs(3600)).await
+}
+
+async fn rig_with(
+    lifecycle: LifecycleConfig,
+    prefill: usize,
+    window: Duration,
+    full_scan_interval: Duration,
+) -> Rig {
     let clock = ManualClock::new(T0);
     let cfg = SimulatorConfig {
         tokens: vec!["t".into()],
@@ -69,6 +78,7 @@ async fn rig(lifecycle: LifecycleConfig, prefill: usize, window: Duration) -> Ri
         page_size: 1000,
         detail_concurrency: 8,
         cycle_timeout: Duration::from_secs(60),
+        full_scan_interval,
     };
     let poller = AccountPoller::new(account, client, metrics.clone(), board, shared, settings);
     Rig {
@@ -261,5 +271,100 @@ async fn four_days_of_jobs_flowing_through_a_six_hour_window_keep_memory_flat() 
     assert!(
         last < first * 1.25,
         "flat, not growing: {tracked_at_day_end:?}"
+    );
+}
+
+fn requests(m: &str, endpoint: &str) -> f64 {
+    m.lines()
+        .filter(|l| {
+            l.starts_with("nexrender_exporter_api_requests_total{")
+                && l.contains(&format!("endpoint=\"{endpoint}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Steady state over a busy window, reading it all every poll or only from
+/// the oldest job still going; returns list and look-up requests per poll.
+async fn api_cost(jobs: usize, full_scan_interval: Duration) -> (f64, f64, Vec<(String, f64)>) {
+    // About 200 jobs end a minute and about 500 render at any time.
+    let lifecycle = LifecycleConfig {
+        arrivals_per_minute: 200.0,
+        burst_probability: 0.0,
+        pickup_delay: Duration::from_secs(5),
+        render_median: Duration::from_secs(150),
+        render_spread: 0.3,
+        workers: 600,
+        nested_ratio: 0.0,
+        ..LifecycleConfig::default()
+    };
+    let mut r = rig_with(
+        lifecycle,
+        jobs,
+        Duration::from_secs(86_400),
+        full_scan_interval,
+    )
+    .await;
+    for minute in 0..10 {
+        r.clock.set(T0 + minute * MIN);
+        r.poller.cycle().await;
+    }
+    let before = String::from_utf8(r.metrics.encode()).unwrap();
+    let polls = 10;
+    for minute in 10..10 + polls {
+        r.clock.set(T0 + minute * MIN);
+        r.poller.cycle().await;
+    }
+    let after = String::from_utf8(r.metrics.encode()).unwrap();
+    let per = |e: &str| (requests(&after, e) - requests(&before, e)) / polls as f64;
+    let numbers = [
+        "queued",
+        "render:dorender",
+        "finished",
+        "error",
+        "manually_cancelled",
+    ]
+    .iter()
+    .map(|s| {
+        (
+            s.to_string(),
+            value(
+                &after,
+                &format!("nexrender_jobs{{account=\"main\",status=\"{s}\"}}"),
+            ),
+        )
+    })
+    .chain(["finished", "error"].iter().map(|s| {
+        (
+            format!("completed {s}"),
+            value(
+                &after,
+                &format!("nexrender_jobs_completed_total{{account=\"main\",status=\"{s}\"}}"),
+            ),
+        )
+    }))
+    .collect();
+    (per("list_jobs"), per("get_job"), numbers)
+}
+
+#[tokio::test]
+async fn reading_only_from_the_oldest_running_job_costs_a_few_pages_and_gives_the_same_numbers() {
+    let jobs: usize = std::env::var("NEXRENDER_API_COST_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let (full_lists, full_gets, full_numbers) = api_cost(jobs, Duration::ZERO).await;
+    let (inc_lists, inc_gets, inc_numbers) = api_cost(jobs, Duration::from_secs(3600)).await;
+    println!("window of {jobs} jobs, per poll at steady state:");
+    println!("  whole window every poll: {full_lists:.1} list pages, {full_gets:.1} look-ups");
+    println!("  from the oldest running job: {inc_lists:.1} list pages, {inc_gets:.1} look-ups");
+    assert_eq!(
+        full_numbers, inc_numbers,
+        "the same farm, the same numbers either way"
+    );
+    assert!(full_lists >= (jobs / 1000) as f64, "{full_lists}");
+    assert!(
+        inc_lists <= 3.0,
+        "a few pages, not the whole window: {inc_lists}"
     );
 }
