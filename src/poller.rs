@@ -193,6 +193,74 @@ pub async fn scan_window(
     }
 }
 
+/// Below this many look-ups in a stretch of the window, single `GET
+/// /jobs/{id}` calls are cheaper than reading full pages.
+pub const BATCH_MIN: usize = 8;
+/// A stretch of the window is read as full pages only when each page
+/// replaces at least this many single look-ups.
+pub const LOOKUPS_PER_PAGE: usize = 4;
+
+/// Which of `need` to read from full pages rather than one by one: the
+/// newest ones, as far back as each page of the stretch (from the oldest of
+/// them to the end of the scan) still replaces [`LOOKUPS_PER_PAGE`] look-ups.
+/// Returns the scan position where that stretch starts, if it is worth it.
+pub fn batch_start(scan: &[ScanEntry], need: &[JobId], page_size: usize) -> Option<usize> {
+    let wanted: HashSet<&JobId> = need.iter().collect();
+    let mut positions: Vec<usize> = scan
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| wanted.contains(&e.id))
+        .map(|(i, _)| i)
+        .collect();
+    positions.sort_unstable_by(|a, b| b.cmp(a));
+    let mut best = None;
+    for (n, &pos) in positions.iter().enumerate() {
+        let count = n + 1;
+        let pages = (scan.len() - pos).div_ceil(page_size.max(1));
+        if count >= BATCH_MIN && count >= pages * LOOKUPS_PER_PAGE {
+            best = Some(pos);
+        }
+    }
+    best
+}
+
+/// Reads full (non-minimal) pages of `[from_date, to_date]` and keeps the
+/// jobs in `wanted`: many look-ups for the price of a few pages.
+pub async fn details_from_pages(
+    client: &ApiClient,
+    page_size: u32,
+    from_date: UnixMillis,
+    to_date: UnixMillis,
+    wanted: &HashSet<JobId>,
+) -> Result<HashMap<JobId, Detail>, ApiError> {
+    let limit = page_size as usize;
+    let overlap = PAGE_OVERLAP.min(limit / 2);
+    let mut out = HashMap::new();
+    let mut next = 0usize;
+    loop {
+        let start = next.saturating_sub(if next == 0 { 0 } else { overlap });
+        let page = client
+            .list_jobs(&ListPageQuery {
+                minimal: false,
+                from: start,
+                limit: page_size,
+                from_date,
+                to_date,
+            })
+            .await?;
+        let raw_len = page.raw_len;
+        for job in page.jobs {
+            if wanted.contains(&job.id) {
+                out.insert(job.id.clone(), Detail::Found(job));
+            }
+        }
+        if raw_len < limit || out.len() == wanted.len() {
+            return Ok(out);
+        }
+        next = start + raw_len;
+    }
+}
+
 /// `GET /jobs/{id}` for each id, `concurrency` at a time. The first failure
 /// fails the lot (the poll is then retried whole next cycle).
 pub async fn fetch_details(
@@ -286,8 +354,25 @@ impl AccountPoller {
             .map(|from| (from - INCREMENTAL_MARGIN_MS).max(window_start));
         let scan_from = incremental.unwrap_or(window_start);
         let scan = scan_window(&self.client, self.settings.page_size, scan_from, now).await?;
-        let need = self.tracker.plan(&scan.entries);
-        let details = fetch_details(&self.client, need, self.settings.detail_concurrency).await?;
+        let mut need = self.tracker.plan(&scan.entries);
+        // Many look-ups among recent jobs: read them as full pages instead.
+        let mut details = HashMap::new();
+        if let Some(pos) = batch_start(&scan.entries, &need, self.settings.page_size as usize) {
+            let from = scan.entries[pos]
+                .id
+                .created_hint()
+                .map_or(scan_from, |c| (c - INCREMENTAL_MARGIN_MS).max(scan_from));
+            let needed: HashSet<&JobId> = need.iter().collect();
+            let wanted: HashSet<JobId> = scan.entries[pos..]
+                .iter()
+                .filter(|e| needed.contains(&e.id))
+                .map(|e| e.id.clone())
+                .collect();
+            details = details_from_pages(&self.client, self.settings.page_size, from, now, &wanted)
+                .await?;
+            need.retain(|id| !details.contains_key(id));
+        }
+        details.extend(fetch_details(&self.client, need, self.settings.detail_concurrency).await?);
         let outcome = self
             .tracker
             .apply(&scan.entries, &details, window_start, now);
@@ -379,5 +464,47 @@ impl AccountPoller {
                 _ = stop.changed() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::JobStatus;
+
+    fn scan(n: usize) -> Vec<ScanEntry> {
+        (0..n)
+            .map(|i| ScanEntry {
+                id: JobId::Other(format!("j{i}").into()),
+                status: JobStatus::Queued,
+            })
+            .collect()
+    }
+
+    fn ids(range: impl Iterator<Item = usize>) -> Vec<JobId> {
+        range
+            .map(|i| JobId::Other(format!("j{i}").into()))
+            .collect()
+    }
+
+    #[test]
+    fn a_few_look_ups_stay_single_calls() {
+        assert_eq!(batch_start(&scan(10_000), &ids(9_990..9_997), 1000), None);
+    }
+
+    #[test]
+    fn many_recent_look_ups_are_read_as_the_last_pages() {
+        // 400 jobs to look up among the newest 1500 of 100,000: two pages.
+        let need = ids((98_500..100_000).step_by(4));
+        assert_eq!(batch_start(&scan(100_000), &need, 1000), Some(98_500));
+    }
+
+    #[test]
+    fn an_old_straggler_is_left_to_a_single_call() {
+        // The newest 40 are worth one page; the one 50,000 jobs back is not
+        // worth 50 pages.
+        let mut need = ids(99_960..100_000);
+        need.extend(ids(50_000..50_001));
+        assert_eq!(batch_start(&scan(100_000), &need, 1000), Some(99_960));
     }
 }
