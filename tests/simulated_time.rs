@@ -374,5 +374,8 @@ async fn reading_only_from_the_oldest_running_job_costs_a_few_pages_and_gives_th
         inc_lists + inc_gets <= 8.0,
         "a few pages, not the whole window: {inc_lists} + {inc_gets}"
     );
-    assert!(full_gets < 50.0, "look-ups come as pages in both modes: {full_gets}");
+    assert!(
+        full_gets < 50.0,
+        "look-ups come as pages in both modes: {full_gets}"
+    );
 }
