@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::api::{ApiClient, ApiError, JobId, ListPageQuery, SkipReason};
+use crate::api::{ApiClient, ApiError, JobId, ListPageQuery, Page, SkipReason};
 use crate::clock::{SharedClock, UnixMillis};
 use crate::config::{Account, PollConfig};
 use crate::metrics::Metrics;
@@ -132,9 +132,56 @@ pub struct Scan {
     pub requests: u64,
 }
 
-/// Reads every page of `[from_date, to_date]`, oldest first. The window is
-/// fixed for the whole scan, so new jobs cannot shift offsets; pages
-/// overlap by [`PAGE_OVERLAP`] against deletions, and ids are de-duplicated.
+/// Whether [`page_through`] should read on.
+enum Next {
+    More,
+    Stop,
+}
+
+/// Reads the pages of `[from_date, to_date]`, oldest first, handing each to
+/// `each` with the number of its first jobs that repeat the previous page.
+/// The window is fixed for the whole read, so new jobs cannot shift offsets;
+/// pages after the first start [`PAGE_OVERLAP`] jobs early, so a job deleted
+/// between two reads cannot push another out of reach. A page shorter than
+/// the limit is the end. Returns the number of requests.
+async fn page_through(
+    client: &ApiClient,
+    minimal: bool,
+    page_size: u32,
+    from_date: UnixMillis,
+    to_date: UnixMillis,
+    mut each: impl FnMut(Page, usize) -> Result<Next, ApiError>,
+) -> Result<u64, ApiError> {
+    let limit = page_size as usize;
+    let overlap = PAGE_OVERLAP.min(limit / 2);
+    let mut next = 0usize;
+    let mut requests = 0;
+    loop {
+        let start = next.saturating_sub(if next == 0 { 0 } else { overlap });
+        let page = client
+            .list_jobs(&ListPageQuery {
+                minimal,
+                from: start,
+                limit: page_size,
+                from_date,
+                to_date,
+            })
+            .await?;
+        requests += 1;
+        let raw_len = page.raw_len;
+        if let Next::Stop = each(page, next - start)? {
+            return Ok(requests);
+        }
+        if raw_len < limit {
+            return Ok(requests);
+        }
+        next = start + raw_len;
+    }
+}
+
+/// Reads every page of `[from_date, to_date]` (minimal jobs), oldest first,
+/// with ids de-duplicated. An API that answers a full page with nothing new
+/// is not paging: an error, not an endless loop.
 pub async fn scan_window(
     client: &ApiClient,
     page_size: u32,
@@ -142,7 +189,6 @@ pub async fn scan_window(
     to_date: UnixMillis,
 ) -> Result<Scan, ApiError> {
     let limit = page_size as usize;
-    let overlap = PAGE_OVERLAP.min(limit / 2);
     let mut scan = Scan::default();
     // Ids seen so far: ULIDs as 16-byte keys, to keep a million-job scan small.
     let mut seen_ulids: HashSet<u128> = HashSet::new();
@@ -151,46 +197,42 @@ pub async fn scan_window(
         JobId::Ulid(u) => seen_ulids.insert(u.0),
         JobId::Other(s) => seen_others.insert(s.clone()),
     };
-    let mut next = 0usize;
-    loop {
-        let start = next.saturating_sub(if next == 0 { 0 } else { overlap });
-        let page = client
-            .list_jobs(&ListPageQuery {
-                minimal: true,
-                from: start,
-                limit: page_size,
-                from_date,
-                to_date,
-            })
-            .await?;
-        scan.requests += 1;
-        scan.skipped.extend_from_slice(&page.skipped);
-        let expected_repeats = next - start;
-        let mut fresh = 0;
-        for (i, job) in page.jobs.into_iter().enumerate() {
-            if first_sight(&job.id) {
-                fresh += 1;
-                scan.entries.push(ScanEntry {
-                    id: job.id,
-                    status: job.status,
-                });
-            } else if i >= expected_repeats {
-                scan.skipped.push(SkipReason::DuplicateId);
+    let mut offset = 0usize;
+    scan.requests = page_through(
+        client,
+        true,
+        page_size,
+        from_date,
+        to_date,
+        |page, repeats| {
+            scan.skipped.extend_from_slice(&page.skipped);
+            let full = page.raw_len >= limit;
+            let mut fresh = 0;
+            for (i, job) in page.jobs.into_iter().enumerate() {
+                if first_sight(&job.id) {
+                    fresh += 1;
+                    scan.entries.push(ScanEntry {
+                        id: job.id,
+                        status: job.status,
+                    });
+                } else if i >= repeats {
+                    scan.skipped.push(SkipReason::DuplicateId);
+                }
             }
-        }
-        if page.raw_len < limit {
-            return Ok(scan);
-        }
-        if fresh == 0 {
-            return Err(ApiError::Decode {
-                endpoint: "list_jobs",
-                detail: format!(
-                    "a full page at offset {start} held no new job: the API is not paging"
-                ),
-            });
-        }
-        next = start + page.raw_len;
-    }
+            if full && fresh == 0 {
+                return Err(ApiError::Decode {
+                    endpoint: "list_jobs",
+                    detail: format!(
+                        "a full page after {offset} jobs held no new job: the API is not paging"
+                    ),
+                });
+            }
+            offset += page.raw_len;
+            Ok(Next::More)
+        },
+    )
+    .await?;
+    Ok(scan)
 }
 
 /// Below this many look-ups in a stretch of the window, single `GET
@@ -233,32 +275,21 @@ pub async fn details_from_pages(
     to_date: UnixMillis,
     wanted: &HashSet<JobId>,
 ) -> Result<HashMap<JobId, Detail>, ApiError> {
-    let limit = page_size as usize;
-    let overlap = PAGE_OVERLAP.min(limit / 2);
     let mut out = HashMap::new();
-    let mut next = 0usize;
-    loop {
-        let start = next.saturating_sub(if next == 0 { 0 } else { overlap });
-        let page = client
-            .list_jobs(&ListPageQuery {
-                minimal: false,
-                from: start,
-                limit: page_size,
-                from_date,
-                to_date,
-            })
-            .await?;
-        let raw_len = page.raw_len;
+    page_through(client, false, page_size, from_date, to_date, |page, _| {
         for job in page.jobs {
             if wanted.contains(&job.id) {
                 out.insert(job.id.clone(), Detail::Found(job));
             }
         }
-        if raw_len < limit || out.len() == wanted.len() {
-            return Ok(out);
-        }
-        next = start + raw_len;
-    }
+        Ok(if out.len() == wanted.len() {
+            Next::Stop
+        } else {
+            Next::More
+        })
+    })
+    .await?;
+    Ok(out)
 }
 
 /// `GET /jobs/{id}` for each id, `concurrency` at a time. The first failure
