@@ -34,6 +34,14 @@ impl Ca {
     fn pem(&self) -> String {
         self.0.pem()
     }
+
+    /// Writes a server certificate for 127.0.0.1 signed by this CA as
+    /// `server.key` and `server.crt` in `dir` (key first, as a renewal does).
+    fn install_server_cert(&self, dir: &Path) {
+        let (cert, key) = self.issue(&["127.0.0.1", "localhost"]);
+        write(dir, "server.key", &key);
+        write(dir, "server.crt", &cert);
+    }
 }
 
 fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -83,9 +91,7 @@ async fn until_ok(c: &reqwest::Client, url: &str) -> reqwest::Response {
 async fn tls_serves_metrics_and_picks_up_a_new_certificate_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (old_ca, new_ca) = (Ca::new("old ca"), Ca::new("new ca"));
-    let (cert, key) = old_ca.issue(&["127.0.0.1", "localhost"]);
-    write(dir.path(), "server.crt", &cert);
-    write(dir.path(), "server.key", &key);
+    old_ca.install_server_cert(dir.path());
     let (exp, _sim) = start("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS12\n", dir.path()).await;
     let url = format!("https://127.0.0.1:{}/metrics", exp.port);
     let r = until_ok(&client(&old_ca, None), &url).await;
@@ -104,10 +110,8 @@ async fn tls_serves_metrics_and_picks_up_a_new_certificate_without_a_restart() {
     );
 
     // Rotate the files in place, as cert-manager or certbot would.
-    let (cert, key) = new_ca.issue(&["127.0.0.1"]);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    write(dir.path(), "server.key", &key);
-    write(dir.path(), "server.crt", &cert);
+    new_ca.install_server_cert(dir.path());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Ok(r) = client(&new_ca, None).get(&url).send().await {
@@ -131,9 +135,7 @@ async fn tls_serves_metrics_and_picks_up_a_new_certificate_without_a_restart() {
 async fn client_certificates_are_required_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("ca");
-    let (cert, key) = ca.issue(&["127.0.0.1"]);
-    write(dir.path(), "server.crt", &cert);
-    write(dir.path(), "server.key", &key);
+    ca.install_server_cert(dir.path());
     write(dir.path(), "ca.crt", &ca.pem());
     let (exp, _sim) = start(
         "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
@@ -215,9 +217,7 @@ async fn basic_auth_refuses_missing_and_wrong_passwords_with_401() {
 async fn the_annotated_example_web_config_loads() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("ca");
-    let (cert, key) = ca.issue(&["127.0.0.1"]);
-    write(dir.path(), "server.crt", &cert);
-    write(dir.path(), "server.key", &key);
+    ca.install_server_cert(dir.path());
     write(dir.path(), "ca.crt", &ca.pem());
     let example = std::fs::read_to_string("config/web-config.example.yaml").unwrap();
     let path = write(dir.path(), "web.yaml", &example);
