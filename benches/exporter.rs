@@ -14,7 +14,7 @@ use nexrender_exporter::api::parse_page;
 use nexrender_exporter::metrics::Metrics;
 use nexrender_exporter::simulator::listing::write_page;
 use nexrender_exporter::simulator::{LifecycleConfig, Simulation};
-use nexrender_exporter::tracker::{JobTracker, ScanEntry};
+use nexrender_exporter::tracker::{JobTracker, ScanEntry, WindowScan};
 use serde::Deserialize;
 
 const T0: i64 = 1_767_225_600_000;
@@ -64,7 +64,7 @@ fn parsing(c: &mut Criterion) {
 
 fn tracking(c: &mut Criterion) {
     let sim = farm(100_000);
-    let scan: Vec<ScanEntry> = parse_page(&write_page(
+    let entries: Vec<ScanEntry> = parse_page(&write_page(
         &sim,
         &(0..sim.len()).collect::<Vec<_>>(),
         true,
@@ -78,6 +78,7 @@ fn tracking(c: &mut Criterion) {
         status: j.status,
     })
     .collect();
+    let scan = WindowScan::new(entries).0;
     let mut tracker = JobTracker::new();
     let none = HashMap::new();
     tracker.apply(&scan, &none, T0 - 86_400_000, T0);

@@ -8,6 +8,7 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod poller;
+pub mod scan;
 pub mod secret;
 pub mod simulator;
 pub mod status;

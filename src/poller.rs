@@ -14,7 +14,8 @@ use crate::api::{ApiClient, ApiError, JobId, ListPageQuery, Page, SkipReason};
 use crate::clock::{SharedClock, UnixMillis};
 use crate::config::{Account, PollConfig};
 use crate::metrics::Metrics;
-use crate::tracker::{Detail, JobTracker, Outcome, ScanEntry};
+use crate::scan::{ScanBuilder, WindowScan};
+use crate::tracker::{Detail, JobTracker, Outcome};
 
 /// An incremental scan starts this much before the oldest job still going.
 pub const INCREMENTAL_MARGIN_MS: i64 = 60_000;
@@ -127,7 +128,7 @@ impl From<&PollConfig> for PollSettings {
 /// The jobs of one window scan, de-duplicated, oldest first.
 #[derive(Debug, Default)]
 pub struct Scan {
-    pub entries: Vec<ScanEntry>,
+    pub jobs: WindowScan,
     pub skipped: Vec<SkipReason>,
     pub requests: u64,
 }
@@ -180,59 +181,38 @@ async fn page_through(
 }
 
 /// Reads every page of `[from_date, to_date]` (minimal jobs), oldest first,
-/// with ids de-duplicated. An API that answers a full page with nothing new
-/// is not paging: an error, not an endless loop.
+/// with ids de-duplicated. An API that answers the same full pages again
+/// whatever the offset is not paging: an error, not an endless loop.
 pub async fn scan_window(
     client: &ApiClient,
     page_size: u32,
     from_date: UnixMillis,
     to_date: UnixMillis,
 ) -> Result<Scan, ApiError> {
-    let limit = page_size as usize;
-    let mut scan = Scan::default();
-    // Ids seen so far: ULIDs as 16-byte keys, to keep a million-job scan small.
-    let mut seen_ulids: HashSet<u128> = HashSet::new();
-    let mut seen_others: HashSet<Box<str>> = HashSet::new();
-    let mut first_sight = |id: &JobId| match id {
-        JobId::Ulid(u) => seen_ulids.insert(u.0),
-        JobId::Other(s) => seen_others.insert(s.clone()),
-    };
-    let mut offset = 0usize;
-    scan.requests = page_through(
+    let mut builder = ScanBuilder::new(page_size as usize);
+    let requests = page_through(
         client,
         true,
         page_size,
         from_date,
         to_date,
         |page, repeats| {
-            scan.skipped.extend_from_slice(&page.skipped);
-            let full = page.raw_len >= limit;
-            let mut fresh = 0;
-            for (i, job) in page.jobs.into_iter().enumerate() {
-                if first_sight(&job.id) {
-                    fresh += 1;
-                    scan.entries.push(ScanEntry {
-                        id: job.id,
-                        status: job.status,
-                    });
-                } else if i >= repeats {
-                    scan.skipped.push(SkipReason::DuplicateId);
-                }
-            }
-            if full && fresh == 0 {
-                return Err(ApiError::Decode {
+            builder
+                .add_page(page, repeats)
+                .map_err(|e| ApiError::Decode {
                     endpoint: "list_jobs",
-                    detail: format!(
-                        "a full page after {offset} jobs held no new job: the API is not paging"
-                    ),
-                });
-            }
-            offset += page.raw_len;
+                    detail: e.to_string(),
+                })?;
             Ok(Next::More)
         },
     )
     .await?;
-    Ok(scan)
+    let (jobs, skipped) = builder.finish();
+    Ok(Scan {
+        jobs,
+        skipped,
+        requests,
+    })
 }
 
 /// Below this many look-ups in a stretch of the window, single `GET
@@ -246,14 +226,8 @@ pub const LOOKUPS_PER_PAGE: usize = 4;
 /// newest ones, as far back as each page of the stretch (from the oldest of
 /// them to the end of the scan) still replaces [`LOOKUPS_PER_PAGE`] look-ups.
 /// Returns the scan position where that stretch starts, if it is worth it.
-pub fn batch_start(scan: &[ScanEntry], need: &[JobId], page_size: usize) -> Option<usize> {
-    let wanted: HashSet<&JobId> = need.iter().collect();
-    let mut positions: Vec<usize> = scan
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| wanted.contains(&e.id))
-        .map(|(i, _)| i)
-        .collect();
+pub fn batch_start(scan: &WindowScan, need: &[JobId], page_size: usize) -> Option<usize> {
+    let mut positions: Vec<usize> = scan.positions(need).into_iter().flatten().collect();
     positions.sort_unstable_by(|a, b| b.cmp(a));
     let mut best = None;
     for (n, &pos) in positions.iter().enumerate() {
@@ -385,28 +359,26 @@ impl AccountPoller {
             .map(|from| (from - INCREMENTAL_MARGIN_MS).max(window_start));
         let scan_from = incremental.unwrap_or(window_start);
         let scan = scan_window(&self.client, self.settings.page_size, scan_from, now).await?;
-        let mut need = self.tracker.plan(&scan.entries);
+        let mut need = self.tracker.plan(&scan.jobs);
         // Many look-ups among recent jobs: read them as full pages instead.
         let mut details = HashMap::new();
-        if let Some(pos) = batch_start(&scan.entries, &need, self.settings.page_size as usize) {
-            let from = scan.entries[pos]
+        if let Some(pos) = batch_start(&scan.jobs, &need, self.settings.page_size as usize) {
+            let from = scan.jobs.entries()[pos]
                 .id
                 .created_hint()
                 .map_or(scan_from, |c| (c - INCREMENTAL_MARGIN_MS).max(scan_from));
-            let needed: HashSet<&JobId> = need.iter().collect();
-            let wanted: HashSet<JobId> = scan.entries[pos..]
+            let wanted: HashSet<JobId> = need
                 .iter()
-                .filter(|e| needed.contains(&e.id))
-                .map(|e| e.id.clone())
+                .zip(scan.jobs.positions(&need))
+                .filter(|(_, p)| p.is_some_and(|p| p >= pos))
+                .map(|(id, _)| id.clone())
                 .collect();
             details = details_from_pages(&self.client, self.settings.page_size, from, now, &wanted)
                 .await?;
             need.retain(|id| !details.contains_key(id));
         }
         details.extend(fetch_details(&self.client, need, self.settings.detail_concurrency).await?);
-        let outcome = self
-            .tracker
-            .apply(&scan.entries, &details, window_start, now);
+        let outcome = self.tracker.apply(&scan.jobs, &details, window_start, now);
         if incremental.is_none() {
             self.last_full_scan = Some(now);
         }
@@ -501,21 +473,40 @@ impl AccountPoller {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scan::ScanEntry;
     use crate::status::JobStatus;
 
-    fn scan(n: usize) -> Vec<ScanEntry> {
-        (0..n)
+    fn id(i: usize) -> JobId {
+        JobId::Ulid(ulid::Ulid::from_parts(1_767_225_600_000 + i as u64, 7))
+    }
+
+    fn scan(n: usize) -> WindowScan {
+        let entries = (0..n)
+            .map(|i| ScanEntry {
+                id: id(i),
+                status: JobStatus::Queued,
+            })
+            .collect();
+        WindowScan::new(entries).0
+    }
+
+    fn ids(range: impl Iterator<Item = usize>) -> Vec<JobId> {
+        range.map(id).collect()
+    }
+
+    #[test]
+    fn jobs_without_a_ulid_are_batched_the_same() {
+        let entries = (0..10_000)
             .map(|i| ScanEntry {
                 id: JobId::Other(format!("j{i}").into()),
                 status: JobStatus::Queued,
             })
-            .collect()
-    }
-
-    fn ids(range: impl Iterator<Item = usize>) -> Vec<JobId> {
-        range
+            .collect();
+        let scan = WindowScan::new(entries).0;
+        let need: Vec<JobId> = (9_900..10_000)
             .map(|i| JobId::Other(format!("j{i}").into()))
-            .collect()
+            .collect();
+        assert_eq!(batch_start(&scan, &need, 1000), Some(9_900));
     }
 
     #[test]

@@ -2,29 +2,25 @@
 //! a terminal status. Counting exactly once happens here and nowhere else.
 //!
 //! A poll is two pure steps around the network:
-//! 1. [`JobTracker::plan`]: given the window scan (minimal jobs, oldest
-//!    first), which jobs need detail (`GET /jobs/{id}`).
+//! 1. [`JobTracker::plan`]: given the window scan, which jobs need detail
+//!    (`GET /jobs/{id}`).
 //! 2. [`JobTracker::apply`]: given the scan, the details and the time, update
 //!    the bookkeeping and return what to count and observe.
 //!
 //! If anything in between fails, `apply` is not called and nothing changes,
 //! so the next good poll counts what happened in the meantime exactly once.
 //!
-//! Memory follows the jobs in the window, so each is kept small: a ULID id
-//! as a 16-byte key and 16 bytes of state (32 bytes in the table).
+//! Memory and time follow the jobs in the window, so both are kept small:
+//! jobs with ULID ids (all of them, on the real API) live in one vector
+//! sorted by id, 32 bytes each, and a poll walks it beside the scan's own id
+//! order (a merge, no hashing, memory read in order).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::api::{ApiJob, JobId};
 use crate::clock::UnixMillis;
+pub use crate::scan::{ScanEntry, WindowScan};
 use crate::status::JobStatus;
-
-/// A job as the minimal window scan shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScanEntry {
-    pub id: JobId,
-    pub status: JobStatus,
-}
 
 /// The answer to a detail look-up.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +54,19 @@ impl Statuses {
     const MAX: usize = 255;
 
     fn code(&mut self, s: &JobStatus) -> Code {
+        let known = match s {
+            JobStatus::Queued => 0,
+            JobStatus::Pending => 1,
+            JobStatus::Rendering => 2,
+            JobStatus::Finished => 3,
+            JobStatus::Error => 4,
+            JobStatus::ManuallyCancelled => 5,
+            JobStatus::Other(_) => usize::MAX,
+        };
+        if let Some(c) = JobStatus::KNOWN.get(known) {
+            debug_assert_eq!(c, s);
+            return known as Code;
+        }
         if let Some(i) = self.names.iter().position(|n| n == s) {
             return i as Code;
         }
@@ -96,8 +105,6 @@ const WAIT_PENDING: u8 = 2;
 #[derive(Debug, Clone, Copy)]
 struct Tracked {
     created_at: UnixMillis,
-    /// The cycle that last saw this job in the window scan.
-    last_seen: u32,
     status: Code,
     flags: u8,
 }
@@ -122,45 +129,84 @@ impl Tracked {
     }
 }
 
-/// The remembered jobs: ULID ids (all, on the real API) as 128-bit keys,
-/// any other id by its text.
+/// A job with a ULID id: the id as a 128-bit number, and its state.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    key: u128,
+    t: Tracked,
+}
+
+impl Entry {
+    fn id(&self) -> JobId {
+        JobId::Ulid(ulid::Ulid(self.key))
+    }
+}
+
+/// The remembered jobs: ULID ids (all, on the real API) sorted by id, any
+/// other id by its text.
 #[derive(Debug, Default)]
 struct Jobs {
-    ulids: HashMap<u128, Tracked>,
+    ulids: Vec<Entry>,
     others: HashMap<Box<str>, Tracked>,
 }
 
 impl Jobs {
     fn get(&self, id: &JobId) -> Option<&Tracked> {
         match id {
-            JobId::Ulid(u) => self.ulids.get(&u.0),
+            JobId::Ulid(u) => self
+                .ulids
+                .binary_search_by_key(&u.0, |e| e.key)
+                .ok()
+                .map(|i| &self.ulids[i].t),
             JobId::Other(s) => self.others.get(s),
-        }
-    }
-
-    fn get_or_insert(&mut self, id: &JobId, new: impl FnOnce() -> Tracked) -> &mut Tracked {
-        match id {
-            JobId::Ulid(u) => self.ulids.entry(u.0).or_insert_with(new),
-            JobId::Other(s) => self.others.entry(s.clone()).or_insert_with(new),
         }
     }
 
     fn len(&self) -> usize {
         self.ulids.len() + self.others.len()
     }
+}
 
-    fn for_each(&self, mut f: impl FnMut(JobId, &Tracked)) {
-        for (k, t) in &self.ulids {
-            f(JobId::Ulid(ulid::Ulid(*k)), t);
-        }
-        for (k, t) in &self.others {
-            f(JobId::Other(k.clone()), t);
-        }
+/// Walks two id-ordered sequences together, yielding each id once with
+/// what each side has for it.
+struct Merge<L: Iterator, R: Iterator> {
+    l: std::iter::Peekable<L>,
+    r: std::iter::Peekable<R>,
+}
+
+fn merge<A, B, L, R>(l: L, r: R) -> Merge<L::IntoIter, R::IntoIter>
+where
+    L: IntoIterator<Item = (u128, A)>,
+    R: IntoIterator<Item = (u128, B)>,
+{
+    Merge {
+        l: l.into_iter().peekable(),
+        r: r.into_iter().peekable(),
     }
+}
 
-    fn retain(&mut self, mut f: impl FnMut(&JobId, &mut Tracked) -> bool) {
-        self.ulids.retain(|k, t| f(&JobId::Ulid(ulid::Ulid(*k)), t));
-        self.others.retain(|k, t| f(&JobId::Other(k.clone()), t));
+impl<A, B, L, R> Iterator for Merge<L, R>
+where
+    L: Iterator<Item = (u128, A)>,
+    R: Iterator<Item = (u128, B)>,
+{
+    type Item = (u128, Option<A>, Option<B>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let lk = self.l.peek().map(|x| x.0);
+        let rk = self.r.peek().map(|x| x.0);
+        match (lk, rk) {
+            (None, None) => None,
+            (Some(a), Some(b)) if a == b => {
+                let (k, x) = self.l.next()?;
+                let (_, y) = self.r.next()?;
+                Some((k, Some(x), Some(y)))
+            }
+            (Some(a), b) if b.is_none_or(|b| a < b) => {
+                self.l.next().map(|(k, x)| (k, Some(x), None))
+            }
+            _ => self.r.next().map(|(k, y)| (k, None, Some(y))),
+        }
     }
 }
 
@@ -224,10 +270,73 @@ pub struct Outcome {
 pub struct JobTracker {
     jobs: Jobs,
     statuses: Statuses,
-    cycle: u32,
     baseline_done: bool,
     /// The end (`to_date`) of the last applied scan.
     last_scan_to: Option<UnixMillis>,
+}
+
+/// What one `apply` works with besides the jobs themselves.
+struct Step<'a> {
+    statuses: &'a mut Statuses,
+    first: bool,
+    now: UnixMillis,
+    window_start: UnixMillis,
+    out: Outcome,
+    /// Jobs kept, and the oldest creation time, by status code.
+    counts: Vec<u64>,
+    oldest: Vec<UnixMillis>,
+}
+
+impl Step<'_> {
+    /// A job the scan shows, with the detail fetched for it, if any.
+    fn seen(&mut self, t: Option<Tracked>, s: &ScanEntry, detail: Option<&Detail>) -> Tracked {
+        let job = match detail {
+            Some(Detail::Found(j)) if j.id == s.id => Some(j),
+            _ => None,
+        };
+        // The detail was fetched after the scan, so it is the later word.
+        let status = self.statuses.code(job.map_or(&s.status, |j| &j.status));
+        let started = self.statuses.started(status);
+        let mut t = t.unwrap_or(Tracked {
+            created_at: UNKNOWN,
+            status,
+            flags: if !self.first || !started {
+                WAIT_PENDING
+            } else {
+                0
+            },
+        });
+        t.status = status;
+        observe(&mut t, &s.id, job, self);
+        t
+    }
+
+    /// A remembered job the scan does not show: left the window, deleted,
+    /// or not read again by an incremental scan. Whether to keep it.
+    fn unseen(&mut self, t: &mut Tracked, id: &JobId, detail: Option<&Detail>) -> bool {
+        match detail {
+            Some(Detail::Gone) => return false,
+            Some(Detail::Found(j)) => {
+                t.status = self.statuses.code(&j.status);
+                observe(t, id, Some(j), self);
+            }
+            None => {}
+        }
+        // Terminal: forgotten once older than the window; until then still
+        // counted (an incremental scan does not read these again).
+        !(self.statuses.terminal(t.status) && t.created(id).is_none_or(|c| c < self.window_start))
+    }
+
+    /// Counts a job that is kept.
+    fn count(&mut self, t: &Tracked, id: impl FnOnce() -> JobId) {
+        let c = t.status as usize;
+        self.counts[c] += 1;
+        if !self.statuses.terminal(t.status) {
+            if let Some(created) = t.created(&id()) {
+                self.oldest[c] = self.oldest[c].min(created);
+            }
+        }
+    }
 }
 
 impl JobTracker {
@@ -255,13 +364,24 @@ impl JobTracker {
             return None;
         }
         let mut from = self.last_scan_to?;
-        for (k, t) in &self.jobs.ulids {
-            if !self.statuses.terminal(t.status) {
-                let id = JobId::Ulid(ulid::Ulid(*k));
-                from = from.min(t.created(&id)?);
+        for e in &self.jobs.ulids {
+            if !self.statuses.terminal(e.t.status) {
+                from = from.min(e.t.created(&e.id())?);
             }
         }
         Some(from)
+    }
+
+    /// Whether a job the scan shows needs its detail this poll.
+    fn wants(&self, s: &ScanEntry, t: Option<&Tracked>) -> bool {
+        if s.status.is_terminal() {
+            // Newly terminal: for its render duration and queue wait.
+            self.baseline_done && !t.is_some_and(|t| t.has(COUNTED))
+        } else {
+            // Seen started with its queue wait still to be measured.
+            let pending = t.map_or(self.baseline_done, |t| t.has(WAIT_PENDING));
+            !matches!(s.status, JobStatus::Queued | JobStatus::Pending) && pending
+        }
     }
 
     /// Which jobs need `GET /jobs/{id}` this poll, each once:
@@ -269,37 +389,52 @@ impl JobTracker {
     /// - jobs seen started whose queue wait is still to be measured;
     /// - the oldest job of each non-terminal status, until its creation time is known;
     /// - remembered non-terminal jobs missing from the scan (left the window, or gone).
-    pub fn plan(&self, scan: &[ScanEntry]) -> Vec<JobId> {
+    pub fn plan(&self, scan: &WindowScan) -> Vec<JobId> {
         let mut need: Vec<JobId> = Vec::new();
-        let mut asked: HashSet<&JobId> = HashSet::new();
-        let mut first_of_status: HashMap<&JobStatus, &JobId> = HashMap::new();
-        let mut in_scan: HashSet<&JobId> = HashSet::with_capacity(scan.len());
-        for s in scan {
-            in_scan.insert(&s.id);
-            let t = self.jobs.get(&s.id);
-            let wants = if s.status.is_terminal() {
-                self.baseline_done && !t.is_some_and(|t| t.has(COUNTED))
-            } else {
-                first_of_status.entry(&s.status).or_insert(&s.id);
-                let pending = t.map_or(self.baseline_done, |t| t.has(WAIT_PENDING));
-                !matches!(s.status, JobStatus::Queued | JobStatus::Pending) && pending
-            };
-            if wants && asked.insert(&s.id) {
+        let mut missing: Vec<JobId> = Vec::new();
+        let tracked = self.jobs.ulids.iter().map(|e| (e.key, &e.t));
+        for (key, t, s) in merge(tracked, scan.by_ulid()) {
+            match s {
+                Some(s) => {
+                    if self.wants(s, t) {
+                        need.push(s.id.clone());
+                    }
+                }
+                None => {
+                    if t.is_some_and(|t| !self.statuses.terminal(t.status)) {
+                        missing.push(JobId::Ulid(ulid::Ulid(key)));
+                    }
+                }
+            }
+        }
+        let mut in_scan: HashSet<&str> = HashSet::new();
+        for s in scan.others() {
+            if let JobId::Other(text) = &s.id {
+                in_scan.insert(text);
+            }
+            if self.wants(s, self.jobs.get(&s.id)) {
                 need.push(s.id.clone());
             }
         }
-        for id in first_of_status.values() {
-            let known = self.jobs.get(id).is_some_and(|t| t.created_at != UNKNOWN);
-            if !known && asked.insert(id) {
-                need.push((*id).clone());
+        for (text, t) in &self.jobs.others {
+            if !self.statuses.terminal(t.status) && !in_scan.contains(&**text) {
+                missing.push(JobId::Other(text.clone()));
             }
         }
-        let mut missing = Vec::new();
-        self.jobs.for_each(|id, t| {
-            if !self.statuses.terminal(t.status) && !in_scan.contains(&id) && !asked.contains(&id) {
-                missing.push(id);
+        // The scan is oldest first: the first job of each waiting or
+        // running status is its oldest.
+        let mut first_of_status: Vec<(&JobStatus, &JobId)> = Vec::new();
+        for s in scan.entries() {
+            if !s.status.is_terminal() && !first_of_status.iter().any(|(st, _)| **st == s.status) {
+                first_of_status.push((&s.status, &s.id));
             }
-        });
+        }
+        for (_, id) in first_of_status {
+            let known = self.jobs.get(id).is_some_and(|t| t.created_at != UNKNOWN);
+            if !known && !need.contains(id) {
+                need.push(id.clone());
+            }
+        }
         need.extend(missing);
         need
     }
@@ -309,77 +444,95 @@ impl JobTracker {
     /// and is forgotten.
     pub fn apply(
         &mut self,
-        scan: &[ScanEntry],
+        scan: &WindowScan,
         details: &HashMap<JobId, Detail>,
         window_start: UnixMillis,
         now: UnixMillis,
     ) -> Outcome {
-        self.cycle = self.cycle.wrapping_add(1);
-        let cycle = self.cycle;
         let first = !self.baseline_done;
-        let mut out = Outcome {
-            baseline: first,
-            ..Outcome::default()
+        let mut step = Step {
+            statuses: &mut self.statuses,
+            first,
+            now,
+            window_start,
+            out: Outcome {
+                baseline: first,
+                ..Outcome::default()
+            },
+            counts: vec![0; Statuses::MAX + 1],
+            oldest: vec![UnixMillis::MAX; Statuses::MAX + 1],
         };
-        let Self { jobs, statuses, .. } = self;
-        for s in scan {
-            let job = match details.get(&s.id) {
-                Some(Detail::Found(j)) if j.id == s.id => Some(j),
-                _ => None,
-            };
-            // The detail was fetched after the scan, so it is the later word.
-            let status = statuses.code(job.map_or(&s.status, |j| &j.status));
-            let started = statuses.started(status);
-            let t = jobs.get_or_insert(&s.id, || Tracked {
-                created_at: UNKNOWN,
-                last_seen: cycle,
-                status,
-                flags: if !first || !started { WAIT_PENDING } else { 0 },
-            });
-            t.status = status;
-            t.last_seen = cycle;
-            observe(t, &s.id, job, first, now, statuses, &mut out);
-        }
-        let mut by_code: BTreeMap<Code, u64> = BTreeMap::new();
-        let mut oldest: BTreeMap<Code, UnixMillis> = BTreeMap::new();
-        jobs.retain(|id, t| {
-            if t.last_seen != cycle {
-                match details.get(id) {
-                    Some(Detail::Gone) => return false,
-                    Some(Detail::Found(j)) => {
-                        t.status = statuses.code(&j.status);
-                        observe(t, id, Some(j), first, now, statuses, &mut out);
+        // The details of ULID jobs in id order, walked beside the rest.
+        let mut by_ulid: Vec<(u128, &Detail)> = details
+            .iter()
+            .filter_map(|(id, d)| match id {
+                JobId::Ulid(u) => Some((u.0, d)),
+                JobId::Other(_) => None,
+            })
+            .collect();
+        by_ulid.sort_unstable_by_key(|d| d.0);
+        let old = std::mem::take(&mut self.jobs.ulids);
+        let mut kept: Vec<Entry> = Vec::with_capacity(old.len() + scan.len());
+        let jobs = merge(
+            merge(old.iter().map(|e| (e.key, e.t)), scan.by_ulid()).map(|(k, t, s)| (k, (t, s))),
+            by_ulid,
+        );
+        for (key, job, detail) in jobs {
+            let Some((t, s)) = job else { continue };
+            let t = match (t, s) {
+                (t, Some(s)) => step.seen(t, s, detail),
+                (Some(mut t), None) => {
+                    if !step.unseen(&mut t, &JobId::Ulid(ulid::Ulid(key)), detail) {
+                        continue;
                     }
-                    None => {}
+                    t
                 }
-                // Terminal and not in this scan: forgotten once older than
-                // the window; until then still counted (an incremental scan
-                // does not read these again).
-                if statuses.terminal(t.status) && t.created(id).is_none_or(|c| c < window_start) {
-                    return false;
-                }
+                (None, None) => continue,
+            };
+            step.count(&t, || JobId::Ulid(ulid::Ulid(key)));
+            kept.push(Entry { key, t });
+        }
+        drop(old);
+        kept.shrink_to_fit();
+        self.jobs.ulids = kept;
+
+        let others = &mut self.jobs.others;
+        let mut in_scan: HashSet<&str> = HashSet::new();
+        for s in scan.others() {
+            let JobId::Other(text) = &s.id else { continue };
+            in_scan.insert(text);
+            let t = step.seen(others.get(text).copied(), s, details.get(&s.id));
+            others.insert(text.clone(), t);
+        }
+        others.retain(|text, t| {
+            let id = JobId::Other(text.clone());
+            if !in_scan.contains(&**text) && !step.unseen(t, &id, details.get(&id)) {
+                return false;
             }
-            let terminal = statuses.terminal(t.status);
-            *by_code.entry(t.status).or_insert(0) += 1;
-            if !terminal {
-                if let Some(c) = t.created(id) {
-                    let e = oldest.entry(t.status).or_insert(c);
-                    *e = (*e).min(c);
-                }
-            }
+            step.count(t, || id);
             true
         });
-        for (c, n) in by_code {
+
+        let Step {
+            statuses,
+            counts,
+            oldest,
+            mut out,
+            ..
+        } = step;
+        for (c, n) in counts.into_iter().enumerate().filter(|(_, n)| *n > 0) {
             *out.jobs_by_status
-                .entry(statuses.name(c).clone())
+                .entry(statuses.name(c as Code).clone())
                 .or_insert(0) += n;
         }
-        for (c, t) in oldest {
-            let e = out
-                .oldest_created
-                .entry(statuses.name(c).clone())
-                .or_insert(t);
-            *e = (*e).min(t);
+        for (c, t) in oldest.into_iter().enumerate() {
+            if t != UnixMillis::MAX {
+                let e = out
+                    .oldest_created
+                    .entry(statuses.name(c as Code).clone())
+                    .or_insert(t);
+                *e = (*e).min(t);
+            }
         }
         self.baseline_done = true;
         self.last_scan_to = Some(now);
@@ -390,16 +543,9 @@ impl JobTracker {
 
 /// Counts a completion and measures the queue wait, each at most once.
 /// Impossible values are counted in `out.invalid` and not observed.
-fn observe(
-    t: &mut Tracked,
-    id: &JobId,
-    job: Option<&ApiJob>,
-    first: bool,
-    now: UnixMillis,
-    statuses: &Statuses,
-    out: &mut Outcome,
-) {
-    let latest = now + CLOCK_SKEW_MS;
+fn observe(t: &mut Tracked, id: &JobId, job: Option<&ApiJob>, step: &mut Step) {
+    let (first, statuses, out) = (step.first, &*step.statuses, &mut step.out);
+    let latest = step.now + CLOCK_SKEW_MS;
     if let Some(c) = job.and_then(|j| j.created_at) {
         if c > latest {
             out.invalid.created_at += 1;
@@ -461,14 +607,15 @@ mod tests {
         ))
     }
 
-    fn scan(entries: &[(u64, &str)]) -> Vec<ScanEntry> {
-        entries
+    fn scan(entries: &[(u64, &str)]) -> WindowScan {
+        let entries = entries
             .iter()
             .map(|(n, s)| ScanEntry {
                 id: id(*n),
                 status: JobStatus::parse(s),
             })
-            .collect()
+            .collect();
+        WindowScan::new(entries).0
     }
 
     fn job(n: u64, status: &str, started: Option<i64>, render: Option<f64>) -> ApiJob {
@@ -540,6 +687,103 @@ mod tests {
             NOW,
         );
         assert_eq!(t.scan_from(), Some(NOW));
+    }
+
+    #[test]
+    fn jobs_whose_ids_are_not_ulids_are_counted_the_same_way() {
+        let other = |s: &str| JobId::Other(s.into());
+        let entry = |i: &str, st: &str| ScanEntry {
+            id: other(i),
+            status: JobStatus::parse(st),
+        };
+        let scan_of = |v: Vec<ScanEntry>| WindowScan::new(v).0;
+        let mut t = JobTracker::new();
+        let s = scan_of(vec![entry("b", "queued"), entry("a", "render:dorender")]);
+        t.apply(&s, &HashMap::new(), WINDOW_START, NOW);
+        assert_eq!(
+            t.scan_from(),
+            None,
+            "no creation time in the id: read it all"
+        );
+        // "b" starts and "a" ends; "c" appears and ends between polls.
+        let s = scan_of(vec![
+            entry("b", "render:dorender"),
+            entry("a", "finished"),
+            entry("c", "error"),
+        ]);
+        let need = t.plan(&s);
+        assert_eq!(need, [other("b"), other("a"), other("c")]);
+        let mut d = HashMap::new();
+        for (i, st) in [("b", "render:dorender"), ("a", "finished"), ("c", "error")] {
+            let mut j = job(1, st, Some(T0 + 2000), Some(5.0));
+            j.id = other(i);
+            d.insert(other(i), Detail::Found(j));
+        }
+        let o = t.apply(&s, &d, WINDOW_START, NOW);
+        assert_eq!(o.completions.len(), 2);
+        assert_eq!(
+            o.queue_waits,
+            [1.0, 1.0],
+            "b and c; a was already rendering at the first poll"
+        );
+        // "b" disappears from the next scan: it is looked up, and dropped as gone.
+        let s = scan_of(vec![entry("a", "finished"), entry("c", "error")]);
+        assert_eq!(t.plan(&s), [other("b")]);
+        let o = t.apply(
+            &s,
+            &HashMap::from([(other("b"), Detail::Gone)]),
+            WINDOW_START,
+            NOW,
+        );
+        assert_eq!(statuses(&o), [("finished".into(), 1), ("error".into(), 1)]);
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn a_scan_out_of_id_order_is_tracked_like_one_in_order() {
+        // Jobs created in the same millisecond come in any id order.
+        let entries = |order: &[u64]| -> Vec<ScanEntry> {
+            order
+                .iter()
+                .map(|n| ScanEntry {
+                    id: id(*n),
+                    status: JobStatus::parse(if *n % 2 == 0 { "finished" } else { "queued" }),
+                })
+                .collect()
+        };
+        let mut a = JobTracker::new();
+        let mut b = JobTracker::new();
+        a.apply(
+            &WindowScan::new(entries(&[1, 2, 3, 4, 5])).0,
+            &HashMap::new(),
+            WINDOW_START,
+            NOW,
+        );
+        b.apply(
+            &WindowScan::new(entries(&[4, 2, 5, 1, 3])).0,
+            &HashMap::new(),
+            WINDOW_START,
+            NOW,
+        );
+        let next = entries(&[6, 1, 2, 3, 4, 5, 7]);
+        let (sa, sb) = (WindowScan::new(next.clone()).0, WindowScan::new(next).0);
+        let mut need_a = a.plan(&sa);
+        let mut need_b = b.plan(&sb);
+        need_a.sort();
+        need_b.sort();
+        assert_eq!(need_a, need_b);
+        assert_eq!(
+            need_a,
+            [id(1), id(6)],
+            "the newly ended job and the oldest queued one"
+        );
+        let oa = a.apply(&sa, &HashMap::new(), WINDOW_START, NOW);
+        let ob = b.apply(&sb, &HashMap::new(), WINDOW_START, NOW);
+        assert_eq!(oa, ob);
+        assert_eq!(
+            statuses(&oa),
+            [("queued".into(), 4), ("finished".into(), 3)]
+        );
     }
 
     #[test]
@@ -719,7 +963,7 @@ mod tests {
             NOW,
         );
         assert_eq!(statuses(&o), [("render:dorender".into(), 1)]);
-        assert_eq!(t.plan(&[]), vec![id(1)]);
+        assert_eq!(t.plan(&WindowScan::default()), vec![id(1)]);
         let o = t.apply(
             &scan(&[]),
             &details(vec![job(1, "finished", Some(T0 + 1000), Some(100.0))]),

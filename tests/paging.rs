@@ -61,7 +61,12 @@ async fn deletions_and_status_changes_between_page_reads_lose_no_job_and_repeat_
         f.insert_scripted(ScriptedJob::queued(now() + 1000));
     });
     let scan = scan.await.unwrap().unwrap();
-    let got: Vec<_> = scan.entries.iter().map(|e| e.id.to_string()).collect();
+    let got: Vec<_> = scan
+        .jobs
+        .entries()
+        .iter()
+        .map(|e| e.id.to_string())
+        .collect();
     // The deleted jobs were read before they went; without overlapping pages
     // the five jobs after offset 100 would have shifted out of reach.
     let want: Vec<_> = ids.iter().map(|u| u.to_string()).collect();
@@ -91,9 +96,9 @@ async fn a_list_exactly_one_page_long_ends_with_an_empty_page() {
     });
     let c = client(&sim);
     let scan = scan_window(&c, 100, t - 3_600_000, t).await.unwrap();
-    assert_eq!((scan.entries.len(), scan.requests), (100, 2));
+    assert_eq!((scan.jobs.len(), scan.requests), (100, 2));
     let scan = scan_window(&c, 1000, t - 3_600_000, t).await.unwrap();
-    assert_eq!((scan.entries.len(), scan.requests), (100, 1));
+    assert_eq!((scan.jobs.len(), scan.requests), (100, 1));
 }
 
 /// A fake API whose `GET /jobs` answer is `page(from, limit)`.
@@ -166,7 +171,7 @@ async fn the_same_id_on_two_pages_is_kept_once_and_counted_as_skipped() {
     })
     .await;
     let scan = scan_window(&c, 50, 0, now()).await.unwrap();
-    assert_eq!(scan.entries.len(), 120);
+    assert_eq!(scan.jobs.len(), 120);
     assert_eq!(
         scan.skipped,
         vec![nexrender_exporter::api::SkipReason::DuplicateId]
@@ -188,7 +193,7 @@ async fn an_empty_page_in_the_middle_ends_the_scan_as_the_api_documents() {
     })
     .await;
     let scan = scan_window(&c, 50, 0, now()).await.unwrap();
-    assert_eq!(scan.entries.len(), 90);
+    assert_eq!(scan.jobs.len(), 90);
     assert_eq!(scan.requests, 3);
     assert!(scan.skipped.is_empty());
 }

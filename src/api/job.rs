@@ -3,6 +3,7 @@
 //! `status` is unusable is skipped (and counted by reason); a bad timestamp
 //! or duration becomes "unknown" rather than failing the page.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -23,8 +24,9 @@ impl JobId {
     pub fn parse(s: &str) -> JobId {
         // Only the canonical (uppercase) form maps to a ULID, so the id we
         // send back in `/jobs/{id}` is exactly the one we received.
+        let mut canonical = [0u8; ulid::ULID_LEN];
         match Ulid::from_string(s) {
-            Ok(u) if u.to_string() == s => JobId::Ulid(u),
+            Ok(u) if u.array_to_str(&mut canonical) == s => JobId::Ulid(u),
             _ => JobId::Other(s.into()),
         }
     }
@@ -126,11 +128,12 @@ pub fn parse_job(body: &[u8]) -> Result<ApiJob, DecodeError> {
         .map_err(|r| DecodeError(format!("job: {}", r.label().replace('_', " "))))
 }
 
+/// A job as read, its strings borrowed from the body where it has no escapes.
 #[derive(Default)]
-struct RawJob {
+struct RawJob<'de> {
     not_object: bool,
-    id: Option<String>,
-    status: Option<String>,
+    id: Option<Cow<'de, str>>,
+    status: Option<Cow<'de, str>>,
     created_at: Option<UnixMillis>,
     started_at: Option<UnixMillis>,
     finished_at: Option<UnixMillis>,
@@ -138,7 +141,7 @@ struct RawJob {
     render_duration: Option<f64>,
 }
 
-impl RawJob {
+impl RawJob<'_> {
     fn into_job(self) -> Result<ApiJob, SkipReason> {
         if self.not_object {
             return Err(SkipReason::NotAnObject);
@@ -191,8 +194,8 @@ impl<'de> Visitor<'de> for PageVisitor {
 struct RawJobSeed;
 
 impl<'de> DeserializeSeed<'de> for RawJobSeed {
-    type Value = RawJob;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawJob, D::Error> {
+    type Value = RawJob<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawJob<'de>, D::Error> {
         d.deserialize_any(RawJobVisitor)
     }
 }
@@ -202,14 +205,14 @@ struct RawJobVisitor;
 
 macro_rules! not_object {
     ($($name:ident: $t:ty),*) => {
-        $(fn $name<E: de::Error>(self, _: $t) -> Result<RawJob, E> {
+        $(fn $name<E: de::Error>(self, _: $t) -> Result<RawJob<'de>, E> {
             Ok(RawJob { not_object: true, ..RawJob::default() })
         })*
     };
 }
 
 impl<'de> Visitor<'de> for RawJobVisitor {
-    type Value = RawJob;
+    type Value = RawJob<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a job object")
@@ -217,14 +220,14 @@ impl<'de> Visitor<'de> for RawJobVisitor {
 
     not_object!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_str: &str);
 
-    fn visit_unit<E: de::Error>(self) -> Result<RawJob, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<RawJob<'de>, E> {
         Ok(RawJob {
             not_object: true,
             ..RawJob::default()
         })
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawJob, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawJob<'de>, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(RawJob {
             not_object: true,
@@ -232,12 +235,12 @@ impl<'de> Visitor<'de> for RawJobVisitor {
         })
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawJob, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawJob<'de>, A::Error> {
         let mut job = RawJob::default();
         while let Some(key) = map.next_key::<KeyStr>()? {
             match key.0.as_ref() {
-                "id" => job.id = map.next_value::<Lenient<String>>()?.0,
-                "status" => job.status = map.next_value::<Lenient<String>>()?.0,
+                "id" => job.id = map.next_value::<Lenient<Cow<str>>>()?.0,
+                "status" => job.status = map.next_value::<Lenient<Cow<str>>>()?.0,
                 "stats" => {
                     let s = map.next_value::<Lenient<Stats>>()?.0.unwrap_or_default();
                     job.created_at = s.created_at;
@@ -256,7 +259,7 @@ impl<'de> Visitor<'de> for RawJobVisitor {
 }
 
 /// A map key, borrowed when the JSON has no escapes in it.
-struct KeyStr<'de>(std::borrow::Cow<'de, str>);
+struct KeyStr<'de>(Cow<'de, str>);
 
 impl<'de> de::Deserialize<'de> for KeyStr<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -290,42 +293,50 @@ struct Stats {
 /// other type (the value is consumed either way).
 struct Lenient<T>(Option<T>);
 
-trait LenientValue: Sized {
+trait LenientValue<'de>: Sized {
     fn from_str(_: &str) -> Option<Self> {
         None
+    }
+    /// A string that lives as long as the body: kept without a copy where
+    /// the type can.
+    fn from_borrowed(s: &'de str) -> Option<Self> {
+        Self::from_str(s)
     }
     fn from_f64(_: f64) -> Option<Self> {
         None
     }
-    fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(None)
     }
 }
 
-impl LenientValue for String {
+impl<'de> LenientValue<'de> for Cow<'de, str> {
     fn from_str(s: &str) -> Option<Self> {
-        Some(s.to_owned())
+        Some(Cow::Owned(s.to_owned()))
+    }
+    fn from_borrowed(s: &'de str) -> Option<Self> {
+        Some(Cow::Borrowed(s))
     }
 }
 
 /// A timestamp field: an RFC 3339 string.
 struct Timestamp(UnixMillis);
 
-impl LenientValue for Timestamp {
+impl LenientValue<'_> for Timestamp {
     fn from_str(s: &str) -> Option<Self> {
         parse_millis(s).map(Timestamp)
     }
 }
 
-impl LenientValue for f64 {
+impl LenientValue<'_> for f64 {
     fn from_f64(v: f64) -> Option<Self> {
         Some(v)
     }
 }
 
-impl LenientValue for Stats {
-    fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+impl<'de> LenientValue<'de> for Stats {
+    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
         let mut s = Stats::default();
         while let Some(key) = map.next_key::<KeyStr>()? {
             let ts = |v: Lenient<Timestamp>| v.0.map(|t| t.0);
@@ -344,16 +355,19 @@ impl LenientValue for Stats {
     }
 }
 
-impl<'de, T: LenientValue> de::Deserialize<'de> for Lenient<T> {
+impl<'de, T: LenientValue<'de>> de::Deserialize<'de> for Lenient<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V<T>(std::marker::PhantomData<T>);
-        impl<'de, T: LenientValue> Visitor<'de> for V<T> {
+        impl<'de, T: LenientValue<'de>> Visitor<'de> for V<T> {
             type Value = Lenient<T>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("any JSON value")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Lenient<T>, E> {
                 Ok(Lenient(T::from_str(v)))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Lenient<T>, E> {
+                Ok(Lenient(T::from_borrowed(v)))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Lenient<T>, E> {
                 Ok(Lenient(T::from_f64(v)))
@@ -482,6 +496,16 @@ mod tests {
         assert!(parse_job(br#"{"id":"a","status":"queued"}"#).is_ok());
         assert!(parse_job(br#"{"id":"a"}"#).is_err());
         assert!(parse_job(br#"[]"#).is_err());
+    }
+
+    #[test]
+    fn escaped_strings_are_read_like_plain_ones() {
+        let p =
+            parse_page(br#"[{"id":"01JTRDF7HCR8QAHYW8GPCP4S9\u0059","status":"fin\u0069shed"}]"#)
+                .unwrap();
+        assert_eq!(p.jobs[0].id.to_string(), "01JTRDF7HCR8QAHYW8GPCP4S9Y");
+        assert!(matches!(p.jobs[0].id, JobId::Ulid(_)));
+        assert_eq!(p.jobs[0].status, JobStatus::Finished);
     }
 
     #[test]

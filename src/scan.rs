@@ -1,0 +1,339 @@
+//! A window scan as data: the pages of `GET /jobs?minimal=true` put
+//! together into one list of jobs, each id once, and indexed by id so the
+//! tracker can walk it beside its own id-ordered table instead of hashing
+//! every job.
+//!
+//! Pure: [`ScanBuilder`] takes decoded pages as the poller reads them.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::api::{JobId, Page, SkipReason};
+use crate::status::JobStatus;
+
+/// A job as the minimal window scan shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanEntry {
+    pub id: JobId,
+    pub status: JobStatus,
+}
+
+impl ScanEntry {
+    fn ulid(&self) -> Option<u128> {
+        match &self.id {
+            JobId::Ulid(u) => Some(u.0),
+            JobId::Other(_) => None,
+        }
+    }
+}
+
+/// The jobs of one scan in the API's order (oldest first), each id once.
+#[derive(Debug, Clone, Default)]
+pub struct WindowScan {
+    entries: Vec<ScanEntry>,
+    /// Positions of the ULID-keyed entries, in id order.
+    by_ulid: Vec<usize>,
+    /// Positions of the entries whose id is not a ULID, in scan order.
+    others: Vec<usize>,
+}
+
+impl WindowScan {
+    /// Indexes `entries`; a repeated id keeps its first place and the
+    /// repeats are dropped. Returns the scan and how many were dropped.
+    pub fn new(mut entries: Vec<ScanEntry>) -> (WindowScan, usize) {
+        let (by_ulid, others) = index(&entries);
+        let mut repeat = vec![];
+        // The sort is stable: among equal ids the first in the scan comes first.
+        for w in by_ulid.windows(2) {
+            if entries[w[0]].ulid() == entries[w[1]].ulid() {
+                repeat.push(w[1]);
+            }
+        }
+        let mut seen = HashSet::new();
+        for &i in &others {
+            if !seen.insert(&entries[i].id) {
+                repeat.push(i);
+            }
+        }
+        if repeat.is_empty() {
+            let scan = WindowScan {
+                entries,
+                by_ulid,
+                others,
+            };
+            return (scan, 0);
+        }
+        let dropped = repeat.len();
+        let mut keep = vec![true; entries.len()];
+        for i in repeat {
+            keep[i] = false;
+        }
+        let mut k = keep.iter();
+        entries.retain(|_| *k.next().unwrap_or(&true));
+        let (by_ulid, others) = index(&entries);
+        let scan = WindowScan {
+            entries,
+            by_ulid,
+            others,
+        };
+        (scan, dropped)
+    }
+
+    /// The jobs in the API's order.
+    pub fn entries(&self) -> &[ScanEntry] {
+        &self.entries
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The ULID-keyed jobs in id order, with their ids as numbers.
+    pub(crate) fn by_ulid(&self) -> impl Iterator<Item = (u128, &ScanEntry)> {
+        self.by_ulid.iter().map(|&i| {
+            let e = &self.entries[i];
+            (e.ulid().unwrap_or_default(), e)
+        })
+    }
+
+    /// The jobs whose id is not a ULID, in scan order.
+    pub(crate) fn others(&self) -> impl Iterator<Item = &ScanEntry> {
+        self.others.iter().map(|&i| &self.entries[i])
+    }
+
+    /// Where `id` is in the scan.
+    pub fn position(&self, id: &JobId) -> Option<usize> {
+        self.positions(std::slice::from_ref(id))[0]
+    }
+
+    /// Where each of `ids` is in the scan: a binary search for a ULID, one
+    /// pass over the others for the rest.
+    pub fn positions(&self, ids: &[JobId]) -> Vec<Option<usize>> {
+        let key = |i: &usize| self.entries[*i].ulid().unwrap_or_default();
+        let mut out: Vec<Option<usize>> = ids
+            .iter()
+            .map(|id| match id {
+                JobId::Ulid(u) => self
+                    .by_ulid
+                    .binary_search_by_key(&u.0, key)
+                    .ok()
+                    .map(|k| self.by_ulid[k]),
+                JobId::Other(_) => None,
+            })
+            .collect();
+        let mut wanted: HashMap<&JobId, Vec<usize>> = HashMap::new();
+        for (n, id) in ids.iter().enumerate() {
+            if matches!(id, JobId::Other(_)) {
+                wanted.entry(id).or_default().push(n);
+            }
+        }
+        if !wanted.is_empty() {
+            for &i in &self.others {
+                for &n in wanted.get(&self.entries[i].id).into_iter().flatten() {
+                    out[n] = Some(i);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The positions of the ULID entries in id order, and of the others.
+fn index(entries: &[ScanEntry]) -> (Vec<usize>, Vec<usize>) {
+    let (mut by_ulid, others): (Vec<usize>, Vec<usize>) =
+        (0..entries.len()).partition(|&i| entries[i].ulid().is_some());
+    // Stable, and close to linear: a scan comes in creation order, which a
+    // ULID's leading timestamp nearly follows.
+    by_ulid.sort_by_key(|&i| entries[i].ulid());
+    (by_ulid, others)
+}
+
+/// The API answered the same pages again instead of moving on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a full page after {after} jobs ended with a job that already ended an earlier page: the API is not paging")]
+pub struct NotPaging {
+    pub after: usize,
+}
+
+/// Puts a scan together page by page.
+#[derive(Debug)]
+pub struct ScanBuilder {
+    limit: usize,
+    entries: Vec<ScanEntry>,
+    skipped: Vec<SkipReason>,
+    /// Jobs read so far, repeats included (the next page's offset).
+    offset: usize,
+    /// How many jobs the last page added: where the overlap is looked for.
+    last_page: usize,
+    /// The last job of each full page: a page ending on one of these again
+    /// means the API answers the same pages whatever the offset.
+    page_ends: HashSet<JobId>,
+}
+
+impl ScanBuilder {
+    pub fn new(limit: usize) -> Self {
+        ScanBuilder {
+            limit,
+            entries: Vec::new(),
+            skipped: Vec::new(),
+            offset: 0,
+            last_page: 0,
+            page_ends: HashSet::new(),
+        }
+    }
+
+    /// Adds a page whose first `repeats` jobs were asked for again on
+    /// purpose (the overlap between pages): those already read are dropped
+    /// without a word. Any other repeat is dropped by [`Self::finish`] and
+    /// counted as a duplicate.
+    pub fn add_page(&mut self, page: Page, repeats: usize) -> Result<(), NotPaging> {
+        if page.raw_len >= self.limit {
+            if let Some(last) = page.jobs.last() {
+                if !self.page_ends.insert(last.id.clone()) {
+                    return Err(NotPaging { after: self.offset });
+                }
+            }
+        }
+        self.skipped.extend_from_slice(&page.skipped);
+        self.offset += page.raw_len;
+        // A repeat can only be among the last jobs read: the window is
+        // fixed, so deletions move jobs towards the start, never away.
+        let tail_from = self.entries.len() - self.last_page.min(repeats * 2);
+        let before = self.entries.len();
+        for (i, job) in page.jobs.into_iter().enumerate() {
+            if i < repeats
+                && self.entries[tail_from..before]
+                    .iter()
+                    .any(|e| e.id == job.id)
+            {
+                continue;
+            }
+            self.entries.push(ScanEntry {
+                id: job.id,
+                status: job.status,
+            });
+        }
+        self.last_page = self.entries.len() - before;
+        Ok(())
+    }
+
+    /// The scan, and the jobs skipped in it (by reason).
+    pub fn finish(mut self) -> (WindowScan, Vec<SkipReason>) {
+        let (scan, repeats) = WindowScan::new(self.entries);
+        self.skipped
+            .extend(std::iter::repeat_n(SkipReason::DuplicateId, repeats));
+        (scan, self.skipped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ApiJob;
+
+    fn ulid(n: u64) -> JobId {
+        JobId::Ulid(ulid::Ulid::from_parts(1_767_225_600_000 + n, u128::from(n)))
+    }
+
+    fn entry(id: JobId) -> ScanEntry {
+        ScanEntry {
+            id,
+            status: JobStatus::Queued,
+        }
+    }
+
+    fn page(ids: &[JobId], limit: usize) -> Page {
+        let jobs: Vec<ApiJob> = ids
+            .iter()
+            .map(|id| ApiJob {
+                id: id.clone(),
+                status: JobStatus::Queued,
+                created_at: None,
+                started_at: None,
+                finished_at: None,
+                error_at: None,
+                render_duration: None,
+            })
+            .collect();
+        Page {
+            raw_len: jobs.len().min(limit),
+            jobs,
+            skipped: vec![],
+        }
+    }
+
+    #[test]
+    fn ids_are_indexed_in_id_order_and_found_where_they_are() {
+        // Out of id order, as jobs created in the same millisecond can be.
+        let ids = [ulid(3), ulid(1), JobId::Other("x".into()), ulid(2)];
+        let (scan, dropped) = WindowScan::new(ids.iter().cloned().map(entry).collect());
+        assert_eq!(dropped, 0);
+        let order: Vec<u128> = scan.by_ulid().map(|(k, _)| k).collect();
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted);
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(scan.position(id), Some(i));
+        }
+        assert_eq!(scan.position(&ulid(9)), None);
+        assert_eq!(scan.others().count(), 1);
+    }
+
+    #[test]
+    fn a_repeated_id_keeps_its_first_place() {
+        let ids = [
+            ulid(1),
+            JobId::Other("a".into()),
+            ulid(2),
+            ulid(1),
+            JobId::Other("a".into()),
+            ulid(3),
+            ulid(1),
+        ];
+        let (scan, dropped) = WindowScan::new(ids.iter().cloned().map(entry).collect());
+        assert_eq!(dropped, 3);
+        let kept: Vec<JobId> = scan.entries().iter().map(|e| e.id.clone()).collect();
+        assert_eq!(kept, [ulid(1), JobId::Other("a".into()), ulid(2), ulid(3)]);
+        assert_eq!(scan.position(&ulid(3)), Some(3));
+    }
+
+    #[test]
+    fn the_overlap_between_pages_is_dropped_silently_and_other_repeats_are_counted() {
+        let ids: Vec<JobId> = (0..12).map(ulid).collect();
+        let mut b = ScanBuilder::new(6);
+        b.add_page(page(&ids[0..6], 6), 0).unwrap();
+        // The next page starts 2 jobs early; it also shows job 0 again.
+        let mut second = ids[4..10].to_vec();
+        second[3] = ulid(0);
+        b.add_page(page(&second, 6), 2).unwrap();
+        b.add_page(page(&ids[8..12], 6), 2).unwrap();
+        let (scan, skipped) = b.finish();
+        assert_eq!(skipped, [SkipReason::DuplicateId]);
+        let got: Vec<JobId> = scan.entries().iter().map(|e| e.id.clone()).collect();
+        let want: Vec<JobId> = [0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11]
+            .into_iter()
+            .map(ulid)
+            .collect();
+        assert_eq!(got, want, "job 7 was hidden by the repeat of job 0");
+    }
+
+    #[test]
+    fn pages_that_come_round_again_are_not_paging() {
+        let a: Vec<JobId> = (0..5).map(ulid).collect();
+        let b: Vec<JobId> = (5..10).map(ulid).collect();
+        let mut builder = ScanBuilder::new(5);
+        builder.add_page(page(&a, 5), 0).unwrap();
+        builder.add_page(page(&b, 5), 1).unwrap();
+        assert_eq!(
+            builder.add_page(page(&a, 5), 1),
+            Err(NotPaging { after: 10 })
+        );
+        // The same page twice in a row, too.
+        let mut builder = ScanBuilder::new(5);
+        builder.add_page(page(&a, 5), 0).unwrap();
+        assert!(builder.add_page(page(&a, 5), 1).is_err());
+    }
+}
