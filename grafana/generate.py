@@ -195,6 +195,8 @@ def exporter():
               [target(f"time() - nexrender_exporter_last_poll_success_timestamp_seconds{{{ACC}}}", "{{account}}")], unit="s"),
         panel("timeseries", "API requests by code", "HTTP calls to the Nexrender API per second by endpoint and status code (or timeout, connect, decode). 401/403 mean the token is refused; 429 rate limiting; 5xx trouble at Nexrender.",
               [target(f"sum by (account, endpoint, code) (rate(nexrender_exporter_api_requests_total{{{ACC}}}[$__rate_interval]))", "{{account}} {{endpoint}} {{code}}")], unit="reqps"),
+        panel("timeseries", "API traffic", "Bytes per second of API answers the exporter reads, by endpoint: its cost to the API besides the request count. At steady state a poll reads from the oldest running job on, so this follows the jobs started and ended, not the size of the window; the hourly full rescan shows as a spike.",
+              [target(f"sum by (account, endpoint) (rate(nexrender_exporter_api_response_bytes_total{{{ACC}}}[$__rate_interval]))", "{{account}} {{endpoint}}")], unit="Bps"),
         panel("timeseries", "API latency p50 / p99", "Duration of calls to the Nexrender API by endpoint. High latency makes polls slow.",
               [target(f"histogram_quantile({q}, sum by (account, endpoint, le) (rate(nexrender_exporter_api_request_duration_seconds_bucket{{{ACC}}}[$__rate_interval])))",
                       f"{{{{account}}}} {{{{endpoint}}}} p{p}", ref) for q, p, ref in (("0.5", 50, "A"), ("0.99", 99, "B"))], unit="s"),

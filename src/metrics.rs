@@ -45,6 +45,7 @@ pub struct Metrics {
     poll_duration: GaugeVec,
     api_requests: IntCounterVec,
     api_duration: HistogramVec,
+    api_bytes: IntCounterVec,
     polls: IntCounterVec,
     poll_errors: IntCounterVec,
     jobs_skipped: IntCounterVec,
@@ -141,6 +142,11 @@ impl Metrics {
                 &["account", "endpoint"],
                 vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
             ),
+            api_bytes: counter(
+                "nexrender_exporter_api_response_bytes_total",
+                "Bytes of response bodies read from the Nexrender API, by endpoint.",
+                &["account", "endpoint"],
+            ),
             polls: counter(
                 "nexrender_exporter_polls_total",
                 "Poll cycles by result (success or failure).",
@@ -212,6 +218,9 @@ impl Metrics {
         }
         for r in SkipReason::ALL {
             self.jobs_skipped.with_label_values(&[account, r.label()]);
+        }
+        for e in Endpoint::ALL {
+            self.api_bytes.with_label_values(&[account, e.label()]);
         }
         for ep in [Endpoint::ListJobs, Endpoint::GetJob] {
             self.api_duration.with_label_values(&[account, ep.label()]);
@@ -371,6 +380,7 @@ impl Metrics {
                     "nexrender_exporter_api_request_duration_seconds" => {
                         self.api_duration.remove(&labels)
                     }
+                    "nexrender_exporter_api_response_bytes_total" => self.api_bytes.remove(&labels),
                     "nexrender_exporter_polls_total" => self.polls.remove(&labels),
                     "nexrender_exporter_poll_errors_total" => self.poll_errors.remove(&labels),
                     "nexrender_exporter_jobs_skipped_total" => self.jobs_skipped.remove(&labels),
@@ -451,6 +461,14 @@ impl RequestObserver for AccountRequests {
         m.api_duration
             .with_label_values(&[&self.account, endpoint.label()])
             .observe(elapsed.as_secs_f64());
+    }
+
+    fn response_bytes(&self, endpoint: Endpoint, bytes: u64) {
+        let m = &self.metrics;
+        m.changed();
+        m.api_bytes
+            .with_label_values(&[&self.account, endpoint.label()])
+            .inc_by(bytes);
     }
 }
 

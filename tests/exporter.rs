@@ -517,3 +517,58 @@ async fn sigterm_stops_the_exporter_promptly_with_exit_code_0() {
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(6), "{took:?}");
 }
+
+#[tokio::test]
+async fn the_bytes_the_exporter_reports_reading_are_the_bytes_the_api_sent() {
+    let sim = scripted_simulator().await;
+    let t = now();
+    sim.sim.with_farm(|f| {
+        for i in 0..120 {
+            f.insert_scripted(finished(t - 50 * MIN + i * 1000, 2000, 30_000));
+        }
+        // The oldest queued job is looked up by id.
+        f.insert_scripted(ScriptedJob::queued(t - 10 * MIN));
+    });
+    // One 500 with an error body, retried: its bytes count too.
+    sim.sim.add_fault(FaultRule::new(
+        Endpoint::ListJobs,
+        Fault::Status { code: 500 },
+        Schedule::Next { count: 1 },
+    ));
+    let mut config = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    use std::io::Write;
+    write!(
+        config,
+        "poll:\n  interval: 1h\n  window: 1h\n  page_size: 50\naccounts:\n{}",
+        account_yaml("main", &sim)
+    )
+    .unwrap();
+    let exp = Exporter::start_with(config, &[]);
+    let m = exp.polls("main", 1).await;
+    let read = |endpoint: &str| {
+        value(
+            &m,
+            &format!(
+                "nexrender_exporter_api_response_bytes_total{{account=\"main\",endpoint=\"{endpoint}\"}}"
+            ),
+        )
+        .unwrap()
+    };
+    let (lists, gets) = (read("list_jobs"), read("get_job"));
+    assert!(
+        gets > 0.0 && lists > 120.0 * 50.0,
+        "three pages of jobs and one job: {lists} + {gets}"
+    );
+    assert_eq!(
+        lists + gets,
+        sim.sim.response_bytes() as f64,
+        "every byte the simulator sent, counted once"
+    );
+    assert_eq!(
+        value(
+            &m,
+            "nexrender_exporter_api_requests_total{account=\"main\",code=\"500\",endpoint=\"list_jobs\"}"
+        ),
+        Some(1.0)
+    );
+}

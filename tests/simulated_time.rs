@@ -274,19 +274,67 @@ async fn four_days_of_jobs_flowing_through_a_six_hour_window_keep_memory_flat() 
     );
 }
 
-fn requests(m: &str, endpoint: &str) -> f64 {
+/// Sum of a per-endpoint counter of the account's exposition.
+fn per_endpoint(m: &str, metric: &str, endpoint: &str) -> f64 {
     m.lines()
         .filter(|l| {
-            l.starts_with("nexrender_exporter_api_requests_total{")
-                && l.contains(&format!("endpoint=\"{endpoint}\""))
+            l.starts_with(&format!("{metric}{{")) && l.contains(&format!("endpoint=\"{endpoint}\""))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
 
+/// What a poll costs the API, averaged over the measured polls.
+#[derive(Debug, Default)]
+struct Cost {
+    lists: f64,
+    gets: f64,
+    bytes: f64,
+}
+
+impl Cost {
+    fn line(&self) -> String {
+        format!(
+            "{:.1} list pages + {:.1} single look-ups = {:.1} requests, {:.0} KiB",
+            self.lists,
+            self.gets,
+            self.lists + self.gets,
+            self.bytes / 1024.0
+        )
+    }
+}
+
+/// The naive poll at `now` on the same farm: every minimal page of the
+/// window, then `GET /jobs/{id}` for each job that ended since `prev`;
+/// the bytes are the simulator's own answers to those requests.
+fn naive_poll(sim: &RunningSimulator, window: Duration, prev: i64, now: i64) -> Cost {
+    use nexrender_exporter::simulator::listing::{write_job, write_page};
+    sim.sim.with_farm(|f| {
+        let (lo, hi) = f.created_range(Some(now - window.as_millis() as i64), Some(now));
+        let mut cost = Cost::default();
+        let positions: Vec<usize> = (lo..hi).collect();
+        for page in positions.chunks(1000) {
+            cost.lists += 1.0;
+            cost.bytes += write_page(f, page, true, now).len() as f64;
+        }
+        if positions.len() % 1000 == 0 {
+            cost.lists += 1.0; // the empty page that ends the list
+            cost.bytes += 2.0;
+        }
+        for j in f.jobs().range(lo..hi) {
+            if j.ended_at.is_some_and(|e| e > prev && e <= now) {
+                cost.gets += 1.0;
+                cost.bytes += write_job(f, j, now).len() as f64;
+            }
+        }
+        cost
+    })
+}
+
 /// Steady state over a busy window, reading it all every poll or only from
-/// the oldest job still going; returns list and look-up requests per poll.
-async fn api_cost(jobs: usize, full_scan_interval: Duration) -> (f64, f64, Vec<(String, f64)>) {
+/// the oldest job still going: the cost per poll, the naive cost of the
+/// same polls, and the numbers the exporter ends with.
+async fn api_cost(jobs: usize, full_scan_interval: Duration) -> (Cost, Cost, Vec<(String, f64)>) {
     // About 200 jobs end a minute and about 500 render at any time.
     let lifecycle = LifecycleConfig {
         arrivals_per_minute: 200.0,
@@ -298,25 +346,34 @@ async fn api_cost(jobs: usize, full_scan_interval: Duration) -> (f64, f64, Vec<(
         nested_ratio: 0.0,
         ..LifecycleConfig::default()
     };
-    let mut r = rig_with(
-        lifecycle,
-        jobs,
-        Duration::from_secs(86_400),
-        full_scan_interval,
-    )
-    .await;
+    let window = Duration::from_secs(86_400);
+    let mut r = rig_with(lifecycle, jobs, window, full_scan_interval).await;
     for minute in 0..10 {
         r.clock.set(T0 + minute * MIN);
         r.poller.cycle().await;
     }
     let before = String::from_utf8(r.metrics.encode()).unwrap();
     let polls = 10;
+    let mut naive = Cost::default();
     for minute in 10..10 + polls {
         r.clock.set(T0 + minute * MIN);
+        let n = naive_poll(&r.sim, window, T0 + (minute - 1) * MIN, T0 + minute * MIN);
+        naive.lists += n.lists / polls as f64;
+        naive.gets += n.gets / polls as f64;
+        naive.bytes += n.bytes / polls as f64;
         r.poller.cycle().await;
     }
     let after = String::from_utf8(r.metrics.encode()).unwrap();
-    let per = |e: &str| (requests(&after, e) - requests(&before, e)) / polls as f64;
+    let per = |metric: &str, e: &str| {
+        (per_endpoint(&after, metric, e) - per_endpoint(&before, metric, e)) / polls as f64
+    };
+    let requests = "nexrender_exporter_api_requests_total";
+    let bytes = "nexrender_exporter_api_response_bytes_total";
+    let cost = Cost {
+        lists: per(requests, "list_jobs"),
+        gets: per(requests, "get_job"),
+        bytes: per(bytes, "list_jobs") + per(bytes, "get_job"),
+    };
     let numbers = [
         "queued",
         "render:dorender",
@@ -344,7 +401,7 @@ async fn api_cost(jobs: usize, full_scan_interval: Duration) -> (f64, f64, Vec<(
         )
     }))
     .collect();
-    (per("list_jobs"), per("get_job"), numbers)
+    (cost, naive, numbers)
 }
 
 #[tokio::test]
@@ -353,29 +410,43 @@ async fn reading_only_from_the_oldest_running_job_costs_a_few_pages_and_gives_th
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    let (full_lists, full_gets, full_numbers) = api_cost(jobs, Duration::ZERO).await;
-    let (inc_lists, inc_gets, inc_numbers) = api_cost(jobs, Duration::from_secs(3600)).await;
+    let (full, naive, full_numbers) = api_cost(jobs, Duration::ZERO).await;
+    let (inc, _, inc_numbers) = api_cost(jobs, Duration::from_secs(3600)).await;
     println!("window of {jobs} jobs, per poll at steady state:");
     println!(
-        "  whole window every poll: {full_lists:.1} list pages, {full_gets:.1} single look-ups"
+        "  naive (minimal window scan + one GET per newly ended job): {}",
+        naive.line()
     );
     println!(
-        "  from the oldest running job: {inc_lists:.1} list pages, {inc_gets:.1} single look-ups"
+        "  whole window every poll, look-ups as pages:              {}",
+        full.line()
+    );
+    println!(
+        "  from the oldest running job, look-ups as pages:          {}",
+        inc.line()
     );
     assert_eq!(
         full_numbers, inc_numbers,
         "the same farm, the same numbers either way"
     );
-    assert!(full_lists >= (jobs / 1000) as f64, "{full_lists}");
+    assert!(full.lists >= (jobs / 1000) as f64, "{full:?}");
+    assert!(
+        naive.gets >= 100.0,
+        "the farm ends ~200 jobs a minute: {naive:?}"
+    );
     // A couple of minimal pages from the oldest running job and a couple of
     // full pages for the ~400 jobs that started or ended: not the window,
     // and not one request per job.
     assert!(
-        inc_lists + inc_gets <= 8.0,
-        "a few pages, not the whole window: {inc_lists} + {inc_gets}"
+        inc.lists + inc.gets <= 8.0,
+        "a few pages, not the whole window: {inc:?}"
     );
     assert!(
-        full_gets < 50.0,
-        "look-ups come as pages in both modes: {full_gets}"
+        full.gets < 50.0,
+        "look-ups come as pages in both modes: {full:?}"
+    );
+    assert!(
+        inc.bytes * 2.0 < naive.bytes,
+        "fewer bytes than the naive poll, by a clear margin: {inc:?} vs {naive:?}"
     );
 }

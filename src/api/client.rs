@@ -23,6 +23,8 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    pub const ALL: [Endpoint; 2] = [Endpoint::ListJobs, Endpoint::GetJob];
+
     pub fn label(self) -> &'static str {
         match self {
             Endpoint::ListJobs => "list_jobs",
@@ -36,6 +38,9 @@ pub trait RequestObserver: Send + Sync {
     /// `code` is the HTTP status, or `timeout`, `connect`, `decode`,
     /// `too_large` or `error` when there was no usable answer.
     fn request_done(&self, endpoint: Endpoint, code: &str, elapsed: Duration);
+
+    /// `bytes` of a response body were read (an answer or an error text).
+    fn response_bytes(&self, _endpoint: Endpoint, _bytes: u64) {}
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -364,6 +369,7 @@ impl ApiClient {
         if !status.is_success() {
             let retry_after = parse_retry_after(resp.headers(), std::time::SystemTime::now());
             let text = read_limited(resp, 4096).await.unwrap_or_default();
+            inner.observer.response_bytes(ep, text.len() as u64);
             done(&code);
             return Err(status_error(ep, status, retry_after, &text));
         }
@@ -378,11 +384,14 @@ impl ApiClient {
             });
         }
         match read_limited(resp, inner.policy.max_body).await {
-            Ok(bytes) => Ok(Fetched {
-                bytes,
-                code,
-                started,
-            }),
+            Ok(bytes) => {
+                inner.observer.response_bytes(ep, bytes.len() as u64);
+                Ok(Fetched {
+                    bytes,
+                    code,
+                    started,
+                })
+            }
             Err(ReadError::TooLarge) => {
                 done("too_large");
                 Err(ApiError::TooLarge {

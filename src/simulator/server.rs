@@ -130,6 +130,8 @@ struct State {
     sim: Simulation,
     faults: FaultPlan,
     requests: u64,
+    /// Body bytes of the API's answers (not `/_sim/status`).
+    response_bytes: u64,
 }
 
 /// The simulator shared by the HTTP server, the ticker and tests.
@@ -158,6 +160,7 @@ impl Simulator {
                 sim,
                 faults,
                 requests: 0,
+                response_bytes: 0,
             }),
             clock,
             tokens: cfg.tokens.clone(),
@@ -238,6 +241,11 @@ impl Simulator {
     /// Requests answered (or failed) so far.
     pub fn requests(&self) -> u64 {
         self.lock().requests
+    }
+
+    /// Body bytes of the API answers served so far.
+    pub fn response_bytes(&self) -> u64 {
+        self.lock().response_bytes
     }
 
     fn authorized(&self, header: Option<&HeaderValue>) -> bool {
@@ -469,6 +477,7 @@ impl Simulator {
             "templates": st.sim.templates(),
             "faults": st.faults.rules(),
             "requests": st.requests,
+            "response_bytes": st.response_bytes,
         });
         answer(StatusCode::OK, body.to_string().into_bytes())
     }
@@ -503,6 +512,14 @@ async fn handle(
             &bytes,
         )
         .await;
+    if let Reply::Answer(r) = &reply {
+        if !parts.uri.path().ends_with("/_sim/status") {
+            let len = match r.body() {
+                SimBody::Full(b) | SimBody::Cut(b, _) => b.as_ref().map_or(0, |b| b.len()),
+            };
+            sim.lock().response_bytes += len as u64;
+        }
+    }
     match reply {
         Reply::Answer(r) => Ok(r),
         Reply::Reset => Err(io::Error::new(
