@@ -5,7 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use nexrender_exporter::simulator::{Endpoint, Fault, FaultRule, Schedule, ScriptedJob};
+use nexrender_exporter::simulator::{
+    Endpoint, Fault, FaultRule, RunningSimulator, Schedule, ScriptedJob,
+};
 use nexrender_exporter::status::JobStatus;
 use support::*;
 
@@ -21,9 +23,9 @@ fn finished(created: i64, wait_ms: i64, render_ms: i64) -> ScriptedJob {
     }
 }
 
-#[tokio::test]
-async fn jobs_terminal_before_start_are_not_counted_and_a_job_created_and_finished_between_polls_is(
-) {
+/// 120 jobs that finished in the last hour, and one queued for 10 minutes
+/// (the oldest queued job is looked up by id).
+async fn ended_jobs_and_one_queued() -> RunningSimulator {
     let sim = scripted_simulator().await;
     let t = now();
     sim.sim.with_farm(|f| {
@@ -32,6 +34,13 @@ async fn jobs_terminal_before_start_are_not_counted_and_a_job_created_and_finish
         }
         f.insert_scripted(ScriptedJob::queued(t - 10 * MIN));
     });
+    sim
+}
+
+#[tokio::test]
+async fn jobs_terminal_before_start_are_not_counted_and_a_job_created_and_finished_between_polls_is(
+) {
+    let sim = ended_jobs_and_one_queued().await;
     let exp = Exporter::start(&format!("accounts:\n{}", account_yaml("main", &sim)), &[]);
     let m = exp.polls("main", 1).await;
     assert_eq!(
@@ -520,15 +529,7 @@ async fn sigterm_stops_the_exporter_promptly_with_exit_code_0() {
 
 #[tokio::test]
 async fn the_bytes_the_exporter_reports_reading_are_the_bytes_the_api_sent() {
-    let sim = scripted_simulator().await;
-    let t = now();
-    sim.sim.with_farm(|f| {
-        for i in 0..120 {
-            f.insert_scripted(finished(t - 50 * MIN + i * 1000, 2000, 30_000));
-        }
-        // The oldest queued job is looked up by id.
-        f.insert_scripted(ScriptedJob::queued(t - 10 * MIN));
-    });
+    let sim = ended_jobs_and_one_queued().await;
     // One 500 with an error body, retried: its bytes count too.
     sim.sim.add_fault(FaultRule::new(
         Endpoint::ListJobs,
