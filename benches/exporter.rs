@@ -9,35 +9,16 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Duration;
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use nexrender_exporter::api::parse_page;
 use nexrender_exporter::metrics::Metrics;
 use nexrender_exporter::simulator::listing::write_page;
 use nexrender_exporter::simulator::{LifecycleConfig, Simulation};
 use nexrender_exporter::tracker::{JobTracker, ScanEntry, WindowScan};
-use serde::Deserialize;
 
 const T0: i64 = 1_767_225_600_000;
-
-/// The floor: the same fields, deserialised by serde's derive, nothing checked.
-#[allow(dead_code)]
-#[derive(Deserialize)]
-struct FloorJob {
-    id: Option<String>,
-    status: Option<String>,
-    stats: Option<FloorStats>,
-}
-
-#[allow(dead_code)]
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct FloorStats {
-    created_at: Option<String>,
-    started_at: Option<String>,
-    finished_at: Option<String>,
-    error_at: Option<String>,
-    render_duration: Option<f64>,
-}
 
 fn farm(n: usize) -> Simulation {
     let mut sim = Simulation::new(LifecycleConfig::default(), 1, T0);
@@ -56,7 +37,7 @@ fn parsing(c: &mut Criterion) {
             b.iter(|| parse_page(black_box(&body)).unwrap())
         });
         g.bench_function(format!("{name}/serde_floor"), |b| {
-            b.iter(|| serde_json::from_slice::<Vec<FloorJob>>(black_box(&body)).unwrap())
+            b.iter(|| common::floor(black_box(&body)))
         });
     }
     g.finish();

@@ -17,6 +17,9 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
+# CPU seconds (user + system) of a process, from /proc at 10 ms resolution:
+# process_cpu_seconds_total is whole seconds in the prometheus crate.
+cpu_of() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
 metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'; }
 wait_poll() {
   for _ in $(seq 1 600); do
@@ -31,6 +34,7 @@ start_sim() { # port prefill
   pids+=($!)
   for _ in $(seq 1 200); do grep -q listening "$work/sim-$1.log" && return 0; sleep 0.1; done
 }
+exporter_pid=()
 start_exporter() { # port sim_port
   cat > "$work/exp-$1.yaml" <<YAML
 poll:
@@ -47,6 +51,7 @@ accounts:
 YAML
   ./target/release/nexrender-exporter --config "$work/exp-$1.yaml" --web.listen-address 127.0.0.1:"$1" --log.level warn 2>"$work/exp-$1.log" &
   pids+=($!)
+  exporter_pid[$1]=$!
 }
 
 echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {print int($2/1024)" MiB"}' /proc/meminfo), $(uname -r)"
@@ -64,11 +69,14 @@ tracked=$(metric 19102 'nexrender_exporter_tracked_jobs{account="main"}')
 took=$(metric 19102 'nexrender_exporter_poll_duration_seconds{account="main"}')
 lists=$(metric 19102 'nexrender_exporter_api_requests_total{account="main",code="200",endpoint="list_jobs"}')
 gets=$(metric 19102 'nexrender_exporter_api_requests_total{account="main",code="200",endpoint="get_job"}')
-cpu1=$(metric 19102 process_cpu_seconds_total)
-echo "first poll over $tracked jobs: ${took}s wall, $lists list requests, ${gets:-0} look-ups"
+cpu1=$(cpu_of "${exporter_pid[19102]}")
+bytes=$(metric 19102 'nexrender_exporter_api_response_bytes_total{account="main",endpoint="list_jobs"}')
+echo "first poll over $tracked jobs: ${took}s wall, ${cpu1}s CPU (whole process), $lists list requests, ${gets:-0} look-ups, $(( ${bytes%.*} / 1000000 )) MB read"
+peak=$(awk '/VmHWM/ {print $2 * 1024}' "/proc/${exporter_pid[19102]}/status")
+echo "peak RSS during that poll: $peak bytes"
 echo "RSS with $tracked jobs tracked: $rss bytes; above idle: $(( (${rss%.*} - ${idle_rss%.*}) / ${tracked%.*} )) bytes per job"
 sleep 10
-cpu2=$(metric 19102 process_cpu_seconds_total)
+cpu2=$(cpu_of "${exporter_pid[19102]}")
 echo "CPU between polls over 10 s: $(echo "$cpu2 - $cpu1" | bc -l) s"
 
 curl -s http://127.0.0.1:19102/metrics > "$work/metrics.txt"

@@ -35,7 +35,7 @@ pub enum Detail {
 type Code = u8;
 
 /// The table behind status codes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Statuses {
     names: Vec<JobStatus>,
 }
@@ -144,7 +144,7 @@ impl Entry {
 
 /// The remembered jobs: ULID ids (all, on the real API) sorted by id, any
 /// other id by its text.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct Jobs {
     ulids: Vec<Entry>,
     others: HashMap<Box<str>, Tracked>,
@@ -266,7 +266,7 @@ pub struct Outcome {
     pub tracked: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct JobTracker {
     jobs: Jobs,
     statuses: Statuses,

@@ -336,16 +336,7 @@ fn naive_poll(sim: &RunningSimulator, window: Duration, prev: i64, now: i64) -> 
 /// same polls, and the numbers the exporter ends with.
 async fn api_cost(jobs: usize, full_scan_interval: Duration) -> (Cost, Cost, Vec<(String, f64)>) {
     // About 200 jobs end a minute and about 500 render at any time.
-    let lifecycle = LifecycleConfig {
-        arrivals_per_minute: 200.0,
-        burst_probability: 0.0,
-        pickup_delay: Duration::from_secs(5),
-        render_median: Duration::from_secs(150),
-        render_spread: 0.3,
-        workers: 600,
-        nested_ratio: 0.0,
-        ..LifecycleConfig::default()
-    };
+    let lifecycle = LifecycleConfig::steady();
     let window = Duration::from_secs(86_400);
     let mut r = rig_with(lifecycle, jobs, window, full_scan_interval).await;
     for minute in 0..10 {

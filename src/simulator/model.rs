@@ -91,6 +91,22 @@ impl LifecycleConfig {
         }
     }
 
+    /// A big farm at a steady pace, for measuring the API cost of a poll:
+    /// about 200 jobs arrive and 200 end a minute, about 500 render at any
+    /// time, no bursts, no nested jobs.
+    pub fn steady() -> Self {
+        Self {
+            arrivals_per_minute: 200.0,
+            burst_probability: 0.0,
+            pickup_delay: Duration::from_secs(5),
+            render_median: Duration::from_secs(150),
+            render_spread: 0.3,
+            workers: 600,
+            nested_ratio: 0.0,
+            ..Self::default()
+        }
+    }
+
     /// Checks ranges; the message names the key.
     pub fn validate(&self) -> Result<(), String> {
         let ratio = |name: &str, v: f64| {
