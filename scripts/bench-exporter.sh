@@ -17,8 +17,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-# CPU seconds (user + system) of a process, from /proc at 10 ms resolution:
-# process_cpu_seconds_total is whole seconds in the prometheus crate.
+# CPU seconds (user + system) of a process, from /proc at 10 ms resolution,
+# read from outside so that scraping does not add to what is measured.
 cpu_of() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
 metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'; }
 wait_poll() {

@@ -8,6 +8,8 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod poller;
+#[cfg(target_os = "linux")]
+pub mod process;
 pub mod scan;
 pub mod secret;
 pub mod simulator;

@@ -186,8 +186,9 @@ impl Metrics {
         info.with_label_values(&[VERSION, REVISION]).set(1);
         #[cfg(target_os = "linux")]
         {
-            let pc = prometheus::process_collector::ProcessCollector::for_self();
-            let _ = m.registry.register(Box::new(pc));
+            if let Ok(pc) = crate::process::ProcessCollector::for_self() {
+                let _ = m.registry.register(Box::new(pc));
+            }
         }
         Arc::new(m)
     }
