@@ -314,7 +314,10 @@ pub struct AccountPoller {
     settings: PollSettings,
     /// Reason of the last failure, to log a new kind of trouble once.
     failing: Option<&'static str>,
-    /// When the whole window was last read successfully.
+    /// When a poll last set out to read the whole window, whether it got
+    /// through or not: a failed attempt (say a window too big for the
+    /// deadline) waits for the next interval, and the polls in between
+    /// stay incremental instead of each trying the whole window again.
     last_full_scan: Option<UnixMillis>,
 }
 
@@ -358,6 +361,9 @@ impl AccountPoller {
             .flatten()
             .map(|from| (from - INCREMENTAL_MARGIN_MS).max(window_start));
         let scan_from = incremental.unwrap_or(window_start);
+        if incremental.is_none() {
+            self.last_full_scan = Some(now);
+        }
         let scan = scan_window(&self.client, self.settings.page_size, scan_from, now).await?;
         let mut need = self.tracker.plan(&scan.jobs);
         // Many look-ups among recent jobs: read them as full pages instead.
@@ -379,9 +385,6 @@ impl AccountPoller {
         }
         details.extend(fetch_details(&self.client, need, self.settings.detail_concurrency).await?);
         let outcome = self.tracker.apply(&scan.jobs, &details, window_start, now);
-        if incremental.is_none() {
-            self.last_full_scan = Some(now);
-        }
         tracing::debug!(account = %self.account.name, pages = scan.requests, incremental = incremental.is_some(), "scanned");
         Ok((outcome, scan.skipped))
     }

@@ -452,3 +452,55 @@ async fn reading_only_from_the_oldest_running_job_costs_a_few_pages_and_gives_th
         "fewer requests and bytes than the naive poll, hourly rescan included: {hourly:?} vs {naive:?}"
     );
 }
+
+#[tokio::test]
+async fn a_failed_whole_window_read_waits_for_the_next_interval_while_cheap_polls_go_on() {
+    // A window too big to read whole within the deadline must not turn
+    // every poll into another attempt at reading it whole.
+    let hour = Duration::from_secs(3600);
+    let mut r = rig_with(
+        LifecycleConfig::steady(),
+        20_000,
+        Duration::from_secs(86_400),
+        hour,
+    )
+    .await;
+    // Polls at minute `m`; returns the requests it made and nexrender_up.
+    async fn poll_at(r: &mut Rig, m: i64) -> (u64, f64) {
+        r.clock.set(T0 + m * MIN);
+        let before = r.sim.sim.requests();
+        r.poller.cycle().await;
+        let text = String::from_utf8(r.metrics.encode()).unwrap();
+        (
+            r.sim.sim.requests() - before,
+            value(&text, "nexrender_up{account=\"main\"}"),
+        )
+    }
+    let (whole, _) = poll_at(&mut r, 0).await;
+    assert!(
+        whole >= 20,
+        "the first poll reads the whole window: {whole}"
+    );
+    for m in 1..60 {
+        let (n, up) = poll_at(&mut r, m).await;
+        assert!(up == 1.0 && n <= 8, "minute {m}: {n} requests");
+    }
+    // An hour on, the whole window is due; its first page fails.
+    r.sim.sim.add_fault(FaultRule::new(
+        Endpoint::ListJobs,
+        Fault::Status { code: 500 },
+        Schedule::Next { count: 1 },
+    ));
+    assert_eq!(poll_at(&mut r, 60).await, (1, 0.0));
+    // The next polls read from the oldest running job, as between rescans.
+    for m in 61..120 {
+        let (n, up) = poll_at(&mut r, m).await;
+        assert!(
+            up == 1.0 && n <= 8,
+            "minute {m}: {n} requests, not the whole window again"
+        );
+    }
+    // An interval after the failed attempt, the whole window is read again.
+    let (again, up) = poll_at(&mut r, 120).await;
+    assert!(up == 1.0 && again >= 20, "the whole window: {again}");
+}
