@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the parsers of outside data (API answers, config files) with
+# Fuzzes the parsers of outside data (API answers, config files) and the
+# bookkeeping they feed (scan builder and tracker over runs of polls) with
 # cargo-fuzz (libFuzzer), starting from the seed corpus in fuzz/corpus.
 #   bash scripts/fuzz.sh [seconds per target]      (default 20; CI runs 20)
 # Findings land in fuzz/artifacts/<target>/; the run fails on any crash.
@@ -11,7 +12,7 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # accepts them with RUSTC_BOOTSTRAP.
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -O
-for target in parse_page parse_job config; do
+for target in parse_page parse_job config polls; do
   work=$(mktemp -d)
   cp corpus/"$target"/* "$work"/
   echo "== fuzzing $target for ${secs}s"

@@ -142,12 +142,21 @@ impl Entry {
     }
 }
 
+/// A job whose id is not a ULID, so the id tells nothing of its creation.
+#[derive(Debug, Clone, Copy)]
+struct OtherJob {
+    t: Tracked,
+    /// When a scan last showed it: it was created no later than that, so
+    /// once this is older than the window, so is the job.
+    seen_at: UnixMillis,
+}
+
 /// The remembered jobs: ULID ids (all, on the real API) sorted by id, any
 /// other id by its text.
 #[derive(Debug, Clone, Default)]
 struct Jobs {
     ulids: Vec<Entry>,
-    others: HashMap<Box<str>, Tracked>,
+    others: HashMap<Box<str>, OtherJob>,
 }
 
 impl Jobs {
@@ -158,7 +167,7 @@ impl Jobs {
                 .binary_search_by_key(&u.0, |e| e.key)
                 .ok()
                 .map(|i| &self.ulids[i].t),
-            JobId::Other(s) => self.others.get(s),
+            JobId::Other(s) => self.others.get(s).map(|o| &o.t),
         }
     }
 
@@ -313,7 +322,14 @@ impl Step<'_> {
 
     /// A remembered job the scan does not show: left the window, deleted,
     /// or not read again by an incremental scan. Whether to keep it.
-    fn unseen(&mut self, t: &mut Tracked, id: &JobId, detail: Option<&Detail>) -> bool {
+    /// `created_by`: a time it was created no later than, if known.
+    fn unseen(
+        &mut self,
+        t: &mut Tracked,
+        id: &JobId,
+        detail: Option<&Detail>,
+        created_by: Option<UnixMillis>,
+    ) -> bool {
         match detail {
             Some(Detail::Gone) => return false,
             Some(Detail::Found(j)) => {
@@ -324,7 +340,8 @@ impl Step<'_> {
         }
         // Terminal: forgotten once older than the window; until then still
         // counted (an incremental scan does not read these again).
-        !(self.statuses.terminal(t.status) && t.created(id).is_none_or(|c| c < self.window_start))
+        let created = t.created(id).or(created_by);
+        !(self.statuses.terminal(t.status) && created.is_none_or(|c| c < self.window_start))
     }
 
     /// Counts a job that is kept.
@@ -416,8 +433,8 @@ impl JobTracker {
                 need.push(s.id.clone());
             }
         }
-        for (text, t) in &self.jobs.others {
-            if !self.statuses.terminal(t.status) && !in_scan.contains(&**text) {
+        for (text, o) in &self.jobs.others {
+            if !self.statuses.terminal(o.t.status) && !in_scan.contains(&**text) {
                 missing.push(JobId::Other(text.clone()));
             }
         }
@@ -482,7 +499,7 @@ impl JobTracker {
             let t = match (t, s) {
                 (t, Some(s)) => step.seen(t, s, detail),
                 (Some(mut t), None) => {
-                    if !step.unseen(&mut t, &JobId::Ulid(ulid::Ulid(key)), detail) {
+                    if !step.unseen(&mut t, &JobId::Ulid(ulid::Ulid(key)), detail, None) {
                         continue;
                     }
                     t
@@ -501,15 +518,17 @@ impl JobTracker {
         for s in scan.others() {
             let JobId::Other(text) = &s.id else { continue };
             in_scan.insert(text);
-            let t = step.seen(others.get(text).copied(), s, details.get(&s.id));
-            others.insert(text.clone(), t);
+            let t = step.seen(others.get(text).map(|o| o.t), s, details.get(&s.id));
+            others.insert(text.clone(), OtherJob { t, seen_at: now });
         }
-        others.retain(|text, t| {
+        others.retain(|text, o| {
             let id = JobId::Other(text.clone());
-            if !in_scan.contains(&**text) && !step.unseen(t, &id, details.get(&id)) {
+            if !in_scan.contains(&**text)
+                && !step.unseen(&mut o.t, &id, details.get(&id), Some(o.seen_at))
+            {
                 return false;
             }
-            step.count(t, || id);
+            step.count(&o.t, || id);
             true
         });
 
@@ -737,6 +756,33 @@ mod tests {
         );
         assert_eq!(statuses(&o), [("finished".into(), 1), ("error".into(), 1)]);
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn an_ended_job_without_a_ulid_missing_from_one_scan_is_not_counted_again() {
+        // Its creation time is unknown (never looked up), but it was in the
+        // scan at NOW, so it was created by then.
+        let entry = ScanEntry {
+            id: JobId::Other("a".into()),
+            status: JobStatus::Finished,
+        };
+        let with_a = WindowScan::new(vec![entry]).0;
+        let mut t = JobTracker::new();
+        t.apply(&with_a, &HashMap::new(), WINDOW_START, NOW);
+        // A paging hiccup hides it while the window still covers NOW.
+        let o = t.apply(
+            &WindowScan::default(),
+            &HashMap::new(),
+            NOW - 1,
+            NOW + 60_000,
+        );
+        assert_eq!(statuses(&o), [("finished".into(), 1)], "still counted");
+        let o = t.apply(&with_a, &HashMap::new(), NOW - 1, NOW + 120_000);
+        assert!(o.completions.is_empty(), "seen again: not a new completion");
+        // Once the window starts after the last scan that showed it, it goes.
+        let later = NOW + 120_001;
+        let o = t.apply(&WindowScan::default(), &HashMap::new(), later, later + 1);
+        assert!(o.jobs_by_status.is_empty() && t.is_empty());
     }
 
     #[test]
