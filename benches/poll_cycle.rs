@@ -53,8 +53,8 @@ fn window_pages(sim: &Simulation, now: i64) -> Vec<(Vec<u8>, usize)> {
     }
 }
 
-fn scan(pages: &[(Vec<u8>, usize)]) -> WindowScan {
-    let mut builder = ScanBuilder::new(PAGE);
+fn scan(pages: &[(Vec<u8>, usize)], expected: usize) -> WindowScan {
+    let mut builder = ScanBuilder::new(PAGE, expected);
     for (body, repeats) in pages {
         let page = parse_page(body).expect("the simulator writes valid pages");
         builder.add_page(page, *repeats).expect("the pages move on");
@@ -69,7 +69,8 @@ fn cycle(
     details: &HashMap<JobId, Detail>,
     now: i64,
 ) -> Outcome {
-    let scan = scan(pages);
+    // A whole-window scan makes room for as many jobs as are tracked.
+    let scan = scan(pages, tracker.len());
     let need = tracker.plan(&scan);
     black_box(batch_start(&scan, &need, PAGE));
     tracker.apply(&scan, details, now - 2 * 86_400_000, now)
@@ -113,14 +114,14 @@ fn main() {
         now += MIN;
         sim.advance_to(now);
         let pages = window_pages(&sim, now);
-        let need = tracker.plan(&scan(&pages));
+        let need = tracker.plan(&scan(&pages, tracker.len()));
         let d = details(&sim, &need, now);
-        tracker.apply(&scan(&pages), &d, now - 2 * 86_400_000, now);
+        tracker.apply(&scan(&pages, 0), &d, now - 2 * 86_400_000, now);
     }
     now += MIN;
     sim.advance_to(now);
     let pages = window_pages(&sim, now);
-    let need = tracker.plan(&scan(&pages));
+    let need = tracker.plan(&scan(&pages, tracker.len()));
     let d = details(&sim, &need, now);
     let bytes: usize = pages.iter().map(|(b, _)| b.len()).sum();
 

@@ -181,15 +181,17 @@ async fn page_through(
 }
 
 /// Reads every page of `[from_date, to_date]` (minimal jobs), oldest first,
-/// with ids de-duplicated. An API that answers the same full pages again
+/// with ids de-duplicated; `expected` is how many jobs to make room for.
+/// An API that answers the same full pages again
 /// whatever the offset is not paging: an error, not an endless loop.
 pub async fn scan_window(
     client: &ApiClient,
     page_size: u32,
     from_date: UnixMillis,
     to_date: UnixMillis,
+    expected: usize,
 ) -> Result<Scan, ApiError> {
-    let mut builder = ScanBuilder::new(page_size as usize);
+    let mut builder = ScanBuilder::new(page_size as usize, expected);
     let requests = page_through(
         client,
         true,
@@ -364,14 +366,28 @@ impl AccountPoller {
         if incremental.is_none() {
             self.last_full_scan = Some(now);
         }
-        let scan = scan_window(&self.client, self.settings.page_size, scan_from, now).await?;
+        // A whole-window scan is about as long as the last one.
+        let expected = if incremental.is_some() {
+            0
+        } else {
+            self.tracker.len()
+        };
+        let scan = scan_window(
+            &self.client,
+            self.settings.page_size,
+            scan_from,
+            now,
+            expected,
+        )
+        .await?;
         let mut need = self.tracker.plan(&scan.jobs);
         // Many look-ups among recent jobs: read them as full pages instead.
         let mut details = HashMap::new();
         if let Some(pos) = batch_start(&scan.jobs, &need, self.settings.page_size as usize) {
-            let from = scan.jobs.entries()[pos]
-                .id
-                .created_hint()
+            let from = scan
+                .jobs
+                .get(pos)
+                .and_then(|j| j.id.created_hint())
                 .map_or(scan_from, |c| (c - INCREMENTAL_MARGIN_MS).max(scan_from));
             let wanted: HashSet<JobId> = need
                 .iter()

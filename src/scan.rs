@@ -17,91 +17,155 @@ pub struct ScanEntry {
     pub status: JobStatus,
 }
 
-impl ScanEntry {
-    fn ulid(&self) -> Option<u128> {
-        match &self.id {
-            JobId::Ulid(u) => Some(u.0),
-            JobId::Other(_) => None,
+/// One job of a [`WindowScan`], borrowed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScanJob<'a> {
+    pub id: &'a JobId,
+    pub status: &'a JobStatus,
+}
+
+fn ulid_of(id: &JobId) -> Option<u128> {
+    match id {
+        JobId::Ulid(u) => Some(u.0),
+        JobId::Other(_) => None,
+    }
+}
+
+/// Statuses as one-byte codes, so that a million-job scan stores one byte
+/// per job for its status instead of a whole [`JobStatus`].
+#[derive(Debug, Clone, Default)]
+struct StatusCodes {
+    names: Vec<JobStatus>,
+}
+
+impl StatusCodes {
+    fn code(&mut self, s: JobStatus) -> u8 {
+        if let Some(i) = self.names.iter().position(|n| *n == s) {
+            return i as u8;
         }
+        // A broken API sending hundreds of statuses in one scan: past 255,
+        // the rest share one name, as they do in the metrics.
+        if self.names.len() < 255 {
+            self.names.push(s);
+        } else if self.names.len() == 255 {
+            self.names
+                .push(JobStatus::Other(crate::metrics::OTHER_STATUS.into()));
+        }
+        (self.names.len() - 1) as u8
     }
 }
 
 /// The jobs of one scan in the API's order (oldest first), each id once.
 #[derive(Debug, Clone, Default)]
 pub struct WindowScan {
-    entries: Vec<ScanEntry>,
-    /// Positions of the ULID-keyed entries, in id order.
+    ids: Vec<JobId>,
+    /// The status of each job, as a code into `codes`.
+    statuses: Vec<u8>,
+    codes: StatusCodes,
+    /// Positions of the ULID-keyed jobs, in id order.
     by_ulid: Vec<usize>,
-    /// Positions of the entries whose id is not a ULID, in scan order.
+    /// Positions of the jobs whose id is not a ULID, in scan order.
     others: Vec<usize>,
 }
 
 impl WindowScan {
     /// Indexes `entries`; a repeated id keeps its first place and the
     /// repeats are dropped. Returns the scan and how many were dropped.
-    pub fn new(mut entries: Vec<ScanEntry>) -> (WindowScan, usize) {
-        let (by_ulid, others) = index(&entries);
+    pub fn new(entries: Vec<ScanEntry>) -> (WindowScan, usize) {
+        let mut codes = StatusCodes::default();
+        let mut ids = Vec::with_capacity(entries.len());
+        let mut statuses = Vec::with_capacity(entries.len());
+        for e in entries {
+            ids.push(e.id);
+            statuses.push(codes.code(e.status));
+        }
+        Self::index(ids, statuses, codes)
+    }
+
+    fn index(mut ids: Vec<JobId>, mut statuses: Vec<u8>, codes: StatusCodes) -> (Self, usize) {
+        let (by_ulid, others) = index(&ids);
         let mut repeat = vec![];
         // The sort is stable: among equal ids the first in the scan comes first.
         for w in by_ulid.windows(2) {
-            if entries[w[0]].ulid() == entries[w[1]].ulid() {
+            if ulid_of(&ids[w[0]]) == ulid_of(&ids[w[1]]) {
                 repeat.push(w[1]);
             }
         }
         let mut seen = HashSet::new();
         for &i in &others {
-            if !seen.insert(&entries[i].id) {
+            if !seen.insert(&ids[i]) {
                 repeat.push(i);
             }
         }
-        if repeat.is_empty() {
-            let scan = WindowScan {
-                entries,
-                by_ulid,
-                others,
-            };
-            return (scan, 0);
-        }
         let dropped = repeat.len();
-        let mut keep = vec![true; entries.len()];
-        for i in repeat {
-            keep[i] = false;
-        }
-        let mut k = keep.iter();
-        entries.retain(|_| *k.next().unwrap_or(&true));
-        let (by_ulid, others) = index(&entries);
+        let (by_ulid, others) = if repeat.is_empty() {
+            (by_ulid, others)
+        } else {
+            let mut keep = vec![true; ids.len()];
+            for i in repeat {
+                keep[i] = false;
+            }
+            let mut k = keep.iter();
+            ids.retain(|_| *k.next().unwrap_or(&true));
+            let mut k = keep.iter();
+            statuses.retain(|_| *k.next().unwrap_or(&true));
+            index(&ids)
+        };
         let scan = WindowScan {
-            entries,
+            ids,
+            statuses,
+            codes,
             by_ulid,
             others,
         };
         (scan, dropped)
     }
 
-    /// The jobs in the API's order.
-    pub fn entries(&self) -> &[ScanEntry] {
-        &self.entries
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// The ULID-keyed jobs in id order, with their ids as numbers.
-    pub(crate) fn by_ulid(&self) -> impl Iterator<Item = (u128, &ScanEntry)> {
-        self.by_ulid.iter().map(|&i| {
-            let e = &self.entries[i];
-            (e.ulid().unwrap_or_default(), e)
+    /// The job at `pos` (in the API's order).
+    pub fn get(&self, pos: usize) -> Option<ScanJob<'_>> {
+        Some(ScanJob {
+            id: self.ids.get(pos)?,
+            status: &self.codes.names[*self.statuses.get(pos)? as usize],
         })
     }
 
+    /// The jobs in the API's order.
+    pub fn iter(&self) -> impl Iterator<Item = ScanJob<'_>> {
+        (0..self.ids.len()).filter_map(|i| self.get(i))
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The ULID-keyed jobs in id order, with their ids as numbers.
+    pub(crate) fn by_ulid(&self) -> impl Iterator<Item = (u128, ScanJob<'_>)> {
+        self.by_ulid.iter().filter_map(|&i| {
+            let job = self.get(i)?;
+            Some((ulid_of(job.id)?, job))
+        })
+    }
+
+    /// The first job of each status, in scan order: in an oldest-first
+    /// scan, the oldest job of each status.
+    pub(crate) fn first_of_each_status(&self) -> Vec<ScanJob<'_>> {
+        let mut seen = [false; 256];
+        let mut firsts = Vec::new();
+        for (i, &c) in self.statuses.iter().enumerate() {
+            if !std::mem::replace(&mut seen[c as usize], true) {
+                firsts.extend(self.get(i));
+            }
+        }
+        firsts
+    }
+
     /// The jobs whose id is not a ULID, in scan order.
-    pub(crate) fn others(&self) -> impl Iterator<Item = &ScanEntry> {
-        self.others.iter().map(|&i| &self.entries[i])
+    pub(crate) fn others(&self) -> impl Iterator<Item = ScanJob<'_>> {
+        self.others.iter().filter_map(|&i| self.get(i))
     }
 
     /// Where `id` is in the scan.
@@ -112,7 +176,7 @@ impl WindowScan {
     /// Where each of `ids` is in the scan: a binary search for a ULID, one
     /// pass over the others for the rest.
     pub fn positions(&self, ids: &[JobId]) -> Vec<Option<usize>> {
-        let key = |i: &usize| self.entries[*i].ulid().unwrap_or_default();
+        let key = |i: &usize| ulid_of(&self.ids[*i]).unwrap_or_default();
         let mut out: Vec<Option<usize>> = ids
             .iter()
             .map(|id| match id {
@@ -132,7 +196,7 @@ impl WindowScan {
         }
         if !wanted.is_empty() {
             for &i in &self.others {
-                for &n in wanted.get(&self.entries[i].id).into_iter().flatten() {
+                for &n in wanted.get(&self.ids[i]).into_iter().flatten() {
                     out[n] = Some(i);
                 }
             }
@@ -141,13 +205,19 @@ impl WindowScan {
     }
 }
 
-/// The positions of the ULID entries in id order, and of the others.
-fn index(entries: &[ScanEntry]) -> (Vec<usize>, Vec<usize>) {
-    let (mut by_ulid, others): (Vec<usize>, Vec<usize>) =
-        (0..entries.len()).partition(|&i| entries[i].ulid().is_some());
+/// The positions of the ULID ids in id order, and of the others.
+fn index(ids: &[JobId]) -> (Vec<usize>, Vec<usize>) {
+    let mut by_ulid = Vec::with_capacity(ids.len());
+    let mut others = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        match id {
+            JobId::Ulid(_) => by_ulid.push(i),
+            JobId::Other(_) => others.push(i),
+        }
+    }
     // Stable, and close to linear: a scan comes in creation order, which a
     // ULID's leading timestamp nearly follows.
-    by_ulid.sort_by_key(|&i| entries[i].ulid());
+    by_ulid.sort_by_key(|&i| ulid_of(&ids[i]));
     (by_ulid, others)
 }
 
@@ -162,7 +232,9 @@ pub struct NotPaging {
 #[derive(Debug)]
 pub struct ScanBuilder {
     limit: usize,
-    entries: Vec<ScanEntry>,
+    ids: Vec<JobId>,
+    statuses: Vec<u8>,
+    codes: StatusCodes,
     skipped: Vec<SkipReason>,
     /// Jobs read so far, repeats included (the next page's offset).
     offset: usize,
@@ -174,10 +246,15 @@ pub struct ScanBuilder {
 }
 
 impl ScanBuilder {
-    pub fn new(limit: usize) -> Self {
+    /// A builder for pages of `limit` jobs, with room for `expected` jobs
+    /// (say, as many as the last scan had): a million-job scan then never
+    /// copies its lists to grow them.
+    pub fn new(limit: usize, expected: usize) -> Self {
         ScanBuilder {
             limit,
-            entries: Vec::new(),
+            ids: Vec::with_capacity(expected),
+            statuses: Vec::with_capacity(expected),
+            codes: StatusCodes::default(),
             skipped: Vec::new(),
             offset: 0,
             last_page: 0,
@@ -201,28 +278,22 @@ impl ScanBuilder {
         self.offset += page.raw_len;
         // A repeat can only be among the last jobs read: the window is
         // fixed, so deletions move jobs towards the start, never away.
-        let tail_from = self.entries.len() - self.last_page.min(repeats * 2);
-        let before = self.entries.len();
+        let before = self.ids.len();
+        let tail_from = before - self.last_page.min(repeats * 2);
         for (i, job) in page.jobs.into_iter().enumerate() {
-            if i < repeats
-                && self.entries[tail_from..before]
-                    .iter()
-                    .any(|e| e.id == job.id)
-            {
+            if i < repeats && self.ids[tail_from..before].contains(&job.id) {
                 continue;
             }
-            self.entries.push(ScanEntry {
-                id: job.id,
-                status: job.status,
-            });
+            self.ids.push(job.id);
+            self.statuses.push(self.codes.code(job.status));
         }
-        self.last_page = self.entries.len() - before;
+        self.last_page = self.ids.len() - before;
         Ok(())
     }
 
     /// The scan, and the jobs skipped in it (by reason).
     pub fn finish(mut self) -> (WindowScan, Vec<SkipReason>) {
-        let (scan, repeats) = WindowScan::new(self.entries);
+        let (scan, repeats) = WindowScan::index(self.ids, self.statuses, self.codes);
         self.skipped
             .extend(std::iter::repeat_n(SkipReason::DuplicateId, repeats));
         (scan, self.skipped)
@@ -295,7 +366,7 @@ mod tests {
         ];
         let (scan, dropped) = WindowScan::new(ids.iter().cloned().map(entry).collect());
         assert_eq!(dropped, 3);
-        let kept: Vec<JobId> = scan.entries().iter().map(|e| e.id.clone()).collect();
+        let kept: Vec<JobId> = scan.iter().map(|e| e.id.clone()).collect();
         assert_eq!(kept, [ulid(1), JobId::Other("a".into()), ulid(2), ulid(3)]);
         assert_eq!(scan.position(&ulid(3)), Some(3));
     }
@@ -303,7 +374,7 @@ mod tests {
     #[test]
     fn the_overlap_between_pages_is_dropped_silently_and_other_repeats_are_counted() {
         let ids: Vec<JobId> = (0..12).map(ulid).collect();
-        let mut b = ScanBuilder::new(6);
+        let mut b = ScanBuilder::new(6, 0);
         b.add_page(page(&ids[0..6], 6), 0).unwrap();
         // The next page starts 2 jobs early; it also shows job 0 again.
         let mut second = ids[4..10].to_vec();
@@ -312,7 +383,7 @@ mod tests {
         b.add_page(page(&ids[8..12], 6), 2).unwrap();
         let (scan, skipped) = b.finish();
         assert_eq!(skipped, [SkipReason::DuplicateId]);
-        let got: Vec<JobId> = scan.entries().iter().map(|e| e.id.clone()).collect();
+        let got: Vec<JobId> = scan.iter().map(|e| e.id.clone()).collect();
         let want: Vec<JobId> = [0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11]
             .into_iter()
             .map(ulid)
@@ -324,7 +395,7 @@ mod tests {
     fn pages_that_come_round_again_are_not_paging() {
         let a: Vec<JobId> = (0..5).map(ulid).collect();
         let b: Vec<JobId> = (5..10).map(ulid).collect();
-        let mut builder = ScanBuilder::new(5);
+        let mut builder = ScanBuilder::new(5, 0);
         builder.add_page(page(&a, 5), 0).unwrap();
         builder.add_page(page(&b, 5), 1).unwrap();
         assert_eq!(
@@ -332,7 +403,7 @@ mod tests {
             Err(NotPaging { after: 10 })
         );
         // The same page twice in a row, too.
-        let mut builder = ScanBuilder::new(5);
+        let mut builder = ScanBuilder::new(5, 0);
         builder.add_page(page(&a, 5), 0).unwrap();
         assert!(builder.add_page(page(&a, 5), 1).is_err());
     }

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::api::{ApiJob, JobId};
 use crate::clock::UnixMillis;
-pub use crate::scan::{ScanEntry, WindowScan};
+pub use crate::scan::{ScanEntry, ScanJob, WindowScan};
 use crate::status::JobStatus;
 
 /// The answer to a detail look-up.
@@ -298,13 +298,13 @@ struct Step<'a> {
 
 impl Step<'_> {
     /// A job the scan shows, with the detail fetched for it, if any.
-    fn seen(&mut self, t: Option<Tracked>, s: &ScanEntry, detail: Option<&Detail>) -> Tracked {
+    fn seen(&mut self, t: Option<Tracked>, s: ScanJob, detail: Option<&Detail>) -> Tracked {
         let job = match detail {
-            Some(Detail::Found(j)) if j.id == s.id => Some(j),
+            Some(Detail::Found(j)) if j.id == *s.id => Some(j),
             _ => None,
         };
         // The detail was fetched after the scan, so it is the later word.
-        let status = self.statuses.code(job.map_or(&s.status, |j| &j.status));
+        let status = self.statuses.code(job.map_or(s.status, |j| &j.status));
         let started = self.statuses.started(status);
         let mut t = t.unwrap_or(Tracked {
             created_at: UNKNOWN,
@@ -316,7 +316,7 @@ impl Step<'_> {
             },
         });
         t.status = status;
-        observe(&mut t, &s.id, job, self);
+        observe(&mut t, s.id, job, self);
         t
     }
 
@@ -390,7 +390,7 @@ impl JobTracker {
     }
 
     /// Whether a job the scan shows needs its detail this poll.
-    fn wants(&self, s: &ScanEntry, t: Option<&Tracked>) -> bool {
+    fn wants(&self, s: ScanJob, t: Option<&Tracked>) -> bool {
         if s.status.is_terminal() {
             // Newly terminal: for its render duration and queue wait.
             self.baseline_done && !t.is_some_and(|t| t.has(COUNTED))
@@ -426,10 +426,10 @@ impl JobTracker {
         }
         let mut in_scan: HashSet<&str> = HashSet::new();
         for s in scan.others() {
-            if let JobId::Other(text) = &s.id {
+            if let JobId::Other(text) = s.id {
                 in_scan.insert(text);
             }
-            if self.wants(s, self.jobs.get(&s.id)) {
+            if self.wants(s, self.jobs.get(s.id)) {
                 need.push(s.id.clone());
             }
         }
@@ -438,15 +438,12 @@ impl JobTracker {
                 missing.push(JobId::Other(text.clone()));
             }
         }
-        // The scan is oldest first: the first job of each waiting or
-        // running status is its oldest.
-        let mut first_of_status: Vec<(&JobStatus, &JobId)> = Vec::new();
-        for s in scan.entries() {
-            if !s.status.is_terminal() && !first_of_status.iter().any(|(st, _)| **st == s.status) {
-                first_of_status.push((&s.status, &s.id));
+        // The oldest job of each waiting or running status.
+        for s in scan.first_of_each_status() {
+            if s.status.is_terminal() {
+                continue;
             }
-        }
-        for (_, id) in first_of_status {
+            let id = s.id;
             let known = self.jobs.get(id).is_some_and(|t| t.created_at != UNKNOWN);
             if !known && !need.contains(id) {
                 need.push(id.clone());
@@ -516,9 +513,9 @@ impl JobTracker {
         let others = &mut self.jobs.others;
         let mut in_scan: HashSet<&str> = HashSet::new();
         for s in scan.others() {
-            let JobId::Other(text) = &s.id else { continue };
+            let JobId::Other(text) = s.id else { continue };
             in_scan.insert(text);
-            let t = step.seen(others.get(text).map(|o| o.t), s, details.get(&s.id));
+            let t = step.seen(others.get(text).map(|o| o.t), s, details.get(s.id));
             others.insert(text.clone(), OtherJob { t, seen_at: now });
         }
         others.retain(|text, o| {

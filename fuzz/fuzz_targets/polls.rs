@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
         .enumerate()
     {
         let now = T0 + n as i64 * 60_000;
-        let mut builder = ScanBuilder::new(LIMIT);
+        let mut builder = ScanBuilder::new(LIMIT, 0);
         let mut details = HashMap::new();
         let mut ended: HashSet<JobId> = HashSet::new();
         let mut ok = true;
@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
             continue; // the poll fails; nothing is applied
         }
         let (scan, _) = builder.finish();
-        let ids: HashSet<&JobId> = scan.entries().iter().map(|e| &e.id).collect();
+        let ids: HashSet<&JobId> = scan.iter().map(|e| e.id).collect();
         assert_eq!(ids.len(), scan.len(), "an id twice in a scan");
         let need = tracker.plan(&scan);
         let asked: HashSet<&JobId> = need.iter().collect();

@@ -109,7 +109,12 @@ pub struct DecodeError(String);
 pub fn parse_page(body: &[u8]) -> Result<Page, DecodeError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let page = de
-        .deserialize_seq(PageVisitor)
+        .deserialize_seq(PageVisitor {
+            // A job takes at least ~100 bytes of JSON as the API writes it
+            // (the id alone is 35); reserving for that avoids growing the
+            // vector page after page. 1000 is the API's largest page.
+            capacity: (body.len() / 100).min(1000),
+        })
         .map_err(|e| DecodeError(format!("job list: {e}")))?;
     de.end()
         .map_err(|e| DecodeError(format!("job list: {e}")))?;
@@ -166,7 +171,9 @@ impl RawJob<'_> {
     }
 }
 
-struct PageVisitor;
+struct PageVisitor {
+    capacity: usize,
+}
 
 impl<'de> Visitor<'de> for PageVisitor {
     type Value = Page;
@@ -177,7 +184,7 @@ impl<'de> Visitor<'de> for PageVisitor {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Page, A::Error> {
         let mut page = Page {
-            jobs: Vec::with_capacity(seq.size_hint().unwrap_or(0)),
+            jobs: Vec::with_capacity(seq.size_hint().unwrap_or(self.capacity)),
             ..Page::default()
         };
         while let Some(raw) = seq.next_element_seed(RawJobSeed)? {
