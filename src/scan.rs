@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::api::{JobId, Page, SkipReason};
-use crate::status::JobStatus;
+use crate::status::{JobStatus, StatusCodes};
 
 /// A job as the minimal window scan shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,35 +31,11 @@ fn ulid_of(id: &JobId) -> Option<u128> {
     }
 }
 
-/// Statuses as one-byte codes, so that a million-job scan stores one byte
-/// per job for its status instead of a whole [`JobStatus`].
-#[derive(Debug, Clone, Default)]
-struct StatusCodes {
-    names: Vec<JobStatus>,
-}
-
-impl StatusCodes {
-    fn code(&mut self, s: JobStatus) -> u8 {
-        if let Some(i) = self.names.iter().position(|n| *n == s) {
-            return i as u8;
-        }
-        // A broken API sending hundreds of statuses in one scan: past 255,
-        // the rest share one name, as they do in the metrics.
-        if self.names.len() < 255 {
-            self.names.push(s);
-        } else if self.names.len() == 255 {
-            self.names
-                .push(JobStatus::Other(crate::metrics::OTHER_STATUS.into()));
-        }
-        (self.names.len() - 1) as u8
-    }
-}
-
 /// The jobs of one scan in the API's order (oldest first), each id once.
 #[derive(Debug, Clone, Default)]
 pub struct WindowScan {
     ids: Vec<JobId>,
-    /// The status of each job, as a code into `codes`.
+    /// The status of each job, as a one-byte code into `codes`.
     statuses: Vec<u8>,
     codes: StatusCodes,
     /// Positions of the ULID-keyed jobs, in id order.
@@ -77,7 +53,7 @@ impl WindowScan {
         let mut statuses = Vec::with_capacity(entries.len());
         for e in entries {
             ids.push(e.id);
-            statuses.push(codes.code(e.status));
+            statuses.push(codes.code(&e.status));
         }
         Self::index(ids, statuses, codes)
     }
@@ -125,7 +101,7 @@ impl WindowScan {
     pub fn get(&self, pos: usize) -> Option<ScanJob<'_>> {
         Some(ScanJob {
             id: self.ids.get(pos)?,
-            status: &self.codes.names[*self.statuses.get(pos)? as usize],
+            status: self.codes.name(*self.statuses.get(pos)?),
         })
     }
 
@@ -285,7 +261,7 @@ impl ScanBuilder {
                 continue;
             }
             self.ids.push(job.id);
-            self.statuses.push(self.codes.code(job.status));
+            self.statuses.push(self.codes.code(&job.status));
         }
         self.last_page = self.ids.len() - before;
         Ok(())

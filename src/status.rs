@@ -79,6 +79,69 @@ impl fmt::Display for JobStatus {
     }
 }
 
+/// Statuses as one-byte codes, so that a job's status takes one byte in
+/// the tracker's table and in a scan. The documented statuses have fixed
+/// codes (their place in [`JobStatus::KNOWN`]); others are numbered as they
+/// appear.
+#[derive(Debug, Clone)]
+pub struct StatusCodes {
+    names: Vec<JobStatus>,
+}
+
+impl Default for StatusCodes {
+    fn default() -> Self {
+        Self {
+            names: JobStatus::KNOWN.to_vec(),
+        }
+    }
+}
+
+impl StatusCodes {
+    /// Codes there can be. Past 255 distinct statuses, new ones share the
+    /// last code, named as in the metrics: a broken API cannot grow the
+    /// table without end.
+    pub const COUNT: usize = 256;
+
+    pub fn code(&mut self, s: &JobStatus) -> u8 {
+        let known = match s {
+            JobStatus::Queued => 0,
+            JobStatus::Pending => 1,
+            JobStatus::Rendering => 2,
+            JobStatus::Finished => 3,
+            JobStatus::Error => 4,
+            JobStatus::ManuallyCancelled => 5,
+            JobStatus::Other(_) => usize::MAX,
+        };
+        if let Some(c) = JobStatus::KNOWN.get(known) {
+            debug_assert_eq!(c, s);
+            return known as u8;
+        }
+        if let Some(i) = self.names.iter().position(|n| n == s) {
+            return i as u8;
+        }
+        if self.names.len() < Self::COUNT - 1 {
+            self.names.push(s.clone());
+        } else if self.names.len() == Self::COUNT - 1 {
+            self.names
+                .push(JobStatus::Other(crate::metrics::OTHER_STATUS.into()));
+        }
+        (self.names.len() - 1) as u8
+    }
+
+    pub fn name(&self, c: u8) -> &JobStatus {
+        &self.names[c as usize]
+    }
+
+    pub fn terminal(&self, c: u8) -> bool {
+        self.name(c).is_terminal()
+    }
+
+    /// Has the job begun rendering (or got past it)?
+    pub fn started(&self, c: u8) -> bool {
+        !matches!(self.name(c), JobStatus::Queued | JobStatus::Pending)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +159,20 @@ mod tests {
         assert_eq!(s.as_str(), "render:postrender");
         assert!(!s.is_known());
         assert!(!s.is_terminal());
+    }
+
+    #[test]
+    fn status_codes_are_fixed_for_known_statuses_and_bounded_for_others() {
+        let mut c = StatusCodes::default();
+        assert_eq!(c.code(&JobStatus::Finished), 3);
+        let first = c.code(&JobStatus::parse("render:prerender"));
+        assert_eq!(c.code(&JobStatus::parse("render:prerender")), first);
+        for n in 0..1000 {
+            c.code(&JobStatus::parse(&format!("render:s{n}")));
+        }
+        let last = c.code(&JobStatus::parse("render:another"));
+        assert_eq!(last, 255);
+        assert_eq!(c.name(last).as_str(), "other");
+        assert_eq!(c.name(first).as_str(), "render:prerender");
     }
 }

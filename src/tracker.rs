@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::api::{ApiJob, JobId};
 use crate::clock::UnixMillis;
 pub use crate::scan::{ScanEntry, ScanJob, WindowScan};
-use crate::status::JobStatus;
+use crate::status::{JobStatus, StatusCodes};
 
 /// The answer to a detail look-up.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,68 +30,8 @@ pub enum Detail {
     Gone,
 }
 
-/// A status as a one-byte code: the documented ones have fixed codes (their
-/// place in [`JobStatus::KNOWN`]), others are numbered as they appear.
+/// A status as a one-byte code (see [`StatusCodes`]).
 type Code = u8;
-
-/// The table behind status codes.
-#[derive(Debug, Clone)]
-struct Statuses {
-    names: Vec<JobStatus>,
-}
-
-impl Default for Statuses {
-    fn default() -> Self {
-        Self {
-            names: JobStatus::KNOWN.to_vec(),
-        }
-    }
-}
-
-impl Statuses {
-    /// Past this many distinct statuses, new ones share the last code: a
-    /// broken API cannot grow the table without end.
-    const MAX: usize = 255;
-
-    fn code(&mut self, s: &JobStatus) -> Code {
-        let known = match s {
-            JobStatus::Queued => 0,
-            JobStatus::Pending => 1,
-            JobStatus::Rendering => 2,
-            JobStatus::Finished => 3,
-            JobStatus::Error => 4,
-            JobStatus::ManuallyCancelled => 5,
-            JobStatus::Other(_) => usize::MAX,
-        };
-        if let Some(c) = JobStatus::KNOWN.get(known) {
-            debug_assert_eq!(c, s);
-            return known as Code;
-        }
-        if let Some(i) = self.names.iter().position(|n| n == s) {
-            return i as Code;
-        }
-        if self.names.len() < Self::MAX {
-            self.names.push(s.clone());
-        } else if self.names.len() == Self::MAX {
-            self.names
-                .push(JobStatus::Other(crate::metrics::OTHER_STATUS.into()));
-        }
-        (self.names.len() - 1) as Code
-    }
-
-    fn name(&self, c: Code) -> &JobStatus {
-        &self.names[c as usize]
-    }
-
-    fn terminal(&self, c: Code) -> bool {
-        self.name(c).is_terminal()
-    }
-
-    /// Has the job begun rendering (or got past it)?
-    fn started(&self, c: Code) -> bool {
-        !matches!(self.name(c), JobStatus::Queued | JobStatus::Pending)
-    }
-}
 
 /// No creation time known.
 const UNKNOWN: UnixMillis = i64::MIN;
@@ -278,7 +218,7 @@ pub struct Outcome {
 #[derive(Debug, Clone, Default)]
 pub struct JobTracker {
     jobs: Jobs,
-    statuses: Statuses,
+    statuses: StatusCodes,
     baseline_done: bool,
     /// The end (`to_date`) of the last applied scan.
     last_scan_to: Option<UnixMillis>,
@@ -286,7 +226,7 @@ pub struct JobTracker {
 
 /// What one `apply` works with besides the jobs themselves.
 struct Step<'a> {
-    statuses: &'a mut Statuses,
+    statuses: &'a mut StatusCodes,
     first: bool,
     now: UnixMillis,
     window_start: UnixMillis,
@@ -473,8 +413,8 @@ impl JobTracker {
                 baseline: first,
                 ..Outcome::default()
             },
-            counts: vec![0; Statuses::MAX + 1],
-            oldest: vec![UnixMillis::MAX; Statuses::MAX + 1],
+            counts: vec![0; StatusCodes::COUNT],
+            oldest: vec![UnixMillis::MAX; StatusCodes::COUNT],
         };
         // The details of ULID jobs in id order, walked beside the rest.
         let mut by_ulid: Vec<(u128, &Detail)> = details
