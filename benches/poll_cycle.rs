@@ -72,7 +72,7 @@ fn cycle(
     // A whole-window scan makes room for as many jobs as are tracked.
     let scan = scan(pages, tracker.len());
     let need = tracker.plan(&scan);
-    black_box(batch_start(&scan, &need, PAGE));
+    black_box(batch_start(&scan.positions(&need), scan.len(), PAGE));
     tracker.apply(&scan, details, now - 2 * 86_400_000, now)
 }
 

@@ -224,17 +224,23 @@ pub const BATCH_MIN: usize = 8;
 /// replaces at least this many single look-ups.
 pub const LOOKUPS_PER_PAGE: usize = 4;
 
-/// Which of `need` to read from full pages rather than one by one: the
+/// Which look-ups to read from full pages rather than one by one: the
 /// newest ones, as far back as each page of the stretch (from the oldest of
 /// them to the end of the scan) still replaces [`LOOKUPS_PER_PAGE`] look-ups.
-/// Returns the scan position where that stretch starts, if it is worth it.
-pub fn batch_start(scan: &WindowScan, need: &[JobId], page_size: usize) -> Option<usize> {
-    let mut positions: Vec<usize> = scan.positions(need).into_iter().flatten().collect();
+/// `positions` are where the jobs to look up are in a scan of `scan_len`
+/// jobs. Returns the scan position where that stretch starts, if it is
+/// worth it.
+pub fn batch_start(
+    positions: &[Option<usize>],
+    scan_len: usize,
+    page_size: usize,
+) -> Option<usize> {
+    let mut positions: Vec<usize> = positions.iter().flatten().copied().collect();
     positions.sort_unstable_by(|a, b| b.cmp(a));
     let mut best = None;
     for (n, &pos) in positions.iter().enumerate() {
         let count = n + 1;
-        let pages = (scan.len() - pos).div_ceil(page_size.max(1));
+        let pages = scan_len.saturating_sub(pos).div_ceil(page_size.max(1));
         if count >= BATCH_MIN && count >= pages * LOOKUPS_PER_PAGE {
             best = Some(pos);
         }
@@ -383,7 +389,9 @@ impl AccountPoller {
         let mut need = self.tracker.plan(&scan.jobs);
         // Many look-ups among recent jobs: read them as full pages instead.
         let mut details = HashMap::new();
-        if let Some(pos) = batch_start(&scan.jobs, &need, self.settings.page_size as usize) {
+        let positions = scan.jobs.positions(&need);
+        let page_size = self.settings.page_size as usize;
+        if let Some(pos) = batch_start(&positions, scan.jobs.len(), page_size) {
             let from = scan
                 .jobs
                 .get(pos)
@@ -391,7 +399,7 @@ impl AccountPoller {
                 .map_or(scan_from, |c| (c - INCREMENTAL_MARGIN_MS).max(scan_from));
             let wanted: HashSet<JobId> = need
                 .iter()
-                .zip(scan.jobs.positions(&need))
+                .zip(&positions)
                 .filter(|(_, p)| p.is_some_and(|p| p >= pos))
                 .map(|(id, _)| id.clone())
                 .collect();
@@ -513,6 +521,10 @@ mod tests {
         range.map(id).collect()
     }
 
+    fn start(scan: &WindowScan, need: &[JobId]) -> Option<usize> {
+        batch_start(&scan.positions(need), scan.len(), 1000)
+    }
+
     #[test]
     fn jobs_without_a_ulid_are_batched_the_same() {
         let entries = (0..10_000)
@@ -525,19 +537,19 @@ mod tests {
         let need: Vec<JobId> = (9_900..10_000)
             .map(|i| JobId::Other(format!("j{i}").into()))
             .collect();
-        assert_eq!(batch_start(&scan, &need, 1000), Some(9_900));
+        assert_eq!(start(&scan, &need), Some(9_900));
     }
 
     #[test]
     fn a_few_look_ups_stay_single_calls() {
-        assert_eq!(batch_start(&scan(10_000), &ids(9_990..9_997), 1000), None);
+        assert_eq!(start(&scan(10_000), &ids(9_990..9_997)), None);
     }
 
     #[test]
     fn many_recent_look_ups_are_read_as_the_last_pages() {
         // 400 jobs to look up among the newest 1500 of 100,000: two pages.
         let need = ids((98_500..100_000).step_by(4));
-        assert_eq!(batch_start(&scan(100_000), &need, 1000), Some(98_500));
+        assert_eq!(start(&scan(100_000), &need), Some(98_500));
     }
 
     #[test]
@@ -546,6 +558,6 @@ mod tests {
         // worth 50 pages.
         let mut need = ids(99_960..100_000);
         need.extend(ids(50_000..50_001));
-        assert_eq!(batch_start(&scan(100_000), &need, 1000), Some(99_960));
+        assert_eq!(start(&scan(100_000), &need), Some(99_960));
     }
 }

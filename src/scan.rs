@@ -144,11 +144,6 @@ impl WindowScan {
         self.others.iter().filter_map(|&i| self.get(i))
     }
 
-    /// Where `id` is in the scan.
-    pub fn position(&self, id: &JobId) -> Option<usize> {
-        self.positions(std::slice::from_ref(id))[0]
-    }
-
     /// Where each of `ids` is in the scan: a binary search for a ULID, one
     /// pass over the others for the rest.
     pub fn positions(&self, ids: &[JobId]) -> Vec<Option<usize>> {
@@ -323,9 +318,9 @@ mod tests {
         sorted.sort();
         assert_eq!(order, sorted);
         for (i, id) in ids.iter().enumerate() {
-            assert_eq!(scan.position(id), Some(i));
+            assert_eq!(scan.positions(std::slice::from_ref(id)), [Some(i)]);
         }
-        assert_eq!(scan.position(&ulid(9)), None);
+        assert_eq!(scan.positions(&[ulid(9)]), [None]);
         assert_eq!(scan.others().count(), 1);
     }
 
@@ -344,7 +339,7 @@ mod tests {
         assert_eq!(dropped, 3);
         let kept: Vec<JobId> = scan.iter().map(|e| e.id.clone()).collect();
         assert_eq!(kept, [ulid(1), JobId::Other("a".into()), ulid(2), ulid(3)]);
-        assert_eq!(scan.position(&ulid(3)), Some(3));
+        assert_eq!(scan.positions(&[ulid(3)]), [Some(3)]);
     }
 
     #[test]
