@@ -574,6 +574,13 @@ mod tests {
         WindowScan::new(entries).0
     }
 
+    /// A tracker after a first poll that saw `entries` and looked up nothing.
+    fn after_first_poll(entries: &[(u64, &str)]) -> JobTracker {
+        let mut t = JobTracker::new();
+        t.apply(&scan(entries), &HashMap::new(), WINDOW_START, NOW);
+        t
+    }
+
     fn job(n: u64, status: &str, started: Option<i64>, render: Option<f64>) -> ApiJob {
         ApiJob {
             id: id(n),
@@ -799,13 +806,7 @@ mod tests {
 
     #[test]
     fn job_seen_finished_twice_is_counted_once() {
-        let mut t = JobTracker::new();
-        t.apply(
-            &scan(&[(1, "render:dorender")]),
-            &HashMap::new(),
-            WINDOW_START,
-            NOW,
-        );
+        let mut t = after_first_poll(&[(1, "render:dorender")]);
         let s = scan(&[(1, "finished")]);
         assert_eq!(t.plan(&s), vec![id(1)]);
         let d = details(vec![job(1, "finished", Some(T0 + 5000), Some(42.5))]);
@@ -828,8 +829,7 @@ mod tests {
 
     #[test]
     fn a_job_created_and_finished_between_two_polls_is_counted_with_its_wait_and_duration() {
-        let mut t = JobTracker::new();
-        t.apply(&scan(&[]), &HashMap::new(), WINDOW_START, NOW);
+        let mut t = after_first_poll(&[]);
         let s = scan(&[(7, "finished")]);
         assert_eq!(t.plan(&s), vec![id(7)]);
         let d = details(vec![job(
@@ -931,13 +931,7 @@ mod tests {
 
     #[test]
     fn a_job_that_finished_while_older_than_the_window_is_counted_once_then_forgotten() {
-        let mut t = JobTracker::new();
-        t.apply(
-            &scan(&[(1, "render:dorender")]),
-            &HashMap::new(),
-            WINDOW_START,
-            NOW,
-        );
+        let mut t = after_first_poll(&[(1, "render:dorender")]);
         let later = T0 + 10_000; // window start now past job 1's creation
         let o = t.apply(
             &scan(&[]),
@@ -969,8 +963,7 @@ mod tests {
 
     #[test]
     fn a_job_deleted_upstream_is_dropped() {
-        let mut t = JobTracker::new();
-        t.apply(&scan(&[(1, "queued")]), &HashMap::new(), WINDOW_START, NOW);
+        let mut t = after_first_poll(&[(1, "queued")]);
         let d = HashMap::from([(id(1), Detail::Gone)]);
         let o = t.apply(&scan(&[]), &d, WINDOW_START, NOW);
         assert!(o.jobs_by_status.is_empty() && o.completions.is_empty() && t.is_empty());
@@ -990,8 +983,7 @@ mod tests {
 
     #[test]
     fn a_terminal_job_missing_from_one_scan_but_still_in_the_window_is_not_counted_again() {
-        let mut t = JobTracker::new();
-        t.apply(&scan(&[(1, "queued")]), &HashMap::new(), WINDOW_START, NOW);
+        let mut t = after_first_poll(&[(1, "queued")]);
         t.apply(
             &scan(&[(1, "finished")]),
             &details(vec![job(1, "finished", Some(T0 + 2000), Some(1.0))]),
@@ -1013,8 +1005,7 @@ mod tests {
 
     #[test]
     fn an_unknown_status_is_counted_as_itself_and_treated_as_started() {
-        let mut t = JobTracker::new();
-        t.apply(&scan(&[(1, "queued")]), &HashMap::new(), WINDOW_START, NOW);
+        let mut t = after_first_poll(&[(1, "queued")]);
         let s = scan(&[(1, "render:prerender")]);
         assert!(t.plan(&s).contains(&id(1)));
         let o = t.apply(
@@ -1029,8 +1020,7 @@ mod tests {
 
     #[test]
     fn timestamps_out_of_order_are_not_observed_and_are_reported() {
-        let mut t = JobTracker::new();
-        t.apply(&scan(&[]), &HashMap::new(), WINDOW_START, NOW);
+        let mut t = after_first_poll(&[]);
         let s = scan(&[(5, "finished")]);
         let o = t.apply(
             &s,
@@ -1045,8 +1035,7 @@ mod tests {
 
     #[test]
     fn absurd_durations_and_future_timestamps_are_counted_as_invalid_and_not_observed() {
-        let mut t = JobTracker::new();
-        t.apply(&scan(&[]), &HashMap::new(), WINDOW_START, NOW);
+        let mut t = after_first_poll(&[]);
         let mut negative = job(1, "finished", Some(T0 + 2000), Some(-5.0));
         negative.created_at = Some(T0 + 1000);
         let huge = job(2, "finished", Some(T0 + 3000), Some(30.0 * 86_400.0));
@@ -1081,8 +1070,7 @@ mod tests {
     #[test]
     fn a_newly_terminal_job_without_detail_is_still_counted_once() {
         // GET /jobs/{id} answered 404 between the scan and the look-up.
-        let mut t = JobTracker::new();
-        t.apply(&scan(&[(1, "queued")]), &HashMap::new(), WINDOW_START, NOW);
+        let mut t = after_first_poll(&[(1, "queued")]);
         let s = scan(&[(1, "error")]);
         let o = t.apply(
             &s,

@@ -2,8 +2,8 @@
 
 mod support;
 
-use std::io::Write;
 use std::process::Command;
+use support::yaml_file;
 
 fn exporter() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nexrender-exporter"));
@@ -12,27 +12,24 @@ fn exporter() -> Command {
     c
 }
 
-fn yaml(body: &str) -> tempfile::NamedTempFile {
-    let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
-    f.write_all(body.as_bytes()).unwrap();
-    f
+/// `nexrender-exporter check-config FILE`.
+fn check_config(f: &tempfile::NamedTempFile) -> Command {
+    let mut c = exporter();
+    c.arg("check-config").arg(f.path());
+    c
 }
 
 #[test]
 fn check_config_accepts_the_annotated_example() {
     // The example reads its token from /run/secrets; point it at a real file.
-    let token = yaml("t0ken\n");
+    let token = yaml_file("t0ken\n");
     let example = std::fs::read_to_string("config/nexrender-exporter.example.yaml").unwrap();
     assert!(example.contains("/run/secrets/nexrender_token"));
-    let f = yaml(&example.replace(
+    let f = yaml_file(&example.replace(
         "/run/secrets/nexrender_token",
         &token.path().display().to_string(),
     ));
-    let out = exporter()
-        .arg("check-config")
-        .arg(f.path())
-        .output()
-        .unwrap();
+    let out = check_config(&f).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -55,12 +52,8 @@ fn check_config_names_the_bad_key_and_the_file_and_exits_non_zero() {
         ),
         ("accounts: [{name: a}]\n", "accounts[0].token"),
     ] {
-        let f = yaml(body);
-        let out = exporter()
-            .arg("check-config")
-            .arg(f.path())
-            .output()
-            .unwrap();
+        let f = yaml_file(body);
+        let out = check_config(&f).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{body}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -72,10 +65,8 @@ fn check_config_names_the_bad_key_and_the_file_and_exits_non_zero() {
 
 #[test]
 fn environment_overrides_the_file_and_names_itself_when_wrong() {
-    let f = yaml("accounts: [{name: a, token: x}]\n");
-    let out = exporter()
-        .arg("check-config")
-        .arg(f.path())
+    let f = yaml_file("accounts: [{name: a, token: x}]\n");
+    let out = check_config(&f)
         .env("NEXRENDER_EXPORTER_POLL__INTERVAL", "soon")
         .output()
         .unwrap();
@@ -89,10 +80,8 @@ fn environment_overrides_the_file_and_names_itself_when_wrong() {
 
 #[test]
 fn nexrender_api_token_alone_configures_a_default_account() {
-    let f = yaml("poll:\n  interval: 10s\n");
-    let out = exporter()
-        .arg("check-config")
-        .arg(f.path())
+    let f = yaml_file("poll:\n  interval: 10s\n");
+    let out = check_config(&f)
         .env("NEXRENDER_API_TOKEN", "abc")
         .output()
         .unwrap();
@@ -113,7 +102,7 @@ fn version_prints_the_version() {
 
 #[test]
 fn starting_without_any_account_refuses_with_a_hint() {
-    let f = yaml("{}\n");
+    let f = yaml_file("{}\n");
     let out = exporter().arg("--config").arg(f.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("NEXRENDER_API_TOKEN"));

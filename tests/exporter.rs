@@ -67,35 +67,14 @@ async fn jobs_terminal_before_start_are_not_counted_and_a_job_created_and_finish
         )
         .await;
     assert_eq!(jobs(&m, "main", "finished"), Some(121.0));
-    assert_eq!(
-        value(
-            &m,
-            "nexrender_job_render_duration_seconds_count{account=\"main\"}"
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        value(
-            &m,
-            "nexrender_job_render_duration_seconds_sum{account=\"main\"}"
-        ),
-        Some(90.25)
-    );
-    assert_eq!(
-        value(&m, "nexrender_job_queue_wait_seconds_sum{account=\"main\"}"),
-        Some(12.5)
-    );
+    assert_eq!(histogram(&m, "main", "render_duration", "count"), Some(1.0));
+    assert_eq!(histogram(&m, "main", "render_duration", "sum"), Some(90.25));
+    assert_eq!(histogram(&m, "main", "queue_wait", "sum"), Some(12.5));
 
     // Several more polls: still counted once.
     let m = exp.polls("main", 3).await;
     assert_eq!(completed(&m, "main", "finished"), Some(1.0));
-    assert_eq!(
-        value(
-            &m,
-            "nexrender_job_render_duration_seconds_count{account=\"main\"}"
-        ),
-        Some(1.0)
-    );
+    assert_eq!(histogram(&m, "main", "render_duration", "count"), Some(1.0));
 }
 
 #[tokio::test]
@@ -134,23 +113,13 @@ async fn a_queued_job_moves_through_rendering_to_error_and_is_measured_once() {
     );
     let m = exp
         .wait_for(
-            |m| {
-                value(
-                    m,
-                    "nexrender_job_queue_wait_seconds_count{account=\"main\"}",
-                ) == Some(1.0)
-            },
+            |m| histogram(m, "main", "queue_wait", "count") == Some(1.0),
             "wait",
         )
         .await;
-    assert_eq!(
-        value(&m, "nexrender_job_queue_wait_seconds_sum{account=\"main\"}"),
-        Some(42.0)
-    );
+    assert_eq!(histogram(&m, "main", "queue_wait", "sum"), Some(42.0));
 
-    sim.sim
-        .with_farm(|f| f.script_status(id, JobStatus::Error, now()))
-        .unwrap();
+    set_status(&sim, id, JobStatus::Error);
     let m = exp
         .wait_for(
             |m| completed(m, "main", "error") == Some(1.0),
@@ -158,34 +127,21 @@ async fn a_queued_job_moves_through_rendering_to_error_and_is_measured_once() {
         )
         .await;
     assert_eq!(
-        value(
-            &m,
-            "nexrender_job_render_duration_seconds_count{account=\"main\"}"
-        ),
+        histogram(&m, "main", "render_duration", "count"),
         Some(0.0),
         "errors have no render duration"
     );
     let m = exp.polls("main", 2).await;
     assert_eq!(completed(&m, "main", "error"), Some(1.0));
-    assert_eq!(
-        value(
-            &m,
-            "nexrender_job_queue_wait_seconds_count{account=\"main\"}"
-        ),
-        Some(1.0)
-    );
+    assert_eq!(histogram(&m, "main", "queue_wait", "count"), Some(1.0));
 }
 
-fn one_minute_window(sim: &nexrender_exporter::simulator::RunningSimulator) -> Exporter {
-    let mut config = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
-    use std::io::Write;
-    write!(
-        config,
+fn one_minute_window(sim: &RunningSimulator) -> Exporter {
+    let config = format!(
         "poll:\n  interval: 1s\n  window: 1m\naccounts:\n{}",
         account_yaml("main", sim)
-    )
-    .unwrap();
-    Exporter::start_with(config, &[])
+    );
+    Exporter::start_with(yaml_file(&config), &[])
 }
 
 #[tokio::test]
@@ -225,9 +181,7 @@ async fn a_job_stuck_longer_than_the_window_stays_in_the_backlog_and_is_counted_
     assert!(value(&m, "nexrender_exporter_api_requests_total{account=\"main\",code=\"200\",endpoint=\"get_job\"}").unwrap() >= 2.0, "looked up by id");
 
     // The rendering one finishes while older than the window: counted once.
-    sim.sim
-        .with_farm(|f| f.script_status(rendering, JobStatus::Finished, now()))
-        .unwrap();
+    set_status(&sim, rendering, JobStatus::Finished);
     let m = exp
         .wait_for(
             |m| completed(m, "main", "finished") == Some(1.0),
@@ -242,13 +196,7 @@ async fn a_job_stuck_longer_than_the_window_stays_in_the_backlog_and_is_counted_
     );
     let m = exp.polls("main", 2).await;
     assert_eq!(completed(&m, "main", "finished"), Some(1.0));
-    assert_eq!(
-        value(
-            &m,
-            "nexrender_job_render_duration_seconds_count{account=\"main\"}"
-        ),
-        Some(1.0)
-    );
+    assert_eq!(histogram(&m, "main", "render_duration", "count"), Some(1.0));
     assert_eq!(
         jobs(&m, "main", "queued"),
         Some(1.0),
@@ -269,9 +217,7 @@ async fn a_restart_does_not_count_what_was_already_finished() {
     let yaml = format!("accounts:\n{}", account_yaml("main", &sim));
     let exp = Exporter::start(&yaml, &[]);
     exp.polls("main", 1).await;
-    sim.sim
-        .with_farm(|f| f.script_status(id, JobStatus::Finished, now()))
-        .unwrap();
+    set_status(&sim, id, JobStatus::Finished);
     let m = exp
         .wait_for(
             |m| completed(m, "main", "finished") == Some(1.0),
@@ -301,9 +247,7 @@ async fn an_unknown_status_is_exported_under_its_own_name_and_removed_when_gone(
         .with_farm(|f| f.insert_scripted(ScriptedJob::queued(t - MIN)));
     let exp = Exporter::start(&format!("accounts:\n{}", account_yaml("main", &sim)), &[]);
     exp.polls("main", 1).await;
-    sim.sim
-        .with_farm(|f| f.script_status(id, JobStatus::Other("render:prerender".into()), now()))
-        .unwrap();
+    set_status(&sim, id, JobStatus::Other("render:prerender".into()));
     let m = exp
         .wait_for(
             |m| jobs(m, "main", "render:prerender") == Some(1.0),
@@ -312,9 +256,7 @@ async fn an_unknown_status_is_exported_under_its_own_name_and_removed_when_gone(
         .await;
     assert_eq!(jobs(&m, "main", "queued"), Some(0.0));
     assert!(m.contains("nexrender_oldest_job_created_timestamp_seconds{account=\"main\",status=\"render:prerender\"}"));
-    sim.sim
-        .with_farm(|f| f.script_status(id, JobStatus::Finished, now()))
-        .unwrap();
+    set_status(&sim, id, JobStatus::Finished);
     let m = exp
         .wait_for(
             |m| completed(m, "main", "finished") == Some(1.0),
@@ -367,9 +309,7 @@ async fn a_failed_poll_keeps_the_last_numbers_with_up_0_and_recovery_counts_once
     );
     // During the outage two jobs finish.
     for id in &ids[..2] {
-        sim.sim
-            .with_farm(|f| f.script_status(*id, JobStatus::Finished, now()))
-            .unwrap();
+        set_status(&sim, *id, JobStatus::Finished);
     }
     exp.wait_for(
         |m| {
@@ -536,15 +476,11 @@ async fn the_bytes_the_exporter_reports_reading_are_the_bytes_the_api_sent() {
         Fault::Status { code: 500 },
         Schedule::Next { count: 1 },
     ));
-    let mut config = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
-    use std::io::Write;
-    write!(
-        config,
+    let config = format!(
         "poll:\n  interval: 1h\n  window: 1h\n  page_size: 50\naccounts:\n{}",
         account_yaml("main", &sim)
-    )
-    .unwrap();
-    let exp = Exporter::start_with(config, &[]);
+    );
+    let exp = Exporter::start_with(yaml_file(&config), &[]);
     let m = exp.polls("main", 1).await;
     let read = |endpoint: &str| {
         value(

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use nexrender_exporter::simulator::{
@@ -30,13 +29,12 @@ fn exporter(sim: &RunningSimulator, overrides: &[(&str, &str)]) -> Exporter {
         poll.retain(|(pk, _)| pk != k);
         poll.push((k, v));
     }
-    let mut config = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
-    writeln!(config, "poll:").unwrap();
+    let mut config = String::from("poll:\n");
     for (k, v) in poll {
-        writeln!(config, "  {k}: {v}").unwrap();
+        config += &format!("  {k}: {v}\n");
     }
-    write!(config, "accounts:\n{}", account_yaml("main", sim)).unwrap();
-    Exporter::start_with(config, &[])
+    config += &format!("accounts:\n{}", account_yaml("main", sim));
+    Exporter::start_with(yaml_file(&config), &[])
 }
 
 /// A farm with three queued jobs; returns their ids.
@@ -176,9 +174,7 @@ async fn fails_with(
     sim.sim
         .add_fault(FaultRule::new(endpoint, fault, Schedule::Always));
     // Make detail look-ups necessary, so get_job faults are exercised too.
-    sim.sim
-        .with_farm(|f| f.script_status(ids[0], JobStatus::Finished, now()))
-        .unwrap();
+    set_status(&sim, ids[0], JobStatus::Finished);
     let m = exp
         .wait_for(
             |m| poll_errors(m, reason) >= 2.0,
@@ -364,12 +360,8 @@ async fn a_revoked_token_logs_once_retries_nothing_and_recovers_counting_exactly
         "no retries of a 401: {m}"
     );
     // While the token is revoked, two jobs end.
-    sim.sim
-        .with_farm(|f| f.script_status(ids[0], JobStatus::Finished, now()))
-        .unwrap();
-    sim.sim
-        .with_farm(|f| f.script_status(ids[1], JobStatus::Error, now()))
-        .unwrap();
+    set_status(&sim, ids[0], JobStatus::Finished);
+    set_status(&sim, ids[1], JobStatus::Error);
     exp.wait_for(|m| poll_errors(m, "unauthorized") >= 5.0, "still refused")
         .await;
     sim.sim.clear_faults();

@@ -21,13 +21,9 @@ async fn sighup_adds_and_removes_accounts_keeps_counters_and_rejects_a_bad_file(
         .with_farm(|f| f.insert_scripted(ScriptedJob::queued(t - 60_000)));
     two.sim
         .with_farm(|f| f.insert_scripted(ScriptedJob::queued(t - 60_000)));
-    let mut file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
-    std::io::Write::write_all(&mut file, config(&account_yaml("one", &one)).as_bytes()).unwrap();
-    let exp = Exporter::start_with(file, &[]);
+    let exp = Exporter::start_with(yaml_file(&config(&account_yaml("one", &one))), &[]);
     exp.polls("one", 1).await;
-    one.sim
-        .with_farm(|f| f.script_status(id, JobStatus::Finished, now()))
-        .unwrap();
+    set_status(&one, id, JobStatus::Finished);
     exp.wait_for(
         |m| completed(m, "one", "finished") == Some(1.0),
         "one's job counted",

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -252,8 +251,7 @@ fn a_bad_web_config_stops_the_exporter_naming_the_file_and_the_key() {
         ),
     ] {
         let web = write(dir.path(), "web.yaml", body);
-        let mut cfg = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
-        writeln!(cfg, "accounts: [{{name: a, token: x}}]").unwrap();
+        let cfg = yaml_file("accounts: [{name: a, token: x}]\n");
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_nexrender-exporter"))
             .arg("--config")
             .arg(cfg.path())

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use nexrender_exporter::clock::{Clock, SystemClock};
 use nexrender_exporter::simulator::server::{start, RunningSimulator};
 use nexrender_exporter::simulator::{LifecycleConfig, SimulatorConfig};
+use nexrender_exporter::status::JobStatus;
 
 pub const TOKEN: &str = "tok-7f3c9a-never-print-me";
 
@@ -26,6 +27,20 @@ pub async fn scripted_simulator() -> RunningSimulator {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     start(&cfg, Arc::new(SystemClock), listener).unwrap()
+}
+
+/// A temporary `.yaml` file holding `body`.
+pub fn yaml_file(body: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    f.write_all(body.as_bytes()).unwrap();
+    f
+}
+
+/// Moves scripted job `id` to `status` now.
+pub fn set_status(sim: &RunningSimulator, id: ulid::Ulid, status: JobStatus) {
+    sim.sim
+        .with_farm(|f| f.script_status(id, status, now()))
+        .unwrap();
 }
 
 pub fn now() -> i64 {
@@ -52,8 +67,7 @@ impl Exporter {
     /// Starts the binary with a YAML config made of `accounts_yaml` and a
     /// 1 s poll interval over a one-hour window.
     pub fn start(accounts_yaml: &str, extra_args: &[&str]) -> Exporter {
-        let mut config = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
-        write!(config, "poll:\n  interval: 1s\n  window: 1h\n  page_size: 50\n  request_timeout: 2s\n{accounts_yaml}").unwrap();
+        let config = yaml_file(&format!("poll:\n  interval: 1s\n  window: 1h\n  page_size: 50\n  request_timeout: 2s\n{accounts_yaml}"));
         Self::start_with(config, extra_args)
     }
 
@@ -196,6 +210,15 @@ pub fn jobs(text: &str, account: &str, status: &str) -> Option<f64> {
     value(
         text,
         &format!("nexrender_jobs{{account=\"{account}\",status=\"{status}\"}}"),
+    )
+}
+
+/// `part` (`count` or `sum`) of the job histogram `name` (`render_duration`
+/// or `queue_wait`).
+pub fn histogram(text: &str, account: &str, name: &str, part: &str) -> Option<f64> {
+    value(
+        text,
+        &format!("nexrender_job_{name}_seconds_{part}{{account=\"{account}\"}}"),
     )
 }
 
