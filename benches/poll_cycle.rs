@@ -4,13 +4,14 @@
 //!   cargo bench --bench poll_cycle                     # 1,000,000 jobs
 //!   NEXRENDER_BENCH_JOBS=100000 cargo bench --bench poll_cycle
 //!
-//! The cycle is everything the exporter computes in a poll that reads the
-//! whole window (the first poll, and the hourly full rescan): decoding every
-//! minimal page, putting the scan together (overlap, repeats), planning the
-//! look-ups, choosing which to read as pages, and applying the poll to the
-//! tracker. Only the network is left out, and the decoding of the few
-//! hundred detail answers (prepared beforehand; the same parser, measured
-//! per page by `cargo bench --bench exporter`).
+//! The cycle is `nexrender_exporter::cycle::poll`, the very function the
+//! poller runs, over a poll that reads the whole window (the first poll, and
+//! the hourly full rescan): paging, decoding every minimal page, putting the
+//! scan together (overlap, repeats), planning the look-ups, choosing which to
+//! read as pages, and applying the poll to the tracker. Only the network is
+//! left out: the pages are answered from memory (rendered beforehand by the
+//! simulator), and so are the few hundred detail answers (decoded beforehand;
+//! the same parser, measured per page by `cargo bench --bench exporter`).
 //!
 //! The farm is at steady state: about 500 jobs rendering and 200 ending a
 //! minute, one minute after the previous poll. Floor and cycle run in turns,
@@ -21,75 +22,124 @@
 mod common;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hint::black_box;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use nexrender_exporter::api::{parse_job, parse_page, JobId};
-use nexrender_exporter::poller::{batch_start, PAGE_OVERLAP};
-use nexrender_exporter::scan::{ScanBuilder, WindowScan};
+use nexrender_exporter::api::{
+    parse_job, parse_page, ApiError, ApiJob, JobId, ListPageQuery, Page,
+};
+use nexrender_exporter::cycle::{self, JobSource, PollRequest, PollResult};
 use nexrender_exporter::simulator::listing::{write_job, write_page};
 use nexrender_exporter::simulator::{LifecycleConfig, Simulation};
-use nexrender_exporter::tracker::{Detail, JobTracker, Outcome};
+use nexrender_exporter::tracker::JobTracker;
 
 const T0: i64 = 1_767_225_600_000;
 const MIN: i64 = 60_000;
-const PAGE: usize = 1000;
+const PAGE: u32 = 1000;
+/// Longer than the farm's day of history: every poll reads every job.
+const WINDOW: Duration = Duration::from_secs(2 * 86_400);
 
-/// The minimal pages a scan of the whole window reads at `now`, as the
-/// poller asks for them (each after the first starts PAGE_OVERLAP early).
-fn window_pages(sim: &Simulation, now: i64) -> Vec<(Vec<u8>, usize)> {
-    let (lo, hi) = sim.created_range(None, Some(now));
-    let mut pages = Vec::new();
-    let mut next = lo;
-    loop {
-        let start = if next == lo { lo } else { next - PAGE_OVERLAP };
-        let end = (start + PAGE).min(hi);
-        let positions: Vec<usize> = (start..end).collect();
-        pages.push((write_page(sim, &positions, true, now), next - start));
-        if end - start < PAGE {
-            return pages;
-        }
-        next = end;
-    }
+type PageKey = (bool, usize, i64, i64);
+
+fn key(q: &ListPageQuery) -> PageKey {
+    (q.minimal, q.from, q.from_date, q.to_date)
 }
 
-fn scan(pages: &[(Vec<u8>, usize)], expected: usize) -> WindowScan {
-    let mut builder = ScanBuilder::new(PAGE, expected);
-    for (body, repeats) in pages {
-        let page = parse_page(body).expect("the simulator writes valid pages");
-        builder.add_page(page, *repeats).expect("the pages move on");
-    }
-    builder.finish().0
-}
-
-/// One poll's computation, as `AccountPoller::poll_once` does it.
-fn cycle(
-    tracker: &mut JobTracker,
-    pages: &[(Vec<u8>, usize)],
-    details: &HashMap<JobId, Detail>,
+/// The API as the simulator's farm stands at `now`, every answer rendered
+/// when asked and remembered, so that the same poll can be replayed from
+/// memory with nothing left to render.
+struct Farm<'a> {
+    sim: &'a Simulation,
     now: i64,
-) -> Outcome {
-    // A whole-window scan makes room for as many jobs as are tracked.
-    let scan = scan(pages, tracker.len());
-    let need = tracker.plan(&scan);
-    black_box(batch_start(&scan.positions(&need), scan.len(), PAGE));
-    tracker.apply(&scan, details, now - 2 * 86_400_000, now)
+    pages: Mutex<HashMap<PageKey, Vec<u8>>>,
+    jobs: Mutex<HashMap<JobId, Option<ApiJob>>>,
 }
 
-/// What `GET /jobs/{id}` would answer for each of `need`.
-fn details(sim: &Simulation, need: &[JobId], now: i64) -> HashMap<JobId, Detail> {
-    need.iter()
-        .map(|id| {
-            let found = match id {
-                JobId::Ulid(u) => sim.job(*u),
-                JobId::Other(_) => None,
-            };
-            let d = found.map_or(Detail::Gone, |j| {
-                Detail::Found(parse_job(&write_job(sim, j, now)).expect("valid job"))
-            });
-            (id.clone(), d)
-        })
-        .collect()
+impl<'a> Farm<'a> {
+    fn new(sim: &'a Simulation, now: i64) -> Self {
+        Farm {
+            sim,
+            now,
+            pages: Mutex::default(),
+            jobs: Mutex::default(),
+        }
+    }
+
+    fn replay(self) -> Replay {
+        Replay {
+            pages: self.pages.into_inner().expect("not poisoned"),
+            jobs: self.jobs.into_inner().expect("not poisoned"),
+        }
+    }
+}
+
+fn decode(body: &[u8]) -> Result<Page, ApiError> {
+    parse_page(body).map_err(|e| ApiError::Decode {
+        endpoint: "list_jobs",
+        detail: e.to_string(),
+    })
+}
+
+impl JobSource for Farm<'_> {
+    fn list_jobs(&self, q: &ListPageQuery) -> impl Future<Output = Result<Page, ApiError>> + Send {
+        let (lo, hi) = self.sim.created_range(Some(q.from_date), Some(q.to_date));
+        let start = (lo + q.from).min(hi);
+        let positions: Vec<usize> = (start..(start + q.limit as usize).min(hi)).collect();
+        let body = write_page(self.sim, &positions, q.minimal, self.now);
+        let page = decode(&body);
+        self.pages
+            .lock()
+            .expect("not poisoned")
+            .insert(key(q), body);
+        std::future::ready(page)
+    }
+
+    fn get_job(&self, id: &JobId) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send {
+        let found = match id {
+            JobId::Ulid(u) => self.sim.job(*u),
+            JobId::Other(_) => None,
+        };
+        let job = found.map(|j| parse_job(&write_job(self.sim, j, self.now)).expect("valid job"));
+        self.jobs
+            .lock()
+            .expect("not poisoned")
+            .insert(id.clone(), job.clone());
+        std::future::ready(Ok(job))
+    }
+}
+
+/// The answers of one poll, from memory: pages decoded when asked (that is
+/// part of the cycle), look-ups already decoded.
+struct Replay {
+    pages: HashMap<PageKey, Vec<u8>>,
+    jobs: HashMap<JobId, Option<ApiJob>>,
+}
+
+impl JobSource for Replay {
+    fn list_jobs(&self, q: &ListPageQuery) -> impl Future<Output = Result<Page, ApiError>> + Send {
+        std::future::ready(decode(
+            self.pages
+                .get(&key(q))
+                .expect("the same poll asks the same pages"),
+        ))
+    }
+
+    fn get_job(&self, id: &JobId) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send {
+        std::future::ready(Ok(self.jobs.get(id).cloned().flatten()))
+    }
+}
+
+fn poll(
+    rt: &tokio::runtime::Runtime,
+    tracker: &mut JobTracker,
+    source: &impl JobSource,
+    now: i64,
+) -> PollResult {
+    let request = PollRequest::new(tracker, now, WINDOW, true, PAGE, 8);
+    rt.block_on(cycle::poll(tracker, source, &request))
+        .expect("the farm answers every request")
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -104,6 +154,9 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(if bench { 1_000_000 } else { 20_000 });
     let rounds = if bench { 7 } else { 1 };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
     let lifecycle = LifecycleConfig::steady();
     let mut sim = Simulation::new(lifecycle, 1, T0);
     sim.prefill(jobs, Duration::from_secs(86_400));
@@ -113,47 +166,53 @@ fn main() {
     for _ in 0..10 {
         now += MIN;
         sim.advance_to(now);
-        let pages = window_pages(&sim, now);
-        let need = tracker.plan(&scan(&pages, tracker.len()));
-        let d = details(&sim, &need, now);
-        tracker.apply(&scan(&pages, 0), &d, now - 2 * 86_400_000, now);
+        poll(&rt, &mut tracker, &Farm::new(&sim, now), now);
     }
     now += MIN;
     sim.advance_to(now);
-    let pages = window_pages(&sim, now);
-    let need = tracker.plan(&scan(&pages, tracker.len()));
-    let d = details(&sim, &need, now);
-    let bytes: usize = pages.iter().map(|(b, _)| b.len()).sum();
+    // The measured poll, once against the farm to record its answers.
+    let farm = Farm::new(&sim, now);
+    poll(&rt, &mut tracker.clone(), &farm, now);
+    let replay = farm.replay();
+    let minimal: Vec<&Vec<u8>> = replay
+        .pages
+        .iter()
+        .filter(|(k, _)| k.0)
+        .map(|(_, body)| body)
+        .collect();
+    let bytes: usize = minimal.iter().map(|b| b.len()).sum();
+    let single_lookups = replay.jobs.len();
+    let full_pages = replay.pages.len() - minimal.len();
 
     let (mut floors, mut cycles) = (vec![], vec![]);
-    let mut outcome = None;
+    let mut result = None;
     for _ in 0..rounds {
         let t = Instant::now();
-        let decoded: usize = pages.iter().map(|(b, _)| common::floor(black_box(b))).sum();
+        let decoded: usize = minimal.iter().map(|b| common::floor(black_box(b))).sum();
         floors.push(t.elapsed());
         assert!(decoded >= sim.len(), "the floor read every job");
         let mut tr = tracker.clone();
         let t = Instant::now();
-        let o = cycle(&mut tr, &pages, &d, now);
+        let r = poll(&rt, &mut tr, &replay, now);
         cycles.push(t.elapsed());
-        outcome = Some(o);
+        result = Some(r);
     }
-    let outcome = outcome.expect("at least one round");
+    let outcome = result.expect("at least one round").outcome;
     let total: u64 = outcome.jobs_by_status.values().sum();
     assert_eq!(total as usize, sim.len(), "every job of the window counted");
     assert!(
-        !outcome.completions.is_empty() && need.len() >= 100,
-        "a busy farm: {} completions, {} look-ups",
+        outcome.completions.len() >= 100 && !outcome.queue_waits.is_empty(),
+        "a busy farm: {} completions",
         outcome.completions.len(),
-        need.len()
     );
     let (floor, cyc) = (median(floors), median(cycles));
     println!(
-        "poll cycle over {} jobs ({} pages, {} MB, {} look-ups, {} completions):",
+        "poll cycle over {} jobs ({} pages, {} MB, look-ups: {} full pages and {} single, {} completions):",
         sim.len(),
-        pages.len(),
+        minimal.len(),
         bytes / 1_000_000,
-        need.len(),
+        full_pages,
+        single_lookups,
         outcome.completions.len()
     );
     println!(

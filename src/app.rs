@@ -10,11 +10,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::api::{ApiClient, ApiError, ClientPolicy};
+use crate::board::StatusBoard;
 use crate::clock::SharedClock;
 use crate::config::{Account, ConfigError, Loaded};
 use crate::http::{serve, WebState};
 use crate::metrics::Metrics;
-use crate::poller::{AccountPoller, PollSettings, StatusBoard};
+use crate::poller::{AccountPoller, PollSettings};
 use crate::secret::Secret;
 use crate::simulator::{self, SimulatorConfig};
 use crate::webconfig::WebSecurity;

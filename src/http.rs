@@ -15,9 +15,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::metrics::{Metrics, REVISION, VERSION};
-use crate::poller::{AccountState, StatusBoard};
+use crate::board::{AccountState, StatusBoard};
+use crate::metrics::Metrics;
 use crate::timefmt::format_millis;
+use crate::version::{REVISION, VERSION};
 use crate::webconfig::{BasicAuth, TlsReloader};
 
 pub struct WebState {

@@ -3,17 +3,20 @@
 
 pub mod api;
 pub mod app;
+pub mod board;
 pub mod clock;
 pub mod config;
-pub mod http;
+pub mod cycle;
+mod http;
 pub mod metrics;
 pub mod poller;
 #[cfg(target_os = "linux")]
-pub mod process;
+mod process;
 pub mod scan;
 pub mod secret;
 pub mod simulator;
 pub mod status;
 pub mod timefmt;
 pub mod tracker;
+mod version;
 pub mod webconfig;

@@ -13,17 +13,9 @@ use prometheus::{
 
 use crate::api::{ApiError, Endpoint, RequestObserver, SkipReason};
 use crate::config::MetricsConfig;
-use crate::status::JobStatus;
+use crate::status::{JobStatus, OTHER_STATUS};
 use crate::tracker::{InvalidValues, Outcome};
-
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-pub const REVISION: &str = match option_env!("NEXRENDER_BUILD_REVISION") {
-    Some(r) => r,
-    None => "unknown",
-};
-
-/// Label for undocumented statuses beyond `max_unknown_statuses`.
-pub const OTHER_STATUS: &str = "other";
+use crate::version::{REVISION, VERSION};
 
 /// Status label values of one account's `nexrender_jobs` and
 /// `nexrender_oldest_job_created_timestamp_seconds` series.
@@ -258,7 +250,7 @@ impl Metrics {
     }
 
     /// Applies a successful poll's outcome.
-    pub fn apply_outcome(&self, account: &str, o: &Outcome) {
+    pub(crate) fn apply_outcome(&self, account: &str, o: &Outcome) {
         self.changed();
         let labels = self.status_labels(o.jobs_by_status.iter().map(|(s, n)| (s.clone(), *n)));
         let mut counts: BTreeMap<&str, i64> =
@@ -316,7 +308,7 @@ impl Metrics {
             .set(o.tracked as i64);
     }
 
-    pub fn jobs_skipped(&self, account: &str, reasons: &[SkipReason]) {
+    pub(crate) fn jobs_skipped(&self, account: &str, reasons: &[SkipReason]) {
         self.changed();
         let mut by: BTreeMap<&str, u64> = BTreeMap::new();
         for r in reasons {
@@ -327,7 +319,7 @@ impl Metrics {
         }
     }
 
-    pub fn poll_succeeded(&self, account: &str, now_unix_secs: f64, took: Duration) {
+    pub(crate) fn poll_succeeded(&self, account: &str, now_unix_secs: f64, took: Duration) {
         self.changed();
         self.up.with_label_values(&[account]).set(1);
         self.last_success
@@ -340,7 +332,7 @@ impl Metrics {
     }
 
     /// A failed poll: the job numbers stay as they were.
-    pub fn poll_failed(&self, account: &str, reason: &str, took: Duration) {
+    pub(crate) fn poll_failed(&self, account: &str, reason: &str, took: Duration) {
         self.changed();
         self.up.with_label_values(&[account]).set(0);
         self.poll_duration
@@ -352,7 +344,7 @@ impl Metrics {
 
     /// Removes every series of an account (it left the configuration), so
     /// none outlives its meaning.
-    pub fn remove_account(&self, account: &str) {
+    pub(crate) fn remove_account(&self, account: &str) {
         self.changed();
         for mf in self.registry.gather() {
             for m in mf.get_metric() {

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::api::{JobId, Page, SkipReason};
-use crate::status::{JobStatus, StatusCodes};
+use crate::status::{JobStatus, StatusCode, StatusTable};
 
 /// A job as the minimal window scan shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,11 +17,12 @@ pub struct ScanEntry {
     pub status: JobStatus,
 }
 
-/// One job of a [`WindowScan`], borrowed.
+/// One job of a [`WindowScan`], borrowed; its status coded by the table
+/// the scan was built with.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ScanJob<'a> {
     pub id: &'a JobId,
-    pub status: &'a JobStatus,
+    pub status: StatusCode,
 }
 
 fn ulid_of(id: &JobId) -> Option<u128> {
@@ -35,9 +36,8 @@ fn ulid_of(id: &JobId) -> Option<u128> {
 #[derive(Debug, Clone, Default)]
 pub struct WindowScan {
     ids: Vec<JobId>,
-    /// The status of each job, as a one-byte code into `codes`.
-    statuses: Vec<u8>,
-    codes: StatusCodes,
+    /// The status of each job, coded by the table the scan was built with.
+    statuses: Vec<StatusCode>,
     /// Positions of the ULID-keyed jobs, in id order.
     by_ulid: Vec<usize>,
     /// Positions of the jobs whose id is not a ULID, in scan order.
@@ -45,20 +45,20 @@ pub struct WindowScan {
 }
 
 impl WindowScan {
-    /// Indexes `entries`; a repeated id keeps its first place and the
-    /// repeats are dropped. Returns the scan and how many were dropped.
-    pub fn new(entries: Vec<ScanEntry>) -> (WindowScan, usize) {
-        let mut codes = StatusCodes::default();
+    /// Indexes `entries`, coding their statuses with `table`; a repeated
+    /// id keeps its first place and the repeats are dropped. Returns the
+    /// scan and how many were dropped.
+    pub fn new(entries: Vec<ScanEntry>, table: &mut StatusTable) -> (WindowScan, usize) {
         let mut ids = Vec::with_capacity(entries.len());
         let mut statuses = Vec::with_capacity(entries.len());
-        for e in entries {
-            ids.push(e.id);
-            statuses.push(codes.code(&e.status));
+        for entry in entries {
+            ids.push(entry.id);
+            statuses.push(table.code(&entry.status));
         }
-        Self::index(ids, statuses, codes)
+        Self::index(ids, statuses)
     }
 
-    fn index(mut ids: Vec<JobId>, mut statuses: Vec<u8>, codes: StatusCodes) -> (Self, usize) {
+    fn index(mut ids: Vec<JobId>, mut statuses: Vec<StatusCode>) -> (Self, usize) {
         let (by_ulid, others) = index(&ids);
         let mut repeat = vec![];
         // The sort is stable: among equal ids the first in the scan comes first.
@@ -81,16 +81,15 @@ impl WindowScan {
             for i in repeat {
                 keep[i] = false;
             }
-            let mut k = keep.iter();
-            ids.retain(|_| *k.next().unwrap_or(&true));
-            let mut k = keep.iter();
-            statuses.retain(|_| *k.next().unwrap_or(&true));
+            let mut keeps = keep.iter();
+            ids.retain(|_| *keeps.next().unwrap_or(&true));
+            let mut keeps = keep.iter();
+            statuses.retain(|_| *keeps.next().unwrap_or(&true));
             index(&ids)
         };
         let scan = WindowScan {
             ids,
             statuses,
-            codes,
             by_ulid,
             others,
         };
@@ -101,7 +100,7 @@ impl WindowScan {
     pub fn get(&self, pos: usize) -> Option<ScanJob<'_>> {
         Some(ScanJob {
             id: self.ids.get(pos)?,
-            status: self.codes.name(*self.statuses.get(pos)?),
+            status: *self.statuses.get(pos)?,
         })
     }
 
@@ -129,11 +128,11 @@ impl WindowScan {
     /// The first job of each status, in scan order: in an oldest-first
     /// scan, the oldest job of each status.
     pub(crate) fn first_of_each_status(&self) -> Vec<ScanJob<'_>> {
-        let mut seen = [false; 256];
+        let mut seen = [false; StatusTable::COUNT];
         let mut firsts = Vec::new();
-        for (i, &c) in self.statuses.iter().enumerate() {
-            if !std::mem::replace(&mut seen[c as usize], true) {
-                firsts.extend(self.get(i));
+        for (pos, status) in self.statuses.iter().enumerate() {
+            if !std::mem::replace(&mut seen[status.index()], true) {
+                firsts.extend(self.get(pos));
             }
         }
         firsts
@@ -199,13 +198,14 @@ pub struct NotPaging {
     pub after: usize,
 }
 
-/// Puts a scan together page by page.
+/// Puts a scan together page by page, coding statuses with the tracker's
+/// table as they are read.
 #[derive(Debug)]
-pub struct ScanBuilder {
+pub struct ScanBuilder<'t> {
     limit: usize,
     ids: Vec<JobId>,
-    statuses: Vec<u8>,
-    codes: StatusCodes,
+    statuses: Vec<StatusCode>,
+    table: &'t mut StatusTable,
     skipped: Vec<SkipReason>,
     /// Jobs read so far, repeats included (the next page's offset).
     offset: usize,
@@ -216,16 +216,16 @@ pub struct ScanBuilder {
     page_ends: HashSet<JobId>,
 }
 
-impl ScanBuilder {
+impl<'t> ScanBuilder<'t> {
     /// A builder for pages of `limit` jobs, with room for `expected` jobs
     /// (say, as many as the last scan had): a million-job scan then never
     /// copies its lists to grow them.
-    pub fn new(limit: usize, expected: usize) -> Self {
+    pub fn new(limit: usize, expected: usize, table: &'t mut StatusTable) -> Self {
         ScanBuilder {
             limit,
             ids: Vec::with_capacity(expected),
             statuses: Vec::with_capacity(expected),
-            codes: StatusCodes::default(),
+            table,
             skipped: Vec::new(),
             offset: 0,
             last_page: 0,
@@ -233,11 +233,16 @@ impl ScanBuilder {
         }
     }
 
+    /// The page size the builder expects: a shorter page is the last.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// Adds a page whose first `repeats` jobs were asked for again on
     /// purpose (the overlap between pages): those already read are dropped
     /// without a word. Any other repeat is dropped by [`Self::finish`] and
     /// counted as a duplicate.
-    pub fn add_page(&mut self, page: Page, repeats: usize) -> Result<(), NotPaging> {
+    pub(crate) fn add_page(&mut self, page: Page, repeats: usize) -> Result<(), NotPaging> {
         if page.raw_len >= self.limit {
             if let Some(last) = page.jobs.last() {
                 if !self.page_ends.insert(last.id.clone()) {
@@ -256,7 +261,7 @@ impl ScanBuilder {
                 continue;
             }
             self.ids.push(job.id);
-            self.statuses.push(self.codes.code(&job.status));
+            self.statuses.push(self.table.code(&job.status));
         }
         self.last_page = self.ids.len() - before;
         Ok(())
@@ -264,7 +269,7 @@ impl ScanBuilder {
 
     /// The scan, and the jobs skipped in it (by reason).
     pub fn finish(mut self) -> (WindowScan, Vec<SkipReason>) {
-        let (scan, repeats) = WindowScan::index(self.ids, self.statuses, self.codes);
+        let (scan, repeats) = WindowScan::index(self.ids, self.statuses);
         self.skipped
             .extend(std::iter::repeat_n(SkipReason::DuplicateId, repeats));
         (scan, self.skipped)
@@ -311,7 +316,10 @@ mod tests {
     fn ids_are_indexed_in_id_order_and_found_where_they_are() {
         // Out of id order, as jobs created in the same millisecond can be.
         let ids = [ulid(3), ulid(1), JobId::Other("x".into()), ulid(2)];
-        let (scan, dropped) = WindowScan::new(ids.iter().cloned().map(entry).collect());
+        let (scan, dropped) = WindowScan::new(
+            ids.iter().cloned().map(entry).collect(),
+            &mut StatusTable::default(),
+        );
         assert_eq!(dropped, 0);
         let order: Vec<u128> = scan.by_ulid().map(|(k, _)| k).collect();
         let mut sorted = order.clone();
@@ -335,7 +343,10 @@ mod tests {
             ulid(3),
             ulid(1),
         ];
-        let (scan, dropped) = WindowScan::new(ids.iter().cloned().map(entry).collect());
+        let (scan, dropped) = WindowScan::new(
+            ids.iter().cloned().map(entry).collect(),
+            &mut StatusTable::default(),
+        );
         assert_eq!(dropped, 3);
         let kept: Vec<JobId> = scan.iter().map(|e| e.id.clone()).collect();
         assert_eq!(kept, [ulid(1), JobId::Other("a".into()), ulid(2), ulid(3)]);
@@ -345,7 +356,8 @@ mod tests {
     #[test]
     fn the_overlap_between_pages_is_dropped_silently_and_other_repeats_are_counted() {
         let ids: Vec<JobId> = (0..12).map(ulid).collect();
-        let mut b = ScanBuilder::new(6, 0);
+        let mut table = StatusTable::default();
+        let mut b = ScanBuilder::new(6, 0, &mut table);
         b.add_page(page(&ids[0..6], 6), 0).unwrap();
         // The next page starts 2 jobs early; it also shows job 0 again.
         let mut second = ids[4..10].to_vec();
@@ -366,7 +378,8 @@ mod tests {
     fn pages_that_come_round_again_are_not_paging() {
         let a: Vec<JobId> = (0..5).map(ulid).collect();
         let b: Vec<JobId> = (5..10).map(ulid).collect();
-        let mut builder = ScanBuilder::new(5, 0);
+        let mut table = StatusTable::default();
+        let mut builder = ScanBuilder::new(5, 0, &mut table);
         builder.add_page(page(&a, 5), 0).unwrap();
         builder.add_page(page(&b, 5), 1).unwrap();
         assert_eq!(
@@ -374,7 +387,7 @@ mod tests {
             Err(NotPaging { after: 10 })
         );
         // The same page twice in a row, too.
-        let mut builder = ScanBuilder::new(5, 0);
+        let mut builder = ScanBuilder::new(5, 0, &mut table);
         builder.add_page(page(&a, 5), 0).unwrap();
         assert!(builder.add_page(page(&a, 5), 1).is_err());
     }

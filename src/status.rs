@@ -79,16 +79,51 @@ impl fmt::Display for JobStatus {
     }
 }
 
-/// Statuses as one-byte codes, so that a job's status takes one byte in
-/// the tracker's table and in a scan. The documented statuses have fixed
-/// codes (their place in [`JobStatus::KNOWN`]); others are numbered as they
-/// appear.
+/// Label for undocumented statuses past a limit: the metrics'
+/// `max_unknown_statuses`, and the last code of a [`StatusTable`].
+pub const OTHER_STATUS: &str = "other";
+
+/// A status as one byte, so that a job's status takes one byte in a scan
+/// and in the tracker's table. The documented statuses have fixed codes
+/// (their place in [`JobStatus::KNOWN`]), so what a code means for the
+/// lifecycle needs no table; only the names of undocumented statuses do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StatusCode(u8);
+
+impl StatusCode {
+    pub const QUEUED: StatusCode = StatusCode(0);
+    pub const PENDING: StatusCode = StatusCode(1);
+    pub const RENDERING: StatusCode = StatusCode(2);
+    pub const FINISHED: StatusCode = StatusCode(3);
+    pub const ERROR: StatusCode = StatusCode(4);
+    pub const MANUALLY_CANCELLED: StatusCode = StatusCode(5);
+
+    /// `finished`, `error` or `manually_cancelled`.
+    pub fn is_terminal(self) -> bool {
+        (Self::FINISHED.0..=Self::MANUALLY_CANCELLED.0).contains(&self.0)
+    }
+
+    /// Has the job begun rendering (or got past it)? Anything but `queued`
+    /// and `pending`, undocumented statuses included.
+    pub fn has_started(self) -> bool {
+        self.0 > Self::PENDING.0
+    }
+
+    /// The code as an index into per-status arrays of [`StatusTable::COUNT`].
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// The names behind status codes: one table per tracker, shared with the
+/// scans it reads, so a status is coded once, when its page is read.
+/// Undocumented statuses are numbered as they appear.
 #[derive(Debug, Clone)]
-pub struct StatusCodes {
+pub struct StatusTable {
     names: Vec<JobStatus>,
 }
 
-impl Default for StatusCodes {
+impl Default for StatusTable {
     fn default() -> Self {
         Self {
             names: JobStatus::KNOWN.to_vec(),
@@ -96,49 +131,50 @@ impl Default for StatusCodes {
     }
 }
 
-impl StatusCodes {
+impl StatusTable {
     /// Codes there can be. Past 255 distinct statuses, new ones share the
-    /// last code, named as in the metrics: a broken API cannot grow the
+    /// last code, named [`OTHER_STATUS`]: a broken API cannot grow the
     /// table without end.
     pub const COUNT: usize = 256;
 
-    pub fn code(&mut self, s: &JobStatus) -> u8 {
-        let known = match s {
-            JobStatus::Queued => 0,
-            JobStatus::Pending => 1,
-            JobStatus::Rendering => 2,
-            JobStatus::Finished => 3,
-            JobStatus::Error => 4,
-            JobStatus::ManuallyCancelled => 5,
-            JobStatus::Other(_) => usize::MAX,
+    pub fn code(&mut self, status: &JobStatus) -> StatusCode {
+        let known = match status {
+            JobStatus::Queued => StatusCode::QUEUED,
+            JobStatus::Pending => StatusCode::PENDING,
+            JobStatus::Rendering => StatusCode::RENDERING,
+            JobStatus::Finished => StatusCode::FINISHED,
+            JobStatus::Error => StatusCode::ERROR,
+            JobStatus::ManuallyCancelled => StatusCode::MANUALLY_CANCELLED,
+            JobStatus::Other(_) => return self.code_undocumented(status),
         };
-        if let Some(c) = JobStatus::KNOWN.get(known) {
-            debug_assert_eq!(c, s);
-            return known as u8;
-        }
-        if let Some(i) = self.names.iter().position(|n| n == s) {
-            return i as u8;
+        debug_assert_eq!(&JobStatus::KNOWN[known.index()], status);
+        known
+    }
+
+    fn code_undocumented(&mut self, status: &JobStatus) -> StatusCode {
+        let known = JobStatus::KNOWN.len();
+        if let Some(i) = self.names[known..].iter().position(|n| n == status) {
+            return StatusCode((known + i) as u8);
         }
         if self.names.len() < Self::COUNT - 1 {
-            self.names.push(s.clone());
+            self.names.push(status.clone());
         } else if self.names.len() == Self::COUNT - 1 {
-            self.names
-                .push(JobStatus::Other(crate::metrics::OTHER_STATUS.into()));
+            self.names.push(JobStatus::Other(OTHER_STATUS.into()));
         }
-        (self.names.len() - 1) as u8
+        StatusCode((self.names.len() - 1) as u8)
     }
 
-    pub fn name(&self, c: u8) -> &JobStatus {
-        &self.names[c as usize]
+    pub fn name(&self, code: StatusCode) -> &JobStatus {
+        // Every code was handed out by this table (or is a fixed one).
+        &self.names[code.index().min(self.names.len() - 1)]
     }
 
-    pub fn terminal(&self, c: u8) -> bool {
-        self.name(c).is_terminal()
-    }
-
-    /// Has the job begun rendering (or got past it)?
-    pub fn started(&self, c: u8) -> bool {
-        !matches!(self.name(c), JobStatus::Queued | JobStatus::Pending)
+    /// Every code handed out so far, with its name.
+    pub fn iter(&self) -> impl Iterator<Item = (StatusCode, &JobStatus)> {
+        self.names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (StatusCode(i as u8), name))
     }
 }
 
@@ -163,15 +199,21 @@ mod tests {
 
     #[test]
     fn status_codes_are_fixed_for_known_statuses_and_bounded_for_others() {
-        let mut c = StatusCodes::default();
-        assert_eq!(c.code(&JobStatus::Finished), 3);
+        let mut c = StatusTable::default();
+        assert_eq!(c.code(&JobStatus::Finished), StatusCode::FINISHED);
+        for s in JobStatus::KNOWN {
+            let code = c.code(&s);
+            assert_eq!(c.name(code), &s);
+            assert_eq!(code.is_terminal(), s.is_terminal(), "{s}");
+        }
         let first = c.code(&JobStatus::parse("render:prerender"));
         assert_eq!(c.code(&JobStatus::parse("render:prerender")), first);
         for n in 0..1000 {
             c.code(&JobStatus::parse(&format!("render:s{n}")));
         }
         let last = c.code(&JobStatus::parse("render:another"));
-        assert_eq!(last, 255);
+        assert_eq!(last.index(), 255);
+        assert!(!last.is_terminal() && last.has_started());
         assert_eq!(c.name(last).as_str(), "other");
         assert_eq!(c.name(first).as_str(), "render:prerender");
     }

@@ -19,8 +19,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::api::{ApiJob, JobId};
 use crate::clock::UnixMillis;
-pub use crate::scan::{ScanEntry, ScanJob, WindowScan};
-use crate::status::{JobStatus, StatusCodes};
+use crate::scan::{ScanBuilder, ScanJob, WindowScan};
+use crate::status::{JobStatus, StatusCode, StatusTable};
 
 /// The answer to a detail look-up.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,9 +29,6 @@ pub enum Detail {
     /// 404: the job no longer exists.
     Gone,
 }
-
-/// A status as a one-byte code (see [`StatusCodes`]).
-type Code = u8;
 
 /// No creation time known.
 const UNKNOWN: UnixMillis = i64::MIN;
@@ -45,7 +42,7 @@ const WAIT_PENDING: u8 = 2;
 #[derive(Debug, Clone, Copy)]
 struct Tracked {
     created_at: UnixMillis,
-    status: Code,
+    status: StatusCode,
     flags: u8,
 }
 
@@ -73,7 +70,7 @@ impl Tracked {
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     key: u128,
-    t: Tracked,
+    tracked: Tracked,
 }
 
 impl Entry {
@@ -85,7 +82,7 @@ impl Entry {
 /// A job whose id is not a ULID, so the id tells nothing of its creation.
 #[derive(Debug, Clone, Copy)]
 struct OtherJob {
-    t: Tracked,
+    tracked: Tracked,
     /// When a scan last showed it: it was created no later than that, so
     /// once this is older than the window, so is the job.
     seen_at: UnixMillis,
@@ -106,8 +103,8 @@ impl Jobs {
                 .ulids
                 .binary_search_by_key(&u.0, |e| e.key)
                 .ok()
-                .map(|i| &self.ulids[i].t),
-            JobId::Other(s) => self.others.get(s).map(|o| &o.t),
+                .map(|i| &self.ulids[i].tracked),
+            JobId::Other(s) => self.others.get(s).map(|o| &o.tracked),
         }
     }
 
@@ -218,15 +215,17 @@ pub struct Outcome {
 #[derive(Debug, Clone, Default)]
 pub struct JobTracker {
     jobs: Jobs,
-    statuses: StatusCodes,
+    /// The names behind the status codes, shared with the scans it reads.
+    statuses: StatusTable,
     baseline_done: bool,
     /// The end (`to_date`) of the last applied scan.
     last_scan_to: Option<UnixMillis>,
 }
 
-/// What one `apply` works with besides the jobs themselves.
-struct Step<'a> {
-    statuses: &'a mut StatusCodes,
+/// One pass of [`JobTracker::apply`] over the jobs: what it works with
+/// besides the jobs themselves, and what it has tallied so far.
+struct ApplyPass<'a> {
+    statuses: &'a mut StatusTable,
     first: bool,
     now: UnixMillis,
     window_start: UnixMillis,
@@ -236,17 +235,22 @@ struct Step<'a> {
     oldest: Vec<UnixMillis>,
 }
 
-impl Step<'_> {
+impl ApplyPass<'_> {
     /// A job the scan shows, with the detail fetched for it, if any.
-    fn seen(&mut self, t: Option<Tracked>, s: ScanJob, detail: Option<&Detail>) -> Tracked {
+    fn seen(
+        &mut self,
+        tracked: Option<Tracked>,
+        shown: ScanJob,
+        detail: Option<&Detail>,
+    ) -> Tracked {
         let job = match detail {
-            Some(Detail::Found(j)) if j.id == *s.id => Some(j),
+            Some(Detail::Found(found)) if found.id == *shown.id => Some(found),
             _ => None,
         };
         // The detail was fetched after the scan, so it is the later word.
-        let status = self.statuses.code(job.map_or(s.status, |j| &j.status));
-        let started = self.statuses.started(status);
-        let mut t = t.unwrap_or(Tracked {
+        let status = job.map_or(shown.status, |found| self.statuses.code(&found.status));
+        let started = status.has_started();
+        let mut tracked = tracked.unwrap_or(Tracked {
             created_at: UNKNOWN,
             status,
             flags: if !self.first || !started {
@@ -255,9 +259,9 @@ impl Step<'_> {
                 0
             },
         });
-        t.status = status;
-        observe(&mut t, s.id, job, self);
-        t
+        tracked.status = status;
+        observe(&mut tracked, shown.id, job, self);
+        tracked
     }
 
     /// A remembered job the scan does not show: left the window, deleted,
@@ -265,32 +269,32 @@ impl Step<'_> {
     /// `created_by`: a time it was created no later than, if known.
     fn unseen(
         &mut self,
-        t: &mut Tracked,
+        tracked: &mut Tracked,
         id: &JobId,
         detail: Option<&Detail>,
         created_by: Option<UnixMillis>,
     ) -> bool {
         match detail {
             Some(Detail::Gone) => return false,
-            Some(Detail::Found(j)) => {
-                t.status = self.statuses.code(&j.status);
-                observe(t, id, Some(j), self);
+            Some(Detail::Found(found)) => {
+                tracked.status = self.statuses.code(&found.status);
+                observe(tracked, id, Some(found), self);
             }
             None => {}
         }
         // Terminal: forgotten once older than the window; until then still
         // counted (an incremental scan does not read these again).
-        let created = t.created(id).or(created_by);
-        !(self.statuses.terminal(t.status) && created.is_none_or(|c| c < self.window_start))
+        let created = tracked.created(id).or(created_by);
+        !(tracked.status.is_terminal() && created.is_none_or(|at| at < self.window_start))
     }
 
     /// Counts a job that is kept.
-    fn count(&mut self, t: &Tracked, id: impl FnOnce() -> JobId) {
-        let c = t.status as usize;
-        self.counts[c] += 1;
-        if !self.statuses.terminal(t.status) {
-            if let Some(created) = t.created(&id()) {
-                self.oldest[c] = self.oldest[c].min(created);
+    fn count(&mut self, tracked: &Tracked, id: impl FnOnce() -> JobId) {
+        let code = tracked.status.index();
+        self.counts[code] += 1;
+        if !tracked.status.is_terminal() {
+            if let Some(created) = tracked.created(&id()) {
+                self.oldest[code] = self.oldest[code].min(created);
             }
         }
     }
@@ -299,6 +303,12 @@ impl Step<'_> {
 impl JobTracker {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A builder for the next scan, coding statuses with this tracker's
+    /// table; `expected` jobs are made room for.
+    pub fn scan_builder(&mut self, page_limit: usize, expected: usize) -> ScanBuilder<'_> {
+        ScanBuilder::new(page_limit, expected, &mut self.statuses)
     }
 
     /// Jobs remembered now (memory follows this).
@@ -316,28 +326,28 @@ impl JobTracker {
     /// is terminal and remembered, so it cannot change and need not be read
     /// again; the numbers stay exact. `None` before the first poll, or when
     /// some id is not a ULID (its creation time is unknown): scan it all.
-    pub fn scan_from(&self) -> Option<UnixMillis> {
+    pub(crate) fn scan_from(&self) -> Option<UnixMillis> {
         if !self.baseline_done || !self.jobs.others.is_empty() {
             return None;
         }
         let mut from = self.last_scan_to?;
-        for e in &self.jobs.ulids {
-            if !self.statuses.terminal(e.t.status) {
-                from = from.min(e.t.created(&e.id())?);
+        for entry in &self.jobs.ulids {
+            if !entry.tracked.status.is_terminal() {
+                from = from.min(entry.tracked.created(&entry.id())?);
             }
         }
         Some(from)
     }
 
     /// Whether a job the scan shows needs its detail this poll.
-    fn wants(&self, s: ScanJob, t: Option<&Tracked>) -> bool {
-        if s.status.is_terminal() {
+    fn wants(&self, shown: ScanJob, tracked: Option<&Tracked>) -> bool {
+        if shown.status.is_terminal() {
             // Newly terminal: for its render duration and queue wait.
-            self.baseline_done && !t.is_some_and(|t| t.has(COUNTED))
+            self.baseline_done && !tracked.is_some_and(|tracked| tracked.has(COUNTED))
         } else {
             // Seen started with its queue wait still to be measured.
-            let pending = t.map_or(self.baseline_done, |t| t.has(WAIT_PENDING));
-            !matches!(s.status, JobStatus::Queued | JobStatus::Pending) && pending
+            let pending = tracked.map_or(self.baseline_done, |tracked| tracked.has(WAIT_PENDING));
+            shown.status.has_started() && pending
         }
     }
 
@@ -349,42 +359,49 @@ impl JobTracker {
     pub fn plan(&self, scan: &WindowScan) -> Vec<JobId> {
         let mut need: Vec<JobId> = Vec::new();
         let mut missing: Vec<JobId> = Vec::new();
-        let tracked = self.jobs.ulids.iter().map(|e| (e.key, &e.t));
-        for (key, t, s) in merge(tracked, scan.by_ulid()) {
-            match s {
-                Some(s) => {
-                    if self.wants(s, t) {
-                        need.push(s.id.clone());
+        let tracked = self
+            .jobs
+            .ulids
+            .iter()
+            .map(|entry| (entry.key, &entry.tracked));
+        for (key, tracked, shown) in merge(tracked, scan.by_ulid()) {
+            match shown {
+                Some(shown) => {
+                    if self.wants(shown, tracked) {
+                        need.push(shown.id.clone());
                     }
                 }
                 None => {
-                    if t.is_some_and(|t| !self.statuses.terminal(t.status)) {
+                    if tracked.is_some_and(|tracked| !tracked.status.is_terminal()) {
                         missing.push(JobId::Ulid(ulid::Ulid(key)));
                     }
                 }
             }
         }
         let mut in_scan: HashSet<&str> = HashSet::new();
-        for s in scan.others() {
-            if let JobId::Other(text) = s.id {
+        for shown in scan.others() {
+            if let JobId::Other(text) = shown.id {
                 in_scan.insert(text);
             }
-            if self.wants(s, self.jobs.get(s.id)) {
-                need.push(s.id.clone());
+            if self.wants(shown, self.jobs.get(shown.id)) {
+                need.push(shown.id.clone());
             }
         }
-        for (text, o) in &self.jobs.others {
-            if !self.statuses.terminal(o.t.status) && !in_scan.contains(&**text) {
+        for (text, other) in &self.jobs.others {
+            if !other.tracked.status.is_terminal() && !in_scan.contains(&**text) {
                 missing.push(JobId::Other(text.clone()));
             }
         }
         // The oldest job of each waiting or running status.
-        for s in scan.first_of_each_status() {
-            if s.status.is_terminal() {
+        for shown in scan.first_of_each_status() {
+            if shown.status.is_terminal() {
                 continue;
             }
-            let id = s.id;
-            let known = self.jobs.get(id).is_some_and(|t| t.created_at != UNKNOWN);
+            let id = shown.id;
+            let known = self
+                .jobs
+                .get(id)
+                .is_some_and(|tracked| tracked.created_at != UNKNOWN);
             if !known && !need.contains(id) {
                 need.push(id.clone());
             }
@@ -404,7 +421,7 @@ impl JobTracker {
         now: UnixMillis,
     ) -> Outcome {
         let first = !self.baseline_done;
-        let mut step = Step {
+        let mut pass = ApplyPass {
             statuses: &mut self.statuses,
             first,
             now,
@@ -413,38 +430,44 @@ impl JobTracker {
                 baseline: first,
                 ..Outcome::default()
             },
-            counts: vec![0; StatusCodes::COUNT],
-            oldest: vec![UnixMillis::MAX; StatusCodes::COUNT],
+            counts: vec![0; StatusTable::COUNT],
+            oldest: vec![UnixMillis::MAX; StatusTable::COUNT],
         };
         // The details of ULID jobs in id order, walked beside the rest.
         let mut by_ulid: Vec<(u128, &Detail)> = details
             .iter()
-            .filter_map(|(id, d)| match id {
-                JobId::Ulid(u) => Some((u.0, d)),
+            .filter_map(|(id, duration)| match id {
+                JobId::Ulid(u) => Some((u.0, duration)),
                 JobId::Other(_) => None,
             })
             .collect();
-        by_ulid.sort_unstable_by_key(|d| d.0);
+        by_ulid.sort_unstable_by_key(|duration| duration.0);
         let old = std::mem::take(&mut self.jobs.ulids);
         let mut kept: Vec<Entry> = Vec::with_capacity(old.len() + scan.len());
         let jobs = merge(
-            merge(old.iter().map(|e| (e.key, e.t)), scan.by_ulid()).map(|(k, t, s)| (k, (t, s))),
+            merge(
+                old.iter().map(|entry| (entry.key, entry.tracked)),
+                scan.by_ulid(),
+            )
+            .map(|(key, tracked, shown)| (key, (tracked, shown))),
             by_ulid,
         );
         for (key, job, detail) in jobs {
-            let Some((t, s)) = job else { continue };
-            let t = match (t, s) {
-                (t, Some(s)) => step.seen(t, s, detail),
-                (Some(mut t), None) => {
-                    if !step.unseen(&mut t, &JobId::Ulid(ulid::Ulid(key)), detail, None) {
+            let Some((tracked, shown)) = job else {
+                continue;
+            };
+            let tracked = match (tracked, shown) {
+                (tracked, Some(shown)) => pass.seen(tracked, shown, detail),
+                (Some(mut tracked), None) => {
+                    if !pass.unseen(&mut tracked, &JobId::Ulid(ulid::Ulid(key)), detail, None) {
                         continue;
                     }
-                    t
+                    tracked
                 }
                 (None, None) => continue,
             };
-            step.count(&t, || JobId::Ulid(ulid::Ulid(key)));
-            kept.push(Entry { key, t });
+            pass.count(&tracked, || JobId::Ulid(ulid::Ulid(key)));
+            kept.push(Entry { key, tracked });
         }
         drop(old);
         kept.shrink_to_fit();
@@ -452,42 +475,56 @@ impl JobTracker {
 
         let others = &mut self.jobs.others;
         let mut in_scan: HashSet<&str> = HashSet::new();
-        for s in scan.others() {
-            let JobId::Other(text) = s.id else { continue };
+        for shown in scan.others() {
+            let JobId::Other(text) = shown.id else {
+                continue;
+            };
             in_scan.insert(text);
-            let t = step.seen(others.get(text).map(|o| o.t), s, details.get(s.id));
-            others.insert(text.clone(), OtherJob { t, seen_at: now });
+            let tracked = pass.seen(
+                others.get(text).map(|other| other.tracked),
+                shown,
+                details.get(shown.id),
+            );
+            others.insert(
+                text.clone(),
+                OtherJob {
+                    tracked,
+                    seen_at: now,
+                },
+            );
         }
-        others.retain(|text, o| {
+        others.retain(|text, other| {
             let id = JobId::Other(text.clone());
             if !in_scan.contains(&**text)
-                && !step.unseen(&mut o.t, &id, details.get(&id), Some(o.seen_at))
+                && !pass.unseen(
+                    &mut other.tracked,
+                    &id,
+                    details.get(&id),
+                    Some(other.seen_at),
+                )
             {
                 return false;
             }
-            step.count(&o.t, || id);
+            pass.count(&other.tracked, || id);
             true
         });
 
-        let Step {
+        let ApplyPass {
             statuses,
             counts,
             oldest,
             mut out,
             ..
-        } = step;
-        for (c, n) in counts.into_iter().enumerate().filter(|(_, n)| *n > 0) {
-            *out.jobs_by_status
-                .entry(statuses.name(c as Code).clone())
-                .or_insert(0) += n;
-        }
-        for (c, t) in oldest.into_iter().enumerate() {
-            if t != UnixMillis::MAX {
-                let e = out
-                    .oldest_created
-                    .entry(statuses.name(c as Code).clone())
-                    .or_insert(t);
-                *e = (*e).min(t);
+        } = pass;
+        for (code, name) in statuses.iter() {
+            let jobs = counts[code.index()];
+            if jobs > 0 {
+                *out.jobs_by_status.entry(name.clone()).or_insert(0) += jobs;
+            }
+            let oldest = oldest[code.index()];
+            if oldest != UnixMillis::MAX {
+                let entry = out.oldest_created.entry(name.clone()).or_insert(oldest);
+                *entry = (*entry).min(oldest);
             }
         }
         self.baseline_done = true;
@@ -499,49 +536,50 @@ impl JobTracker {
 
 /// Counts a completion and measures the queue wait, each at most once.
 /// Impossible values are counted in `out.invalid` and not observed.
-fn observe(t: &mut Tracked, id: &JobId, job: Option<&ApiJob>, step: &mut Step) {
-    let (first, statuses, out) = (step.first, &*step.statuses, &mut step.out);
-    let latest = step.now + CLOCK_SKEW_MS;
-    if let Some(c) = job.and_then(|j| j.created_at) {
-        if c > latest {
+fn observe(tracked: &mut Tracked, id: &JobId, job: Option<&ApiJob>, pass: &mut ApplyPass) {
+    let (first, statuses, out) = (pass.first, &*pass.statuses, &mut pass.out);
+    let latest = pass.now + CLOCK_SKEW_MS;
+    if let Some(at) = job.and_then(|found| found.created_at) {
+        if at > latest {
             out.invalid.created_at += 1;
         } else {
-            t.created_at = c;
+            tracked.created_at = at;
         }
     }
-    let status = statuses.name(t.status);
-    if status.is_terminal() && !t.has(COUNTED) {
-        t.set(COUNTED, true);
+    if tracked.status.is_terminal() && !tracked.has(COUNTED) {
+        tracked.set(COUNTED, true);
         if !first {
-            let render_duration = match status {
-                JobStatus::Finished => job.and_then(|j| j.render_duration).filter(|d| {
-                    let ok = (0.0..=MAX_RENDER_SECONDS).contains(d);
-                    if !ok {
-                        out.invalid.render_duration += 1;
-                    }
-                    ok
-                }),
-                _ => None,
+            let render_duration = if tracked.status == StatusCode::FINISHED {
+                job.and_then(|found| found.render_duration)
+                    .filter(|duration| {
+                        let ok = (0.0..=MAX_RENDER_SECONDS).contains(duration);
+                        if !ok {
+                            out.invalid.render_duration += 1;
+                        }
+                        ok
+                    })
+            } else {
+                None
             };
             out.completions.push(Completion {
-                status: status.clone(),
+                status: statuses.name(tracked.status).clone(),
                 render_duration,
             });
         }
     }
-    if t.has(WAIT_PENDING) && statuses.started(t.status) {
-        match job.and_then(|j| j.started_at) {
-            Some(s) => {
-                t.set(WAIT_PENDING, false);
-                match t.created(id) {
-                    Some(c) if s >= c && s <= latest => {
-                        out.queue_waits.push((s - c) as f64 / 1000.0)
+    if tracked.has(WAIT_PENDING) && tracked.status.has_started() {
+        match job.and_then(|found| found.started_at) {
+            Some(shown) => {
+                tracked.set(WAIT_PENDING, false);
+                match tracked.created(id) {
+                    Some(at) if shown >= at && shown <= latest => {
+                        out.queue_waits.push((shown - at) as f64 / 1000.0)
                     }
                     _ => out.invalid.started_at += 1,
                 }
             }
             // Ended without ever starting (cancelled while waiting).
-            None if status.is_terminal() => t.set(WAIT_PENDING, false),
+            None if tracked.status.is_terminal() => tracked.set(WAIT_PENDING, false),
             None => {}
         }
     }
@@ -550,6 +588,7 @@ fn observe(t: &mut Tracked, id: &JobId, job: Option<&ApiJob>, step: &mut Step) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scan::ScanEntry;
 
     const T0: UnixMillis = 1_767_225_600_000;
     const WINDOW_START: UnixMillis = T0 - 86_400_000;
@@ -563,15 +602,26 @@ mod tests {
         ))
     }
 
-    fn scan(entries: &[(u64, &str)]) -> WindowScan {
-        let entries = entries
+    fn entries(entries: &[(u64, &str)]) -> Vec<ScanEntry> {
+        entries
             .iter()
             .map(|(n, s)| ScanEntry {
                 id: id(*n),
                 status: JobStatus::parse(s),
             })
-            .collect();
-        WindowScan::new(entries).0
+            .collect()
+    }
+
+    /// A scan of documented statuses, whose codes are the same in every table.
+    fn scan(jobs: &[(u64, &str)]) -> WindowScan {
+        let entries = entries(jobs);
+        assert!(entries.iter().all(|e| e.status.is_known()), "use scan_for");
+        WindowScan::new(entries, &mut StatusTable::default()).0
+    }
+
+    /// A scan coded with `t`'s table, as the poll cycle builds them.
+    fn scan_for(t: &mut JobTracker, jobs: &[(u64, &str)]) -> WindowScan {
+        WindowScan::new(entries(jobs), &mut t.statuses).0
     }
 
     /// A tracker after a first poll that saw `entries` and looked up nothing.
@@ -659,7 +709,7 @@ mod tests {
             id: other(i),
             status: JobStatus::parse(st),
         };
-        let scan_of = |v: Vec<ScanEntry>| WindowScan::new(v).0;
+        let scan_of = |v: Vec<ScanEntry>| WindowScan::new(v, &mut StatusTable::default()).0;
         let mut t = JobTracker::new();
         let s = scan_of(vec![entry("b", "queued"), entry("a", "render:dorender")]);
         t.apply(&s, &HashMap::new(), WINDOW_START, NOW);
@@ -710,7 +760,7 @@ mod tests {
             id: JobId::Other("a".into()),
             status: JobStatus::Finished,
         };
-        let with_a = WindowScan::new(vec![entry]).0;
+        let with_a = WindowScan::new(vec![entry], &mut StatusTable::default()).0;
         let mut t = JobTracker::new();
         t.apply(&with_a, &HashMap::new(), WINDOW_START, NOW);
         // A paging hiccup hides it while the window still covers NOW.
@@ -744,19 +794,23 @@ mod tests {
         let mut a = JobTracker::new();
         let mut b = JobTracker::new();
         a.apply(
-            &WindowScan::new(entries(&[1, 2, 3, 4, 5])).0,
+            &WindowScan::new(entries(&[1, 2, 3, 4, 5]), &mut StatusTable::default()).0,
             &HashMap::new(),
             WINDOW_START,
             NOW,
         );
         b.apply(
-            &WindowScan::new(entries(&[4, 2, 5, 1, 3])).0,
+            &WindowScan::new(entries(&[4, 2, 5, 1, 3]), &mut StatusTable::default()).0,
             &HashMap::new(),
             WINDOW_START,
             NOW,
         );
         let next = entries(&[6, 1, 2, 3, 4, 5, 7]);
-        let (sa, sb) = (WindowScan::new(next.clone()).0, WindowScan::new(next).0);
+        let mut table = StatusTable::default();
+        let (sa, sb) = (
+            WindowScan::new(next.clone(), &mut table).0,
+            WindowScan::new(next, &mut table).0,
+        );
         let mut need_a = a.plan(&sa);
         let mut need_b = b.plan(&sb);
         need_a.sort();
@@ -1006,7 +1060,7 @@ mod tests {
     #[test]
     fn an_unknown_status_is_counted_as_itself_and_treated_as_started() {
         let mut t = after_first_poll(&[(1, "queued")]);
-        let s = scan(&[(1, "render:prerender")]);
+        let s = scan_for(&mut t, &[(1, "render:prerender")]);
         assert!(t.plan(&s).contains(&id(1)));
         let o = t.apply(
             &s,

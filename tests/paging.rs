@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use nexrender_exporter::api::RequestObserver;
 use nexrender_exporter::api::{ApiClient, ClientPolicy};
-use nexrender_exporter::poller::scan_window;
+use nexrender_exporter::cycle::scan_window;
 use nexrender_exporter::secret::Secret;
 use nexrender_exporter::simulator::{Endpoint, Fault, FaultRule, Schedule, ScriptedJob};
 use nexrender_exporter::status::JobStatus;
+use nexrender_exporter::tracker::JobTracker;
 use support::*;
 
 struct Ignore;
@@ -46,7 +47,9 @@ async fn deletions_and_status_changes_between_page_reads_lose_no_job_and_repeat_
         Schedule::EveryNth { n: 3 },
     ));
     let c = client(&sim);
-    let scan = tokio::spawn(async move { scan_window(&c, 50, t - 3_600_000, t, 0).await });
+    let scan = tokio::spawn(async move {
+        scan_window(&c, JobTracker::new().scan_builder(50, 0), t - 3_600_000, t).await
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     sim.sim.with_farm(|f| {
         // Five jobs already read are deleted: later offsets shift left by 5.
@@ -61,7 +64,7 @@ async fn deletions_and_status_changes_between_page_reads_lose_no_job_and_repeat_
         f.insert_scripted(ScriptedJob::queued(now() + 1000));
     });
     let scan = scan.await.unwrap().unwrap();
-    let got: Vec<_> = scan.jobs.iter().map(|e| e.id.to_string()).collect();
+    let got: Vec<_> = scan.scan.iter().map(|e| e.id.to_string()).collect();
     // The deleted jobs were read before they went; without overlapping pages
     // the five jobs after offset 100 would have shifted out of reach.
     let want: Vec<_> = ids.iter().map(|u| u.to_string()).collect();
@@ -90,10 +93,19 @@ async fn a_list_exactly_one_page_long_ends_with_an_empty_page() {
         }
     });
     let c = client(&sim);
-    let scan = scan_window(&c, 100, t - 3_600_000, t, 0).await.unwrap();
-    assert_eq!((scan.jobs.len(), scan.requests), (100, 2));
-    let scan = scan_window(&c, 1000, t - 3_600_000, t, 0).await.unwrap();
-    assert_eq!((scan.jobs.len(), scan.requests), (100, 1));
+    let scan = scan_window(&c, JobTracker::new().scan_builder(100, 0), t - 3_600_000, t)
+        .await
+        .unwrap();
+    assert_eq!((scan.scan.len(), scan.requests), (100, 2));
+    let scan = scan_window(
+        &c,
+        JobTracker::new().scan_builder(1000, 0),
+        t - 3_600_000,
+        t,
+    )
+    .await
+    .unwrap();
+    assert_eq!((scan.scan.len(), scan.requests), (100, 1));
 }
 
 /// A fake API whose `GET /jobs` answer is `page(from, limit)`.
@@ -165,8 +177,10 @@ async fn the_same_id_on_two_pages_is_kept_once_and_counted_as_skipped() {
         jobs_json(ids.into_iter().skip(from).take(limit))
     })
     .await;
-    let scan = scan_window(&c, 50, 0, now(), 0).await.unwrap();
-    assert_eq!(scan.jobs.len(), 120);
+    let scan = scan_window(&c, JobTracker::new().scan_builder(50, 0), 0, now())
+        .await
+        .unwrap();
+    assert_eq!(scan.scan.len(), 120);
     assert_eq!(
         scan.skipped,
         vec![nexrender_exporter::api::SkipReason::DuplicateId]
@@ -187,8 +201,10 @@ async fn an_empty_page_in_the_middle_ends_the_scan_as_the_api_documents() {
         }
     })
     .await;
-    let scan = scan_window(&c, 50, 0, now(), 0).await.unwrap();
-    assert_eq!(scan.jobs.len(), 90);
+    let scan = scan_window(&c, JobTracker::new().scan_builder(50, 0), 0, now())
+        .await
+        .unwrap();
+    assert_eq!(scan.scan.len(), 90);
     assert_eq!(scan.requests, 3);
     assert!(scan.skipped.is_empty());
 }
@@ -232,6 +248,8 @@ async fn an_api_that_ignores_the_offset_is_an_error_not_an_endless_loop() {
         Arc::new(Ignore),
     )
     .unwrap();
-    let err = scan_window(&c, 50, 0, now(), 0).await.unwrap_err();
+    let err = scan_window(&c, JobTracker::new().scan_builder(50, 0), 0, now())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("not paging"), "{err}");
 }

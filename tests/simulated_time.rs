@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nexrender_exporter::api::{ApiClient, ClientPolicy};
+use nexrender_exporter::board::StatusBoard;
 use nexrender_exporter::clock::{ManualClock, SharedClock};
 use nexrender_exporter::config::Account;
 use nexrender_exporter::metrics::Metrics;
-use nexrender_exporter::poller::{AccountPoller, PollSettings, StatusBoard};
+use nexrender_exporter::poller::{AccountPoller, PollSettings};
 use nexrender_exporter::secret::Secret;
 use nexrender_exporter::simulator::server::{start, RunningSimulator};
 use nexrender_exporter::simulator::{

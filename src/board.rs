@@ -1,0 +1,80 @@
+//! What the landing page and `/readyz` know of each account: the pollers
+//! write it, the HTTP server reads it.
+
+use std::sync::{Arc, RwLock};
+
+use crate::clock::UnixMillis;
+
+/// What the landing page and `/readyz` know of an account.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AccountState {
+    pub name: String,
+    pub attempts: u64,
+    pub last_attempt: Option<UnixMillis>,
+    pub last_success: Option<UnixMillis>,
+    /// The last poll's error; `None` when it succeeded.
+    pub last_error: Option<String>,
+}
+
+/// Shared between the pollers and the HTTP server.
+#[derive(Debug, Default)]
+pub struct StatusBoard {
+    accounts: RwLock<Vec<AccountState>>,
+}
+
+impl StatusBoard {
+    /// Starts showing an account (added by a reload).
+    pub fn add(&self, name: &str) {
+        if let Ok(mut accounts) = self.accounts.write() {
+            if !accounts.iter().any(|a| a.name == name) {
+                accounts.push(AccountState {
+                    name: name.to_owned(),
+                    ..AccountState::default()
+                });
+            }
+        }
+    }
+
+    /// Stops showing an account (removed by a reload).
+    pub fn remove(&self, name: &str) {
+        if let Ok(mut accounts) = self.accounts.write() {
+            accounts.retain(|a| a.name != name);
+        }
+    }
+
+    pub fn new(names: &[String]) -> Arc<Self> {
+        Arc::new(Self {
+            accounts: RwLock::new(
+                names
+                    .iter()
+                    .map(|n| AccountState {
+                        name: n.clone(),
+                        ..AccountState::default()
+                    })
+                    .collect(),
+            ),
+        })
+    }
+
+    pub fn snapshot(&self) -> Vec<AccountState> {
+        self.accounts.read().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    /// Every account has finished its first poll attempt.
+    pub fn ready(&self) -> bool {
+        self.snapshot().iter().all(|a| a.attempts > 0)
+    }
+
+    pub(crate) fn record(&self, name: &str, at: UnixMillis, error: Option<String>) {
+        if let Ok(mut accounts) = self.accounts.write() {
+            if let Some(a) = accounts.iter_mut().find(|a| a.name == name) {
+                a.attempts += 1;
+                a.last_attempt = Some(at);
+                if error.is_none() {
+                    a.last_success = Some(at);
+                }
+                a.last_error = error;
+            }
+        }
+    }
+}
