@@ -28,7 +28,7 @@ promtool test rules deploy/prometheus/tests/nexrender.rules.test.yml
 python3 grafana/generate.py --check
 
 cargo fmt --check
-cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets --all-features -- -D warnings
 
 # Dependency audit: licences, banned crates, sources. (The advisory
 # database cannot be fetched here, so advisories are not checked.)
@@ -39,4 +39,4 @@ cargo deny check licenses bans sources
 bash scripts/fuzz.sh 20
 
 # The test suite last, so its summary closes the output.
-cargo test --all-targets
+cargo test --all-targets --features failpoints

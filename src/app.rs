@@ -15,7 +15,7 @@ use crate::clock::SharedClock;
 use crate::config::{Account, ConfigError, Loaded};
 use crate::http::{serve, WebState};
 use crate::metrics::Metrics;
-use crate::poller::{AccountPoller, PollSettings};
+use crate::poller::{supervise, AccountPoller, PollSettings};
 use crate::secret::Secret;
 use crate::simulator::{self, SimulatorConfig};
 use crate::webconfig::WebSecurity;
@@ -81,7 +81,7 @@ impl Pollers {
         );
         let (stop, stop_rx) = watch::channel(false);
         let (settings_tx, settings_rx) = watch::channel(settings.clone());
-        let task = tokio::spawn(poller.run(stop_rx, settings_rx));
+        let task = tokio::spawn(supervise(poller, stop_rx, settings_rx));
         self.running.insert(
             account.name.clone(),
             RunningPoller {

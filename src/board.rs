@@ -14,6 +14,11 @@ pub struct AccountState {
     pub last_success: Option<UnixMillis>,
     /// The last poll's error; `None` when it succeeded.
     pub last_error: Option<String>,
+    /// Times its poller died (a panic, a bug) and was restarted.
+    pub restarts: u64,
+    /// Why its poller died, from then until the restarted poller's first
+    /// poll attempt.
+    pub restarting: Option<String>,
 }
 
 /// Shared between the pollers and the HTTP server.
@@ -60,9 +65,22 @@ impl StatusBoard {
         self.accounts.read().map(|a| a.clone()).unwrap_or_default()
     }
 
-    /// Every account has finished its first poll attempt.
+    /// Every account has finished its first poll attempt, and no poller is
+    /// waiting to be restarted.
     pub fn ready(&self) -> bool {
-        self.snapshot().iter().all(|a| a.attempts > 0)
+        self.snapshot()
+            .iter()
+            .all(|a| a.attempts > 0 && a.restarting.is_none())
+    }
+
+    /// An account's poller died; it is restarted after a pause.
+    pub(crate) fn poller_died(&self, name: &str, why: &str) {
+        if let Ok(mut accounts) = self.accounts.write() {
+            if let Some(a) = accounts.iter_mut().find(|a| a.name == name) {
+                a.restarts += 1;
+                a.restarting = Some(why.to_owned());
+            }
+        }
     }
 
     pub(crate) fn record(&self, name: &str, at: UnixMillis, error: Option<String>) {
@@ -70,6 +88,7 @@ impl StatusBoard {
             if let Some(a) = accounts.iter_mut().find(|a| a.name == name) {
                 a.attempts += 1;
                 a.last_attempt = Some(at);
+                a.restarting = None;
                 if error.is_none() {
                     a.last_success = Some(at);
                 }

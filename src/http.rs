@@ -68,12 +68,18 @@ fn landing(state: &WebState) -> String {
             last_success,
             last_error,
             attempts,
+            restarts,
+            restarting,
         } = a;
-        let outcome = match (&last_error, attempts) {
-            (_, 0) => "waiting for the first poll".to_owned(),
-            (None, _) => "ok".to_owned(),
-            (Some(e), _) => format!("failed: {}", escape(e)),
+        let mut outcome = match (&restarting, &last_error, attempts) {
+            (Some(why), _, _) => format!("poller died ({}); restarting", escape(why)),
+            (None, _, 0) => "waiting for the first poll".to_owned(),
+            (None, None, _) => "ok".to_owned(),
+            (None, Some(e), _) => format!("failed: {}", escape(e)),
         };
+        if restarts > 0 && restarting.is_none() {
+            outcome.push_str(&format!(" (poller restarted {restarts} time(s))"));
+        }
         let t = |x: Option<i64>| x.map(format_millis).unwrap_or_else(|| "never".into());
         rows.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
@@ -114,20 +120,18 @@ pub fn route(state: &WebState, method: &Method, path: &str) -> Response<Full<Byt
             if state.board.ready() {
                 reply(StatusCode::OK, "text/plain; charset=utf-8", "ready\n")
             } else {
-                let waiting: Vec<String> = state
-                    .board
-                    .snapshot()
-                    .into_iter()
-                    .filter(|a| a.attempts == 0)
-                    .map(|a| a.name)
-                    .collect();
+                let mut why = String::from("not ready:\n");
+                for a in state.board.snapshot() {
+                    if let Some(died) = &a.restarting {
+                        why.push_str(&format!("{}: poller died ({died}); restarting\n", a.name));
+                    } else if a.attempts == 0 {
+                        why.push_str(&format!("{}: waiting for the first poll\n", a.name));
+                    }
+                }
                 reply(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain; charset=utf-8",
-                    format!(
-                        "not ready: waiting for the first poll of {}\n",
-                        waiting.join(", ")
-                    ),
+                    why,
                 )
             }
         }

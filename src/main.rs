@@ -136,6 +136,25 @@ fn main() -> ExitCode {
         },
     };
     init_logging(&loaded.config.log.level, loaded.config.log.format);
+    // A panic is one structured log line (with where it happened) instead of
+    // bare text on stderr; the poller supervisor then logs the restart.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("a panic without a message");
+        tracing::error!(%location, panic = message, "panicked");
+    }));
+    // Fault drills for the tests (FAILPOINTS=name=action;...), only in a
+    // build with the `failpoints` feature.
+    #[cfg(feature = "failpoints")]
+    let _drills = fail::FailScenario::setup();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -43,6 +43,7 @@ pub struct Metrics {
     jobs_skipped: IntCounterVec,
     invalid: IntCounterVec,
     tracked: IntGaugeVec,
+    poller_restarts: IntCounterVec,
     max_unknown: usize,
     /// Status label values set per account at the last update, so values no
     /// longer seen can be removed: (jobs, oldest).
@@ -164,6 +165,11 @@ impl Metrics {
                 "Jobs the exporter remembers to count each exactly once.",
                 &["account"],
             ),
+            poller_restarts: counter(
+                "nexrender_exporter_poller_restarts_total",
+                "Times the account's poller died (a panic or a bug) and was restarted.",
+                &["account"],
+            ),
             max_unknown: cfg.max_unknown_statuses,
             exported: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
@@ -200,6 +206,7 @@ impl Metrics {
         self.up.with_label_values(&[account]).set(0);
         self.poll_duration.with_label_values(&[account]);
         self.tracked.with_label_values(&[account]);
+        self.poller_restarts.with_label_values(&[account]);
         for f in InvalidValues::FIELDS {
             self.invalid.with_label_values(&[account, f]);
         }
@@ -342,6 +349,14 @@ impl Metrics {
         self.poll_errors.with_label_values(&[account, reason]).inc();
     }
 
+    /// The account's poller died: the numbers stay, `nexrender_up` is 0
+    /// until the restarted poller succeeds.
+    pub(crate) fn poller_died(&self, account: &str) {
+        self.changed();
+        self.up.with_label_values(&[account]).set(0);
+        self.poller_restarts.with_label_values(&[account]).inc();
+    }
+
     /// Removes every series of an account (it left the configuration), so
     /// none outlives its meaning.
     pub(crate) fn remove_account(&self, account: &str) {
@@ -379,6 +394,9 @@ impl Metrics {
                     "nexrender_exporter_jobs_skipped_total" => self.jobs_skipped.remove(&labels),
                     "nexrender_exporter_invalid_values_total" => self.invalid.remove(&labels),
                     "nexrender_exporter_tracked_jobs" => self.tracked.remove(&labels),
+                    "nexrender_exporter_poller_restarts_total" => {
+                        self.poller_restarts.remove(&labels)
+                    }
                     _ => Ok(()),
                 };
             }

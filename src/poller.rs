@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder, ExponentialBuilder};
+
 use tokio::sync::watch;
 
 use crate::api::{ApiClient, ApiError};
@@ -43,22 +45,33 @@ impl From<&PollConfig> for PollSettings {
     }
 }
 
-/// One account's poller.
+/// What an account's poller keeps from one poll to the next. It lives
+/// outside the poller's task, so a poller that dies is restarted with it.
+#[derive(Debug, Default)]
+struct Bookkeeping {
+    tracker: JobTracker,
+    /// When a poll last set out to read the whole window, whether it got
+    /// through or not: a failed attempt (say a window too big for the
+    /// deadline) waits for the next interval, and the polls in between
+    /// stay incremental instead of each trying the whole window again.
+    last_full_scan: Option<UnixMillis>,
+}
+
+/// One account's poller. A clone shares the bookkeeping (the supervisor
+/// restarts a dead poller from a clone).
+#[derive(Clone)]
 pub struct AccountPoller {
     pub account: Account,
     client: ApiClient,
-    tracker: JobTracker,
+    /// Locked for the whole of a poll; a poller that panics mid-poll drops
+    /// the lock with its task.
+    book: Arc<tokio::sync::Mutex<Bookkeeping>>,
     metrics: Arc<Metrics>,
     board: Arc<StatusBoard>,
     clock: SharedClock,
     settings: PollSettings,
     /// Reason of the last failure, to log a new kind of trouble once.
     failing: Option<&'static str>,
-    /// When a poll last set out to read the whole window, whether it got
-    /// through or not: a failed attempt (say a window too big for the
-    /// deadline) waits for the next interval, and the polls in between
-    /// stay incremental instead of each trying the whole window again.
-    last_full_scan: Option<UnixMillis>,
 }
 
 impl AccountPoller {
@@ -74,24 +87,25 @@ impl AccountPoller {
         Self {
             account,
             client,
-            tracker: JobTracker::new(),
+            book: Arc::default(),
             metrics,
             board,
             clock,
             settings,
             failing: None,
-            last_full_scan: None,
         }
     }
 
     /// One poll at `now`, with nothing applied unless every call succeeded.
     async fn poll_once(&mut self, now: UnixMillis) -> Result<PollResult, ApiError> {
+        let mut book = self.book.lock().await;
+        let book = &mut *book;
         let full_scan_due = self.settings.full_scan_interval.is_zero()
-            || self.last_full_scan.is_none_or(|t| {
+            || book.last_full_scan.is_none_or(|t| {
                 now.saturating_sub(t) >= self.settings.full_scan_interval.as_millis() as i64
             });
         let request = PollRequest::new(
-            &self.tracker,
+            &book.tracker,
             now,
             self.settings.window,
             full_scan_due,
@@ -99,9 +113,9 @@ impl AccountPoller {
             self.settings.detail_concurrency,
         );
         if request.whole_window {
-            self.last_full_scan = Some(now);
+            book.last_full_scan = Some(now);
         }
-        let result = cycle::poll(&mut self.tracker, &self.client, &request).await?;
+        let result = cycle::poll(&mut book.tracker, &self.client, &request).await?;
         tracing::debug!(account = %self.account.name, pages = result.scan_pages, incremental = !request.whole_window, "scanned");
         Ok(result)
     }
@@ -112,6 +126,8 @@ impl AccountPoller {
         let now = self.clock.now_millis();
         let name = self.account.name.clone();
         let timeout = self.settings.cycle_timeout;
+        // A fault drill (`--features failpoints`): a panic between polls.
+        fail::fail_point!("poll-cycle");
         let result = match tokio::time::timeout(timeout, self.poll_once(now)).await {
             Ok(r) => r,
             Err(_) => Err(ApiError::Deadline { timeout }),
@@ -188,6 +204,90 @@ impl AccountPoller {
                 _ = self.cycle() => {}
                 _ = stop.changed() => return,
             }
+        }
+    }
+}
+
+/// The first pause before a dead poller is restarted; each death in a row
+/// doubles it, up to [`MAX_RESTART_DELAY`].
+pub const FIRST_RESTART_DELAY: Duration = Duration::from_secs(1);
+pub const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
+/// A poller that ran this long before dying starts the pauses over.
+const HEALTHY_RUN: Duration = Duration::from_secs(600);
+
+fn restart_delays() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(FIRST_RESTART_DELAY)
+        .with_max_delay(MAX_RESTART_DELAY)
+        .with_factor(2.0)
+        .without_max_times()
+        .build()
+}
+
+/// The text of a panic, for the log and the landing page.
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(payload) => payload.downcast_ref::<&str>().map_or_else(
+            || "a panic without a message".to_owned(),
+            |s| (*s).to_owned(),
+        ),
+    }
+}
+
+/// Runs `poller` in its own task until `stop` turns true, and restarts it
+/// whenever the task ends any other way (a panic, a bug): the death is
+/// logged once, counted in `nexrender_exporter_poller_restarts_total`,
+/// shown on `/readyz` and the landing page, and `nexrender_up` is 0 until
+/// the restarted poller succeeds. Restarts pause [`FIRST_RESTART_DELAY`],
+/// doubling up to [`MAX_RESTART_DELAY`] while deaths come in a row. The
+/// bookkeeping is kept, unless the poller died while applying a poll: then
+/// the next poll is a fresh baseline (nothing counted twice; completions
+/// between the last good poll and that baseline are not counted).
+pub async fn supervise(
+    poller: AccountPoller,
+    mut stop: watch::Receiver<bool>,
+    settings: watch::Receiver<PollSettings>,
+) {
+    let name = poller.account.name.clone();
+    let mut delays = restart_delays();
+    loop {
+        let mut incarnation = poller.clone();
+        incarnation.settings = settings.borrow().clone();
+        let started = Instant::now();
+        let ended = tokio::spawn(incarnation.run(stop.clone(), settings.clone())).await;
+        if *stop.borrow() {
+            return;
+        }
+        let why = match ended {
+            Ok(()) => "its task ended".to_owned(),
+            Err(e) if e.is_panic() => format!("panic: {}", panic_text(e.into_panic())),
+            Err(_) => "its task was cancelled".to_owned(),
+        };
+        let kept = {
+            let mut book = poller.book.lock().await;
+            let intact = book.tracker.is_intact();
+            if !intact {
+                *book = Bookkeeping::default();
+            }
+            intact
+        };
+        poller.metrics.poller_died(&name);
+        poller.board.poller_died(&name, &why);
+        if started.elapsed() >= HEALTHY_RUN {
+            delays = restart_delays();
+        }
+        let pause = delays.next().unwrap_or(MAX_RESTART_DELAY);
+        tracing::error!(
+            account = %name,
+            reason = %why,
+            restart_in = ?pause,
+            bookkeeping = if kept { "kept" } else { "lost mid-update: the next poll is a fresh baseline" },
+            "poller died; restarting it, nexrender_up is 0"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => return,
         }
     }
 }

@@ -220,6 +220,9 @@ pub struct JobTracker {
     baseline_done: bool,
     /// The end (`to_date`) of the last applied scan.
     last_scan_to: Option<UnixMillis>,
+    /// An `apply` began and did not finish (it panicked): the bookkeeping
+    /// is half updated and cannot be trusted.
+    applying: bool,
 }
 
 /// One pass of [`JobTracker::apply`] over the jobs: what it works with
@@ -309,6 +312,12 @@ impl JobTracker {
     /// table; `expected` jobs are made room for.
     pub fn scan_builder(&mut self, page_limit: usize, expected: usize) -> ScanBuilder<'_> {
         ScanBuilder::new(page_limit, expected, &mut self.statuses)
+    }
+
+    /// False after an `apply` that did not finish (a panic inside it): the
+    /// bookkeeping is half updated, and only a fresh baseline is safe.
+    pub fn is_intact(&self) -> bool {
+        !self.applying
     }
 
     /// Jobs remembered now (memory follows this).
@@ -420,6 +429,7 @@ impl JobTracker {
         window_start: UnixMillis,
         now: UnixMillis,
     ) -> Outcome {
+        self.applying = true;
         let first = !self.baseline_done;
         let mut pass = ApplyPass {
             statuses: &mut self.statuses,
@@ -469,6 +479,9 @@ impl JobTracker {
             pass.count(&tracked, || JobId::Ulid(ulid::Ulid(key)));
             kept.push(Entry { key, tracked });
         }
+        // A fault drill (`--features failpoints`): a panic with the ULID
+        // jobs taken out of the table.
+        fail::fail_point!("tracker-apply");
         drop(old);
         kept.shrink_to_fit();
         self.jobs.ulids = kept;
@@ -529,6 +542,7 @@ impl JobTracker {
         }
         self.baseline_done = true;
         self.last_scan_to = Some(now);
+        self.applying = false;
         out.tracked = self.jobs.len();
         out
     }

@@ -72,6 +72,15 @@ impl Exporter {
     }
 
     pub fn start_with(config: tempfile::NamedTempFile, extra_args: &[&str]) -> Exporter {
+        Self::start_with_env(config, extra_args, &[])
+    }
+
+    /// As [`Self::start_with`], with `env` added to the environment.
+    pub fn start_with_env(
+        config: tempfile::NamedTempFile,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Exporter {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("exporter.log");
@@ -84,6 +93,7 @@ impl Exporter {
             .args(extra_args)
             .env_remove("NEXRENDER_API_TOKEN")
             .env_remove("NEXRENDER_API_URL")
+            .envs(env.iter().copied())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .stdin(Stdio::null())
