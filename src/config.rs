@@ -58,6 +58,9 @@ pub struct PollConfig {
     /// Wait after a 429 without a usable Retry-After header.
     #[serde(with = "humantime_serde")]
     pub rate_limit_wait: Duration,
+    /// The longest wait a 429 imposes, whatever its Retry-After says.
+    #[serde(with = "humantime_serde")]
+    pub max_rate_limit_wait: Duration,
     /// A whole poll (all pages, look-ups and retries) longer than this fails.
     #[serde(with = "humantime_serde")]
     pub cycle_timeout: Duration,
@@ -82,6 +85,7 @@ impl Default for PollConfig {
             max_retry_backoff: Duration::from_secs(10),
             max_requests_per_second: 10,
             rate_limit_wait: Duration::from_secs(30),
+            max_rate_limit_wait: Duration::from_secs(600),
             cycle_timeout: Duration::from_secs(300),
             full_scan_interval: Duration::from_secs(3600),
         }
@@ -184,6 +188,7 @@ impl PollConfig {
             max_backoff: self.max_retry_backoff,
             max_requests_per_second: self.max_requests_per_second,
             rate_limit_default_wait: self.rate_limit_wait,
+            max_rate_limit_wait: self.max_rate_limit_wait,
         }
     }
 }
@@ -373,6 +378,18 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
             format!("must be at least 1024, got {}", c.poll.max_response_bytes),
         );
     }
+    if c.poll.max_rate_limit_wait.is_zero() {
+        return err("poll.max_rate_limit_wait", "must be longer than 0s".into());
+    }
+    if c.poll.rate_limit_wait > c.poll.max_rate_limit_wait {
+        return err(
+            "poll.rate_limit_wait",
+            format!(
+                "must not be longer than poll.max_rate_limit_wait ({:?}), got {:?}",
+                c.poll.max_rate_limit_wait, c.poll.rate_limit_wait
+            ),
+        );
+    }
     if !c.web.telemetry_path.starts_with('/') || c.web.telemetry_path == "/" {
         return err(
             "web.telemetry_path",
@@ -553,6 +570,14 @@ mod tests {
             (
                 "log:\n  level: loud\naccounts: [{name: a, token: x}]\n",
                 "log.level",
+            ),
+            (
+                "poll:\n  rate_limit_wait: 11m\naccounts: [{name: a, token: x}]\n",
+                "poll.rate_limit_wait",
+            ),
+            (
+                "poll:\n  max_rate_limit_wait: 0s\naccounts: [{name: a, token: x}]\n",
+                "poll.max_rate_limit_wait",
             ),
             ("{}\n", "accounts"),
         ];

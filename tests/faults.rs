@@ -412,3 +412,50 @@ async fn the_request_rate_limit_spaces_out_a_long_scan() {
     .unwrap();
     assert!(took >= 4.0, "the limiter spaced the requests: {took} s");
 }
+
+#[tokio::test]
+async fn a_huge_or_far_future_retry_after_waits_only_max_rate_limit_wait_then_polling_resumes() {
+    let (sim, _) = farm().await;
+    // A short maximum so the test does not wait the default 10 minutes.
+    let exp = exporter(
+        &sim,
+        &[("max_rate_limit_wait", "3s"), ("rate_limit_wait", "1s")],
+    );
+    exp.polls("main", 1).await;
+    let answers = [
+        RetryAfter::Seconds(u64::MAX),
+        RetryAfter::Raw("Fri, 31 Dec 9999 23:59:59 GMT".into()),
+    ];
+    for (n, retry_after) in answers.into_iter().enumerate() {
+        sim.sim.add_fault(FaultRule::new(
+            Endpoint::ListJobs,
+            Fault::RateLimited {
+                retry_after: retry_after.clone(),
+            },
+            Schedule::Next { count: 1 },
+        ));
+        let m = exp
+            .wait_for(
+                |m| poll_errors(m, "rate_limited") == (n + 1) as f64,
+                &format!("the 429 with {retry_after:?} seen"),
+            )
+            .await;
+        let limited_at = Instant::now();
+        assert_eq!(up(&m), Some(0.0), "{retry_after:?}");
+        assert_eq!(jobs(&m, "main", "queued"), Some(3.0), "last numbers kept");
+        // Polling resumes after the 3 s maximum, not after the header's wait
+        // (which would be never, or a panic of the poller).
+        let m = exp
+            .wait_for(|m| up(m) == Some(1.0), "polling resumed after the clamp")
+            .await;
+        assert!(
+            limited_at.elapsed() >= Duration::from_secs(2),
+            "the maximum wait was honoured: {:?}",
+            limited_at.elapsed()
+        );
+        assert_eq!(requests(&m, "list_jobs", "429"), (n + 1) as f64);
+        sim.sim.clear_faults();
+    }
+    let log = exp.log();
+    assert!(!log.contains("panicked"), "{log}");
+}

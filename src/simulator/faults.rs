@@ -30,12 +30,15 @@ impl Endpoint {
     }
 }
 
-/// `Retry-After` as a number of seconds or as an HTTP date that far ahead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `Retry-After` as a number of seconds, as an HTTP date that far ahead, or
+/// as a raw header value (a far date, a negative number, garbage), to see
+/// how clients cope with what no well-behaved API sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RetryAfter {
     Seconds(u64),
     HttpDate(u64),
+    Raw(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
