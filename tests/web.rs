@@ -335,3 +335,109 @@ async fn idle_and_oversized_clients_do_not_block_scrapes() {
     );
     drop(idle);
 }
+
+/// Scrapes `url` as `prometheus` one request after another for `span`;
+/// returns the mean scrape latency and how many successful polls of `main`
+/// the exporter reported meanwhile.
+async fn authorised_pace(c: &reqwest::Client, url: &str, span: Duration) -> (Duration, f64) {
+    let polls = |m: &str| {
+        value(
+            m,
+            "nexrender_exporter_polls_total{account=\"main\",result=\"success\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    let scrape = || async {
+        let t = Instant::now();
+        let r = c
+            .get(url)
+            .basic_auth("prometheus", Some("s3cret-pass"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        (t.elapsed(), polls(&text))
+    };
+    let started = Instant::now();
+    let (_, first) = scrape().await;
+    let (mut total, mut n, mut last) = (Duration::ZERO, 0u32, first);
+    while started.elapsed() < span {
+        let (took, p) = scrape().await;
+        total += took;
+        n += 1;
+        last = p;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (total / n.max(1), last - first)
+}
+
+#[tokio::test]
+async fn a_flood_of_wrong_passwords_starves_neither_scrapes_nor_polls() {
+    let dir = tempfile::tempdir().unwrap();
+    // Cost 8: a few milliseconds of CPU per check, so 64 clients looping can
+    // keep every core busy if the checks are not bounded.
+    let hash = bcrypt::hash("s3cret-pass", 8).unwrap();
+    let (exp, _sim) = start(
+        &format!("basic_auth_users:\n  prometheus: '{hash}'\n"),
+        dir.path(),
+    )
+    .await;
+    let c = reqwest::Client::new();
+    let url = exp.url("/metrics");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok = c
+            .get(&url)
+            .basic_auth("prometheus", Some("s3cret-pass"))
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status() == 200);
+        if ok == Some(true) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never answered:\n{}", exp.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let span = Duration::from_secs(5);
+    let (calm_latency, calm_polls) = authorised_pace(&c, &url, span).await;
+
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let (url, flooding) = (url.clone(), flooding.clone());
+        flood.spawn(async move {
+            let c = reqwest::Client::new();
+            // Half guess passwords of the real user, half guess user names.
+            let user = if i % 2 == 0 { "prometheus" } else { "admin" };
+            let mut refused = 0u32;
+            while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(r) = c.get(&url).basic_auth(user, Some("guess")).send().await {
+                    assert_eq!(r.status(), 401);
+                    refused += 1;
+                }
+            }
+            refused
+        });
+    }
+    let (flood_latency, flood_polls) = authorised_pace(&c, &url, span).await;
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut refused = 0;
+    while let Some(n) = flood.join_next().await {
+        refused += n.unwrap();
+    }
+    assert!(refused > 64, "the flood was real: {refused} refusals");
+    // A factor of 5: the flood's own clients share this machine's cores with
+    // the exporter, so some slowdown is honest; starvation (every core busy
+    // with bcrypt) costs far more. The 10 ms floor keeps a sub-millisecond
+    // calm latency from turning scheduling noise into a failure.
+    assert!(
+        flood_latency <= calm_latency.max(Duration::from_millis(10)) * 5,
+        "authorised scrapes kept their pace: {calm_latency:?} calm, {flood_latency:?} under the flood"
+    );
+    assert!(
+        flood_polls * 5.0 >= calm_polls && flood_polls >= 1.0,
+        "polls kept their pace: {calm_polls} calm, {flood_polls} under the flood"
+    );
+}
