@@ -97,6 +97,15 @@ impl Default for PollConfig {
 pub struct WebConfig {
     pub listen_address: String,
     pub telemetry_path: String,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// Time a client has to send its request headers; also how long a
+    /// kept-alive connection waits for the next request.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A connection that moves no byte either way for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for WebConfig {
@@ -104,6 +113,20 @@ impl Default for WebConfig {
         Self {
             listen_address: DEFAULT_LISTEN_ADDRESS.into(),
             telemetry_path: "/metrics".into(),
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl WebConfig {
+    /// The HTTP server's side of these settings.
+    pub fn limits(&self) -> crate::http::ServerLimits {
+        crate::http::ServerLimits {
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
         }
     }
 }
@@ -398,6 +421,17 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
                 c.web.telemetry_path
             ),
         );
+    }
+    if c.web.max_connections == 0 {
+        return err("web.max_connections", "must be at least 1".into());
+    }
+    for (key, d) in [
+        ("web.header_timeout", c.web.header_timeout),
+        ("web.idle_timeout", c.web.idle_timeout),
+    ] {
+        if d < Duration::from_secs(1) {
+            return err(key, format!("must be at least 1s, got {d:?}"));
+        }
     }
     let lvl = c.log.level.to_ascii_lowercase();
     let plain = ["error", "warn", "info", "debug", "trace", "off"].contains(&lvl.as_str());

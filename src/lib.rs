@@ -13,6 +13,7 @@ pub mod process;
 pub mod scan;
 pub mod secret;
 pub mod simulator;
+pub mod stall;
 pub mod status;
 pub mod timefmt;
 pub mod tracker;
