@@ -63,6 +63,9 @@ pub enum Fault {
     ConnectionReset,
     /// 401 with no body, as for a revoked token.
     Unauthorized,
+    /// A 200 with this JSON body, whatever was asked: jobs without ids,
+    /// impossible timestamps, the same page for every offset.
+    Answer { body: serde_json::Value },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -317,6 +317,12 @@ impl Simulator {
                 }
                 return reply;
             }
+            Some(Fault::Answer { body }) => {
+                return answer(
+                    StatusCode::OK,
+                    serde_json::to_vec(&body).unwrap_or_default(),
+                )
+            }
             Some(Fault::MalformedJson) => {
                 return answer(
                     StatusCode::OK,
