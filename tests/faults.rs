@@ -57,12 +57,13 @@ fn requests(m: &str, endpoint: &str, code: &str) -> f64 {
     value(m, &format!("nexrender_exporter_api_requests_total{{account=\"main\",code=\"{code}\",endpoint=\"{endpoint}\"}}")).unwrap_or(0.0)
 }
 
+/// The value of counter `name{account="main",label="v"}`, 0 when absent.
+fn main_counter(m: &str, name: &str, label: &str, v: &str) -> f64 {
+    value(m, &format!("{name}{{account=\"main\",{label}=\"{v}\"}}")).unwrap_or(0.0)
+}
+
 fn poll_errors(m: &str, reason: &str) -> f64 {
-    value(
-        m,
-        &format!("nexrender_exporter_poll_errors_total{{account=\"main\",reason=\"{reason}\"}}"),
-    )
-    .unwrap_or(0.0)
+    main_counter(m, "nexrender_exporter_poll_errors_total", "reason", reason)
 }
 
 #[tokio::test]
@@ -503,11 +504,7 @@ async fn an_api_that_answers_the_same_full_page_for_every_offset_fails_the_poll_
 }
 
 fn skipped(m: &str, reason: &str) -> f64 {
-    value(
-        m,
-        &format!("nexrender_exporter_jobs_skipped_total{{account=\"main\",reason=\"{reason}\"}}"),
-    )
-    .unwrap_or(0.0)
+    main_counter(m, "nexrender_exporter_jobs_skipped_total", "reason", reason)
 }
 
 #[tokio::test]
@@ -591,13 +588,13 @@ async fn impossible_timestamps_and_durations_are_ignored_and_counted_and_the_job
         .await;
     for field in ["created_at", "started_at", "render_duration"] {
         assert_eq!(
-            value(
+            main_counter(
                 &m,
-                &format!(
-                    "nexrender_exporter_invalid_values_total{{account=\"main\",field=\"{field}\"}}"
-                )
+                "nexrender_exporter_invalid_values_total",
+                "field",
+                field
             ),
-            Some(1.0),
+            1.0,
             "{field}:\n{m}"
         );
     }

@@ -159,15 +159,28 @@ async fn client_certificates_are_required_when_configured() {
     );
 }
 
-#[tokio::test]
-async fn basic_auth_refuses_missing_and_wrong_passwords_with_401() {
+/// The exporter with one basic auth user, `prometheus` / `s3cret-pass`,
+/// hashed at bcrypt `cost`.
+async fn start_with_basic_auth(
+    cost: u32,
+) -> (
+    Exporter,
+    nexrender_exporter::simulator::RunningSimulator,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let hash = bcrypt::hash("s3cret-pass", 4).unwrap();
-    let (exp, _sim) = start(
+    let hash = bcrypt::hash("s3cret-pass", cost).unwrap();
+    let (exp, sim) = start(
         &format!("basic_auth_users:\n  prometheus: '{hash}'\n"),
         dir.path(),
     )
     .await;
+    (exp, sim, dir)
+}
+
+#[tokio::test]
+async fn basic_auth_refuses_missing_and_wrong_passwords_with_401() {
+    let (exp, _sim, _dir) = start_with_basic_auth(4).await;
     let c = reqwest::Client::new();
     let url = exp.url("/metrics");
     let r = until_ok(&c, &url).await;
@@ -528,15 +541,9 @@ async fn authorised_pace(c: &reqwest::Client, url: &str, span: Duration) -> (Dur
 
 #[tokio::test]
 async fn a_flood_of_wrong_passwords_starves_neither_scrapes_nor_polls() {
-    let dir = tempfile::tempdir().unwrap();
     // Cost 8: a few milliseconds of CPU per check, so 64 clients looping can
     // keep every core busy if the checks are not bounded.
-    let hash = bcrypt::hash("s3cret-pass", 8).unwrap();
-    let (exp, _sim) = start(
-        &format!("basic_auth_users:\n  prometheus: '{hash}'\n"),
-        dir.path(),
-    )
-    .await;
+    let (exp, _sim, _dir) = start_with_basic_auth(8).await;
     let c = reqwest::Client::new();
     let url = exp.url("/metrics");
     let deadline = Instant::now() + Duration::from_secs(20);

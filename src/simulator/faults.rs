@@ -175,8 +175,11 @@ impl FaultPlan {
             let active = match &a.rule.when {
                 Schedule::Always => true,
                 Schedule::Window { after, lasting } => {
-                    let start = after.as_millis() as i64;
-                    since >= start && lasting.is_none_or(|l| since < start + l.as_millis() as i64)
+                    // Saturating: a window of a thousand years is "forever",
+                    // not an overflow.
+                    let ms = |d: &Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+                    let start = ms(after);
+                    since >= start && lasting.is_none_or(|l| since < start.saturating_add(ms(&l)))
                 }
                 Schedule::Next { count } => a.matched <= u64::from(*count),
                 Schedule::EveryNth { n } => a.matched % u64::from(*n) == 0,
