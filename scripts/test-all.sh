@@ -30,10 +30,17 @@ python3 grafana/generate.py --check
 cargo fmt --check
 cargo clippy --all-targets --all-features -- -D warnings
 
-# Dependency audit: licences, banned crates, sources. (The advisory
-# database cannot be fetched here, so advisories are not checked.)
+# Dependency audit: licences, banned crates, sources; then known
+# vulnerabilities. The RustSec database cannot be fetched here, so the
+# advisory check runs offline against the dated snapshot that
+# ../shared/security/ keeps beside the project, when it is there.
 command -v cargo-deny >/dev/null || cargo install cargo-deny --locked --quiet
 cargo deny check licenses bans sources
+if [ -f ../shared/security/deny-advisories.sh ]; then
+  bash ../shared/security/deny-advisories.sh
+else
+  echo "advisory check skipped: ../shared/security/deny-advisories.sh not found"
+fi
 
 # A short fuzzing run of every parser of outside data.
 bash scripts/fuzz.sh 20

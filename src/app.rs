@@ -233,6 +233,7 @@ pub async fn run(
         listener,
         state,
         tls,
+        cfg.web.limits(),
         stop.clone(),
         Duration::from_secs(5),
     ));

@@ -58,6 +58,9 @@ pub struct PollConfig {
     /// Wait after a 429 without a usable Retry-After header.
     #[serde(with = "humantime_serde")]
     pub rate_limit_wait: Duration,
+    /// The longest wait a 429 imposes, whatever its Retry-After says.
+    #[serde(with = "humantime_serde")]
+    pub max_rate_limit_wait: Duration,
     /// A whole poll (all pages, look-ups and retries) longer than this fails.
     #[serde(with = "humantime_serde")]
     pub cycle_timeout: Duration,
@@ -82,6 +85,7 @@ impl Default for PollConfig {
             max_retry_backoff: Duration::from_secs(10),
             max_requests_per_second: 10,
             rate_limit_wait: Duration::from_secs(30),
+            max_rate_limit_wait: Duration::from_secs(600),
             cycle_timeout: Duration::from_secs(300),
             full_scan_interval: Duration::from_secs(3600),
         }
@@ -93,6 +97,15 @@ impl Default for PollConfig {
 pub struct WebConfig {
     pub listen_address: String,
     pub telemetry_path: String,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// Time a client has to send its request headers; also how long a
+    /// kept-alive connection waits for the next request.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A connection that moves no byte either way for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for WebConfig {
@@ -100,6 +113,20 @@ impl Default for WebConfig {
         Self {
             listen_address: DEFAULT_LISTEN_ADDRESS.into(),
             telemetry_path: "/metrics".into(),
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl WebConfig {
+    /// The HTTP server's side of these settings.
+    pub fn limits(&self) -> crate::http::ServerLimits {
+        crate::http::ServerLimits {
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
         }
     }
 }
@@ -184,6 +211,7 @@ impl PollConfig {
             max_backoff: self.max_retry_backoff,
             max_requests_per_second: self.max_requests_per_second,
             rate_limit_default_wait: self.rate_limit_wait,
+            max_rate_limit_wait: self.max_rate_limit_wait,
         }
     }
 }
@@ -373,6 +401,18 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
             format!("must be at least 1024, got {}", c.poll.max_response_bytes),
         );
     }
+    if c.poll.max_rate_limit_wait.is_zero() {
+        return err("poll.max_rate_limit_wait", "must be longer than 0s".into());
+    }
+    if c.poll.rate_limit_wait > c.poll.max_rate_limit_wait {
+        return err(
+            "poll.rate_limit_wait",
+            format!(
+                "must not be longer than poll.max_rate_limit_wait ({:?}), got {:?}",
+                c.poll.max_rate_limit_wait, c.poll.rate_limit_wait
+            ),
+        );
+    }
     if !c.web.telemetry_path.starts_with('/') || c.web.telemetry_path == "/" {
         return err(
             "web.telemetry_path",
@@ -381,6 +421,17 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
                 c.web.telemetry_path
             ),
         );
+    }
+    if c.web.max_connections == 0 {
+        return err("web.max_connections", "must be at least 1".into());
+    }
+    for (key, d) in [
+        ("web.header_timeout", c.web.header_timeout),
+        ("web.idle_timeout", c.web.idle_timeout),
+    ] {
+        if d < Duration::from_secs(1) {
+            return err(key, format!("must be at least 1s, got {d:?}"));
+        }
     }
     let lvl = c.log.level.to_ascii_lowercase();
     let plain = ["error", "warn", "info", "debug", "trace", "off"].contains(&lvl.as_str());
@@ -553,6 +604,14 @@ mod tests {
             (
                 "log:\n  level: loud\naccounts: [{name: a, token: x}]\n",
                 "log.level",
+            ),
+            (
+                "poll:\n  rate_limit_wait: 11m\naccounts: [{name: a, token: x}]\n",
+                "poll.rate_limit_wait",
+            ),
+            (
+                "poll:\n  max_rate_limit_wait: 0s\naccounts: [{name: a, token: x}]\n",
+                "poll.max_rate_limit_wait",
             ),
             ("{}\n", "accounts"),
         ];

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::board::{AccountState, StatusBoard};
 use crate::metrics::Metrics;
+use crate::stall::StallGuard;
 use crate::timefmt::format_millis;
 use crate::version::{REVISION, VERSION};
 use crate::webconfig::{BasicAuth, TlsReloader};
@@ -29,10 +30,19 @@ pub struct WebState {
     pub auth: Option<BasicAuth>,
 }
 
-/// Connections served at once; more wait to be accepted.
-pub const MAX_CONNECTIONS: usize = 4096;
-/// Time a client has to send its request headers (slow clients are cut).
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much the server gives one client (`web.*` in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServerLimits {
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// Time a client has to send its request headers, and the longest a
+    /// kept-alive connection waits for its next request.
+    pub header_timeout: Duration,
+    /// A connection that moves no byte either way for this long is closed
+    /// (a client that never reads its answer).
+    pub idle_timeout: Duration,
+}
+
 /// Time a client has to finish the TLS handshake.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Request line and headers larger than this get 431.
@@ -166,8 +176,12 @@ async fn handle(state: Arc<WebState>, req: Request<Incoming>) -> Response<Full<B
     route(&state, req.method(), req.uri().path())
 }
 
-async fn serve_io<I>(io: I, state: Arc<WebState>, mut stop: watch::Receiver<bool>)
-where
+async fn serve_io<I>(
+    io: I,
+    state: Arc<WebState>,
+    header_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -176,7 +190,7 @@ where
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEADER_BYTES)
         .serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
@@ -191,17 +205,19 @@ where
 
 /// Serves until `stop` turns true, then lets requests in flight finish
 /// (for at most `grace`). With `tls`, every connection is TLS, with the
-/// certificate as it is on disk now. At most [`MAX_CONNECTIONS`] are
-/// served at once; slow clients are cut after [`HEADER_TIMEOUT`].
+/// certificate as it is on disk now. At most `limits.max_connections` are
+/// served at once; slow clients are cut after `limits.header_timeout`
+/// (headers) or `limits.idle_timeout` (no byte moved, plain or TLS).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<WebState>,
     tls: Option<Arc<TlsReloader>>,
+    limits: ServerLimits,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
     let mut conns = tokio::task::JoinSet::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p {
@@ -223,18 +239,21 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
+        // Below TLS, so a stalled handshake or a stalled encrypted answer
+        // counts the same as a plain one.
+        let stream = StallGuard::new(stream, limits.idle_timeout);
         let state = state.clone();
         let stop = stop.clone();
         let tls = tls.clone();
         conns.spawn(async move {
             let _permit = permit;
             match tls {
-                None => serve_io(stream, state, stop).await,
+                None => serve_io(stream, state, limits.header_timeout, stop).await,
                 Some(tls) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(s)) => serve_io(s, state, stop).await,
+                        Ok(Ok(s)) => serve_io(s, state, limits.header_timeout, stop).await,
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }

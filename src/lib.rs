@@ -15,6 +15,7 @@ mod process;
 pub mod scan;
 pub mod secret;
 pub mod simulator;
+mod stall;
 pub mod status;
 pub mod timefmt;
 pub mod tracker;

@@ -95,7 +95,10 @@ pub fn load(path: &Path) -> Result<WebSecurity, WebConfigError> {
                 "basic_auth_users: user name '{user}' must be non-empty and without ':'"
             )));
         }
-        if hash.parse::<bcrypt::HashParts>().is_err() {
+        if hash
+            .parse::<bcrypt::HashParts>()
+            .map_or(true, |p| !(4..=31).contains(&p.get_cost()))
+        {
             return Err(err(format!(
                 "basic_auth_users.{user}: expected a bcrypt hash ($2a$, $2b$ or $2y$...)"
             )));
@@ -125,7 +128,11 @@ pub fn load(path: &Path) -> Result<WebSecurity, WebConfigError> {
             Some(Arc::new(reloader))
         }
     };
-    let auth = (!cfg.basic_auth_users.is_empty()).then(|| BasicAuth::new(cfg.basic_auth_users));
+    let auth = if cfg.basic_auth_users.is_empty() {
+        None
+    } else {
+        Some(BasicAuth::new(cfg.basic_auth_users).map_err(err)?)
+    };
     Ok(WebSecurity { tls, auth })
 }
 
@@ -239,22 +246,72 @@ impl TlsReloader {
     }
 }
 
-/// Basic auth against bcrypt hashes. bcrypt is slow by design, so a
-/// successful check is remembered (keyed by a randomly seeded hash of the
-/// password, never the password) and repeated scrapes cost a map look-up.
+/// Basic auth against bcrypt hashes, as Prometheus's exporter-toolkit does
+/// it, without side channels:
+///
+/// - an unknown user costs the same bcrypt work as a known one (a check
+///   against a dummy hash of the highest configured cost), so response times
+///   do not tell which user names exist;
+/// - bcrypt runs on the blocking pool, never on the async workers, and at
+///   most half the cores' worth at once (a FIFO semaphore), so a flood of
+///   bad logins queues behind itself instead of taking every core from the
+///   pollers and the scrapes;
+/// - a successful check is remembered, keyed by the user and a randomly
+///   seeded hash of the password (never the password), so repeated scrapes
+///   cost a map look-up.
 pub struct BasicAuth {
     users: BTreeMap<String, String>,
+    /// A hash of a random password at the highest cost among `users`.
+    dummy: String,
     verified: Mutex<HashMap<(String, u64), ()>>,
     seed: RandomState,
+    verifiers: Arc<tokio::sync::Semaphore>,
+}
+
+/// The number of bcrypt checks that may run at once: half the cores, so at
+/// least one core always stays for polls and scrapes.
+fn verifier_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
+/// Splits an `Authorization` header value into user and password. The
+/// scheme is matched case-insensitively (RFC 9110, section 11.1).
+fn basic_credentials(header: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let (scheme, rest) = header.trim_start().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let s = String::from_utf8(raw).ok()?;
+    let (u, p) = s.split_once(':')?;
+    Some((u.to_owned(), p.to_owned()))
 }
 
 impl BasicAuth {
-    fn new(users: BTreeMap<String, String>) -> Self {
-        Self {
+    /// `users` hold bcrypt hashes (checked by [`load`]); the error says
+    /// why the dummy hash cannot be made.
+    fn new(users: BTreeMap<String, String>) -> Result<Self, String> {
+        let cost = users
+            .values()
+            .filter_map(|h| h.parse::<bcrypt::HashParts>().ok())
+            .map(|p| p.get_cost())
+            .max()
+            .unwrap_or(bcrypt::DEFAULT_COST);
+        // The dummy's password is random and thrown away: nobody can log in
+        // as an unknown user by guessing it.
+        let password = format!("{:x}", RandomState::new().hash_one(Instant::now()));
+        let dummy = bcrypt::hash(password, cost)
+            .map_err(|e| format!("basic_auth_users: cost {cost}: {e}"))?;
+        Ok(Self {
             users,
+            dummy,
             verified: Mutex::new(HashMap::new()),
             seed: RandomState::new(),
-        }
+            verifiers: Arc::new(tokio::sync::Semaphore::new(verifier_slots())),
+        })
     }
 
     fn fingerprint(&self, password: &str) -> u64 {
@@ -263,35 +320,31 @@ impl BasicAuth {
 
     /// Checks an `Authorization` header value.
     pub async fn check(&self, header: Option<&str>) -> bool {
-        use base64::Engine;
-        let Some((user, password)) = header
-            .and_then(|h| h.strip_prefix("Basic "))
-            .and_then(|b| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(b.trim())
-                    .ok()
-            })
-            .and_then(|raw| String::from_utf8(raw).ok())
-            .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())))
-        else {
+        let Some((user, password)) = header.and_then(basic_credentials) else {
             return false;
         };
-        let Some(hash) = self.users.get(&user).cloned() else {
-            return false;
+        let (hash, known) = match self.users.get(&user) {
+            Some(h) => (h.clone(), true),
+            None => (self.dummy.clone(), false),
         };
         let key = (user, self.fingerprint(&password));
-        if self
-            .verified
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&key)
+        if known
+            && self
+                .verified
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&key)
         {
             return true;
         }
+        let Ok(_slot) = self.verifiers.clone().acquire_owned().await else {
+            return false;
+        };
         let ok =
             tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
                 .await
-                .unwrap_or(false);
+                .unwrap_or(false)
+                && known;
         if ok {
             let mut v = self.verified.lock().unwrap_or_else(|p| p.into_inner());
             if v.len() > 1000 {
@@ -300,5 +353,82 @@ impl BasicAuth {
             v.insert(key, ());
         }
         ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn header(scheme: &str, user: &str, password: &str) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        format!("{scheme} {b64}")
+    }
+
+    fn auth(cost: u32) -> BasicAuth {
+        let hash = bcrypt::hash("s3cret", cost).unwrap();
+        BasicAuth::new(BTreeMap::from([("prometheus".to_owned(), hash)])).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_basic_scheme_is_matched_case_insensitively() {
+        let a = auth(4);
+        for scheme in ["Basic", "basic", "BASIC", "bAsIc"] {
+            assert!(
+                a.check(Some(&header(scheme, "prometheus", "s3cret"))).await,
+                "{scheme}"
+            );
+        }
+        assert!(
+            !a.check(Some(&header("Bearer", "prometheus", "s3cret")))
+                .await
+        );
+        assert!(!a.check(Some("Basic")).await);
+        assert!(!a.check(Some("Basic !!!")).await);
+        assert!(!a.check(None).await);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_is_refused_even_with_the_dummy_cost() {
+        let a = auth(4);
+        assert!(
+            a.dummy.starts_with("$2") && a.dummy.contains("$04$"),
+            "{}",
+            a.dummy
+        );
+        assert!(!a.check(Some(&header("Basic", "nobody", "s3cret"))).await);
+        assert!(!a.check(Some(&header("Basic", "prometheus", "wrong"))).await);
+    }
+
+    /// Median wall time of `n` checks of `h`.
+    async fn median_check_time(a: &BasicAuth, h: &str, n: usize) -> Duration {
+        let mut times = Vec::new();
+        for _ in 0..n {
+            let t = Instant::now();
+            assert!(!a.check(Some(h)).await);
+            times.push(t.elapsed());
+        }
+        times.sort();
+        times[n / 2]
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_and_a_wrong_password_take_comparable_time() {
+        // Cost 8 takes several milliseconds, far above scheduling noise.
+        let a = auth(8);
+        let unknown = median_check_time(&a, &header("Basic", "nobody", "x"), 7).await;
+        let wrong = median_check_time(&a, &header("Basic", "prometheus", "x"), 7).await;
+        assert!(
+            unknown >= Duration::from_millis(2) && wrong >= Duration::from_millis(2),
+            "both cost bcrypt work: unknown {unknown:?}, wrong password {wrong:?}"
+        );
+        // Same work, so the same order of magnitude; a factor of 3 leaves
+        // room for a shared machine's noise between the two series.
+        let (lo, hi) = (unknown.min(wrong), unknown.max(wrong));
+        assert!(
+            hi < lo * 3,
+            "unknown {unknown:?} vs wrong password {wrong:?}"
+        );
     }
 }

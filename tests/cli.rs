@@ -148,3 +148,62 @@ async fn demo_mode_serves_lively_numbers_from_the_built_in_simulator() {
         "json logs: {log}"
     );
 }
+
+/// Tokens that YAML reads as a number, a float or a boolean, and the texts
+/// that would give them away (as written, and as the number YAML made of it).
+const UNQUOTED_TOKENS: [(&str, &[&str]); 3] = [
+    ("12345678901234567890", &["12345678901234567890"]),
+    ("1e10", &["1e10", "10000000000"]),
+    ("true", &["true"]),
+];
+
+/// The error names the token key and the file and shows none of `secrets`.
+fn assert_names_the_token_key_but_not_its_value(err: &str, file: &str, secrets: &[&str]) {
+    assert!(
+        err.contains("token") && err.contains(file) && err.contains("quote it"),
+        "{err}"
+    );
+    for s in secrets {
+        assert!(!err.contains(s), "{s} echoed: {err}");
+    }
+}
+
+#[test]
+fn a_token_yaml_reads_as_a_number_or_boolean_is_never_echoed_by_check_config() {
+    for (token, secrets) in UNQUOTED_TOKENS {
+        let f = yaml_file(&format!("accounts:\n  - name: a\n    token: {token}\n"));
+        let out = check_config(&f).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{token}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_names_the_token_key_but_not_its_value(
+            &err,
+            &f.path().display().to_string(),
+            secrets,
+        );
+    }
+}
+
+#[test]
+fn a_token_yaml_reads_as_a_number_or_boolean_is_never_echoed_at_start() {
+    for (token, secrets) in UNQUOTED_TOKENS {
+        let f = yaml_file(&format!("accounts:\n  - name: a\n    token: {token}\n"));
+        let out = exporter()
+            .arg("--config")
+            .arg(f.path())
+            .arg("--web.listen-address")
+            .arg("127.0.0.1:0")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{token}");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_names_the_token_key_but_not_its_value(
+            &all,
+            &f.path().display().to_string(),
+            secrets,
+        );
+    }
+}

@@ -57,12 +57,13 @@ fn requests(m: &str, endpoint: &str, code: &str) -> f64 {
     value(m, &format!("nexrender_exporter_api_requests_total{{account=\"main\",code=\"{code}\",endpoint=\"{endpoint}\"}}")).unwrap_or(0.0)
 }
 
+/// The value of counter `name{account="main",label="v"}`, 0 when absent.
+fn main_counter(m: &str, name: &str, label: &str, v: &str) -> f64 {
+    value(m, &format!("{name}{{account=\"main\",{label}=\"{v}\"}}")).unwrap_or(0.0)
+}
+
 fn poll_errors(m: &str, reason: &str) -> f64 {
-    value(
-        m,
-        &format!("nexrender_exporter_poll_errors_total{{account=\"main\",reason=\"{reason}\"}}"),
-    )
-    .unwrap_or(0.0)
+    main_counter(m, "nexrender_exporter_poll_errors_total", "reason", reason)
 }
 
 #[tokio::test]
@@ -160,14 +161,15 @@ async fn two_503s_in_a_row_are_retried_within_the_poll_and_up_stays_1() {
 }
 
 /// Installs `fault` for good and checks the poll fails for `reason` while
-/// the job numbers stay, then recovers when the fault goes.
+/// the job numbers stay, then recovers when the fault goes. Returns the
+/// metrics and the log at the end.
 async fn fails_with(
     fault: Fault,
     endpoint: Endpoint,
     reason: &str,
     code: &str,
     overrides: &[(&str, &str)],
-) {
+) -> (String, String) {
     let (sim, ids) = farm().await;
     let exp = exporter(&sim, overrides);
     exp.polls("main", 1).await;
@@ -217,11 +219,12 @@ async fn fails_with(
         1,
         "one log line per kind of trouble:\n{log}"
     );
+    (m, log)
 }
 
 #[tokio::test]
 async fn persistent_500s_fail_the_poll_after_retries() {
-    fails_with(
+    let _ = fails_with(
         Fault::Status { code: 500 },
         Endpoint::ListJobs,
         "server_error",
@@ -233,7 +236,7 @@ async fn persistent_500s_fail_the_poll_after_retries() {
 
 #[tokio::test]
 async fn a_502_on_detail_look_ups_fails_the_poll_without_counting_anything() {
-    fails_with(
+    let _ = fails_with(
         Fault::Status { code: 502 },
         Endpoint::GetJob,
         "server_error",
@@ -245,7 +248,7 @@ async fn a_502_on_detail_look_ups_fails_the_poll_without_counting_anything() {
 
 #[tokio::test]
 async fn malformed_json_is_a_decode_failure() {
-    fails_with(
+    let _ = fails_with(
         Fault::MalformedJson,
         Endpoint::ListJobs,
         "decode",
@@ -257,7 +260,7 @@ async fn malformed_json_is_a_decode_failure() {
 
 #[tokio::test]
 async fn a_truncated_body_is_a_transport_failure() {
-    fails_with(
+    let _ = fails_with(
         Fault::Truncated,
         Endpoint::ListJobs,
         "transport",
@@ -269,7 +272,7 @@ async fn a_truncated_body_is_a_transport_failure() {
 
 #[tokio::test]
 async fn a_connection_reset_is_a_transport_failure() {
-    fails_with(
+    let _ = fails_with(
         Fault::ConnectionReset,
         Endpoint::ListJobs,
         "transport",
@@ -281,12 +284,12 @@ async fn a_connection_reset_is_a_transport_failure() {
 
 #[tokio::test]
 async fn an_api_that_does_not_answer_times_out() {
-    fails_with(Fault::Hang, Endpoint::ListJobs, "timeout", "timeout", &[]).await;
+    let _ = fails_with(Fault::Hang, Endpoint::ListJobs, "timeout", "timeout", &[]).await;
 }
 
 #[tokio::test]
 async fn a_slow_api_beyond_the_request_timeout_times_out() {
-    fails_with(
+    let _ = fails_with(
         Fault::Slow {
             delay: Duration::from_secs(3),
         },
@@ -321,7 +324,7 @@ async fn an_answer_larger_than_the_cap_is_refused_and_the_last_numbers_stay() {
 
 #[tokio::test]
 async fn a_poll_longer_than_the_cycle_timeout_fails_with_reason_deadline() {
-    fails_with(
+    let _ = fails_with(
         Fault::Slow {
             delay: Duration::from_millis(800),
         },
@@ -411,4 +414,219 @@ async fn the_request_rate_limit_spaces_out_a_long_scan() {
     )
     .unwrap();
     assert!(took >= 4.0, "the limiter spaced the requests: {took} s");
+}
+
+#[tokio::test]
+async fn a_huge_or_far_future_retry_after_waits_only_max_rate_limit_wait_then_polling_resumes() {
+    let (sim, _) = farm().await;
+    // A short maximum so the test does not wait the default 10 minutes.
+    let exp = exporter(
+        &sim,
+        &[("max_rate_limit_wait", "3s"), ("rate_limit_wait", "1s")],
+    );
+    exp.polls("main", 1).await;
+    let answers = [
+        RetryAfter::Seconds(u64::MAX),
+        RetryAfter::Raw("Fri, 31 Dec 9999 23:59:59 GMT".into()),
+    ];
+    for (n, retry_after) in answers.into_iter().enumerate() {
+        sim.sim.add_fault(FaultRule::new(
+            Endpoint::ListJobs,
+            Fault::RateLimited {
+                retry_after: retry_after.clone(),
+            },
+            Schedule::Next { count: 1 },
+        ));
+        let m = exp
+            .wait_for(
+                |m| poll_errors(m, "rate_limited") == (n + 1) as f64,
+                &format!("the 429 with {retry_after:?} seen"),
+            )
+            .await;
+        let limited_at = Instant::now();
+        assert_eq!(up(&m), Some(0.0), "{retry_after:?}");
+        assert_eq!(jobs(&m, "main", "queued"), Some(3.0), "last numbers kept");
+        // Polling resumes after the 3 s maximum, not after the header's wait
+        // (which would be never, or a panic of the poller).
+        let m = exp
+            .wait_for(|m| up(m) == Some(1.0), "polling resumed after the clamp")
+            .await;
+        assert!(
+            limited_at.elapsed() >= Duration::from_secs(2),
+            "the maximum wait was honoured: {:?}",
+            limited_at.elapsed()
+        );
+        assert_eq!(requests(&m, "list_jobs", "429"), (n + 1) as f64);
+        sim.sim.clear_faults();
+    }
+    let log = exp.log();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[tokio::test]
+async fn a_403_is_an_unauthorized_failure_without_retries() {
+    let (m, log) = fails_with(
+        Fault::Status { code: 403 },
+        Endpoint::ListJobs,
+        "unauthorized",
+        "403",
+        &[],
+    )
+    .await;
+    let failed = value(
+        &m,
+        "nexrender_exporter_polls_total{account=\"main\",result=\"failure\"}",
+    )
+    .unwrap();
+    assert!(
+        requests(&m, "list_jobs", "403") <= failed,
+        "no retries of a 403: {m}"
+    );
+    assert!(log.contains("refused the token"), "{log}");
+}
+
+#[tokio::test]
+async fn an_api_that_answers_the_same_full_page_for_every_offset_fails_the_poll_as_not_paging() {
+    // Two jobs a page, so this fixed answer is a full page at every offset.
+    let page = serde_json::json!([
+        {"id": ulid::Ulid::new().to_string(), "status": "queued"},
+        {"id": ulid::Ulid::new().to_string(), "status": "queued"},
+    ]);
+    let (_, log) = fails_with(
+        Fault::Answer { body: page },
+        Endpoint::ListJobs,
+        "decode",
+        "200",
+        &[("page_size", "2")],
+    )
+    .await;
+    assert!(log.contains("the API is not paging"), "{log}");
+}
+
+fn skipped(m: &str, reason: &str) -> f64 {
+    main_counter(m, "nexrender_exporter_jobs_skipped_total", "reason", reason)
+}
+
+#[tokio::test]
+async fn unusable_jobs_in_a_page_are_skipped_and_counted_and_the_rest_is_used() {
+    let (sim, ids) = farm().await;
+    let exp = exporter(&sim, &[]);
+    exp.polls("main", 1).await;
+    let (a, b) = (ids[0].to_string(), ids[1].to_string());
+    sim.sim.add_fault(FaultRule::new(
+        Endpoint::ListJobs,
+        Fault::Answer {
+            body: serde_json::json!([
+                {"id": a, "status": "queued"},
+                5,
+                {"status": "queued"},
+                {"id": "01JTRDF7HCR8QAHYW8GPCP4S9Y"},
+                {"id": a, "status": "queued"},
+                // Wrongly typed fields lose only themselves.
+                {"id": b, "status": "queued", "progress": "lots", "templateId": 7, "stats": "none"},
+            ]),
+        },
+        Schedule::Always,
+    ));
+    let m = exp
+        .wait_for(
+            |m| {
+                [
+                    "not_an_object",
+                    "missing_id",
+                    "missing_status",
+                    "duplicate_id",
+                ]
+                .iter()
+                .all(|r| skipped(m, r) >= 1.0)
+            },
+            "every kind of unusable job counted",
+        )
+        .await;
+    assert_eq!(up(&m), Some(1.0), "the poll still succeeds:\n{m}");
+    assert_eq!(
+        jobs(&m, "main", "queued"),
+        Some(3.0),
+        "the usable jobs, and the third looked up by id"
+    );
+    assert_eq!(poll_errors(&m, "decode"), 0.0);
+}
+
+#[tokio::test]
+async fn impossible_timestamps_and_durations_are_ignored_and_counted_and_the_job_still_counts() {
+    // One job, so the only detail look-up is the one answered below.
+    let sim = scripted_simulator().await;
+    let t = now();
+    let id = sim
+        .sim
+        .with_farm(|f| f.insert_scripted(ScriptedJob::queued(t - 10 * MIN)));
+    let exp = exporter(&sim, &[]);
+    exp.polls("main", 1).await;
+    let future = nexrender_exporter::timefmt::format_millis(t + 24 * 60 * MIN);
+    sim.sim.add_fault(FaultRule::new(
+        Endpoint::GetJob,
+        Fault::Answer {
+            body: serde_json::json!({
+                "id": id.to_string(),
+                "status": "finished",
+                "stats": {
+                    "createdAt": future,
+                    "startedAt": future,
+                    "finishedAt": future,
+                    "renderDuration": -5.0,
+                },
+            }),
+        },
+        Schedule::Always,
+    ));
+    set_status(&sim, id, JobStatus::Finished);
+    let m = exp
+        .wait_for(
+            |m| completed(m, "main", "finished") == Some(1.0),
+            "the job counted",
+        )
+        .await;
+    for field in ["created_at", "started_at", "render_duration"] {
+        assert_eq!(
+            main_counter(
+                &m,
+                "nexrender_exporter_invalid_values_total",
+                "field",
+                field
+            ),
+            1.0,
+            "{field}:\n{m}"
+        );
+    }
+    assert_eq!(histogram(&m, "main", "render_duration", "count"), Some(0.0));
+    assert_eq!(histogram(&m, "main", "queue_wait", "count"), Some(0.0));
+    assert_eq!(up(&m), Some(1.0));
+}
+
+#[tokio::test]
+async fn an_empty_page_is_the_end_of_the_list_and_the_next_poll_sees_the_rest() {
+    let (sim, _) = farm().await;
+    let exp = exporter(&sim, &[]);
+    exp.polls("main", 1).await;
+    sim.sim.add_fault(FaultRule::new(
+        Endpoint::ListJobs,
+        Fault::Answer {
+            body: serde_json::json!([]),
+        },
+        Schedule::Next { count: 1 },
+    ));
+    let t = now();
+    sim.sim
+        .with_farm(|f| f.insert_scripted(ScriptedJob::queued(t - MIN)));
+    let m = exp.polls("main", 2).await;
+    assert_eq!(
+        value(
+            &m,
+            "nexrender_exporter_polls_total{account=\"main\",result=\"failure\"}"
+        ),
+        Some(0.0),
+        "an empty page is an answer, not a failure"
+    );
+    assert_eq!(up(&m), Some(1.0));
+    assert_eq!(jobs(&m, "main", "queued"), Some(4.0), "the rest seen");
 }

@@ -79,3 +79,51 @@ async fn sighup_adds_and_removes_accounts_keeps_counters_and_rejects_a_bad_file(
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn a_reload_rejected_for_an_unquoted_numeric_or_boolean_token_never_echoes_it() {
+    let sim = scripted_simulator().await;
+    let exp = Exporter::start_with(yaml_file(&config(&account_yaml("one", &sim))), &[]);
+    exp.polls("one", 1).await;
+    let file = exp.config.path().display().to_string();
+    let tokens: [(&str, &[&str]); 3] = [
+        ("12345678901234567890", &["12345678901234567890"]),
+        ("1e10", &["1e10", "10000000000"]),
+        ("true", &["true"]),
+    ];
+    for (n, (token, secrets)) in tokens.into_iter().enumerate() {
+        std::fs::write(
+            exp.config.path(),
+            config(&format!(
+                "  - name: one\n    api_url: {}\n    token: {token}\n",
+                sim.api_url()
+            )),
+        )
+        .unwrap();
+        exp.signal("HUP");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while exp.log().matches("reload rejected").count() <= n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no rejection for {token}:\n{}",
+                exp.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let log = exp.log();
+        let line = log
+            .lines()
+            .filter(|l| l.contains("reload rejected"))
+            .nth(n)
+            .unwrap();
+        assert!(
+            line.contains("token") && line.contains(&file) && line.contains("quote it"),
+            "{line}"
+        );
+        for s in secrets {
+            assert!(!log.contains(s), "{s} echoed:\n{log}");
+        }
+    }
+    // The running account went on polling with its good token.
+    exp.polls("one", 1).await;
+}

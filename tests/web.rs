@@ -159,15 +159,28 @@ async fn client_certificates_are_required_when_configured() {
     );
 }
 
-#[tokio::test]
-async fn basic_auth_refuses_missing_and_wrong_passwords_with_401() {
+/// The exporter with one basic auth user, `prometheus` / `s3cret-pass`,
+/// hashed at bcrypt `cost`.
+async fn start_with_basic_auth(
+    cost: u32,
+) -> (
+    Exporter,
+    nexrender_exporter::simulator::RunningSimulator,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let hash = bcrypt::hash("s3cret-pass", 4).unwrap();
-    let (exp, _sim) = start(
+    let hash = bcrypt::hash("s3cret-pass", cost).unwrap();
+    let (exp, sim) = start(
         &format!("basic_auth_users:\n  prometheus: '{hash}'\n"),
         dir.path(),
     )
     .await;
+    (exp, sim, dir)
+}
+
+#[tokio::test]
+async fn basic_auth_refuses_missing_and_wrong_passwords_with_401() {
+    let (exp, _sim, _dir) = start_with_basic_auth(4).await;
     let c = reqwest::Client::new();
     let url = exp.url("/metrics");
     let r = until_ok(&c, &url).await;
@@ -326,12 +339,266 @@ async fn idle_and_oversized_clients_do_not_block_scrapes() {
     let _ = s
         .write_all(format!("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes())
         .await;
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out).await;
+    let out = read_until_closed(&mut s).await;
     assert!(
-        out.is_empty() || out.starts_with("HTTP/1.1 431"),
-        "{}",
+        out.starts_with("HTTP/1.1 431"),
+        "{:?}",
         &out[..out.len().min(100)]
     );
     drop(idle);
+}
+
+/// Everything the server sent before it closed the connection, even if the
+/// close was a reset (a server that stops reading mid-request resets the
+/// connection, and `read_to_string` would then drop what it had read).
+async fn read_until_closed(s: &mut tokio::net::TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("the server kept the connection open for 20 s"),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The exporter with `web` settings (YAML lines under `web:`).
+async fn with_web_settings(
+    web: &str,
+) -> (Exporter, nexrender_exporter::simulator::RunningSimulator) {
+    let sim = scripted_simulator().await;
+    let exp = Exporter::start(
+        &format!("web:\n{web}accounts:\n{}", account_yaml("main", &sim)),
+        &[],
+    );
+    exp.polls("main", 1).await;
+    (exp, sim)
+}
+
+/// A connection with a small receive buffer that sends `n` pipelined
+/// scrapes at once: their answers are far more than the socket buffers
+/// hold, so the server stalls unless the client reads.
+async fn pipelined_scrapes(port: u16, n: usize) -> tokio::net::TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut s = sock.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+    let one = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    s.write_all(one.repeat(n).as_bytes()).await.unwrap();
+    s
+}
+
+/// A scrape on its own kept-alive connection, within `limit`.
+async fn scrape_within(c: &reqwest::Client, url: &str, limit: Duration) -> Option<u16> {
+    let r = c.get(url).timeout(limit).send().await.ok()?;
+    let code = r.status().as_u16();
+    r.bytes().await.ok()?;
+    Some(code)
+}
+
+#[tokio::test]
+async fn clients_that_never_read_or_read_a_byte_at_a_time_are_cut_after_the_idle_timeout() {
+    let (exp, _sim) = with_web_settings("  max_connections: 2\n  idle_timeout: 2s\n").await;
+    let url = exp.url("/metrics");
+    // Both connection slots go to clients that stall the server's writes:
+    // one never reads, one reads a byte every half second.
+    let mut deaf = pipelined_scrapes(exp.port, 300).await;
+    let mut slow = pipelined_scrapes(exp.port, 300).await;
+    let sipping = tokio::spawn(async move {
+        let mut byte = [0u8; 1];
+        while matches!(slow.read(&mut byte).await, Ok(1)) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (one, two) = (reqwest::Client::new(), reqwest::Client::new());
+    assert_eq!(
+        scrape_within(&one, &url, Duration::from_millis(500)).await,
+        None,
+        "both slots are taken by the stalled clients"
+    );
+    // Once both are cut, two kept-alive scrapers hold both slots at once.
+    assert_eq!(
+        scrape_within(&one, &url, Duration::from_secs(15)).await,
+        Some(200),
+        "a scrape gets through once a stalled client is cut:\n{}",
+        exp.log()
+    );
+    assert_eq!(
+        scrape_within(&two, &url, Duration::from_secs(15)).await,
+        Some(200),
+        "and a second one, beside the first: both stalled clients were cut"
+    );
+    let answers = read_until_closed(&mut deaf).await;
+    let served = answers.matches("HTTP/1.1 200").count();
+    assert!(
+        served < 300,
+        "the deaf client was cut, not served: {served} answers"
+    );
+    sipping.abort();
+}
+
+#[tokio::test]
+async fn the_connection_cap_holds_and_silent_or_trickling_clients_are_cut_after_the_header_timeout()
+{
+    let (exp, _sim) = with_web_settings("  max_connections: 2\n  header_timeout: 2s\n").await;
+    let url = exp.url("/metrics");
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", exp.port))
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let c = reqwest::Client::new();
+    assert_eq!(
+        scrape_within(&c, &url, Duration::from_millis(500)).await,
+        None,
+        "two connections are the cap: a third waits"
+    );
+    let t = Instant::now();
+    assert_eq!(
+        scrape_within(&reqwest::Client::new(), &url, Duration::from_secs(15)).await,
+        Some(200)
+    );
+    for mut s in silent {
+        read_until_closed(&mut s).await;
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "the silent clients were cut after the 2 s header timeout: {:?}",
+        t.elapsed()
+    );
+
+    // Headers trickled a byte at a time are cut after the same 2 s.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", exp.port))
+        .await
+        .unwrap();
+    let t = Instant::now();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut cut = false;
+    for b in "X-Trickle: ".repeat(100).bytes() {
+        if s.write_all(&[b]).await.is_err() {
+            cut = true;
+            break;
+        }
+        let mut peek = [0u8; 1];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(200), s.read(&mut peek)).await
+        {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "the trickling client was never cut");
+    assert!(
+        (Duration::from_millis(1500)..Duration::from_secs(8)).contains(&t.elapsed()),
+        "cut after the header timeout: {:?}",
+        t.elapsed()
+    );
+}
+
+/// Scrapes `url` as `prometheus` one request after another for `span`;
+/// returns the mean scrape latency and how many successful polls of `main`
+/// the exporter reported meanwhile.
+async fn authorised_pace(c: &reqwest::Client, url: &str, span: Duration) -> (Duration, f64) {
+    let polls = |m: &str| {
+        value(
+            m,
+            "nexrender_exporter_polls_total{account=\"main\",result=\"success\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    let scrape = || async {
+        let t = Instant::now();
+        let r = c
+            .get(url)
+            .basic_auth("prometheus", Some("s3cret-pass"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        (t.elapsed(), polls(&text))
+    };
+    let started = Instant::now();
+    let (_, first) = scrape().await;
+    let (mut total, mut n, mut last) = (Duration::ZERO, 0u32, first);
+    while started.elapsed() < span {
+        let (took, p) = scrape().await;
+        total += took;
+        n += 1;
+        last = p;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (total / n.max(1), last - first)
+}
+
+#[tokio::test]
+async fn a_flood_of_wrong_passwords_starves_neither_scrapes_nor_polls() {
+    // Cost 8: a few milliseconds of CPU per check, so 64 clients looping can
+    // keep every core busy if the checks are not bounded.
+    let (exp, _sim, _dir) = start_with_basic_auth(8).await;
+    let c = reqwest::Client::new();
+    let url = exp.url("/metrics");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok = c
+            .get(&url)
+            .basic_auth("prometheus", Some("s3cret-pass"))
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status() == 200);
+        if ok == Some(true) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never answered:\n{}", exp.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let span = Duration::from_secs(5);
+    let (calm_latency, calm_polls) = authorised_pace(&c, &url, span).await;
+
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let (url, flooding) = (url.clone(), flooding.clone());
+        flood.spawn(async move {
+            let c = reqwest::Client::new();
+            // Half guess passwords of the real user, half guess user names.
+            let user = if i % 2 == 0 { "prometheus" } else { "admin" };
+            let mut refused = 0u32;
+            while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(r) = c.get(&url).basic_auth(user, Some("guess")).send().await {
+                    assert_eq!(r.status(), 401);
+                    refused += 1;
+                }
+            }
+            refused
+        });
+    }
+    let (flood_latency, flood_polls) = authorised_pace(&c, &url, span).await;
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut refused = 0;
+    while let Some(n) = flood.join_next().await {
+        refused += n.unwrap();
+    }
+    assert!(refused > 64, "the flood was real: {refused} refusals");
+    // A factor of 5: the flood's own clients share this machine's cores with
+    // the exporter, so some slowdown is honest; starvation (every core busy
+    // with bcrypt) costs far more. The 10 ms floor keeps a sub-millisecond
+    // calm latency from turning scheduling noise into a failure.
+    assert!(
+        flood_latency <= calm_latency.max(Duration::from_millis(10)) * 5,
+        "authorised scrapes kept their pace: {calm_latency:?} calm, {flood_latency:?} under the flood"
+    );
+    assert!(
+        flood_polls * 5.0 >= calm_polls && flood_polls >= 1.0,
+        "polls kept their pace: {calm_polls} calm, {flood_polls} under the flood"
+    );
 }

@@ -155,6 +155,10 @@ pub struct ClientPolicy {
     pub max_requests_per_second: u32,
     /// Wait after a 429 that carries no usable `Retry-After`.
     pub rate_limit_default_wait: Duration,
+    /// The longest wait a 429 can impose, whatever its `Retry-After` says:
+    /// the header is outside data, and an hour-long or year-9999 answer
+    /// must not silence the account until a restart.
+    pub max_rate_limit_wait: Duration,
 }
 
 impl Default for ClientPolicy {
@@ -167,6 +171,7 @@ impl Default for ClientPolicy {
             max_backoff: Duration::from_secs(10),
             max_requests_per_second: 10,
             rate_limit_default_wait: Duration::from_secs(30),
+            max_rate_limit_wait: Duration::from_secs(600),
         }
     }
 }
@@ -264,8 +269,16 @@ impl ApiClient {
                     endpoint,
                     retry_after,
                 }) => {
-                    let wait = retry_after.unwrap_or(p.rate_limit_default_wait);
-                    let until = tokio::time::Instant::now() + wait;
+                    let wait = retry_after
+                        .unwrap_or(p.rate_limit_default_wait)
+                        .min(p.max_rate_limit_wait);
+                    // Checked even after the clamp: a huge configured maximum
+                    // must not overflow the clock either.
+                    let now = tokio::time::Instant::now();
+                    let until = now
+                        .checked_add(wait)
+                        .or_else(|| now.checked_add(Duration::from_secs(86_400)))
+                        .unwrap_or(now);
                     let mut nb = self
                         .inner
                         .not_before
@@ -367,7 +380,11 @@ impl ApiClient {
         let status = resp.status();
         let code = status.as_u16().to_string();
         if !status.is_success() {
-            let retry_after = parse_retry_after(resp.headers(), std::time::SystemTime::now());
+            let retry_after = parse_retry_after(
+                resp.headers(),
+                std::time::SystemTime::now(),
+                inner.policy.max_rate_limit_wait,
+            );
             let text = read_limited(resp, 4096).await.unwrap_or_default();
             inner.observer.response_bytes(ep, text.len() as u64);
             done(&code);
@@ -508,14 +525,23 @@ fn status_error(
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date, relative to `now`.
-pub fn parse_retry_after(headers: &HeaderMap, now: std::time::SystemTime) -> Option<Duration> {
+/// `Retry-After` as seconds or an HTTP date, relative to `now`, at most
+/// `max`. A date in the past is no wait; anything else (negative numbers,
+/// fractions, garbage) is `None`, for the caller's default wait.
+pub fn parse_retry_after(
+    headers: &HeaderMap,
+    now: std::time::SystemTime,
+    max: Duration,
+) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(v).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    let wait = if v.bytes().all(|b| b.is_ascii_digit()) && !v.is_empty() {
+        // More digits than u64 holds is still "very long": the maximum.
+        v.parse::<u64>().map_or(max, Duration::from_secs)
+    } else {
+        let at = httpdate::parse_http_date(v).ok()?;
+        at.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(max))
 }
 
 #[cfg(test)]
@@ -523,24 +549,49 @@ mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
 
-    #[test]
-    fn retry_after_is_read_as_seconds_or_as_a_date() {
+    const MAX: Duration = Duration::from_secs(600);
+
+    fn retry_after(value: &'static str) -> Option<Duration> {
         let now = std::time::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
         let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_static("5"));
-        assert_eq!(parse_retry_after(&h, now), Some(Duration::from_secs(5)));
-        h.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Thu, 01 Jan 2026 00:02:00 GMT"),
+        h.insert(RETRY_AFTER, HeaderValue::from_static(value));
+        parse_retry_after(&h, now, MAX)
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_a_date() {
+        assert_eq!(retry_after("5"), Some(Duration::from_secs(5)));
+        assert_eq!(retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(
+            retry_after("Thu, 01 Jan 2026 00:02:00 GMT"),
+            Some(Duration::from_secs(120))
         );
-        assert_eq!(parse_retry_after(&h, now), Some(Duration::from_secs(120)));
-        h.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 31 Dec 2025 00:00:00 GMT"),
+        assert_eq!(retry_after("0"), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn a_retry_after_date_in_the_past_means_no_wait() {
+        assert_eq!(
+            retry_after("Wed, 31 Dec 2025 00:00:00 GMT"),
+            Some(Duration::ZERO)
         );
-        assert_eq!(parse_retry_after(&h, now), Some(Duration::ZERO));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(parse_retry_after(&h, now), None);
+    }
+
+    #[test]
+    fn huge_retry_after_values_are_clamped_to_the_maximum() {
+        assert_eq!(retry_after("18446744073709551615"), Some(MAX));
+        assert_eq!(retry_after("99999999999999999999999999"), Some(MAX));
+        assert_eq!(retry_after("601"), Some(MAX));
+        assert_eq!(retry_after("Fri, 31 Dec 9999 23:59:59 GMT"), Some(MAX));
+    }
+
+    #[test]
+    fn garbage_and_negative_retry_after_values_are_ignored() {
+        for v in ["soon", "-5", "1.5", "", "5s", "Thu, 99 Foo 2026"] {
+            assert_eq!(retry_after(v), None, "{v:?}");
+        }
+        let now = std::time::UNIX_EPOCH;
+        assert_eq!(parse_retry_after(&HeaderMap::new(), now, MAX), None);
     }
 
     #[test]

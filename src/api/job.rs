@@ -58,7 +58,8 @@ pub struct ApiJob {
     pub started_at: Option<UnixMillis>,
     pub finished_at: Option<UnixMillis>,
     pub error_at: Option<UnixMillis>,
-    /// `stats.renderDuration`, seconds; only finite, non-negative values.
+    /// `stats.renderDuration`, seconds; only finite values. Negative ones
+    /// are kept so the tracker can count them as impossible values.
     pub render_duration: Option<f64>,
 }
 
@@ -166,7 +167,7 @@ impl RawJob<'_> {
             started_at: self.started_at,
             finished_at: self.finished_at,
             error_at: self.error_at,
-            render_duration: self.render_duration.filter(|d| d.is_finite() && *d >= 0.0),
+            render_duration: self.render_duration.filter(|d| d.is_finite()),
         })
     }
 }
@@ -450,8 +451,9 @@ mod tests {
             .iter()
             .all(|j| j.created_at.is_none() && j.started_at.is_none()));
         assert_eq!(
-            p.jobs[3].render_duration, None,
-            "negative durations are dropped"
+            p.jobs[3].render_duration,
+            Some(-5.0),
+            "negative durations reach the tracker, which counts them as invalid"
         );
         assert_eq!(p.jobs[4].render_duration, Some(1e308));
     }

@@ -30,12 +30,15 @@ impl Endpoint {
     }
 }
 
-/// `Retry-After` as a number of seconds or as an HTTP date that far ahead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `Retry-After` as a number of seconds, as an HTTP date that far ahead, or
+/// as a raw header value (a far date, a negative number, garbage), to see
+/// how clients cope with what no well-behaved API sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RetryAfter {
     Seconds(u64),
     HttpDate(u64),
+    Raw(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,6 +63,9 @@ pub enum Fault {
     ConnectionReset,
     /// 401 with no body, as for a revoked token.
     Unauthorized,
+    /// A 200 with this JSON body, whatever was asked: jobs without ids,
+    /// impossible timestamps, the same page for every offset.
+    Answer { body: serde_json::Value },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -169,8 +175,11 @@ impl FaultPlan {
             let active = match &a.rule.when {
                 Schedule::Always => true,
                 Schedule::Window { after, lasting } => {
-                    let start = after.as_millis() as i64;
-                    since >= start && lasting.is_none_or(|l| since < start + l.as_millis() as i64)
+                    // Saturating: a window of a thousand years is "forever",
+                    // not an overflow.
+                    let ms = |d: &Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+                    let start = ms(after);
+                    since >= start && lasting.is_none_or(|l| since < start.saturating_add(ms(&l)))
                 }
                 Schedule::Next { count } => a.matched <= u64::from(*count),
                 Schedule::EveryNth { n } => a.matched % u64::from(*n) == 0,

@@ -303,15 +303,25 @@ impl Simulator {
                 let value = match retry_after {
                     RetryAfter::Seconds(s) => s.to_string(),
                     RetryAfter::HttpDate(s) => {
-                        let at = self.clock.now_millis().max(0) as u64 / 1000 + s;
+                        // httpdate formats years up to 9999 only.
+                        let at = (self.clock.now_millis().max(0) as u64 / 1000)
+                            .saturating_add(s)
+                            .min(253_402_300_799);
                         httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(at))
                     }
+                    RetryAfter::Raw(v) => v,
                 };
                 let mut reply = error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
                 if let (Reply::Answer(r), Ok(v)) = (&mut reply, HeaderValue::from_str(&value)) {
                     r.headers_mut().insert(RETRY_AFTER, v);
                 }
                 return reply;
+            }
+            Some(Fault::Answer { body }) => {
+                return answer(
+                    StatusCode::OK,
+                    serde_json::to_vec(&body).unwrap_or_default(),
+                )
             }
             Some(Fault::MalformedJson) => {
                 return answer(
