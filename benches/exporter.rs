@@ -14,9 +14,9 @@ mod common;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use nexrender_exporter::api::parse_page;
 use nexrender_exporter::metrics::Metrics;
-use nexrender_exporter::simulator::listing::write_page;
-use nexrender_exporter::simulator::{LifecycleConfig, Simulation};
 use nexrender_exporter::tracker::{JobTracker, ScanEntry, WindowScan};
+use nexrender_simulator::listing::write_page;
+use nexrender_simulator::{LifecycleConfig, Simulation};
 
 const T0: i64 = 1_767_225_600_000;
 

@@ -62,10 +62,7 @@ fn client(ca: &Ca, identity: Option<(String, String)>) -> reqwest::Client {
     b.build().unwrap()
 }
 
-async fn start(
-    web_config: &str,
-    dir: &Path,
-) -> (Exporter, nexrender_exporter::simulator::RunningSimulator) {
+async fn start(web_config: &str, dir: &Path) -> (Exporter, nexrender_simulator::RunningSimulator) {
     let sim = scripted_simulator().await;
     let web = write(dir, "web.yaml", web_config);
     let exp = Exporter::start(
