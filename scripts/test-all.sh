@@ -27,8 +27,12 @@ promtool check config deploy/prometheus/prometheus.yml
 promtool test rules deploy/prometheus/tests/nexrender.rules.test.yml
 python3 grafana/generate.py --check
 
-cargo fmt --check
-cargo clippy --all-targets -- -D warnings
+# The workspace: the exporter (root) and the simulator (simulator/). The
+# exporter built without its default feature `demo` carries no simulator;
+# it must stay clean too.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --no-default-features --all-targets -- -D warnings
 
 # Dependency audit: licences, banned crates, sources. (The advisory
 # database cannot be fetched here, so advisories are not checked.)
@@ -38,5 +42,8 @@ cargo deny check licenses bans sources
 # A short fuzzing run of every parser of outside data.
 bash scripts/fuzz.sh 20
 
+# Without `demo`, --demo is refused as a usage error (tests/cli.rs).
+cargo test --no-default-features --test cli
+
 # The test suite last, so its summary closes the output.
-cargo test --all-targets
+cargo test --workspace --all-targets
