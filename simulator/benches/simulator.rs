@@ -1,6 +1,6 @@
 //! How fast the simulator answers 1000-job pages over a million-job window:
 //! it must never be the bottleneck of the exporter's benchmarks.
-//!   cargo bench --bench simulator
+//!   cargo bench -p nexrender-simulator --bench simulator
 
 use std::hint::black_box;
 use std::time::Duration;
