@@ -15,10 +15,10 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use nexrender_exporter::api::parse_page;
 use nexrender_exporter::metrics::Metrics;
 use nexrender_exporter::scan::{ScanEntry, WindowScan};
-use nexrender_exporter::simulator::listing::write_page;
-use nexrender_exporter::simulator::{LifecycleConfig, Simulation};
 use nexrender_exporter::status::StatusTable;
 use nexrender_exporter::tracker::JobTracker;
+use nexrender_simulator::listing::write_page;
+use nexrender_simulator::{LifecycleConfig, Simulation};
 
 const T0: i64 = 1_767_225_600_000;
 

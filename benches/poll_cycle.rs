@@ -31,9 +31,9 @@ use nexrender_exporter::api::{
     parse_job, parse_page, ApiError, ApiJob, JobId, ListPageQuery, Page,
 };
 use nexrender_exporter::cycle::{self, JobSource, PollRequest, PollResult};
-use nexrender_exporter::simulator::listing::{write_job, write_page};
-use nexrender_exporter::simulator::{LifecycleConfig, Simulation};
 use nexrender_exporter::tracker::JobTracker;
+use nexrender_simulator::listing::{write_job, write_page};
+use nexrender_simulator::{LifecycleConfig, Simulation};
 
 const T0: i64 = 1_767_225_600_000;
 const MIN: i64 = 60_000;

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 command -v wrk >/dev/null || apt-get install -y wrk >/dev/null
-cargo build --release --bin nexrender-simulator >/dev/null
+cargo build --release -p nexrender-simulator --bin nexrender-simulator >/dev/null
 port=18090
 log=$(mktemp)
 ./target/release/nexrender-simulator --listen 127.0.0.1:$port --prefill 1000000 --token bench 2>"$log" &

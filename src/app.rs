@@ -16,8 +16,6 @@ use crate::config::{Account, ConfigError, Loaded};
 use crate::http::{serve, WebState};
 use crate::metrics::Metrics;
 use crate::poller::{supervise, AccountPoller, PollSettings};
-use crate::secret::Secret;
-use crate::simulator::{self, SimulatorConfig};
 use crate::webconfig::WebSecurity;
 
 /// Polling interval of `--demo`: something moves on every look.
@@ -34,6 +32,38 @@ pub enum AppError {
     Client { account: String, source: ApiError },
     #[error("cannot start the demo simulator: {0}")]
     Demo(std::io::Error),
+    #[error("this build has no demo backend; rebuild with the default feature `demo`")]
+    NoDemo,
+}
+
+/// Whether this build carries the simulator `--demo` polls (cargo feature
+/// `demo`, on by default).
+pub const DEMO_AVAILABLE: bool = cfg!(feature = "demo");
+
+/// The demo backend: the simulator's busy farm on a loopback port, on the
+/// simulator's own wall clock (the exporter's clock is the exporter's), and
+/// the one account that polls it.
+#[cfg(feature = "demo")]
+async fn start_demo() -> Result<(nexrender_simulator::RunningSimulator, Account), AppError> {
+    use crate::secret::Secret;
+    use nexrender_simulator::{clock::SystemClock, server, SimulatorConfig};
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(AppError::Demo)?;
+    let sim = server::start(&SimulatorConfig::demo(), Arc::new(SystemClock), listener)
+        .map_err(AppError::Demo)?;
+    tracing::info!(api_url = %sim.api_url(), "demo: polling the built-in Nexrender API simulator");
+    let account = Account {
+        name: "demo".into(),
+        api_url: sim.api_url(),
+        token: Secret::new("sim-token"),
+    };
+    Ok((sim, account))
+}
+
+#[cfg(not(feature = "demo"))]
+async fn start_demo() -> Result<(std::convert::Infallible, Account), AppError> {
+    Err(AppError::NoDemo)
 }
 
 struct RunningPoller {
@@ -173,17 +203,8 @@ pub async fn run(
     mut reloads: mpsc::UnboundedReceiver<Result<Loaded, ConfigError>>,
 ) -> Result<(), AppError> {
     let _simulator = if demo {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(AppError::Demo)?;
-        let sim = simulator::server::start(&SimulatorConfig::demo(), clock.clone(), listener)
-            .map_err(AppError::Demo)?;
-        tracing::info!(api_url = %sim.api_url(), "demo: polling the built-in Nexrender API simulator");
-        loaded.accounts = vec![Account {
-            name: "demo".into(),
-            api_url: sim.api_url(),
-            token: Secret::new("sim-token"),
-        }];
+        let (sim, account) = start_demo().await?;
+        loaded.accounts = vec![account];
         loaded.config.poll.interval = loaded.config.poll.interval.min(DEMO_INTERVAL);
         Some(sim)
     } else {

@@ -1,5 +1,6 @@
-//! nexrender-exporter: a Prometheus exporter for Nexrender Cloud render jobs,
-//! and the API simulator it is built, tested and demonstrated against.
+//! nexrender-exporter: a Prometheus exporter for Nexrender Cloud render jobs.
+//! The API simulator it is built, tested and demonstrated against is the
+//! separate crate `nexrender-simulator` (`simulator/`).
 
 pub mod api;
 pub mod app;
@@ -14,7 +15,6 @@ pub mod poller;
 mod process;
 pub mod scan;
 pub mod secret;
-pub mod simulator;
 mod stall;
 pub mod status;
 pub mod timefmt;

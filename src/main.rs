@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use nexrender_exporter::app;
 use nexrender_exporter::clock::SystemClock;
 use nexrender_exporter::config::{self, FlagOverrides, LogFormat, ProcessEnv};
 use tracing_subscriber::prelude::*;
@@ -117,6 +118,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if cli.demo && !app::DEMO_AVAILABLE {
+        // A usage error, so clap's exit code for one.
+        eprintln!("error: {}", app::AppError::NoDemo);
+        return ExitCode::from(2);
     }
     let loaded = match config::load(cli.config.as_deref(), &flags, &ProcessEnv, !cli.demo) {
         Ok(l) => l,

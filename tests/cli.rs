@@ -108,6 +108,20 @@ fn starting_without_any_account_refuses_with_a_hint() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("NEXRENDER_API_TOKEN"));
 }
 
+#[cfg(not(feature = "demo"))]
+#[test]
+fn demo_mode_in_a_build_without_the_simulator_is_refused_as_a_usage_error() {
+    let out = exporter().arg("--demo").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("this build has no demo backend; rebuild with the default feature `demo`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[cfg(feature = "demo")]
 #[tokio::test]
 async fn demo_mode_serves_lively_numbers_from_the_built_in_simulator() {
     let port = support::free_port();

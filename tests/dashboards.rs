@@ -15,9 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nexrender_exporter::clock::SystemClock;
-use nexrender_exporter::simulator::server::start;
-use nexrender_exporter::simulator::{LifecycleConfig, PrefillConfig, SimulatorConfig};
+use nexrender_simulator::clock::SystemClock;
+use nexrender_simulator::server::start;
+use nexrender_simulator::{LifecycleConfig, PrefillConfig, SimulatorConfig};
 use serde_json::Value;
 use support::*;
 

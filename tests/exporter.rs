@@ -5,10 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use nexrender_exporter::simulator::{
-    Endpoint, Fault, FaultRule, RunningSimulator, Schedule, ScriptedJob,
-};
-use nexrender_exporter::status::JobStatus;
+use nexrender_simulator::status::JobStatus;
+use nexrender_simulator::{Endpoint, Fault, FaultRule, RunningSimulator, Schedule, ScriptedJob};
 use support::*;
 
 const MIN: i64 = 60_000;

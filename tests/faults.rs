@@ -6,10 +6,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use nexrender_exporter::simulator::{
+use nexrender_simulator::status::JobStatus;
+use nexrender_simulator::{
     Endpoint, Fault, FaultRule, RetryAfter, RunningSimulator, Schedule, ScriptedJob,
 };
-use nexrender_exporter::status::JobStatus;
 use support::*;
 
 const MIN: i64 = 60_000;

@@ -9,9 +9,10 @@ use nexrender_exporter::api::RequestObserver;
 use nexrender_exporter::api::{ApiClient, ClientPolicy};
 use nexrender_exporter::cycle::scan_window;
 use nexrender_exporter::secret::Secret;
-use nexrender_exporter::simulator::{Endpoint, Fault, FaultRule, Schedule, ScriptedJob};
-use nexrender_exporter::status::JobStatus;
 use nexrender_exporter::tracker::JobTracker;
+use nexrender_simulator::status::JobStatus;
+use nexrender_simulator::testkit::{fake_server, ok};
+use nexrender_simulator::{Endpoint, Fault, FaultRule, Schedule, ScriptedJob};
 use support::*;
 
 struct Ignore;
@@ -19,7 +20,7 @@ impl RequestObserver for Ignore {
     fn request_done(&self, _: nexrender_exporter::api::Endpoint, _: &str, _: Duration) {}
 }
 
-fn client(sim: &nexrender_exporter::simulator::RunningSimulator) -> ApiClient {
+fn client(sim: &nexrender_simulator::RunningSimulator) -> ApiClient {
     ApiClient::new(
         &sim.api_url(),
         Secret::new(TOKEN),
@@ -108,39 +109,18 @@ async fn a_list_exactly_one_page_long_ends_with_an_empty_page() {
     assert_eq!((scan.scan.len(), scan.requests), (100, 1));
 }
 
-/// A fake API whose `GET /jobs` answer is `page(from, limit)`.
+/// A client of a fake API whose `GET /jobs` answer is `page(from, limit)`.
 async fn fake_api(page: impl Fn(usize, usize) -> String + Send + Sync + 'static) -> ApiClient {
-    use http_body_util::Full;
-    let page = Arc::new(page);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let page = page.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let q: std::collections::HashMap<String, String> =
-                            form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-                                .into_owned()
-                                .collect();
-                        let from = q.get("from").and_then(|v| v.parse().ok()).unwrap_or(0);
-                        let limit = q.get("limit").and_then(|v| v.parse().ok()).unwrap_or(50);
-                        let body = page(from, limit);
-                        async move {
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                                bytes::Bytes::from(body),
-                            )))
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+    let addr = fake_server(move |req| {
+        let q: std::collections::HashMap<String, String> =
+            form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
+        let from = q.get("from").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let limit = q.get("limit").and_then(|v| v.parse().ok()).unwrap_or(50);
+        std::future::ready(ok(page(from, limit)))
+    })
+    .await;
     ApiClient::new(
         &format!("http://{addr}"),
         Secret::new("x"),
@@ -211,43 +191,8 @@ async fn an_empty_page_in_the_middle_ends_the_scan_as_the_api_documents() {
 
 #[tokio::test]
 async fn an_api_that_ignores_the_offset_is_an_error_not_an_endless_loop() {
-    use http_body_util::Full;
     // A proxy that answers every offset with the same full page.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let page: String = format!(
-        "[{}]",
-        (0..50)
-            .map(|i| format!(r#"{{"id":"job-{i}","status":"queued"}}"#))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let page = page.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |_req| {
-                    let page = page.clone();
-                    async move {
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                            bytes::Bytes::from(page),
-                        )))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    let c = ApiClient::new(
-        &format!("http://{addr}"),
-        Secret::new("x"),
-        ClientPolicy::default(),
-        Arc::new(Ignore),
-    )
-    .unwrap();
+    let c = fake_api(|_, _| jobs_json(0..50)).await;
     let err = scan_window(&c, JobTracker::new().scan_builder(50, 0), 0, now())
         .await
         .unwrap_err();

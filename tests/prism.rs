@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-const SPEC: &str = "../shared/reference/nexrender-cloud-api-v2.openapi.json";
+/// The vendor's spec, kept in the repository (see tests/data/README.md).
+const SPEC: &str = "tests/data/nexrender-cloud-api-v2.openapi.json";
 
 struct Prism(Child, u16);
 

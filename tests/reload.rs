@@ -3,8 +3,8 @@
 
 mod support;
 
-use nexrender_exporter::simulator::ScriptedJob;
-use nexrender_exporter::status::JobStatus;
+use nexrender_simulator::status::JobStatus;
+use nexrender_simulator::ScriptedJob;
 use support::*;
 
 fn config(body: &str) -> String {

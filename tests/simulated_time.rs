@@ -2,21 +2,24 @@
 //! simulator share a clock the test moves by hand, so a six-hour outage or
 //! a four-day soak takes seconds, and the simulator knows the exact truth.
 
+mod support;
+
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use nexrender_exporter::api::{ApiClient, ClientPolicy};
 use nexrender_exporter::board::StatusBoard;
-use nexrender_exporter::clock::{ManualClock, SharedClock};
 use nexrender_exporter::config::Account;
 use nexrender_exporter::metrics::Metrics;
 use nexrender_exporter::poller::{AccountPoller, PollSettings};
 use nexrender_exporter::secret::Secret;
-use nexrender_exporter::simulator::server::{start, RunningSimulator};
-use nexrender_exporter::simulator::{
+use nexrender_simulator::clock::ManualClock;
+use nexrender_simulator::server::{start, RunningSimulator};
+use nexrender_simulator::{
     Endpoint, Fault, FaultRule, LifecycleConfig, PrefillConfig, Schedule, SimulatorConfig,
 };
+use support::clock::SimulatedTime;
 use ulid::Ulid;
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -51,8 +54,7 @@ async fn rig_with(
         ..SimulatorConfig::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let shared: SharedClock = clock.clone();
-    let sim = start(&cfg, shared.clone(), listener).unwrap();
+    let sim = start(&cfg, clock.clone(), listener).unwrap();
     let metrics = Metrics::new(&Default::default());
     let policy = ClientPolicy {
         max_retries: 0,
@@ -81,7 +83,14 @@ async fn rig_with(
         cycle_timeout: Duration::from_secs(60),
         full_scan_interval,
     };
-    let poller = AccountPoller::new(account, client, metrics.clone(), board, shared, settings);
+    let poller = AccountPoller::new(
+        account,
+        client,
+        metrics.clone(),
+        board,
+        Arc::new(SimulatedTime(clock.clone())),
+        settings,
+    );
     Rig {
         clock,
         sim,
@@ -309,7 +318,7 @@ impl Cost {
 /// window, then `GET /jobs/{id}` for each job that ended since `prev`;
 /// the bytes are the simulator's own answers to those requests.
 fn naive_poll(sim: &RunningSimulator, window: Duration, prev: i64, now: i64) -> Cost {
-    use nexrender_exporter::simulator::listing::{write_job, write_page};
+    use nexrender_simulator::listing::{write_job, write_page};
     sim.sim.with_farm(|f| {
         let (lo, hi) = f.created_range(Some(now - window.as_millis() as i64), Some(now));
         let mut cost = Cost::default();

@@ -7,8 +7,8 @@
 
 mod support;
 
-use nexrender_exporter::simulator::{RunningSimulator, ScriptedJob};
-use nexrender_exporter::status::JobStatus;
+use nexrender_simulator::status::JobStatus;
+use nexrender_simulator::{RunningSimulator, ScriptedJob};
 use support::*;
 
 const MIN: i64 = 60_000;

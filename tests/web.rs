@@ -62,10 +62,7 @@ fn client(ca: &Ca, identity: Option<(String, String)>) -> reqwest::Client {
     b.build().unwrap()
 }
 
-async fn start(
-    web_config: &str,
-    dir: &Path,
-) -> (Exporter, nexrender_exporter::simulator::RunningSimulator) {
+async fn start(web_config: &str, dir: &Path) -> (Exporter, nexrender_simulator::RunningSimulator) {
     let sim = scripted_simulator().await;
     let web = write(dir, "web.yaml", web_config);
     let exp = Exporter::start(
@@ -165,7 +162,7 @@ async fn start_with_basic_auth(
     cost: u32,
 ) -> (
     Exporter,
-    nexrender_exporter::simulator::RunningSimulator,
+    nexrender_simulator::RunningSimulator,
     tempfile::TempDir,
 ) {
     let dir = tempfile::tempdir().unwrap();
@@ -365,9 +362,7 @@ async fn read_until_closed(s: &mut tokio::net::TcpStream) -> String {
 }
 
 /// The exporter with `web` settings (YAML lines under `web:`).
-async fn with_web_settings(
-    web: &str,
-) -> (Exporter, nexrender_exporter::simulator::RunningSimulator) {
+async fn with_web_settings(web: &str) -> (Exporter, nexrender_simulator::RunningSimulator) {
     let sim = scripted_simulator().await;
     let exp = Exporter::start(
         &format!("web:\n{web}accounts:\n{}", account_yaml("main", &sim)),

@@ -1,16 +1,18 @@
 //! Running the real `nexrender-exporter` binary against an in-process simulator.
 #![allow(dead_code)]
 
+pub mod clock;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nexrender_exporter::clock::{Clock, SystemClock};
-use nexrender_exporter::simulator::server::{start, RunningSimulator};
-use nexrender_exporter::simulator::{LifecycleConfig, SimulatorConfig};
-use nexrender_exporter::status::JobStatus;
+use nexrender_simulator::clock::{Clock, SystemClock};
+use nexrender_simulator::server::{start, RunningSimulator};
+use nexrender_simulator::status::JobStatus;
+use nexrender_simulator::{LifecycleConfig, SimulatorConfig};
 
 pub const TOKEN: &str = "tok-7f3c9a-never-print-me";
 

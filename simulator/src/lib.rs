@@ -1,17 +1,29 @@
-//! A faithful double of the Nexrender Cloud API v2 job endpoints: the demo
-//! backend, the test fixture and the benchmark load.
+//! A faithful double of the Nexrender Cloud API v2 job endpoints: the
+//! exporter's demo backend, test fixture and benchmark load.
+//!
+//! It is a crate of its own and speaks the API's vocabulary from the
+//! vendor's spec and the project's notes ([`status`], [`timefmt`]), never
+//! from the exporter it tests, so a mistake in the exporter's names or
+//! dates shows up as a failing test instead of being mirrored.
 //!
 //! - [`model`]: the farm (jobs and their lifecycle), pure and seeded.
 //! - [`query`] and [`listing`]: `GET /jobs` parameters and pages.
 //! - [`faults`]: which request fails how, and when.
 //! - [`server`]: HTTP, auth and carrying out faults.
 //! - [`webhook`]: delivering terminal jobs to their webhooks, with retries.
+//! - [`status`], [`timefmt`], [`clock`]: statuses, timestamps and time.
+//! - `testkit` (feature `testkit`): a one-closure HTTP server for tests.
 
+pub mod clock;
 pub mod faults;
 pub mod listing;
 pub mod model;
 pub mod query;
 pub mod server;
+pub mod status;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod timefmt;
 pub mod webhook;
 
 use std::time::Duration;

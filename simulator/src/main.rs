@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use nexrender_exporter::clock::SystemClock;
-use nexrender_exporter::simulator::{self, SimulatorConfig};
+use nexrender_simulator::clock::SystemClock;
+use nexrender_simulator::{self as simulator, SimulatorConfig};
 
 #[derive(Parser)]
 #[command(
@@ -17,7 +17,7 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8090")]
     listen: String,
-    /// YAML or TOML file with lifecycle, faults, tokens (see config/simulator.example.yaml).
+    /// YAML or TOML file with lifecycle, faults, tokens (see simulator/config/simulator.example.yaml).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Start from the busy demo farm instead of the default one.

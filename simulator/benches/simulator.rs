@@ -1,14 +1,14 @@
 //! How fast the simulator answers 1000-job pages over a million-job window:
 //! it must never be the bottleneck of the exporter's benchmarks.
-//!   cargo bench --bench simulator
+//!   cargo bench -p nexrender-simulator --bench simulator
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use nexrender_exporter::simulator::listing::{select, write_page};
-use nexrender_exporter::simulator::query::ListQuery;
-use nexrender_exporter::simulator::{DateBounds, LifecycleConfig, Simulation};
+use nexrender_simulator::listing::{select, write_page};
+use nexrender_simulator::query::ListQuery;
+use nexrender_simulator::{DateBounds, LifecycleConfig, Simulation};
 
 const T0: i64 = 1_767_225_600_000;
 

@@ -5,10 +5,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nexrender_exporter::clock::{Clock, ManualClock, SharedClock, SystemClock};
-use nexrender_exporter::simulator::model::NewJob;
-use nexrender_exporter::simulator::server::{start, RunningSimulator};
-use nexrender_exporter::simulator::{
+use nexrender_simulator::clock::{Clock, ManualClock, SharedClock, SystemClock};
+use nexrender_simulator::model::NewJob;
+use nexrender_simulator::server::{start, RunningSimulator};
+use nexrender_simulator::testkit::fake_server;
+use nexrender_simulator::{
     Endpoint, Fault, FaultRule, LifecycleConfig, RetryAfter, Schedule, SimulatorConfig,
 };
 use serde_json::Value;
@@ -22,7 +23,7 @@ async fn simulator_with(cfg: SimulatorConfig, clock: SharedClock) -> RunningSimu
 
 async fn simulator() -> RunningSimulator {
     let cfg = SimulatorConfig {
-        prefill: nexrender_exporter::simulator::PrefillConfig {
+        prefill: nexrender_simulator::PrefillConfig {
             jobs: 2_500,
             span: Duration::from_secs(86_400),
         },
@@ -66,7 +67,7 @@ async fn paging_with_from_and_limit_returns_every_job_once_and_ends_with_a_short
     let s = simulator().await;
     let (from_date, to_date) = (
         "2000-01-01T00:00:00Z",
-        nexrender_exporter::timefmt::format_millis(SystemClock.now_millis() - 3_600_000),
+        nexrender_simulator::timefmt::format_millis(SystemClock.now_millis() - 3_600_000),
     );
     let mut ids = Vec::new();
     let mut from = 0;
@@ -93,15 +94,13 @@ async fn paging_with_from_and_limit_returns_every_job_once_and_ends_with_a_short
 
 #[test]
 fn the_annotated_example_config_loads() {
-    let cfg = nexrender_exporter::simulator::load_config(std::path::Path::new(
-        "config/simulator.example.yaml",
-    ))
-    .unwrap();
+    let cfg =
+        nexrender_simulator::load_config(std::path::Path::new("config/simulator.example.yaml"))
+            .unwrap();
     assert!(!cfg.faults.is_empty());
-    let err = nexrender_exporter::simulator::load_config(std::path::Path::new(
-        "tests/data/simulator-bad.yaml",
-    ))
-    .unwrap_err();
+    let err =
+        nexrender_simulator::load_config(std::path::Path::new("tests/data/simulator-bad.yaml"))
+            .unwrap_err();
     assert!(err.contains("lifecycle") && err.contains("wokers"), "{err}");
 }
 
@@ -182,7 +181,7 @@ async fn created_jobs_go_through_the_lifecycle_and_parents_wait_pending() {
 
 async fn simulator_with_fault(fault: Fault, when: Schedule) -> RunningSimulator {
     let cfg = SimulatorConfig {
-        prefill: nexrender_exporter::simulator::PrefillConfig {
+        prefill: nexrender_simulator::PrefillConfig {
             jobs: 100,
             span: Duration::from_secs(86_400),
         },
@@ -374,9 +373,9 @@ async fn jobs_move_with_the_injected_clock() {
     assert_eq!(v["status"], "finished");
     let st = &v["stats"];
     let started =
-        nexrender_exporter::timefmt::parse_millis(st["startedAt"].as_str().unwrap()).unwrap();
+        nexrender_simulator::timefmt::parse_millis(st["startedAt"].as_str().unwrap()).unwrap();
     let finished =
-        nexrender_exporter::timefmt::parse_millis(st["finishedAt"].as_str().unwrap()).unwrap();
+        nexrender_simulator::timefmt::parse_millis(st["finishedAt"].as_str().unwrap()).unwrap();
     assert_eq!(
         st["renderDuration"].as_f64().unwrap(),
         (finished - started) as f64 / 1000.0
@@ -392,40 +391,24 @@ async fn webhook_receiver(
     tokio::sync::mpsc::UnboundedReceiver<Value>,
 ) {
     use http_body_util::BodyExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let hits = Arc::new(AtomicU32::new(0));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let h = hits.clone();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let (h, tx) = (h.clone(), tx.clone());
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (h, tx) = (h.clone(), tx.clone());
-                        async move {
-                            assert_eq!(req.headers()["x-secret"], "s3");
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            let n = h.fetch_add(1, Ordering::SeqCst) + 1;
-                            let _ = tx.send(serde_json::from_slice::<Value>(&body).unwrap());
-                            let status = if n <= fail_first { 500 } else { 200 };
-                            Ok::<_, std::convert::Infallible>(
-                                hyper::Response::builder()
-                                    .status(status)
-                                    .body(http_body_util::Full::new(bytes::Bytes::new()))
-                                    .unwrap(),
-                            )
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
+    let addr = fake_server(move |req| {
+        let (h, tx) = (h.clone(), tx.clone());
+        async move {
+            assert_eq!(req.headers()["x-secret"], "s3");
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let n = h.fetch_add(1, Ordering::SeqCst) + 1;
+            let _ = tx.send(serde_json::from_slice::<Value>(&body).unwrap());
+            let status = if n <= fail_first { 500 } else { 200 };
+            hyper::Response::builder()
+                .status(status)
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap()
         }
-    });
+    })
+    .await;
     (format!("http://{addr}/hook"), hits, rx)
 }
 
@@ -458,7 +441,7 @@ fn fast_farm() -> SimulatorConfig {
             pickup_delay: Duration::ZERO,
             ..LifecycleConfig::default()
         },
-        webhook: nexrender_exporter::simulator::WebhookConfig {
+        webhook: nexrender_simulator::WebhookConfig {
             backoff: Duration::from_millis(50),
             ..Default::default()
         },
