@@ -28,7 +28,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nexrender_exporter::api::{
-    parse_job, parse_page, ApiError, ApiJob, JobId, ListPageQuery, Page,
+    parse_job, parse_page, ApiError, ApiJob, JobId, ListFilter, ListPageQuery, Page,
 };
 use nexrender_exporter::cycle::{self, JobSource, PollRequest, PollResult};
 use nexrender_exporter::tracker::JobTracker;
@@ -41,10 +41,10 @@ const PAGE: u32 = 1000;
 /// Longer than the farm's day of history: every poll reads every job.
 const WINDOW: Duration = Duration::from_secs(2 * 86_400);
 
-type PageKey = (bool, usize, i64, i64);
+type PageKey = (bool, usize, ListFilter);
 
 fn key(q: &ListPageQuery) -> PageKey {
-    (q.minimal, q.from, q.from_date, q.to_date)
+    (q.minimal, q.from, q.filter)
 }
 
 /// The API as the simulator's farm stands at `now`, every answer rendered
@@ -71,6 +71,7 @@ impl<'a> Farm<'a> {
         Replay {
             pages: self.pages.into_inner().expect("not poisoned"),
             jobs: self.jobs.into_inner().expect("not poisoned"),
+            now: self.now,
         }
     }
 }
@@ -84,11 +85,24 @@ fn decode(body: &[u8]) -> Result<Page, ApiError> {
 
 impl JobSource for Farm<'_> {
     fn list_jobs(&self, q: &ListPageQuery) -> impl Future<Output = Result<Page, ApiError>> + Send {
-        let (lo, hi) = self.sim.created_range(Some(q.from_date), Some(q.to_date));
-        let start = (lo + q.from).min(hi);
-        let positions: Vec<usize> = (start..(start + q.limit as usize).min(hi)).collect();
+        let positions: Vec<usize> = match q.filter {
+            ListFilter::Created { from_date, to_date } => {
+                let (lo, hi) = self.sim.created_range(Some(from_date), Some(to_date));
+                let start = (lo + q.from).min(hi);
+                (start..(start + q.limit as usize).min(hi)).collect()
+            }
+            ListFilter::Live => (0..self.sim.len())
+                .filter(|&i| !self.sim.jobs()[i].status.is_terminal())
+                .skip(q.from)
+                .take(q.limit as usize)
+                .collect(),
+        };
         let body = write_page(self.sim, &positions, q.minimal, self.now);
-        let page = decode(&body);
+        // The API says its time, as the real one does in its Date header.
+        let page = decode(&body).map(|page| Page {
+            server_time: Some(self.now),
+            ..page
+        });
         self.pages
             .lock()
             .expect("not poisoned")
@@ -115,15 +129,19 @@ impl JobSource for Farm<'_> {
 struct Replay {
     pages: HashMap<PageKey, Vec<u8>>,
     jobs: HashMap<JobId, Option<ApiJob>>,
+    now: i64,
 }
 
 impl JobSource for Replay {
     fn list_jobs(&self, q: &ListPageQuery) -> impl Future<Output = Result<Page, ApiError>> + Send {
-        std::future::ready(decode(
-            self.pages
-                .get(&key(q))
-                .expect("the same poll asks the same pages"),
-        ))
+        let body = self
+            .pages
+            .get(&key(q))
+            .expect("the same poll asks the same pages");
+        std::future::ready(decode(body).map(|page| Page {
+            server_time: Some(self.now),
+            ..page
+        }))
     }
 
     fn get_job(&self, id: &JobId) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send {
@@ -137,7 +155,13 @@ fn poll(
     source: &impl JobSource,
     now: i64,
 ) -> PollResult {
-    let request = PollRequest::new(tracker, now, WINDOW, true, PAGE, 8);
+    let request = PollRequest {
+        now,
+        window: WINDOW,
+        full_scan_due: true,
+        page_size: PAGE,
+        ..PollRequest::default()
+    };
     rt.block_on(cycle::poll(tracker, source, &request))
         .expect("the farm answers every request")
 }
@@ -174,15 +198,21 @@ fn main() {
     let farm = Farm::new(&sim, now);
     poll(&rt, &mut tracker.clone(), &farm, now);
     let replay = farm.replay();
+    // The window's minimal pages: what the floor decodes.
     let minimal: Vec<&Vec<u8>> = replay
         .pages
         .iter()
-        .filter(|(k, _)| k.0)
+        .filter(|(k, _)| k.0 && k.2 != ListFilter::Live)
         .map(|(_, body)| body)
         .collect();
+    let live_pages = replay
+        .pages
+        .keys()
+        .filter(|k| k.2 == ListFilter::Live)
+        .count();
     let bytes: usize = minimal.iter().map(|b| b.len()).sum();
     let single_lookups = replay.jobs.len();
-    let full_pages = replay.pages.len() - minimal.len();
+    let full_pages = replay.pages.len() - minimal.len() - live_pages;
 
     let (mut floors, mut cycles) = (vec![], vec![]);
     let mut result = None;
@@ -207,9 +237,10 @@ fn main() {
     );
     let (floor, cyc) = (median(floors), median(cycles));
     println!(
-        "poll cycle over {} jobs ({} pages, {} MB, look-ups: {} full pages and {} single, {} completions):",
+        "poll cycle over {} jobs ({} pages and {} of live jobs, {} MB, look-ups: {} full pages and {} single, {} completions):",
         sim.len(),
         minimal.len(),
+        live_pages,
         bytes / 1_000_000,
         full_pages,
         single_lookups,

@@ -65,10 +65,17 @@ pub struct PollConfig {
     #[serde(with = "humantime_serde")]
     pub cycle_timeout: Duration,
     /// How often every page of the window is read again. In between, polls
-    /// read only from the oldest job that has not ended (jobs before it can
-    /// no longer change). 0s reads the whole window every poll.
+    /// read only what changed since the last poll (new jobs, and jobs that
+    /// left the listing of live jobs). 0s reads the whole window every poll.
     #[serde(with = "humantime_serde")]
     pub full_scan_interval: Duration,
+    /// Single `GET /jobs/{id}` look-ups per poll; more wait for the next.
+    pub max_lookups: u32,
+    /// After an outage, the first good poll reads back to where the last
+    /// good one ended, at most this far back before now; completions
+    /// further back are not counted. 0s: never further back than `window`.
+    #[serde(with = "humantime_serde")]
+    pub max_catch_up: Duration,
 }
 
 impl Default for PollConfig {
@@ -88,6 +95,8 @@ impl Default for PollConfig {
             max_rate_limit_wait: Duration::from_secs(600),
             cycle_timeout: Duration::from_secs(300),
             full_scan_interval: Duration::from_secs(3600),
+            max_lookups: 500,
+            max_catch_up: Duration::from_secs(48 * 3600),
         }
     }
 }
@@ -378,6 +387,26 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
         return err(
             "poll.window",
             format!("must be at least 1m, got {:?}", c.poll.window),
+        );
+    }
+    // The API keeps jobs for a while, not for ages; a window of years is a
+    // typo, and would overflow the arithmetic of dates.
+    if c.poll.window > Duration::from_secs(366 * 86_400) {
+        return err(
+            "poll.window",
+            format!("must be at most 366d, got {:?}", c.poll.window),
+        );
+    }
+    if c.poll.max_catch_up > Duration::from_secs(366 * 86_400) {
+        return err(
+            "poll.max_catch_up",
+            format!("must be at most 366d, got {:?}", c.poll.max_catch_up),
+        );
+    }
+    if c.poll.max_lookups == 0 {
+        return err(
+            "poll.max_lookups",
+            "must be at least 1 (jobs that ended outside the window are looked up by id)".into(),
         );
     }
     if !(1..=1000).contains(&c.poll.page_size) {

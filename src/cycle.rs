@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
 
-use crate::api::{ApiClient, ApiError, ApiJob, JobId, ListPageQuery, Page, SkipReason};
+use crate::api::{ApiClient, ApiError, ApiJob, JobId, ListFilter, ListPageQuery, Page, SkipReason};
 use crate::clock::UnixMillis;
-use crate::scan::{ScanBuilder, WindowScan};
-use crate::tracker::{Detail, JobTracker, Outcome};
+use crate::scan::{ScanBuilder, ScanError, WindowScan};
+use crate::tracker::{Detail, JobTracker, Outcome, CLOCK_SKEW_MS};
 
 /// An incremental scan starts this much before the oldest job still going.
 pub const INCREMENTAL_MARGIN_MS: i64 = 60_000;
@@ -57,48 +57,38 @@ impl JobSource for ApiClient {
     }
 }
 
-/// What one poll is to read, decided before it starts.
+/// What one poll is to read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PollRequest {
+    /// The exporter's clock at the start of the poll. The poll goes by the
+    /// API's clock where the API says it (its `Date` header).
     pub now: UnixMillis,
-    /// `now` less the window: terminal jobs created before it are forgotten.
-    pub window_start: UnixMillis,
-    /// The scan's `from_date`: the window's start, or for an incremental
-    /// scan the oldest job still going (less [`INCREMENTAL_MARGIN_MS`]).
-    pub scan_from: UnixMillis,
-    /// Reads the whole window, not only its unfinished end.
-    pub whole_window: bool,
+    /// How far back the window reaches: terminal jobs created before it
+    /// are forgotten.
+    pub window: Duration,
+    /// Read the whole window, not only what changed since the last poll.
+    pub full_scan_due: bool,
     pub page_size: u32,
     /// `GET /jobs/{id}` calls in flight at once.
     pub detail_concurrency: usize,
+    /// Single `GET /jobs/{id}` calls per poll; the rest wait for the next
+    /// poll, so one poll stays bounded however many jobs need a look-up.
+    pub max_lookups: usize,
+    /// After an outage, a poll reads back to where the last good poll
+    /// ended, but never further back than this before now.
+    pub max_catch_up: Duration,
 }
 
-impl PollRequest {
-    /// The poll to make at `now` with `tracker`'s bookkeeping: the whole
-    /// window when `full_scan_due` (or nothing is known yet), else from the
-    /// oldest job that has not ended, less a minute against clock
-    /// differences between the API's `createdAt` and the id's time.
-    pub fn new(
-        tracker: &JobTracker,
-        now: UnixMillis,
-        window: Duration,
-        full_scan_due: bool,
-        page_size: u32,
-        detail_concurrency: usize,
-    ) -> Self {
-        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-        let window_start = now.saturating_sub(window_ms);
-        let incremental = (!full_scan_due)
-            .then(|| tracker.scan_from())
-            .flatten()
-            .map(|from| from.saturating_sub(INCREMENTAL_MARGIN_MS).max(window_start));
+impl Default for PollRequest {
+    fn default() -> Self {
         PollRequest {
-            now,
-            window_start,
-            scan_from: incremental.unwrap_or(window_start),
-            whole_window: incremental.is_none(),
-            page_size,
-            detail_concurrency,
+            now: 0,
+            window: Duration::from_secs(86_400),
+            full_scan_due: false,
+            page_size: 1000,
+            detail_concurrency: 8,
+            max_lookups: 500,
+            max_catch_up: Duration::from_secs(7 * 86_400),
         }
     }
 }
@@ -109,44 +99,126 @@ pub struct PollResult {
     pub outcome: Outcome,
     /// Jobs left out of the scan, by reason.
     pub skipped: Vec<SkipReason>,
-    /// Minimal pages read for the scan.
+    /// Minimal pages read for the window scan.
     pub scan_pages: u64,
+    /// Pages read for the listing of live jobs.
+    pub live_pages: u64,
+    /// The window scan read the whole window (or more, catching up).
+    pub whole_window: bool,
+    /// The API answered the listing of live jobs with ended jobs in it
+    /// (it did not apply `exclude_states`): the poll did without it.
+    pub live_listing_unfiltered: bool,
+    /// Look-ups that failed for that job alone (it is tried again next poll).
+    pub lookups_failed: u64,
+    /// Look-ups put off to the next poll to keep this one bounded.
+    pub lookups_deferred: u64,
+    /// The API's clock less the exporter's, when the API said its time.
+    pub clock_offset_ms: Option<i64>,
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The `from_date` of a poll's window scan.
+fn scan_start(
+    tracker: &JobTracker,
+    request: &PollRequest,
+    live: Option<&WindowScan>,
+    now: UnixMillis,
+    margin: i64,
+) -> (UnixMillis, bool) {
+    let window_start = now.saturating_sub(millis(request.window));
+    // After an outage, from the last good poll on, within the catch-up limit.
+    let reach = |from: UnixMillis| {
+        let floor = now.saturating_sub(millis(request.max_catch_up));
+        from.max(floor.min(window_start))
+    };
+    let since_last = tracker.last_poll_at().map(|at| at.saturating_sub(margin));
+    let whole = || reach(since_last.map_or(window_start, |at| at.min(window_start)));
+    if request.full_scan_due || !tracker.has_baseline() {
+        return (whole(), true);
+    }
+    let changed_from = match live {
+        // What ended since the last poll is read where it is in the window
+        // (its detail then comes as pages); what ended before the window
+        // is looked up by id. Live jobs come from the live listing.
+        Some(live) => tracker
+            .oldest_ended_since(live)
+            .map(|at| at.saturating_sub(margin).max(window_start)),
+        // Without a usable live listing, from the oldest job still going.
+        None => match tracker.scan_from() {
+            Some(at) => Some(at.saturating_sub(margin).max(window_start)),
+            None => return (whole(), true),
+        },
+    };
+    let from = match (since_last, changed_from) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b).unwrap_or(window_start),
+    };
+    (reach(from), false)
 }
 
 /// One poll: nothing is applied to `tracker` unless every read succeeded.
+///
+/// 1. Every job not ended, whatever its age (`exclude_states`, no dates);
+///    the server's `Date` on it gives the API's clock.
+/// 2. The window scan: the whole window, or what changed since the last
+///    poll (new jobs, and jobs that left the live listing).
+/// 3. The look-ups the tracker asks for: as full pages where many are
+///    recent, else one by one, at most `max_lookups`; a look-up that fails
+///    for that job alone leaves the job as it was, for the next poll.
+/// 4. Apply.
 pub async fn poll(
     tracker: &mut JobTracker,
     source: &impl JobSource,
     request: &PollRequest,
 ) -> Result<PollResult, ApiError> {
-    let PollRequest {
-        now,
-        window_start,
-        scan_from,
-        whole_window,
-        page_size,
-        detail_concurrency,
-    } = *request;
-    // A whole-window scan is about as long as the last one.
-    let expected = if whole_window { tracker.len() } else { 0 };
-    let read = scan_window(
+    let page_size = request.page_size;
+    let live = read_pages(
         source,
-        tracker.scan_builder(page_size as usize, expected),
-        scan_from,
-        now,
+        tracker.scan_builder(page_size as usize, 0),
+        ListFilter::Live,
     )
     .await?;
-    let mut need = tracker.plan(&read.scan);
+    let now = live.server_time.unwrap_or(request.now);
+    let clock_offset_ms = live.server_time.map(|at| at - request.now);
+    // Our clock may be off the API's by up to CLOCK_SKEW_MS when the API
+    // does not say its time; its `Date` is exact to the second.
+    let margin = if live.server_time.is_some() {
+        INCREMENTAL_MARGIN_MS
+    } else {
+        CLOCK_SKEW_MS
+    };
+    let unfiltered = live.scan.any_terminal();
+    let usable_live = (!unfiltered).then_some(&live.scan);
+    let window_start = now.saturating_sub(millis(request.window));
+    let (scan_from, whole_window) = scan_start(tracker, request, usable_live, now, margin);
+    // A whole-window scan is about as long as the last one.
+    let expected = if whole_window { tracker.len() } else { 0 };
+    let read = read_pages(
+        source,
+        tracker.scan_builder(page_size as usize, expected),
+        ListFilter::Created {
+            from_date: scan_from,
+            to_date: now.saturating_add(CLOCK_SKEW_MS),
+        },
+    )
+    .await?;
+    let mut scan = read.scan;
+    if let Some(live) = usable_live {
+        scan.add_live(live);
+    }
+    let mut need = tracker.plan(&scan);
     // Many look-ups among recent jobs: read them as full pages instead.
     let mut details = HashMap::new();
-    let positions = read.scan.positions(&need);
-    if let Some(pos) = batch_start(&positions, read.scan.len(), page_size as usize) {
-        let from = read
-            .scan
+    let positions = scan.positions(&need);
+    if let Some(pos) = batch_start(&positions, scan.len(), page_size as usize) {
+        let from = scan
             .get(pos)
             .and_then(|job| job.id.created_hint())
             .map_or(scan_from, |created| {
-                created.saturating_sub(INCREMENTAL_MARGIN_MS).max(scan_from)
+                created.saturating_sub(margin).max(scan_from)
             });
         let wanted: HashSet<JobId> = need
             .iter()
@@ -154,25 +226,50 @@ pub async fn poll(
             .filter(|(_, at)| at.is_some_and(|at| at >= pos))
             .map(|(id, _)| id.clone())
             .collect();
-        details = details_from_pages(source, page_size, from, now, &wanted).await?;
+        details = details_from_pages(
+            source,
+            page_size,
+            from,
+            now.saturating_add(CLOCK_SKEW_MS),
+            &wanted,
+        )
+        .await?;
         need.retain(|id| !details.contains_key(id));
     }
-    details.extend(fetch_details(source, need, detail_concurrency).await?);
-    let outcome = tracker.apply(&read.scan, &details, window_start, now);
+    let deferred = need.split_off(need.len().min(request.max_lookups));
+    let lookups = fetch_details(source, need, request.detail_concurrency).await?;
+    let lookups_failed = lookups
+        .values()
+        .filter(|d| matches!(d, Detail::Unknown))
+        .count() as u64;
+    details.extend(lookups);
+    let lookups_deferred = deferred.len() as u64;
+    details.extend(deferred.into_iter().map(|id| (id, Detail::Unknown)));
+    let outcome = tracker.apply(&scan, &details, window_start, now);
+    let mut skipped = live.skipped;
+    skipped.extend(read.skipped);
     Ok(PollResult {
         outcome,
-        skipped: read.skipped,
+        skipped,
         scan_pages: read.requests,
+        live_pages: live.requests,
+        whole_window,
+        live_listing_unfiltered: unfiltered,
+        lookups_failed,
+        lookups_deferred,
+        clock_offset_ms,
     })
 }
 
-/// The jobs of one window scan, de-duplicated, oldest first.
+/// The jobs of one listing, de-duplicated, oldest first.
 #[derive(Debug)]
 pub struct ScanRead {
     pub scan: WindowScan,
     pub skipped: Vec<SkipReason>,
     /// Pages read.
     pub requests: u64,
+    /// The server's clock on the first page, if it said.
+    pub server_time: Option<UnixMillis>,
 }
 
 /// Whether [`page_through`] should read on.
@@ -191,8 +288,7 @@ async fn page_through(
     source: &impl JobSource,
     minimal: bool,
     page_size: u32,
-    from_date: UnixMillis,
-    to_date: UnixMillis,
+    filter: ListFilter,
     mut each: impl FnMut(Page, usize) -> Result<Next, ApiError>,
 ) -> Result<u64, ApiError> {
     let limit = page_size as usize;
@@ -206,8 +302,7 @@ async fn page_through(
                 minimal,
                 from: start,
                 limit: page_size,
-                from_date,
-                to_date,
+                filter,
             })
             .await?;
         requests += 1;
@@ -224,37 +319,46 @@ async fn page_through(
 
 /// Reads every minimal page of `[from_date, to_date]` into `builder`,
 /// oldest first, with ids de-duplicated. An API that answers the same full
-/// pages again whatever the offset is not paging: an error, not an endless
-/// loop.
+/// pages again whatever the offset is not paging, and pages that moved by
+/// more than the overlap between two reads may have hidden jobs: both are
+/// errors, not a scan to trust.
 pub async fn scan_window(
     source: &impl JobSource,
-    mut builder: ScanBuilder<'_>,
+    builder: ScanBuilder<'_>,
     from_date: UnixMillis,
     to_date: UnixMillis,
 ) -> Result<ScanRead, ApiError> {
+    read_pages(source, builder, ListFilter::Created { from_date, to_date }).await
+}
+
+/// Reads every minimal page of a listing into `builder`.
+async fn read_pages(
+    source: &impl JobSource,
+    mut builder: ScanBuilder<'_>,
+    filter: ListFilter,
+) -> Result<ScanRead, ApiError> {
     let page_size = u32::try_from(builder.limit()).unwrap_or(u32::MAX);
-    let requests = page_through(
-        source,
-        true,
-        page_size,
-        from_date,
-        to_date,
-        |page, repeats| {
-            builder
-                .add_page(page, repeats)
-                .map_err(|e| ApiError::Decode {
-                    endpoint: "list_jobs",
-                    detail: e.to_string(),
-                })?;
-            Ok(Next::More)
-        },
-    )
+    let mut server_time = None;
+    let requests = page_through(source, true, page_size, filter, |page, repeats| {
+        server_time = server_time.or(page.server_time);
+        builder.add_page(page, repeats).map_err(|e| match e {
+            ScanError::NotPaging { .. } => ApiError::Decode {
+                endpoint: "list_jobs",
+                detail: e.to_string(),
+            },
+            ScanError::Shifted { .. } => ApiError::IncompleteScan {
+                detail: e.to_string(),
+            },
+        })?;
+        Ok(Next::More)
+    })
     .await?;
     let (scan, skipped) = builder.finish();
     Ok(ScanRead {
         scan,
         skipped,
         requests,
+        server_time,
     })
 }
 
@@ -288,7 +392,8 @@ async fn details_from_pages(
     wanted: &HashSet<JobId>,
 ) -> Result<HashMap<JobId, Detail>, ApiError> {
     let mut out = HashMap::new();
-    page_through(source, false, page_size, from_date, to_date, |page, _| {
+    let filter = ListFilter::Created { from_date, to_date };
+    page_through(source, false, page_size, filter, |page, _| {
         for job in page.jobs {
             if wanted.contains(&job.id) {
                 out.insert(job.id.clone(), Detail::Found(job));
@@ -304,9 +409,11 @@ async fn details_from_pages(
     Ok(out)
 }
 
-/// `GET /jobs/{id}` for each id, `concurrency` at a time. The first failure
-/// fails the lot (the poll is then retried whole next cycle); the calls
-/// still in flight are dropped.
+/// `GET /jobs/{id}` for each id, `concurrency` at a time. A failure that
+/// concerns that job alone (an error status or an answer that is not a
+/// job) makes its detail [`Detail::Unknown`]; any other (the API down,
+/// rate limiting, the token refused) fails the lot, and the calls still in
+/// flight are dropped.
 async fn fetch_details(
     source: &impl JobSource,
     ids: Vec<JobId>,
@@ -320,9 +427,11 @@ async fn fetch_details(
         .buffer_unordered(concurrency.max(1));
     let mut out = HashMap::new();
     while let Some((id, answer)) = answers.next().await {
-        let detail = match answer? {
-            Some(job) => Detail::Found(job),
-            None => Detail::Gone,
+        let detail = match answer {
+            Ok(Some(job)) => Detail::Found(job),
+            Ok(None) => Detail::Gone,
+            Err(e) if e.is_about_one_job() => Detail::Unknown,
+            Err(e) => return Err(e),
         };
         out.insert(id, detail);
     }
@@ -394,29 +503,65 @@ mod tests {
     }
 
     #[test]
-    fn an_incremental_poll_starts_a_minute_before_the_oldest_job_still_going() {
+    fn a_poll_reads_what_changed_since_the_last_one_and_catches_up_after_an_outage() {
         const T0: UnixMillis = 1_767_225_600_000;
-        let mut tracker = JobTracker::new();
-        let entries = vec![
-            ScanEntry {
-                id: JobId::Ulid(ulid::Ulid::from_parts(T0 as u64, 1)),
-                status: JobStatus::Finished,
-            },
-            ScanEntry {
-                id: JobId::Ulid(ulid::Ulid::from_parts(T0 as u64 + 600_000, 2)),
-                status: JobStatus::Queued,
-            },
-        ];
-        let scan = WindowScan::new(entries, &mut StatusTable::default()).0;
-        let now = T0 + 3_600_000;
+        const HOUR: i64 = 3_600_000;
         let day = Duration::from_secs(86_400);
-        let first = PollRequest::new(&tracker, now, day, false, 1000, 8);
-        assert!(first.whole_window, "nothing known yet: the whole window");
-        tracker.apply(&scan, &HashMap::new(), first.window_start, now);
-        let next = PollRequest::new(&tracker, now, day, false, 1000, 8);
-        assert_eq!(next.scan_from, T0 + 600_000 - INCREMENTAL_MARGIN_MS);
-        assert!(!next.whole_window);
-        let due = PollRequest::new(&tracker, now, day, true, 1000, 8);
-        assert!(due.whole_window);
+        let job = |at: i64, n: u128, status| ScanEntry {
+            id: JobId::Ulid(ulid::Ulid::from_parts(at as u64, n)),
+            status,
+        };
+        let mut tracker = JobTracker::new();
+        let request = PollRequest {
+            now: T0,
+            window: day,
+            ..PollRequest::default()
+        };
+        let (from, whole) = scan_start(&tracker, &request, None, T0, 60_000);
+        assert_eq!((from, whole), (T0 - 24 * HOUR, true), "nothing known yet");
+        // A job rendering for two days (older than the window), one queued.
+        let stuck = job(T0 - 48 * HOUR, 1, JobStatus::Rendering);
+        let queued = job(T0 - HOUR, 2, JobStatus::Queued);
+        let mut table = StatusTable::default();
+        let live = WindowScan::new(vec![stuck.clone(), queued.clone()], &mut table).0;
+        let mut scan = WindowScan::new(vec![queued.clone()], &mut table).0;
+        scan.add_live(&live);
+        tracker.apply(&scan, &HashMap::new(), T0 - 24 * HOUR, T0);
+
+        // A minute later both still go: only the last minute (and margin).
+        let now = T0 + 60_000;
+        let (from, whole) = scan_start(&tracker, &request, Some(&live), now, 60_000);
+        assert_eq!(
+            (from, whole),
+            (T0 - 60_000, false),
+            "the stuck job costs nothing"
+        );
+        // The queued job left the live listing: from where it is.
+        let only_stuck = WindowScan::new(vec![stuck], &mut table).0;
+        let (from, _) = scan_start(&tracker, &request, Some(&only_stuck), now, 60_000);
+        assert_eq!(from, T0 - HOUR - 60_000);
+        // Without a usable live listing: from the oldest job still going,
+        // which is older than the window, so the window's start.
+        let (from, _) = scan_start(&tracker, &request, None, now, 60_000);
+        assert_eq!(from, now - 24 * HOUR);
+        // Thirty hours later, after an outage: back to the last good poll.
+        let now = T0 + 30 * HOUR;
+        let (from, _) = scan_start(&tracker, &request, Some(&live), now, 60_000);
+        assert_eq!(from, T0 - 60_000, "reads the outage, not only the window");
+        let full = PollRequest {
+            full_scan_due: true,
+            ..request.clone()
+        };
+        assert_eq!(
+            scan_start(&tracker, &full, Some(&live), now, 60_000),
+            (T0 - 60_000, true)
+        );
+        // ... but never further back than max_catch_up.
+        let bounded = PollRequest {
+            max_catch_up: Duration::from_secs(26 * 3600),
+            ..request
+        };
+        let (from, _) = scan_start(&tracker, &bounded, Some(&live), now, 60_000);
+        assert_eq!(from, now - 26 * HOUR);
     }
 }

@@ -13,6 +13,7 @@ use prometheus::{
 
 use crate::api::{ApiError, Endpoint, RequestObserver, SkipReason};
 use crate::config::MetricsConfig;
+use crate::cycle::PollResult;
 use crate::status::{JobStatus, OTHER_STATUS};
 use crate::tracker::{InvalidValues, Outcome};
 use crate::version::{REVISION, VERSION};
@@ -44,6 +45,10 @@ pub struct Metrics {
     invalid: IntCounterVec,
     tracked: IntGaugeVec,
     poller_restarts: IntCounterVec,
+    lookup_failures: IntCounterVec,
+    lookups_deferred: IntCounterVec,
+    live_unfiltered: IntCounterVec,
+    clock_offset: GaugeVec,
     max_unknown: usize,
     /// Status label values set per account at the last update, so values no
     /// longer seen can be removed: (jobs, oldest).
@@ -170,6 +175,26 @@ impl Metrics {
                 "Times the account's poller died (a panic or a bug) and was restarted.",
                 &["account"],
             ),
+            lookup_failures: counter(
+                "nexrender_exporter_lookup_failures_total",
+                "GET /jobs/{id} look-ups that failed for that job alone (an error status or not a job); the job stays as it was and is looked up again next poll.",
+                &["account"],
+            ),
+            lookups_deferred: counter(
+                "nexrender_exporter_lookups_deferred_total",
+                "Look-ups put off to the next poll because the poll had made poll.max_lookups already.",
+                &["account"],
+            ),
+            live_unfiltered: counter(
+                "nexrender_exporter_live_listing_unfiltered_total",
+                "Polls whose listing of jobs not ended (exclude_states) held ended jobs: the API ignored the filter, and the poll read from the oldest job still going instead.",
+                &["account"],
+            ),
+            clock_offset: fgauge(
+                "nexrender_exporter_api_clock_offset_seconds",
+                "The API's clock (its Date header, whole seconds) less the exporter's, at the last successful poll; windows follow the API's clock.",
+                &["account"],
+            ),
             max_unknown: cfg.max_unknown_statuses,
             exported: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
@@ -207,6 +232,9 @@ impl Metrics {
         self.poll_duration.with_label_values(&[account]);
         self.tracked.with_label_values(&[account]);
         self.poller_restarts.with_label_values(&[account]);
+        self.lookup_failures.with_label_values(&[account]);
+        self.lookups_deferred.with_label_values(&[account]);
+        self.live_unfiltered.with_label_values(&[account]);
         for f in InvalidValues::FIELDS {
             self.invalid.with_label_values(&[account, f]);
         }
@@ -349,6 +377,26 @@ impl Metrics {
         self.poll_errors.with_label_values(&[account, reason]).inc();
     }
 
+    /// What a successful poll says of the API besides the jobs.
+    pub(crate) fn poll_notes(&self, account: &str, result: &PollResult) {
+        self.changed();
+        let a = &[account];
+        self.lookup_failures
+            .with_label_values(a)
+            .inc_by(result.lookups_failed);
+        self.lookups_deferred
+            .with_label_values(a)
+            .inc_by(result.lookups_deferred);
+        if result.live_listing_unfiltered {
+            self.live_unfiltered.with_label_values(a).inc();
+        }
+        if let Some(offset) = result.clock_offset_ms {
+            self.clock_offset
+                .with_label_values(a)
+                .set(offset as f64 / 1000.0);
+        }
+    }
+
     /// The account's poller died: the numbers stay, `nexrender_up` is 0
     /// until the restarted poller succeeds.
     pub(crate) fn poller_died(&self, account: &str) {
@@ -396,6 +444,18 @@ impl Metrics {
                     "nexrender_exporter_tracked_jobs" => self.tracked.remove(&labels),
                     "nexrender_exporter_poller_restarts_total" => {
                         self.poller_restarts.remove(&labels)
+                    }
+                    "nexrender_exporter_lookup_failures_total" => {
+                        self.lookup_failures.remove(&labels)
+                    }
+                    "nexrender_exporter_lookups_deferred_total" => {
+                        self.lookups_deferred.remove(&labels)
+                    }
+                    "nexrender_exporter_live_listing_unfiltered_total" => {
+                        self.live_unfiltered.remove(&labels)
+                    }
+                    "nexrender_exporter_api_clock_offset_seconds" => {
+                        self.clock_offset.remove(&labels)
                     }
                     _ => Ok(()),
                 };
@@ -486,6 +546,7 @@ impl RequestObserver for AccountRequests {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::JobId;
     use crate::tracker::Completion;
 
     fn text(m: &Metrics) -> String {
@@ -622,10 +683,12 @@ mod tests {
         let mut o = outcome(&[]);
         o.completions = vec![
             Completion {
+                id: JobId::Other("a".into()),
                 status: JobStatus::Finished,
                 render_duration: Some(42.0),
             },
             Completion {
+                id: JobId::Other("b".into()),
                 status: JobStatus::Error,
                 render_duration: None,
             },

@@ -27,9 +27,17 @@ pub struct PollSettings {
     pub page_size: u32,
     pub detail_concurrency: usize,
     pub cycle_timeout: Duration,
-    /// How often the whole window is read again; in between, scans start at
-    /// the oldest job that has not ended. Zero: always read it all.
+    /// How often the whole window is read again; in between, scans read
+    /// only what changed. Zero: always read it all.
     pub full_scan_interval: Duration,
+    pub max_lookups: usize,
+    pub max_catch_up: Duration,
+}
+
+impl Default for PollSettings {
+    fn default() -> Self {
+        PollSettings::from(&PollConfig::default())
+    }
 }
 
 impl From<&PollConfig> for PollSettings {
@@ -41,6 +49,8 @@ impl From<&PollConfig> for PollSettings {
             detail_concurrency: p.detail_concurrency as usize,
             cycle_timeout: p.cycle_timeout,
             full_scan_interval: p.full_scan_interval,
+            max_lookups: p.max_lookups as usize,
+            max_catch_up: p.max_catch_up,
         }
     }
 }
@@ -55,6 +65,9 @@ struct Bookkeeping {
     /// deadline) waits for the next interval, and the polls in between
     /// stay incremental instead of each trying the whole window again.
     last_full_scan: Option<UnixMillis>,
+    /// A poll reaching back further than the window to catch up after an
+    /// outage ran out of time: later polls read only the window.
+    catch_up_given_up: bool,
 }
 
 /// One account's poller. A clone shares the bookkeeping (the supervisor
@@ -72,6 +85,8 @@ pub struct AccountPoller {
     settings: PollSettings,
     /// Reason of the last failure, to log a new kind of trouble once.
     failing: Option<&'static str>,
+    /// The last poll found the live listing unfiltered (logged on change).
+    live_unfiltered: bool,
 }
 
 impl AccountPoller {
@@ -93,6 +108,7 @@ impl AccountPoller {
             clock,
             settings,
             failing: None,
+            live_unfiltered: false,
         }
     }
 
@@ -100,24 +116,54 @@ impl AccountPoller {
     async fn poll_once(&mut self, now: UnixMillis) -> Result<PollResult, ApiError> {
         let mut book = self.book.lock().await;
         let book = &mut *book;
-        let full_scan_due = self.settings.full_scan_interval.is_zero()
+        let settings = &self.settings;
+        let full_scan_due = settings.full_scan_interval.is_zero()
             || book.last_full_scan.is_none_or(|t| {
-                now.saturating_sub(t) >= self.settings.full_scan_interval.as_millis() as i64
+                now.saturating_sub(t) >= settings.full_scan_interval.as_millis() as i64
             });
-        let request = PollRequest::new(
-            &book.tracker,
-            now,
-            self.settings.window,
-            full_scan_due,
-            self.settings.page_size,
-            self.settings.detail_concurrency,
-        );
-        if request.whole_window {
+        if full_scan_due {
             book.last_full_scan = Some(now);
         }
+        let request = PollRequest {
+            now,
+            window: settings.window,
+            full_scan_due,
+            page_size: settings.page_size,
+            detail_concurrency: settings.detail_concurrency,
+            max_lookups: settings.max_lookups,
+            max_catch_up: if book.catch_up_given_up {
+                Duration::ZERO
+            } else {
+                settings.max_catch_up
+            },
+        };
         let result = cycle::poll(&mut book.tracker, &self.client, &request).await?;
-        tracing::debug!(account = %self.account.name, pages = result.scan_pages, incremental = !request.whole_window, "scanned");
+        book.catch_up_given_up = false;
+        tracing::debug!(account = %self.account.name, pages = result.scan_pages, live_pages = result.live_pages, whole_window = result.whole_window, "scanned");
         Ok(result)
+    }
+
+    /// A poll that ran out of time while reaching back past the window to
+    /// catch up after an outage: the next polls read only the window, and
+    /// what ended in between is not counted (said once in the log).
+    async fn give_up_catch_up(&mut self, now: UnixMillis) {
+        let mut book = self.book.lock().await;
+        let window = self.settings.window.as_millis() as i64;
+        let Some(last) = book.tracker.last_poll_at() else {
+            return;
+        };
+        if book.catch_up_given_up
+            || self.settings.max_catch_up.is_zero()
+            || now.saturating_sub(last) <= window
+        {
+            return;
+        }
+        book.catch_up_given_up = true;
+        tracing::warn!(
+            account = %self.account.name,
+            last_good_poll = %crate::timefmt::format_millis(last),
+            "catching up after the outage took longer than poll.cycle_timeout; reading only the window from now on: jobs that ended between the last good poll and the window's start are not counted"
+        );
     }
 
     /// Polls once, updates metrics, the status board and the log.
@@ -130,15 +176,31 @@ impl AccountPoller {
         fail::fail_point!("poll-cycle");
         let result = match tokio::time::timeout(timeout, self.poll_once(now)).await {
             Ok(r) => r,
-            Err(_) => Err(ApiError::Deadline { timeout }),
+            Err(_) => {
+                self.give_up_catch_up(now).await;
+                Err(ApiError::Deadline { timeout })
+            }
         };
         match result {
-            Ok(PollResult {
-                outcome, skipped, ..
-            }) => {
+            Ok(result) => {
                 let took = started.elapsed();
-                self.metrics.apply_outcome(&name, &outcome);
-                self.metrics.jobs_skipped(&name, &skipped);
+                let PollResult {
+                    outcome, skipped, ..
+                } = &result;
+                self.metrics.apply_outcome(&name, outcome);
+                self.metrics.jobs_skipped(&name, skipped);
+                self.metrics.poll_notes(&name, &result);
+                if result.live_listing_unfiltered != self.live_unfiltered {
+                    self.live_unfiltered = result.live_listing_unfiltered;
+                    if self.live_unfiltered {
+                        tracing::warn!(account = %name, "the API listed ended jobs among the jobs not ended (it ignored exclude_states); polls read from the oldest job still going instead, and jobs older than the window are not seen");
+                    } else {
+                        tracing::info!(account = %name, "the API filters the listing of jobs not ended again");
+                    }
+                }
+                if result.lookups_failed > 0 {
+                    tracing::debug!(account = %name, failed = result.lookups_failed, "look-ups failed for their jobs alone; those jobs are looked up again next poll");
+                }
                 self.metrics
                     .poll_succeeded(&name, now as f64 / 1000.0, took);
                 self.board.record(&name, now, None);

@@ -42,6 +42,9 @@ pub struct WindowScan {
     by_ulid: Vec<usize>,
     /// Positions of the jobs whose id is not a ULID, in scan order.
     others: Vec<usize>,
+    /// Where the jobs added from the live listing begin (see
+    /// [`WindowScan::add_live`]); the length when there are none.
+    live_from: usize,
 }
 
 impl WindowScan {
@@ -87,11 +90,13 @@ impl WindowScan {
             statuses.retain(|_| *keeps.next().unwrap_or(&true));
             index(&ids)
         };
+        let live_from = ids.len();
         let scan = WindowScan {
             ids,
             statuses,
             by_ulid,
             others,
+            live_from,
         };
         (scan, dropped)
     }
@@ -130,7 +135,10 @@ impl WindowScan {
     pub(crate) fn first_of_each_status(&self) -> Vec<ScanJob<'_>> {
         let mut seen = [false; StatusTable::COUNT];
         let mut firsts = Vec::new();
-        for (pos, status) in self.statuses.iter().enumerate() {
+        // Jobs added from the live listing are older than the rest.
+        let live_first = (self.live_from..self.ids.len()).chain(0..self.live_from);
+        for pos in live_first {
+            let status = self.statuses[pos];
             if !std::mem::replace(&mut seen[status.index()], true) {
                 firsts.extend(self.get(pos));
             }
@@ -141,6 +149,30 @@ impl WindowScan {
     /// The jobs whose id is not a ULID, in scan order.
     pub(crate) fn others(&self) -> impl Iterator<Item = ScanJob<'_>> {
         self.others.iter().filter_map(|&i| self.get(i))
+    }
+
+    /// Adds the jobs of `live`, a listing of every job not ended (read
+    /// before this scan, coded with the same table), that this scan does
+    /// not show: jobs still going whatever their age. A job both show keeps
+    /// this scan's status, the later word.
+    pub fn add_live(&mut self, live: &WindowScan) {
+        let shown = self.positions(&live.ids);
+        let before = self.ids.len();
+        for (pos, at) in shown.iter().enumerate() {
+            if at.is_none() {
+                self.ids.push(live.ids[pos].clone());
+                self.statuses.push(live.statuses[pos]);
+            }
+        }
+        if self.ids.len() > before {
+            (self.by_ulid, self.others) = index(&self.ids);
+            self.live_from = before;
+        }
+    }
+
+    /// Whether any job's status is terminal.
+    pub fn any_terminal(&self) -> bool {
+        self.statuses.iter().any(|status| status.is_terminal())
     }
 
     /// Where each of `ids` is in the scan: a binary search for a ULID, one
@@ -191,11 +223,18 @@ fn index(ids: &[JobId]) -> (Vec<usize>, Vec<usize>) {
     (by_ulid, others)
 }
 
-/// The API answered the same pages again instead of moving on.
+/// A listing that cannot be trusted to hold every job.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a full page after {after} jobs ended with a job that already ended an earlier page: the API is not paging")]
-pub struct NotPaging {
-    pub after: usize,
+pub enum ScanError {
+    /// The API answered the same pages again instead of moving on.
+    #[error("a full page after {after} jobs ended with a job that already ended an earlier page: the API is not paging")]
+    NotPaging { after: usize },
+    /// A page read after the first started with none of the jobs the last
+    /// one ended with: the list moved by more than the overlap between
+    /// reads (deletions, jobs leaving a filtered listing, or a short answer
+    /// in the middle), so jobs may have been skipped.
+    #[error("the page after {after} jobs did not overlap the one before (more than {overlap} jobs deleted or gone between two reads, or a page cut short): the scan may have skipped jobs")]
+    Shifted { after: usize, overlap: usize },
 }
 
 /// Puts a scan together page by page, coding statuses with the tracker's
@@ -242,20 +281,34 @@ impl<'t> ScanBuilder<'t> {
     /// purpose (the overlap between pages): those already read are dropped
     /// without a word. Any other repeat is dropped by [`Self::finish`] and
     /// counted as a duplicate.
-    pub(crate) fn add_page(&mut self, page: Page, repeats: usize) -> Result<(), NotPaging> {
+    pub(crate) fn add_page(&mut self, page: Page, repeats: usize) -> Result<(), ScanError> {
         if page.raw_len >= self.limit {
             if let Some(last) = page.jobs.last() {
                 if !self.page_ends.insert(last.id.clone()) {
-                    return Err(NotPaging { after: self.offset });
+                    return Err(ScanError::NotPaging { after: self.offset });
                 }
             }
         }
-        self.skipped.extend_from_slice(&page.skipped);
-        self.offset += page.raw_len;
         // A repeat can only be among the last jobs read: the window is
         // fixed, so deletions move jobs towards the start, never away.
         let before = self.ids.len();
         let tail_from = before - self.last_page.min(repeats * 2);
+        let tail = &self.ids[tail_from..before];
+        if repeats > 0
+            && tail_from < before
+            && !page
+                .jobs
+                .iter()
+                .take(repeats)
+                .any(|job| tail.contains(&job.id))
+        {
+            return Err(ScanError::Shifted {
+                after: self.offset,
+                overlap: repeats,
+            });
+        }
+        self.skipped.extend_from_slice(&page.skipped);
+        self.offset += page.raw_len;
         for (i, job) in page.jobs.into_iter().enumerate() {
             if i < repeats && self.ids[tail_from..before].contains(&job.id) {
                 continue;
@@ -309,6 +362,7 @@ mod tests {
             raw_len: jobs.len().min(limit),
             jobs,
             skipped: vec![],
+            server_time: None,
         }
     }
 
@@ -377,14 +431,15 @@ mod tests {
     #[test]
     fn pages_that_come_round_again_are_not_paging() {
         let a: Vec<JobId> = (0..5).map(ulid).collect();
-        let b: Vec<JobId> = (5..10).map(ulid).collect();
+        // The second page starts one job early, on the last of the first.
+        let b: Vec<JobId> = (4..9).map(ulid).collect();
         let mut table = StatusTable::default();
         let mut builder = ScanBuilder::new(5, 0, &mut table);
         builder.add_page(page(&a, 5), 0).unwrap();
         builder.add_page(page(&b, 5), 1).unwrap();
         assert_eq!(
             builder.add_page(page(&a, 5), 1),
-            Err(NotPaging { after: 10 })
+            Err(ScanError::NotPaging { after: 10 })
         );
         // The same page twice in a row, too.
         let mut builder = ScanBuilder::new(5, 0, &mut table);

@@ -28,6 +28,10 @@ pub enum Detail {
     Found(ApiJob),
     /// 404: the job no longer exists.
     Gone,
+    /// The look-up failed, or was put off to keep the poll bounded: the job
+    /// stays as it was (a job not yet remembered stays unknown), and is
+    /// looked up again next poll.
+    Unknown,
 }
 
 /// No creation time known.
@@ -37,6 +41,10 @@ const COUNTED: u8 = 1;
 /// Its queue wait is still to be observed: it was seen waiting, or first
 /// seen after the first poll, and its start has not been measured yet.
 const WAIT_PENDING: u8 = 2;
+/// The API said 404 after its completion was counted: no longer in the
+/// numbers, remembered (until older than the window) only so that it is
+/// not counted again if it comes back.
+const GONE: u8 = 4;
 
 /// What is remembered of one job: 16 bytes.
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +59,11 @@ impl Tracked {
         (self.created_at != UNKNOWN)
             .then_some(self.created_at)
             .or_else(|| id.created_hint())
+    }
+
+    /// Still waiting or running, as far as is known.
+    fn going(&self) -> bool {
+        !self.status.is_terminal() && !self.has(GONE)
     }
 
     fn has(&self, flag: u8) -> bool {
@@ -159,6 +172,7 @@ where
 /// A job seen reaching a terminal status.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
+    pub id: JobId,
     pub status: JobStatus,
     /// `stats.renderDuration` of a finished job, when the API gave one.
     pub render_duration: Option<f64>,
@@ -218,8 +232,14 @@ pub struct JobTracker {
     /// The names behind the status codes, shared with the scans it reads.
     statuses: StatusTable,
     baseline_done: bool,
-    /// The end (`to_date`) of the last applied scan.
-    last_scan_to: Option<UnixMillis>,
+    /// The time (the API's, as far as known) of the last applied poll.
+    last_poll_at: Option<UnixMillis>,
+    /// A job first seen already terminal is counted only if it was created
+    /// at or after this: the baseline's time at first, then the start of
+    /// the window of the last poll. Older jobs ended before the baseline,
+    /// or were counted and forgotten; they come back into view when the
+    /// window widens or the clock steps back, and are not counted again.
+    count_from: UnixMillis,
     /// An `apply` began and did not finish (it panicked): the bookkeeping
     /// is half updated and cannot be trusted.
     applying: bool,
@@ -232,6 +252,8 @@ struct ApplyPass<'a> {
     first: bool,
     now: UnixMillis,
     window_start: UnixMillis,
+    /// [`JobTracker::count_from`] as it was before this poll.
+    count_from: UnixMillis,
     out: Outcome,
     /// Jobs kept, and the oldest creation time, by status code.
     counts: Vec<u64>,
@@ -240,12 +262,17 @@ struct ApplyPass<'a> {
 
 impl ApplyPass<'_> {
     /// A job the scan shows, with the detail fetched for it, if any.
+    /// `None`: a job not remembered yet whose look-up failed; it is left
+    /// to the next poll.
     fn seen(
         &mut self,
         tracked: Option<Tracked>,
         shown: ScanJob,
         detail: Option<&Detail>,
-    ) -> Tracked {
+    ) -> Option<Tracked> {
+        if let Some(Detail::Unknown) = detail {
+            return tracked;
+        }
         let job = match detail {
             Some(Detail::Found(found)) if found.id == *shown.id => Some(found),
             _ => None,
@@ -253,6 +280,7 @@ impl ApplyPass<'_> {
         // The detail was fetched after the scan, so it is the later word.
         let status = job.map_or(shown.status, |found| self.statuses.code(&found.status));
         let started = status.has_started();
+        let new = tracked.is_none();
         let mut tracked = tracked.unwrap_or(Tracked {
             created_at: UNKNOWN,
             status,
@@ -263,8 +291,28 @@ impl ApplyPass<'_> {
             },
         });
         tracked.status = status;
+        tracked.set(GONE, false);
+        if new && !self.first && status.is_terminal() && !self.counts_as_new(shown.id, job) {
+            // Ended before the baseline, or counted and forgotten: remembered
+            // as counted, nothing observed.
+            tracked.set(COUNTED, true);
+            tracked.set(WAIT_PENDING, false);
+        }
         observe(&mut tracked, shown.id, job, self);
-        tracked
+        Some(tracked)
+    }
+
+    /// Whether a job first seen already terminal ended since the baseline:
+    /// created at or after [`JobTracker::count_from`], by both its id's
+    /// time and its `createdAt` where they differ. Without either, it is not
+    /// counted (a missed completion rather than a false one).
+    fn counts_as_new(&self, id: &JobId, job: Option<&ApiJob>) -> bool {
+        let latest = self.now.saturating_add(CLOCK_SKEW_MS);
+        let created_at = job
+            .and_then(|found| found.created_at)
+            .filter(|at| *at <= latest);
+        let created = [id.created_hint(), created_at].into_iter().flatten().min();
+        created.is_some_and(|at| at >= self.count_from)
     }
 
     /// A remembered job the scan does not show: left the window, deleted,
@@ -278,21 +326,25 @@ impl ApplyPass<'_> {
         created_by: Option<UnixMillis>,
     ) -> bool {
         match detail {
-            Some(Detail::Gone) => return false,
+            Some(Detail::Gone) if !tracked.has(COUNTED) => return false,
+            Some(Detail::Gone) => tracked.set(GONE, true),
             Some(Detail::Found(found)) => {
                 tracked.status = self.statuses.code(&found.status);
                 observe(tracked, id, Some(found), self);
             }
-            None => {}
+            Some(Detail::Unknown) | None => {}
         }
         // Terminal: forgotten once older than the window; until then still
         // counted (an incremental scan does not read these again).
         let created = tracked.created(id).or(created_by);
-        !(tracked.status.is_terminal() && created.is_none_or(|at| at < self.window_start))
+        tracked.going() || created.is_some_and(|at| at >= self.window_start)
     }
 
     /// Counts a job that is kept.
     fn count(&mut self, tracked: &Tracked, id: impl FnOnce() -> JobId) {
+        if tracked.has(GONE) {
+            return;
+        }
         let code = tracked.status.index();
         self.counts[code] += 1;
         if !tracked.status.is_terminal() {
@@ -320,6 +372,44 @@ impl JobTracker {
         !self.applying
     }
 
+    /// Whether a first poll has set the baseline.
+    pub fn has_baseline(&self) -> bool {
+        self.baseline_done
+    }
+
+    /// The time of the last applied poll (the API's, as far as known).
+    pub fn last_poll_at(&self) -> Option<UnixMillis> {
+        self.last_poll_at
+    }
+
+    /// The creation time of the oldest remembered job that has not ended
+    /// and is missing from `live`, the listing of every job not ended: it
+    /// ended (or was deleted) since the last poll. `Some(i64::MIN)` when
+    /// such a job's creation time is unknown.
+    pub fn oldest_ended_since(&self, live: &WindowScan) -> Option<UnixMillis> {
+        let mut oldest: Option<UnixMillis> = None;
+        let mut note = |at: Option<UnixMillis>| {
+            let at = at.unwrap_or(i64::MIN);
+            oldest = Some(oldest.map_or(at, |o| o.min(at)));
+        };
+        let tracked = self.jobs.ulids.iter().map(|entry| (entry.key, entry));
+        for (_, entry, listed) in merge(tracked, live.by_ulid()) {
+            if let (Some(entry), None) = (entry, listed) {
+                if entry.tracked.going() {
+                    note(entry.tracked.created(&entry.id()));
+                }
+            }
+        }
+        let listed: HashSet<&JobId> = live.others().map(|job| job.id).collect();
+        for (text, other) in &self.jobs.others {
+            let id = JobId::Other(text.clone());
+            if other.tracked.going() && !listed.contains(&id) {
+                note(other.tracked.created(&id));
+            }
+        }
+        oldest
+    }
+
     /// Jobs remembered now (memory follows this).
     pub fn len(&self) -> usize {
         self.jobs.len()
@@ -339,9 +429,9 @@ impl JobTracker {
         if !self.baseline_done || !self.jobs.others.is_empty() {
             return None;
         }
-        let mut from = self.last_scan_to?;
+        let mut from = self.last_poll_at?;
         for entry in &self.jobs.ulids {
-            if !entry.tracked.status.is_terminal() {
+            if entry.tracked.going() {
                 from = from.min(entry.tracked.created(&entry.id())?);
             }
         }
@@ -351,8 +441,18 @@ impl JobTracker {
     /// Whether a job the scan shows needs its detail this poll.
     fn wants(&self, shown: ScanJob, tracked: Option<&Tracked>) -> bool {
         if shown.status.is_terminal() {
-            // Newly terminal: for its render duration and queue wait.
-            self.baseline_done && !tracked.is_some_and(|tracked| tracked.has(COUNTED))
+            // Newly terminal: for its render duration and queue wait; a job
+            // first seen ended, also to tell by its `createdAt` whether it
+            // ended since the baseline (not needed when its id says it is
+            // older).
+            self.baseline_done
+                && match tracked {
+                    Some(tracked) => !tracked.has(COUNTED),
+                    None => shown
+                        .id
+                        .created_hint()
+                        .is_none_or(|at| at >= self.count_from),
+                }
         } else {
             // Seen started with its queue wait still to be measured.
             let pending = tracked.map_or(self.baseline_done, |tracked| tracked.has(WAIT_PENDING));
@@ -381,7 +481,7 @@ impl JobTracker {
                     }
                 }
                 None => {
-                    if tracked.is_some_and(|tracked| !tracked.status.is_terminal()) {
+                    if tracked.is_some_and(|tracked| tracked.going()) {
                         missing.push(JobId::Ulid(ulid::Ulid(key)));
                     }
                 }
@@ -397,7 +497,7 @@ impl JobTracker {
             }
         }
         for (text, other) in &self.jobs.others {
-            if !other.tracked.status.is_terminal() && !in_scan.contains(&**text) {
+            if other.tracked.going() && !in_scan.contains(&**text) {
                 missing.push(JobId::Other(text.clone()));
             }
         }
@@ -436,6 +536,7 @@ impl JobTracker {
             first,
             now,
             window_start,
+            count_from: self.count_from,
             out: Outcome {
                 baseline: first,
                 ..Outcome::default()
@@ -467,7 +568,10 @@ impl JobTracker {
                 continue;
             };
             let tracked = match (tracked, shown) {
-                (tracked, Some(shown)) => pass.seen(tracked, shown, detail),
+                (tracked, Some(shown)) => match pass.seen(tracked, shown, detail) {
+                    Some(tracked) => tracked,
+                    None => continue,
+                },
                 (Some(mut tracked), None) => {
                     if !pass.unseen(&mut tracked, &JobId::Ulid(ulid::Ulid(key)), detail, None) {
                         continue;
@@ -493,11 +597,13 @@ impl JobTracker {
                 continue;
             };
             in_scan.insert(text);
-            let tracked = pass.seen(
+            let Some(tracked) = pass.seen(
                 others.get(text).map(|other| other.tracked),
                 shown,
                 details.get(shown.id),
-            );
+            ) else {
+                continue;
+            };
             others.insert(
                 text.clone(),
                 OtherJob {
@@ -541,7 +647,19 @@ impl JobTracker {
             }
         }
         self.baseline_done = true;
-        self.last_scan_to = Some(now);
+        self.last_poll_at = Some(now);
+        self.count_from = if first {
+            // The baseline saw every job up to now: a job not seen was
+            // created later (or before the window). The newest id's time
+            // stands in for the API's clock where it is behind ours.
+            scan.by_ulid()
+                .last()
+                .and_then(|(_, newest)| newest.id.created_hint())
+                .map_or(now, |newest| newest.min(now))
+        } else {
+            self.count_from
+        }
+        .max(window_start);
         self.applying = false;
         out.tracked = self.jobs.len();
         out
@@ -576,6 +694,7 @@ fn observe(tracked: &mut Tracked, id: &JobId, job: Option<&ApiJob>, pass: &mut A
                 None
             };
             out.completions.push(Completion {
+                id: id.clone(),
                 status: statuses.name(tracked.status).clone(),
                 render_duration,
             });
@@ -639,9 +758,10 @@ mod tests {
     }
 
     /// A tracker after a first poll that saw `entries` and looked up nothing.
+    /// The first poll is at T0: jobs `id(n)` not in it were created after.
     fn after_first_poll(entries: &[(u64, &str)]) -> JobTracker {
         let mut t = JobTracker::new();
-        t.apply(&scan(entries), &HashMap::new(), WINDOW_START, NOW);
+        t.apply(&scan(entries), &HashMap::new(), WINDOW_START, T0);
         t
     }
 
@@ -726,7 +846,7 @@ mod tests {
         let scan_of = |v: Vec<ScanEntry>| WindowScan::new(v, &mut StatusTable::default()).0;
         let mut t = JobTracker::new();
         let s = scan_of(vec![entry("b", "queued"), entry("a", "render:dorender")]);
-        t.apply(&s, &HashMap::new(), WINDOW_START, NOW);
+        t.apply(&s, &HashMap::new(), WINDOW_START, T0);
         assert_eq!(
             t.scan_from(),
             None,
@@ -882,6 +1002,7 @@ mod tests {
         assert_eq!(
             o.completions,
             [Completion {
+                id: id(1),
                 status: JobStatus::Finished,
                 render_duration: Some(42.5)
             }]
@@ -964,6 +1085,7 @@ mod tests {
         assert_eq!(
             o.completions,
             [Completion {
+                id: id(1),
                 status: JobStatus::ManuallyCancelled,
                 render_duration: None
             }]
@@ -1018,6 +1140,7 @@ mod tests {
         assert_eq!(
             o.completions,
             [Completion {
+                id: id(1),
                 status: JobStatus::Finished,
                 render_duration: Some(100.0)
             }]
@@ -1149,11 +1272,209 @@ mod tests {
         assert_eq!(
             o.completions,
             [Completion {
+                id: id(1),
                 status: JobStatus::Error,
                 render_duration: None
             }]
         );
         let o = t.apply(&s, &HashMap::new(), WINDOW_START, NOW);
         assert!(o.completions.is_empty());
+    }
+
+    const HOUR: UnixMillis = 3_600_000;
+
+    /// A job created `hours_ago` before T0, n distinguishing it.
+    fn aged(hours_ago: i64, n: u128) -> JobId {
+        JobId::Ulid(ulid::Ulid::from_parts((T0 - hours_ago * HOUR) as u64, n))
+    }
+
+    fn scan_of(jobs: &[(&JobId, &str)]) -> WindowScan {
+        let entries = jobs
+            .iter()
+            .map(|(id, s)| ScanEntry {
+                id: (*id).clone(),
+                status: JobStatus::parse(s),
+            })
+            .collect();
+        WindowScan::new(entries, &mut StatusTable::default()).0
+    }
+
+    #[test]
+    fn widening_the_window_counts_no_job_that_ended_before() {
+        let mut t = JobTracker::new();
+        let recent = aged(2, 1);
+        // A 12-hour window at T0.
+        t.apply(
+            &scan_of(&[(&recent, "finished")]),
+            &HashMap::new(),
+            T0 - 12 * HOUR,
+            T0,
+        );
+        // Widened to 24 hours: jobs that ended 20 hours ago come into view.
+        let old: Vec<JobId> = (0..50).map(|n| aged(20, 100 + n)).collect();
+        let mut jobs: Vec<(&JobId, &str)> = old.iter().map(|id| (id, "error")).collect();
+        jobs.push((&recent, "finished"));
+        let s = scan_of(&jobs);
+        assert!(
+            t.plan(&s).is_empty(),
+            "their ids say they are older: no look-ups"
+        );
+        let o = t.apply(&s, &HashMap::new(), T0 + 60_000 - 24 * HOUR, T0 + 60_000);
+        assert!(o.completions.is_empty(), "{:?}", o.completions);
+        assert_eq!(statuses(&o), [("finished".into(), 1), ("error".into(), 50)]);
+    }
+
+    #[test]
+    fn narrowing_then_widening_the_window_counts_nothing_twice() {
+        let mut t = JobTracker::new();
+        let job = aged(0, 1); // created at T0, after the baseline below
+        t.apply(&scan_of(&[]), &HashMap::new(), T0 - 24 * HOUR - 1, T0 - 1);
+        let s = scan_of(&[(&job, "finished")]);
+        let o = t.apply(&s, &HashMap::new(), T0 - 24 * HOUR, T0 + 60_000);
+        assert_eq!(o.completions.len(), 1, "counted once");
+        // Ten hours later the window narrows to 6 hours: the job is forgotten.
+        let later = T0 + 10 * HOUR;
+        let o = t.apply(&scan_of(&[]), &HashMap::new(), later - 6 * HOUR, later);
+        assert_eq!(o.tracked, 0);
+        // Widened back to 24 hours: it is in view again, and not counted.
+        let s = scan_of(&[(&job, "finished")]);
+        let o = t.apply(
+            &s,
+            &HashMap::new(),
+            later + 60_000 - 24 * HOUR,
+            later + 60_000,
+        );
+        assert!(o.completions.is_empty());
+        assert_eq!(statuses(&o), [("finished".into(), 1)]);
+    }
+
+    #[test]
+    fn a_job_first_seen_ended_is_judged_by_its_created_at_when_its_id_says_otherwise() {
+        let mut t = after_first_poll(&[]);
+        // An id minted an hour after T0, a createdAt a day before it: it
+        // ended before the baseline (a window change brought it into view).
+        let id = aged(-1, 9);
+        let s = scan_of(&[(&id, "finished")]);
+        assert_eq!(
+            t.plan(&s),
+            std::slice::from_ref(&id),
+            "its id alone says new: look it up"
+        );
+        let mut found = job(1, "finished", Some(T0 - 23 * HOUR), Some(5.0));
+        found.id = id.clone();
+        found.created_at = Some(T0 - 24 * HOUR);
+        let d = HashMap::from([(id, Detail::Found(found))]);
+        let o = t.apply(&s, &d, T0 - 48 * HOUR, NOW);
+        assert!(o.completions.is_empty());
+    }
+
+    #[test]
+    fn a_look_up_that_fails_leaves_the_job_to_the_next_poll_and_counts_it_once() {
+        let mut t = after_first_poll(&[(1, "render:dorender"), (2, "queued")]);
+        // Job 1 ends, but its look-up fails; job 2 starts and is measured.
+        let s = scan(&[(1, "finished"), (2, "render:dorender")]);
+        let mut d = details(vec![job(2, "render:dorender", Some(T0 + 4000), None)]);
+        d.insert(id(1), Detail::Unknown);
+        let o = t.apply(&s, &d, WINDOW_START, NOW);
+        assert!(o.completions.is_empty(), "not counted without its detail");
+        assert_eq!(o.queue_waits, [2.0], "the rest of the poll applies");
+        assert_eq!(statuses(&o), [("render:dorender".into(), 2)]);
+        // Next poll the look-up works: counted once, with its duration.
+        assert_eq!(t.plan(&s), [id(1)]);
+        let d = details(vec![job(1, "finished", None, Some(30.0))]);
+        let o = t.apply(&s, &d, WINDOW_START, NOW + 60_000);
+        assert_eq!(o.completions.len(), 1);
+        assert_eq!(o.completions[0].render_duration, Some(30.0));
+        let o = t.apply(&s, &d, WINDOW_START, NOW + 120_000);
+        assert!(o.completions.is_empty());
+    }
+
+    #[test]
+    fn a_new_job_whose_look_up_fails_is_not_remembered_until_it_works() {
+        let mut t = after_first_poll(&[]);
+        let s = scan(&[(3, "error")]);
+        let o = t.apply(
+            &s,
+            &HashMap::from([(id(3), Detail::Unknown)]),
+            WINDOW_START,
+            NOW,
+        );
+        assert_eq!((o.tracked, o.completions.len()), (0, 0));
+        let o = t.apply(
+            &s,
+            &details(vec![job(3, "error", None, None)]),
+            WINDOW_START,
+            NOW,
+        );
+        assert_eq!((o.tracked, o.completions.len()), (1, 1));
+    }
+
+    #[test]
+    fn a_live_job_older_than_the_window_is_tracked_and_counted_once_when_it_ends() {
+        // A restart: the live listing shows a job rendering for 35 hours.
+        let stuck = aged(35, 1);
+        let mut table = StatusTable::default();
+        let live = WindowScan::new(
+            vec![ScanEntry {
+                id: stuck.clone(),
+                status: JobStatus::Rendering,
+            }],
+            &mut table,
+        )
+        .0;
+        let mut scan = WindowScan::default();
+        scan.add_live(&live);
+        let mut t = JobTracker::new();
+        let o = t.apply(&scan, &HashMap::new(), T0 - 24 * HOUR, T0);
+        assert_eq!(statuses(&o), [("render:dorender".into(), 1)]);
+        assert_eq!(
+            o.oldest_created.get(&JobStatus::Rendering),
+            Some(&(T0 - 35 * HOUR))
+        );
+        // It ends: gone from the live listing, older than the window.
+        let empty = WindowScan::default();
+        assert_eq!(t.oldest_ended_since(&empty), Some(T0 - 35 * HOUR));
+        assert_eq!(t.plan(&empty), std::slice::from_ref(&stuck));
+        let mut found = job(1, "finished", Some(T0 - 34 * HOUR), Some(120.0));
+        found.id = stuck.clone();
+        found.created_at = Some(T0 - 35 * HOUR);
+        let d = HashMap::from([(stuck, Detail::Found(found))]);
+        let o = t.apply(&empty, &d, T0 + 60_000 - 24 * HOUR, T0 + 60_000);
+        assert_eq!(o.completions.len(), 1, "counted once");
+        assert_eq!(o.tracked, 0, "then forgotten: older than the window");
+    }
+
+    #[test]
+    fn a_counted_job_deleted_then_listed_again_is_not_counted_again() {
+        let mut t = after_first_poll(&[(1, "queued")]);
+        let s = scan(&[(1, "finished")]);
+        let o = t.apply(
+            &s,
+            &details(vec![job(1, "finished", Some(T0 + 1500), Some(2.0))]),
+            WINDOW_START,
+            NOW,
+        );
+        assert_eq!(o.completions.len(), 1);
+        // Re-queued upstream: shown under its new status, not counted again.
+        let s = scan(&[(1, "queued")]);
+        let o = t.apply(&s, &HashMap::new(), WINDOW_START, NOW + 60_000);
+        assert_eq!(statuses(&o), [("queued".into(), 1)]);
+        // Then deleted (404), then listed ended again.
+        let none = WindowScan::default();
+        let o = t.apply(
+            &none,
+            &HashMap::from([(id(1), Detail::Gone)]),
+            WINDOW_START,
+            NOW + 120_000,
+        );
+        assert_eq!(o.jobs_by_status.values().sum::<u64>(), 0);
+        assert!(
+            t.plan(&none).is_empty(),
+            "a deleted job is not looked up again"
+        );
+        let s = scan(&[(1, "finished")]);
+        let o = t.apply(&s, &HashMap::new(), WINDOW_START, NOW + 180_000);
+        assert!(o.completions.is_empty());
+        assert_eq!(statuses(&o), [("finished".into(), 1)]);
     }
 }

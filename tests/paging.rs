@@ -168,11 +168,11 @@ async fn the_same_id_on_two_pages_is_kept_once_and_counted_as_skipped() {
 }
 
 #[tokio::test]
-async fn an_empty_page_in_the_middle_ends_the_scan_as_the_api_documents() {
-    // 150 jobs, but the page at offset 80 comes back empty. The API's rule
-    // (a short or empty page is the end) is followed: this scan sees 90
-    // jobs, without error; the tracker looks up by id any waiting job it
-    // misses, and the rest are counted when a later scan sees them.
+async fn an_empty_page_in_the_middle_fails_the_scan_instead_of_hiding_the_rest() {
+    // 150 jobs, but the page at offset 80 comes back empty, although it
+    // should start with the 10 jobs the page before ended with. Taken as
+    // the end, it would hide 60 jobs (and a first poll would make them a
+    // baseline); it is an incomplete scan instead, and the poll fails.
     let c = fake_api(|from, limit| {
         if (80..100).contains(&from) {
             "[]".into()
@@ -181,12 +181,16 @@ async fn an_empty_page_in_the_middle_ends_the_scan_as_the_api_documents() {
         }
     })
     .await;
-    let scan = scan_window(&c, JobTracker::new().scan_builder(50, 0), 0, now())
+    let err = scan_window(&c, JobTracker::new().scan_builder(50, 0), 0, now())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "incomplete_scan", "{err}");
+    // A list that really ends on a page boundary is read whole.
+    let c = fake_api(|from, limit| jobs_json((from..100).take(limit))).await;
+    let read = scan_window(&c, JobTracker::new().scan_builder(50, 0), 0, now())
         .await
         .unwrap();
-    assert_eq!(scan.scan.len(), 90);
-    assert_eq!(scan.requests, 3);
-    assert!(scan.skipped.is_empty());
+    assert_eq!((read.scan.len(), read.requests), (100, 3));
 }
 
 #[tokio::test]

@@ -82,6 +82,7 @@ async fn rig_with(
         detail_concurrency: 8,
         cycle_timeout: Duration::from_secs(60),
         full_scan_interval,
+        ..PollSettings::default()
     };
     let poller = AccountPoller::new(
         account,

@@ -1,14 +1,17 @@
-//! Any bytes as a run of polls: lines are `GET /jobs` page bodies, an empty
-//! line ends a poll. Each poll is `nexrender_exporter::cycle::poll`, the
-//! function the poller runs, with the API answered from the input: the
-//! poll's pages in order, whatever offset is asked (so overlaps, repeats and
-//! pages that come round again all happen), and look-ups from the jobs those
-//! pages showed. Never a panic, and the bookkeeping holds:
+//! Any bytes as a run of polls. A poll is a block of lines ended by an
+//! empty line: its first line sets the poll's clock and window, the others
+//! are `GET /jobs` page bodies whose jobs, in order, are the API's list of
+//! jobs at that poll. Each poll is `nexrender_exporter::cycle::poll`, the
+//! function the poller runs, with the API answered from that list: pages
+//! cut from it by offset and limit, the live listing as its jobs not ended,
+//! look-ups by id. Clocks step back and windows widen and narrow as the
+//! input says. Never a panic, and the bookkeeping holds:
 //! - a poll asks for each job's detail at most once;
 //! - the jobs counted by status are the jobs tracked;
-//! - a poll counts no more completions than the terminal jobs it was shown.
+//! - no job is counted as completed twice, in one poll or across polls;
+//! - a job counted was shown ended in that poll's list.
 #![no_main]
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Mutex;
@@ -16,37 +19,46 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use nexrender_exporter::api::{parse_page, ApiError, ApiJob, JobId, ListPageQuery, Page};
+use nexrender_exporter::api::{
+    parse_page, ApiError, ApiJob, JobId, ListFilter, ListPageQuery, Page,
+};
 use nexrender_exporter::cycle::{self, JobSource, PollRequest};
 use nexrender_exporter::tracker::JobTracker;
 
 const T0: i64 = 1_767_225_600_000;
 const LIMIT: u32 = 4;
 
-/// One poll's answers, from the input.
-struct Answers<'a> {
-    bodies: Vec<&'a [u8]>,
-    /// Pages served so far: minimal ones, and full ones (look-ups as pages).
-    served: Mutex<(usize, usize)>,
-    jobs: HashMap<JobId, ApiJob>,
+/// One poll's API: the list of jobs, in the API's order.
+struct Api {
+    jobs: Vec<ApiJob>,
+    now: i64,
     asked: Mutex<Vec<JobId>>,
 }
 
-impl JobSource for Answers<'_> {
+impl JobSource for Api {
     fn list_jobs(&self, q: &ListPageQuery) -> impl Future<Output = Result<Page, ApiError>> + Send {
-        let mut served = self.served.lock().unwrap();
-        let n = if q.minimal { &mut served.0 } else { &mut served.1 };
-        let body = self.bodies.get(*n).copied().unwrap_or(b"[]");
-        *n += 1;
-        std::future::ready(parse_page(body).map_err(|e| ApiError::Decode {
-            endpoint: "list_jobs",
-            detail: e.to_string(),
+        let listed: Vec<ApiJob> = self
+            .jobs
+            .iter()
+            .filter(|j| match q.filter {
+                ListFilter::Live => !j.status.is_terminal(),
+                ListFilter::Created { .. } => true,
+            })
+            .skip(q.from)
+            .take(q.limit as usize)
+            .cloned()
+            .collect();
+        std::future::ready(Ok(Page {
+            raw_len: listed.len(),
+            jobs: listed,
+            skipped: vec![],
+            server_time: Some(self.now),
         }))
     }
 
     fn get_job(&self, id: &JobId) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send {
         self.asked.lock().unwrap().push(id.clone());
-        std::future::ready(Ok(self.jobs.get(id).cloned()))
+        std::future::ready(Ok(self.jobs.iter().find(|j| j.id == *id).cloned()))
     }
 }
 
@@ -60,35 +72,49 @@ fn ready<F: Future>(f: F) -> F::Output {
 
 fuzz_target!(|data: &[u8]| {
     let mut tracker = JobTracker::new();
-    for (n, poll) in data
-        .split(|b| *b == b'\n')
-        .collect::<Vec<_>>()
-        .split(|l| l.is_empty())
-        .enumerate()
-    {
-        let now = T0 + n as i64 * 60_000;
-        let mut jobs = HashMap::new();
-        let mut ended: HashSet<JobId> = HashSet::new();
-        for body in poll {
+    let mut counted: HashSet<JobId> = HashSet::new();
+    let mut now = T0;
+    let lines: Vec<&[u8]> = data.split(|b| *b == b'\n').collect();
+    for (n, poll) in lines.split(|l| l.is_empty()).enumerate() {
+        let Some((head, bodies)) = poll.split_first() else {
+            continue;
+        };
+        // The head's first byte moves the clock (back, now and then), its
+        // second sets the window (1 to 256 minutes).
+        let step = head.first().map_or(1, |b| i64::from(*b as i8));
+        now += step * 60_000;
+        let window = Duration::from_secs(60 * (1 + u64::from(head.get(1).copied().unwrap_or(59))));
+        let mut jobs: Vec<ApiJob> = Vec::new();
+        for body in bodies {
             for job in parse_page(body).map(|p| p.jobs).unwrap_or_default() {
-                if job.status.is_terminal() {
-                    ended.insert(job.id.clone());
+                if !jobs.iter().any(|j| j.id == job.id) {
+                    jobs.push(job);
                 }
-                jobs.insert(job.id.clone(), job);
             }
         }
-        let answers = Answers {
-            bodies: poll.to_vec(),
-            served: Mutex::default(),
+        let ended: HashSet<JobId> = jobs
+            .iter()
+            .filter(|j| j.status.is_terminal())
+            .map(|j| j.id.clone())
+            .collect();
+        let api = Api {
             jobs,
+            now,
             asked: Mutex::default(),
         };
-        // Every third poll reads the whole window; the others may be incremental.
-        let request = PollRequest::new(&tracker, now, Duration::from_secs(3600), n % 3 == 0, LIMIT, 2);
-        let Ok(result) = ready(cycle::poll(&mut tracker, &answers, &request)) else {
+        let request = PollRequest {
+            now,
+            window,
+            full_scan_due: n % 3 == 0,
+            page_size: LIMIT,
+            detail_concurrency: 2,
+            max_lookups: 3,
+            max_catch_up: Duration::from_secs(86_400),
+        };
+        let Ok(result) = ready(cycle::poll(&mut tracker, &api, &request)) else {
             continue; // the poll fails; nothing is applied
         };
-        let asked = answers.asked.into_inner().unwrap();
+        let asked = api.asked.into_inner().unwrap();
         let distinct: HashSet<&JobId> = asked.iter().collect();
         assert_eq!(distinct.len(), asked.len(), "an id asked twice");
         let out = result.outcome;
@@ -97,6 +123,9 @@ fuzz_target!(|data: &[u8]| {
             out.tracked
         );
         assert_eq!(out.tracked, tracker.len());
-        assert!(out.completions.len() <= ended.len(), "a job counted twice");
+        for c in &out.completions {
+            assert!(ended.contains(&c.id), "{:?} counted but not shown ended", c.id);
+            assert!(counted.insert(c.id.clone()), "{:?} counted twice", c.id);
+        }
     }
 });

@@ -59,6 +59,20 @@ impl Clock for ManualClock {
     }
 }
 
+/// Another clock, off by a fixed amount: the API's clock when it is ahead
+/// of (positive) or behind (negative) the clock it is given, as real
+/// servers' clocks are.
+pub struct OffsetClock {
+    pub inner: SharedClock,
+    pub offset_ms: i64,
+}
+
+impl Clock for OffsetClock {
+    fn now_millis(&self) -> UnixMillis {
+        self.inner.now_millis().saturating_add(self.offset_ms)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

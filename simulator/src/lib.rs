@@ -103,6 +103,9 @@ pub struct SimulatorConfig {
     /// How often the farm moves forward when nobody asks (webhooks fire on time).
     #[serde(with = "humantime_serde")]
     pub tick: Duration,
+    /// The simulated API's clock less the clock it is given, in seconds
+    /// (negative: behind). Its jobs' times and its `Date` header follow it.
+    pub clock_offset_seconds: i64,
     /// How long a `hang` fault keeps the connection open before closing it.
     #[serde(with = "humantime_serde")]
     pub hang_for: Duration,
@@ -120,6 +123,7 @@ impl Default for SimulatorConfig {
             date_bounds: DateBounds::Inclusive,
             webhook: WebhookConfig::default(),
             tick: Duration::from_millis(250),
+            clock_offset_seconds: 0,
             hang_for: Duration::from_secs(3600),
             faults: Vec::new(),
         }

@@ -25,7 +25,7 @@ use super::model::{tag_bit, NewJob, Simulation, Webhook};
 use super::query::ListQuery;
 use super::webhook::{Delivery, Dispatcher, Outgoing};
 use super::{DateBounds, SimulatorConfig};
-use crate::clock::SharedClock;
+use crate::clock::{OffsetClock, SharedClock};
 
 /// A body that is either whole or cut short (the connection then closes).
 pub enum SimBody {
@@ -149,6 +149,14 @@ impl Simulator {
     /// A simulator whose farm starts at the clock's now. Must be called
     /// inside a tokio runtime (webhooks are delivered by a task).
     pub fn new(cfg: &SimulatorConfig, clock: SharedClock) -> Arc<Self> {
+        let clock: SharedClock = if cfg.clock_offset_seconds == 0 {
+            clock
+        } else {
+            Arc::new(OffsetClock {
+                inner: clock,
+                offset_ms: cfg.clock_offset_seconds.saturating_mul(1000),
+            })
+        };
         let now = clock.now_millis();
         let mut sim = Simulation::new(cfg.lifecycle.clone(), cfg.seed, now);
         sim.set_retention(cfg.retention);
@@ -531,7 +539,15 @@ async fn handle(
         }
     }
     match reply {
-        Reply::Answer(r) => Ok(r),
+        Reply::Answer(mut r) => {
+            // The API's own clock, not the machine's (hyper's default).
+            let now = sim.clock.now_millis().max(0) as u64;
+            let date = std::time::UNIX_EPOCH + Duration::from_millis(now);
+            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(date)) {
+                r.headers_mut().insert(hyper::header::DATE, v);
+            }
+            Ok(r)
+        }
         Reply::Reset => Err(io::Error::new(
             io::ErrorKind::ConnectionReset,
             "reset by fault injection",

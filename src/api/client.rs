@@ -82,11 +82,13 @@ pub enum ApiError {
     },
     #[error("the poll did not finish within poll.cycle_timeout ({timeout:?}); a poll that reads the whole window needs window jobs / page_size requests at poll.max_requests_per_second at most, so a big window needs a longer cycle_timeout")]
     Deadline { timeout: Duration },
+    #[error("list_jobs: {detail}; the poll is not applied and is tried again")]
+    IncompleteScan { detail: String },
 }
 
 impl ApiError {
     /// Every value [`ApiError::reason`] can take, for zero-filled series.
-    pub const REASONS: [&'static str; 10] = [
+    pub const REASONS: [&'static str; 11] = [
         "timeout",
         "connect",
         "unauthorized",
@@ -97,6 +99,7 @@ impl ApiError {
         "too_large",
         "transport",
         "deadline",
+        "incomplete_scan",
     ];
 
     /// Low-cardinality reason for error metrics.
@@ -112,6 +115,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => "too_large",
             ApiError::Transport { .. } => "transport",
             ApiError::Deadline { .. } => "deadline",
+            ApiError::IncompleteScan { .. } => "incomplete_scan",
         }
     }
 
@@ -127,7 +131,37 @@ impl ApiError {
             _ => false,
         }
     }
+
+    /// When a `GET /jobs/{id}` fails this way, the trouble is that job's
+    /// (an error status such as 500, 403 or 410, or an answer that is not a
+    /// job), not the API's: the other look-ups can go on. A refused token
+    /// (401), rate limiting, a gateway that cannot reach the API (502, 503,
+    /// 504), timeouts and lost connections are the API's.
+    pub fn is_about_one_job(&self) -> bool {
+        match self {
+            ApiError::Status { code, .. } => !matches!(code, 502..=504),
+            ApiError::Decode { .. } | ApiError::TooLarge { .. } => true,
+            ApiError::Unauthorized { code, .. } => *code == 403,
+            _ => false,
+        }
+    }
 }
+
+/// Which jobs a `GET /jobs` listing asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListFilter {
+    /// Jobs created within `[from_date, to_date]` (`from_date`/`to_date`).
+    Created {
+        from_date: UnixMillis,
+        to_date: UnixMillis,
+    },
+    /// Every job not in a terminal status, whatever its age
+    /// (`exclude_states=finished,error,manually_cancelled`, no dates).
+    Live,
+}
+
+/// The terminal statuses, as `exclude_states` for [`ListFilter::Live`].
+pub const TERMINAL_STATES: &str = "finished,error,manually_cancelled";
 
 /// One `GET /jobs` page request.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,8 +169,7 @@ pub struct ListPageQuery {
     pub minimal: bool,
     pub from: usize,
     pub limit: u32,
-    pub from_date: UnixMillis,
-    pub to_date: UnixMillis,
+    pub filter: ListFilter,
 }
 
 /// How hard the client tries, and how gently.
@@ -303,14 +336,17 @@ impl ApiClient {
     }
 
     pub fn list_url(&self, q: &ListPageQuery) -> String {
+        let filter = match q.filter {
+            ListFilter::Created { from_date, to_date } => format!(
+                "from_date={}&to_date={}",
+                format_millis(from_date),
+                format_millis(to_date)
+            ),
+            ListFilter::Live => format!("exclude_states={TERMINAL_STATES}"),
+        };
         format!(
-            "{}/jobs?minimal={}&sort=oldest_first&from={}&limit={}&from_date={}&to_date={}",
-            self.inner.base,
-            q.minimal,
-            q.from,
-            q.limit,
-            format_millis(q.from_date),
-            format_millis(q.to_date)
+            "{}/jobs?minimal={}&sort=oldest_first&from={}&limit={}&{filter}",
+            self.inner.base, q.minimal, q.from, q.limit,
         )
     }
 
@@ -318,7 +354,10 @@ impl ApiClient {
     pub async fn list_jobs(&self, q: &ListPageQuery) -> Result<Page, ApiError> {
         let ep = Endpoint::ListJobs;
         let body = self.fetch(ep, &self.list_url(q)).await?;
-        let page = parse_page(&body.bytes);
+        let page = parse_page(&body.bytes).map(|mut page| {
+            page.server_time = body.server_time;
+            page
+        });
         self.report(ep, &body, page.is_ok());
         page.map_err(|e| ApiError::Decode {
             endpoint: ep.label(),
@@ -400,6 +439,7 @@ impl ApiClient {
                 limit: inner.policy.max_body,
             });
         }
+        let server_time = server_time(resp.headers());
         match read_limited(resp, inner.policy.max_body).await {
             Ok(bytes) => {
                 inner.observer.response_bytes(ep, bytes.len() as u64);
@@ -407,6 +447,7 @@ impl ApiClient {
                     bytes,
                     code,
                     started,
+                    server_time,
                 })
             }
             Err(ReadError::TooLarge) => {
@@ -433,6 +474,8 @@ struct Fetched {
     bytes: Vec<u8>,
     code: String,
     started: Instant,
+    /// The server's `Date` header.
+    server_time: Option<UnixMillis>,
 }
 
 enum ReadError {
@@ -523,6 +566,15 @@ fn status_error(
             }
         }
     }
+}
+
+/// The server's clock from its `Date` header (whole seconds), if it sent a
+/// valid one.
+fn server_time(headers: &HeaderMap) -> Option<UnixMillis> {
+    let text = headers.get(reqwest::header::DATE)?.to_str().ok()?;
+    let at = httpdate::parse_http_date(text).ok()?;
+    let since_epoch = at.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(since_epoch.as_millis()).ok()
 }
 
 /// `Retry-After` as seconds or an HTTP date, relative to `now`, at most

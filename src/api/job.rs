@@ -99,6 +99,9 @@ pub struct Page {
     /// equals the limit, whatever was skipped.
     pub raw_len: usize,
     pub skipped: Vec<SkipReason>,
+    /// When the server answered, by its own clock (its `Date` header), if
+    /// it said; set by the client.
+    pub server_time: Option<UnixMillis>,
 }
 
 /// Body that is not the JSON we expect at all.

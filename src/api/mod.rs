@@ -3,5 +3,8 @@
 pub mod client;
 pub mod job;
 
-pub use client::{ApiClient, ApiError, ClientPolicy, Endpoint, ListPageQuery, RequestObserver};
+pub use client::{
+    ApiClient, ApiError, ClientPolicy, Endpoint, ListFilter, ListPageQuery, RequestObserver,
+    TERMINAL_STATES,
+};
 pub use job::{parse_job, parse_page, ApiJob, JobId, Page, SkipReason};
