@@ -69,6 +69,9 @@ async fn start_demo() -> Result<(std::convert::Infallible, Account), AppError> {
 struct RunningPoller {
     account: Account,
     policy: ClientPolicy,
+    /// A clone of the running poller: it shares the bookkeeping, so a
+    /// poller with a new client can take it over.
+    poller: AccountPoller,
     stop: watch::Sender<bool>,
     settings: watch::Sender<PollSettings>,
     task: JoinHandle<()>,
@@ -84,13 +87,8 @@ struct Pollers {
 }
 
 impl Pollers {
-    fn start(
-        &mut self,
-        account: &Account,
-        policy: &ClientPolicy,
-        settings: &PollSettings,
-    ) -> Result<(), AppError> {
-        let client = ApiClient::new(
+    fn client(&self, account: &Account, policy: &ClientPolicy) -> Result<ApiClient, AppError> {
+        ApiClient::new(
             &account.api_url,
             account.token.clone(),
             policy.clone(),
@@ -99,7 +97,17 @@ impl Pollers {
         .map_err(|source| AppError::Client {
             account: account.name.clone(),
             source,
-        })?;
+        })
+    }
+
+    /// Starts a fresh poller: its first poll is a baseline.
+    fn start(
+        &mut self,
+        account: &Account,
+        policy: &ClientPolicy,
+        settings: &PollSettings,
+    ) -> Result<(), AppError> {
+        let client = self.client(account, policy)?;
         self.board.add(&account.name);
         let poller = AccountPoller::new(
             account.clone(),
@@ -109,20 +117,32 @@ impl Pollers {
             self.clock.clone(),
             settings.clone(),
         );
+        self.spawn(poller, account, policy, settings);
+        Ok(())
+    }
+
+    fn spawn(
+        &mut self,
+        poller: AccountPoller,
+        account: &Account,
+        policy: &ClientPolicy,
+        settings: &PollSettings,
+    ) {
         let (stop, stop_rx) = watch::channel(false);
         let (settings_tx, settings_rx) = watch::channel(settings.clone());
+        let running = poller.clone();
         let task = tokio::spawn(supervise(poller, stop_rx, settings_rx));
         self.running.insert(
             account.name.clone(),
             RunningPoller {
                 account: account.clone(),
                 policy: policy.clone(),
+                poller: running,
                 stop,
                 settings: settings_tx,
                 task,
             },
         );
-        Ok(())
     }
 
     /// Stops a poller and waits for it, so old and new never poll at once.
@@ -163,9 +183,21 @@ impl Pollers {
                         changes.push(format!("new poll settings for {}", account.name));
                     }
                 }
+                Some(r) if r.account == *account => {
+                    // Only how the client behaves changed (timeouts, retries,
+                    // rate limit): the same API and jobs, so a poller with
+                    // the new client takes over the bookkeeping.
+                    let taken_over = r.poller.clone();
+                    let client = self.client(account, &policy)?;
+                    self.stop(&account.name).await;
+                    let mut poller = taken_over.with_client(client);
+                    poller.set_settings(settings.clone());
+                    self.spawn(poller, account, &policy, &settings);
+                    changes.push(format!("new client policy for {}", account.name));
+                }
                 Some(_) => {
-                    // A new URL, token or client policy: a fresh poller, whose
-                    // first poll is a baseline again (nothing counted twice).
+                    // A new URL or token: maybe another team's jobs. A fresh
+                    // poller, whose first poll is a baseline again.
                     self.stop(&account.name).await;
                     self.start(account, &policy, &settings)?;
                     changes.push(format!("restarted {}", account.name));

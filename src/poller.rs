@@ -112,6 +112,17 @@ impl AccountPoller {
         }
     }
 
+    /// This poller with another client (a new client policy), sharing the
+    /// bookkeeping: the next poll goes on from the last.
+    pub(crate) fn with_client(mut self, client: ApiClient) -> Self {
+        self.client = client;
+        self
+    }
+
+    pub(crate) fn set_settings(&mut self, settings: PollSettings) {
+        self.settings = settings;
+    }
+
     /// One poll at `now`, with nothing applied unless every call succeeded.
     async fn poll_once(&mut self, now: UnixMillis) -> Result<PollResult, ApiError> {
         let mut book = self.book.lock().await;
