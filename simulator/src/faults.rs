@@ -93,21 +93,86 @@ pub enum Schedule {
 pub struct FaultRule {
     #[serde(default)]
     pub endpoint: Endpoint,
+    /// Only `GET /jobs/{id}` of this job: one job whose look-up fails while
+    /// every other answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Only `GET /jobs` pages from this offset (`from`) on: a listing whose
+    /// first page is fine and whose later pages are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_at_least: Option<usize>,
     pub fault: Fault,
     #[serde(default)]
     pub when: Schedule,
+}
+
+/// What a fault rule can tell about a request: the request it may target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    pub endpoint: Endpoint,
+    /// The job of `GET /jobs/{id}`.
+    pub id: Option<&'a str>,
+    /// The `from` of `GET /jobs`, when its query parsed.
+    pub from: Option<usize>,
+}
+
+impl From<Endpoint> for Target<'_> {
+    fn from(endpoint: Endpoint) -> Self {
+        Target {
+            endpoint,
+            id: None,
+            from: None,
+        }
+    }
 }
 
 impl FaultRule {
     pub fn new(endpoint: Endpoint, fault: Fault, when: Schedule) -> Self {
         Self {
             endpoint,
+            id: None,
+            from_at_least: None,
             fault,
             when,
         }
     }
 
+    /// This rule, for `GET /jobs/{id}` of job `id` only.
+    pub fn for_job(self, id: impl Into<String>) -> Self {
+        Self {
+            endpoint: Endpoint::GetJob,
+            id: Some(id.into()),
+            ..self
+        }
+    }
+
+    /// This rule, for `GET /jobs` pages from offset `from` on only.
+    pub fn from_offset(self, from: usize) -> Self {
+        Self {
+            endpoint: Endpoint::ListJobs,
+            from_at_least: Some(from),
+            ..self
+        }
+    }
+
+    fn covers(&self, request: &Target) -> bool {
+        self.endpoint.covers(request.endpoint)
+            && self
+                .id
+                .as_deref()
+                .is_none_or(|id| request.endpoint == Endpoint::GetJob && request.id == Some(id))
+            && self.from_at_least.is_none_or(|least| {
+                request.endpoint == Endpoint::ListJobs && request.from.is_some_and(|f| f >= least)
+            })
+    }
+
     pub fn validate(&self) -> Result<(), String> {
+        if self.id.is_some() && !self.endpoint.covers(Endpoint::GetJob) {
+            return Err("id: only get_job requests have a job id".into());
+        }
+        if self.from_at_least.is_some() && !self.endpoint.covers(Endpoint::ListJobs) {
+            return Err("from_at_least: only list_jobs requests have an offset".into());
+        }
         match (&self.fault, &self.when) {
             (Fault::Status { code }, _) if !(100..=599).contains(code) => Err(format!(
                 "fault.code: expected an HTTP status 100..599, got {code}"
@@ -162,13 +227,13 @@ impl FaultPlan {
         self.rules.iter().map(|a| a.rule.clone()).collect()
     }
 
-    /// The fault for a request to `endpoint` at `now`, if any. The first
-    /// active rule wins; every rule that covers the endpoint counts it.
-    pub fn decide(&mut self, endpoint: Endpoint, now: UnixMillis) -> Option<Fault> {
+    /// The fault for `request` at `now`, if any. The first active rule
+    /// wins; every rule that covers the request counts it.
+    pub fn decide(&mut self, request: &Target, now: UnixMillis) -> Option<Fault> {
         let since = now - self.epoch;
         let mut chosen = None;
         for a in &mut self.rules {
-            if !a.rule.endpoint.covers(endpoint) {
+            if !a.rule.covers(request) {
                 continue;
             }
             a.matched += 1;
@@ -206,11 +271,11 @@ mod tests {
         let mut p = FaultPlan::new(0, 1);
         p.push(rule(Endpoint::ListJobs, Schedule::Next { count: 2 }));
         let got: Vec<bool> = (0..4)
-            .map(|_| p.decide(Endpoint::ListJobs, 0).is_some())
+            .map(|_| p.decide(&Endpoint::ListJobs.into(), 0).is_some())
             .collect();
         assert_eq!(got, [true, true, false, false]);
         assert!(
-            p.decide(Endpoint::GetJob, 0).is_none(),
+            p.decide(&Endpoint::GetJob.into(), 0).is_none(),
             "other endpoints untouched"
         );
     }
@@ -225,10 +290,10 @@ mod tests {
                 lasting: Some(Duration::from_secs(30)),
             },
         ));
-        assert!(p.decide(Endpoint::GetJob, 1_059_999).is_none());
-        assert!(p.decide(Endpoint::GetJob, 1_060_000).is_some());
-        assert!(p.decide(Endpoint::ListJobs, 1_089_999).is_some());
-        assert!(p.decide(Endpoint::ListJobs, 1_090_000).is_none());
+        assert!(p.decide(&Endpoint::GetJob.into(), 1_059_999).is_none());
+        assert!(p.decide(&Endpoint::GetJob.into(), 1_060_000).is_some());
+        assert!(p.decide(&Endpoint::ListJobs.into(), 1_089_999).is_some());
+        assert!(p.decide(&Endpoint::ListJobs.into(), 1_090_000).is_none());
     }
 
     #[test]
@@ -236,7 +301,7 @@ mod tests {
         let mut p = FaultPlan::new(0, 1);
         p.push(rule(Endpoint::Any, Schedule::EveryNth { n: 3 }));
         let got: Vec<bool> = (0..6)
-            .map(|_| p.decide(Endpoint::GetJob, 0).is_some())
+            .map(|_| p.decide(&Endpoint::GetJob.into(), 0).is_some())
             .collect();
         assert_eq!(got, [false, false, true, false, false, true]);
 
@@ -244,7 +309,7 @@ mod tests {
             let mut p = FaultPlan::new(0, 7);
             p.push(rule(Endpoint::Any, Schedule::Probability { p: 0.3 }));
             (0..1000)
-                .filter(|_| p.decide(Endpoint::GetJob, 0).is_some())
+                .filter(|_| p.decide(&Endpoint::GetJob.into(), 0).is_some())
                 .count()
         };
         let n = run();
@@ -272,6 +337,47 @@ mod tests {
         assert!(rule(Endpoint::Any, Schedule::EveryNth { n: 0 })
             .validate()
             .is_err());
+    }
+
+    #[test]
+    fn a_rule_can_target_one_job_or_the_pages_after_the_first() {
+        let mut p = FaultPlan::new(0, 1);
+        let one = Fault::Status { code: 500 };
+        p.push(FaultRule::new(Endpoint::Any, one.clone(), Schedule::Always).for_job("J1"));
+        p.push(
+            FaultRule::new(Endpoint::Any, Fault::Hang, Schedule::Next { count: 1 }).from_offset(40),
+        );
+        let get = |id| Target {
+            endpoint: Endpoint::GetJob,
+            id: Some(id),
+            from: None,
+        };
+        let list = |from| Target {
+            endpoint: Endpoint::ListJobs,
+            id: None,
+            from,
+        };
+        assert_eq!(p.decide(&get("J1"), 0), Some(one.clone()));
+        assert_eq!(p.decide(&get("J2"), 0), None, "another job answers");
+        assert_eq!(p.decide(&list(Some(0)), 0), None, "the first page answers");
+        assert_eq!(p.decide(&list(None), 0), None, "no offset, no match");
+        assert_eq!(
+            p.decide(&list(Some(40)), 0),
+            Some(Fault::Hang),
+            "only matching requests count towards `next`"
+        );
+        assert_eq!(p.decide(&list(Some(90)), 0), None);
+
+        let parsed: Vec<FaultRule> = serde_yaml_like(
+            r#"[{"endpoint": "get_job", "id": "J1", "fault": {"kind": "status", "code": 500}},
+                {"from_at_least": 1, "fault": {"kind": "answer", "body": []}}]"#,
+        );
+        assert_eq!(parsed[0].id.as_deref(), Some("J1"));
+        assert_eq!(parsed[1].from_at_least, Some(1));
+        assert!(parsed.iter().all(|r| r.validate().is_ok()));
+        let mut wrong = parsed[0].clone();
+        wrong.endpoint = Endpoint::ListJobs;
+        assert!(wrong.validate().is_err(), "a listing has no job id");
     }
 
     fn serde_yaml_like(s: &str) -> Vec<FaultRule> {

@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use ulid::Ulid;
 
-use super::faults::{Endpoint, Fault, FaultPlan, FaultRule, RetryAfter};
+use super::faults::{Endpoint, Fault, FaultPlan, FaultRule, RetryAfter, Target};
 use super::listing::{select, write_job, write_page};
 use super::model::{tag_bit, NewJob, Simulation, Webhook};
 use super::query::ListQuery;
@@ -287,11 +287,22 @@ impl Simulator {
                 return error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
             }
         };
+        let request = Target {
+            endpoint,
+            id: match &route {
+                Route::Get(id) => Some(id.as_str()),
+                _ => None,
+            },
+            from: match &route {
+                Route::List => ListQuery::parse(query).ok().map(|q| q.from),
+                _ => None,
+            },
+        };
         let fault = {
             let mut st = self.lock();
             st.requests += 1;
             let now = self.clock.now_millis();
-            st.faults.decide(endpoint, now)
+            st.faults.decide(&request, now)
         };
         match fault {
             None => {}
