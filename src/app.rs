@@ -13,7 +13,7 @@ use crate::api::{ApiClient, ApiError, ClientPolicy};
 use crate::board::StatusBoard;
 use crate::clock::SharedClock;
 use crate::config::{Account, ConfigError, Loaded};
-use crate::http::{serve, WebState};
+use crate::http::{serve, ServerLimits, WebState};
 use crate::metrics::Metrics;
 use crate::poller::{supervise, AccountPoller, PollSettings};
 use crate::webconfig::WebSecurity;
@@ -286,7 +286,7 @@ pub async fn run(
         listener,
         state,
         tls,
-        cfg.web.limits(),
+        ServerLimits::from(&cfg.web),
         stop.clone(),
         Duration::from_secs(5),
     ));

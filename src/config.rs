@@ -129,17 +129,6 @@ impl Default for WebConfig {
     }
 }
 
-impl WebConfig {
-    /// The HTTP server's side of these settings.
-    pub fn limits(&self) -> crate::http::ServerLimits {
-        crate::http::ServerLimits {
-            max_connections: self.max_connections,
-            header_timeout: self.header_timeout,
-            idle_timeout: self.idle_timeout,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {

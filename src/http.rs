@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::board::{AccountState, StatusBoard};
+use crate::config::WebConfig;
 use crate::metrics::Metrics;
 use crate::stall::StallGuard;
 use crate::timefmt::format_millis;
@@ -41,6 +42,16 @@ pub struct ServerLimits {
     /// A connection that moves no byte either way for this long is closed
     /// (a client that never reads its answer).
     pub idle_timeout: Duration,
+}
+
+impl From<&WebConfig> for ServerLimits {
+    fn from(web: &WebConfig) -> Self {
+        ServerLimits {
+            max_connections: web.max_connections,
+            header_timeout: web.header_timeout,
+            idle_timeout: web.idle_timeout,
+        }
+    }
 }
 
 /// Time a client has to finish the TLS handshake.
