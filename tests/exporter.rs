@@ -11,16 +11,6 @@ use support::*;
 
 const MIN: i64 = 60_000;
 
-fn finished(created: i64, wait_ms: i64, render_ms: i64) -> ScriptedJob {
-    ScriptedJob {
-        created_at: created,
-        status: JobStatus::Finished,
-        started_at: Some(created + wait_ms),
-        ended_at: Some(created + wait_ms + render_ms),
-        error: None,
-    }
-}
-
 /// 120 jobs that finished in the last hour, and one queued for 10 minutes
 /// (the oldest queued job is looked up by id).
 async fn ended_jobs_and_one_queued() -> RunningSimulator {

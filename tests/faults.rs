@@ -14,29 +14,6 @@ use support::*;
 
 const MIN: i64 = 60_000;
 
-/// The exporter polling `sim` every second with quick retries; `overrides`
-/// are `key: value` lines replacing or adding to the poll settings.
-fn exporter(sim: &RunningSimulator, overrides: &[(&str, &str)]) -> Exporter {
-    let mut poll: Vec<(&str, &str)> = vec![
-        ("interval", "1s"),
-        ("window", "1h"),
-        ("page_size", "50"),
-        ("request_timeout", "1s"),
-        ("retry_backoff", "100ms"),
-        ("max_retry_backoff", "200ms"),
-    ];
-    for (k, v) in overrides {
-        poll.retain(|(pk, _)| pk != k);
-        poll.push((k, v));
-    }
-    let mut config = String::from("poll:\n");
-    for (k, v) in poll {
-        config += &format!("  {k}: {v}\n");
-    }
-    config += &format!("accounts:\n{}", account_yaml("main", sim));
-    Exporter::start_with(yaml_file(&config), &[])
-}
-
 /// A farm with three queued jobs; returns their ids.
 async fn farm() -> (RunningSimulator, Vec<ulid::Ulid>) {
     let sim = scripted_simulator().await;
@@ -49,21 +26,8 @@ async fn farm() -> (RunningSimulator, Vec<ulid::Ulid>) {
     (sim, ids)
 }
 
-fn up(m: &str) -> Option<f64> {
-    value(m, "nexrender_up{account=\"main\"}")
-}
-
 fn requests(m: &str, endpoint: &str, code: &str) -> f64 {
     value(m, &format!("nexrender_exporter_api_requests_total{{account=\"main\",code=\"{code}\",endpoint=\"{endpoint}\"}}")).unwrap_or(0.0)
-}
-
-/// The value of counter `name{account="main",label="v"}`, 0 when absent.
-fn main_counter(m: &str, name: &str, label: &str, v: &str) -> f64 {
-    value(m, &format!("{name}{{account=\"main\",{label}=\"{v}\"}}")).unwrap_or(0.0)
-}
-
-fn poll_errors(m: &str, reason: &str) -> f64 {
-    main_counter(m, "nexrender_exporter_poll_errors_total", "reason", reason)
 }
 
 #[tokio::test]

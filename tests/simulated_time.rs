@@ -4,33 +4,19 @@
 
 mod support;
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::time::Duration;
 
-use nexrender_exporter::api::{ApiClient, ClientPolicy};
-use nexrender_exporter::board::StatusBoard;
-use nexrender_exporter::config::Account;
-use nexrender_exporter::metrics::Metrics;
-use nexrender_exporter::poller::{AccountPoller, PollSettings};
-use nexrender_exporter::secret::Secret;
-use nexrender_simulator::clock::ManualClock;
-use nexrender_simulator::server::{start, RunningSimulator};
+use nexrender_exporter::poller::PollSettings;
+use nexrender_simulator::server::RunningSimulator;
 use nexrender_simulator::{
     Endpoint, Fault, FaultRule, LifecycleConfig, PrefillConfig, Schedule, SimulatorConfig,
 };
-use support::clock::SimulatedTime;
+use support::clock::{Rig, T0};
+use support::terminal_ids;
 use ulid::Ulid;
 
-const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 const MIN: i64 = 60_000;
-
-struct Rig {
-    clock: Arc<ManualClock>,
-    sim: RunningSimulator,
-    poller: AccountPoller,
-    metrics: Arc<Metrics>,
-}
 
 async fn rig(lifecycle: LifecycleConfig, prefill: usize, window: Duration) -> Rig {
     rig_with(lifecycle, prefill, window, Duration::from_secs(3600)).await
@@ -42,9 +28,7 @@ async fn rig_with(
     window: Duration,
     full_scan_interval: Duration,
 ) -> Rig {
-    let clock = ManualClock::new(T0);
     let cfg = SimulatorConfig {
-        tokens: vec!["t".into()],
         lifecycle,
         prefill: PrefillConfig {
             jobs: prefill,
@@ -53,28 +37,6 @@ async fn rig_with(
         seed: 7,
         ..SimulatorConfig::default()
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim = start(&cfg, clock.clone(), listener).unwrap();
-    let metrics = Metrics::new(&Default::default());
-    let policy = ClientPolicy {
-        max_retries: 0,
-        max_requests_per_second: 10_000,
-        rate_limit_default_wait: Duration::from_millis(1),
-        ..ClientPolicy::default()
-    };
-    let client = ApiClient::new(
-        &sim.api_url(),
-        Secret::new("t"),
-        policy,
-        metrics.observer("main"),
-    )
-    .unwrap();
-    let account = Account {
-        name: "main".into(),
-        api_url: sim.api_url(),
-        token: Secret::new("t"),
-    };
-    let board = StatusBoard::new(&["main".into()]);
     let settings = PollSettings {
         interval: Duration::from_secs(60),
         window,
@@ -84,43 +46,11 @@ async fn rig_with(
         full_scan_interval,
         ..PollSettings::default()
     };
-    let poller = AccountPoller::new(
-        account,
-        client,
-        metrics.clone(),
-        board,
-        Arc::new(SimulatedTime(clock.clone())),
-        settings,
-    );
-    Rig {
-        clock,
-        sim,
-        poller,
-        metrics,
-    }
+    Rig::start(cfg, settings).await
 }
 
 fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|r| r.strip_prefix(' '))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or_else(|| panic!("no series {series}"))
-}
-
-/// The simulator's ground truth: terminal job ids by status.
-fn terminal(sim: &RunningSimulator) -> BTreeMap<String, HashSet<Ulid>> {
-    sim.sim.with_farm(|f| {
-        let mut m: BTreeMap<String, HashSet<Ulid>> = BTreeMap::new();
-        for j in f.jobs() {
-            if j.status.is_terminal() {
-                m.entry(j.status.to_string()).or_default().insert(j.id);
-            }
-        }
-        m
-    })
+    support::value(text, series).unwrap_or_else(|| panic!("no series {series}"))
 }
 
 #[tokio::test]
@@ -133,7 +63,7 @@ async fn after_a_six_hour_outage_every_job_that_ended_meanwhile_is_counted_exact
     };
     let mut r = rig(lifecycle, 3000, Duration::from_secs(86_400)).await;
     r.poller.cycle().await;
-    let at_start = terminal(&r.sim);
+    let at_start = terminal_ids(&r.sim);
     let started_before: HashSet<Ulid> = r.sim.sim.with_farm(|f| {
         f.jobs()
             .iter()
@@ -141,7 +71,7 @@ async fn after_a_six_hour_outage_every_job_that_ended_meanwhile_is_counted_exact
             .map(|j| j.id)
             .collect()
     });
-    let m = String::from_utf8(r.metrics.encode()).unwrap();
+    let m = r.metrics();
     assert_eq!(value(&m, "nexrender_up{account=\"main\"}"), 1.0);
 
     // Polls every 5 minutes; the API answers 503 from minute 1 for 6 hours.
@@ -156,7 +86,7 @@ async fn after_a_six_hour_outage_every_job_that_ended_meanwhile_is_counted_exact
     for step in 1..=(6 * 12) {
         r.clock.set(T0 + step * 5 * MIN);
         r.poller.cycle().await;
-        let m = String::from_utf8(r.metrics.encode()).unwrap();
+        let m = r.metrics();
         assert_eq!(
             value(&m, "nexrender_up{account=\"main\"}"),
             0.0,
@@ -173,10 +103,10 @@ async fn after_a_six_hour_outage_every_job_that_ended_meanwhile_is_counted_exact
     r.clock.set(T0 + 6 * 3600 * 1000 + 10 * MIN);
     r.poller.cycle().await;
     r.poller.cycle().await; // a second good poll must not add anything
-    let m = String::from_utf8(r.metrics.encode()).unwrap();
+    let m = r.metrics();
     assert_eq!(value(&m, "nexrender_up{account=\"main\"}"), 1.0);
 
-    let now = terminal(&r.sim);
+    let now = terminal_ids(&r.sim);
     let mut total_new = 0.0;
     for status in ["finished", "error", "manually_cancelled"] {
         let before = at_start.get(status).cloned().unwrap_or_default();
@@ -214,23 +144,13 @@ async fn after_a_six_hour_outage_every_job_that_ended_meanwhile_is_counted_exact
         started_since
     );
     // And the current numbers match the farm: every job in the window by status.
-    let expected: BTreeMap<String, usize> = r.sim.sim.with_farm(|f| {
-        let start = f.now() - 86_400_000;
-        let mut c = BTreeMap::new();
-        for j in f.jobs() {
-            if j.created_at >= start || !j.status.is_terminal() {
-                *c.entry(j.status.to_string()).or_insert(0) += 1;
-            }
-        }
-        c
-    });
-    for (status, n) in expected {
+    for (status, n) in support::in_view(&r.sim, 86_400_000) {
         assert_eq!(
             value(
                 &m,
                 &format!("nexrender_jobs{{account=\"main\",status=\"{status}\"}}")
             ),
-            n as f64,
+            n,
             "{status}"
         );
     }
@@ -251,7 +171,7 @@ async fn four_days_of_jobs_flowing_through_a_six_hour_window_keep_memory_flat() 
         r.clock.set(T0 + step * 10 * MIN);
         r.poller.cycle().await;
         if step > 0 && step % (24 * 6) == 0 {
-            let m = String::from_utf8(r.metrics.encode()).unwrap();
+            let m = r.metrics();
             assert_eq!(value(&m, "nexrender_up{account=\"main\"}"), 1.0);
             tracked_at_day_end.push(value(
                 &m,
@@ -259,7 +179,7 @@ async fn four_days_of_jobs_flowing_through_a_six_hour_window_keep_memory_flat() 
             ));
         }
     }
-    let m = String::from_utf8(r.metrics.encode()).unwrap();
+    let m = r.metrics();
     let completed: f64 = ["finished", "error", "manually_cancelled"]
         .iter()
         .map(|s| {
@@ -354,7 +274,7 @@ async fn api_cost(jobs: usize, full_scan_interval: Duration) -> (Cost, Cost, Vec
         r.clock.set(T0 + minute * MIN);
         r.poller.cycle().await;
     }
-    let before = String::from_utf8(r.metrics.encode()).unwrap();
+    let before = r.metrics();
     let polls = 10;
     let mut naive = Cost::default();
     for minute in 10..10 + polls {
@@ -365,7 +285,7 @@ async fn api_cost(jobs: usize, full_scan_interval: Duration) -> (Cost, Cost, Vec
         naive.bytes += n.bytes / polls as f64;
         r.poller.cycle().await;
     }
-    let after = String::from_utf8(r.metrics.encode()).unwrap();
+    let after = r.metrics();
     let per = |metric: &str, e: &str| {
         (per_endpoint(&after, metric, e) - per_endpoint(&before, metric, e)) / polls as f64
     };
@@ -481,7 +401,7 @@ async fn a_failed_whole_window_read_waits_for_the_next_interval_while_cheap_poll
         r.clock.set(T0 + m * MIN);
         let before = r.sim.sim.requests();
         r.poller.cycle().await;
-        let text = String::from_utf8(r.metrics.encode()).unwrap();
+        let text = r.metrics();
         (
             r.sim.sim.requests() - before,
             value(&text, "nexrender_up{account=\"main\"}"),

@@ -4,8 +4,20 @@
 //! through this newtype.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use nexrender_exporter::api::{ApiClient, ClientPolicy};
+use nexrender_exporter::board::StatusBoard;
+use nexrender_exporter::config::Account;
+use nexrender_exporter::metrics::Metrics;
+use nexrender_exporter::poller::{AccountPoller, PollSettings};
+use nexrender_exporter::secret::Secret;
 use nexrender_simulator::clock::{Clock as _, ManualClock};
+use nexrender_simulator::server::{start, RunningSimulator};
+use nexrender_simulator::SimulatorConfig;
+
+/// 2026-01-01T00:00:00Z, where simulated time starts.
+pub const T0: i64 = 1_767_225_600_000;
 
 /// The simulator's [`ManualClock`], seen as the exporter's clock.
 pub struct SimulatedTime(pub Arc<ManualClock>);
@@ -13,5 +25,67 @@ pub struct SimulatedTime(pub Arc<ManualClock>);
 impl nexrender_exporter::clock::Clock for SimulatedTime {
     fn now_millis(&self) -> nexrender_exporter::clock::UnixMillis {
         self.0.now_millis()
+    }
+}
+
+/// The real poller of account `main` and the simulator on one clock that
+/// starts at [`T0`] and moves only when the test says.
+pub struct Rig {
+    pub clock: Arc<ManualClock>,
+    pub sim: RunningSimulator,
+    pub poller: AccountPoller,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Rig {
+    /// The simulator as `cfg` says (its tokens replaced), polled with
+    /// `settings` by a client that never retries or waits.
+    pub async fn start(cfg: SimulatorConfig, settings: PollSettings) -> Rig {
+        let clock = ManualClock::new(T0);
+        let cfg = SimulatorConfig {
+            tokens: vec!["t".into()],
+            ..cfg
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sim = start(&cfg, clock.clone(), listener).unwrap();
+        let metrics = Metrics::new(&Default::default());
+        let policy = ClientPolicy {
+            max_retries: 0,
+            max_requests_per_second: 10_000,
+            rate_limit_default_wait: Duration::from_millis(1),
+            ..ClientPolicy::default()
+        };
+        let client = ApiClient::new(
+            &sim.api_url(),
+            Secret::new("t"),
+            policy,
+            metrics.observer("main"),
+        )
+        .unwrap();
+        let account = Account {
+            name: "main".into(),
+            api_url: sim.api_url(),
+            token: Secret::new("t"),
+        };
+        let board = StatusBoard::new(&["main".into()]);
+        let poller = AccountPoller::new(
+            account,
+            client,
+            metrics.clone(),
+            board,
+            Arc::new(SimulatedTime(clock.clone())),
+            settings,
+        );
+        Rig {
+            clock,
+            sim,
+            poller,
+            metrics,
+        }
+    }
+
+    /// The exporter's metrics now, as text.
+    pub fn metrics(&self) -> String {
+        String::from_utf8(self.metrics.encode()).unwrap()
     }
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod clock;
+pub mod truth;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -12,14 +13,22 @@ use std::time::{Duration, Instant};
 use nexrender_simulator::clock::{Clock, SystemClock};
 use nexrender_simulator::server::{start, RunningSimulator};
 use nexrender_simulator::status::JobStatus;
-use nexrender_simulator::{LifecycleConfig, SimulatorConfig};
+use nexrender_simulator::{LifecycleConfig, ScriptedJob, SimulatorConfig};
+#[allow(unused_imports)]
+pub use truth::*;
 
 pub const TOKEN: &str = "tok-7f3c9a-never-print-me";
 
 /// A simulator whose lifecycle engine is off: only scripted jobs exist and
 /// they move only when the test says so.
 pub async fn scripted_simulator() -> RunningSimulator {
-    let cfg = SimulatorConfig {
+    scripted_simulator_with(|_| {}).await
+}
+
+/// As [`scripted_simulator`], with `edit` made to its config first (a
+/// prefill of ended jobs, a clock offset, a second token...).
+pub async fn scripted_simulator_with(edit: impl FnOnce(&mut SimulatorConfig)) -> RunningSimulator {
+    let mut cfg = SimulatorConfig {
         tokens: vec![TOKEN.into()],
         lifecycle: LifecycleConfig {
             arrivals_per_minute: 0.0,
@@ -27,6 +36,7 @@ pub async fn scripted_simulator() -> RunningSimulator {
         },
         ..SimulatorConfig::default()
     };
+    edit(&mut cfg);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     start(&cfg, Arc::new(SystemClock), listener).unwrap()
 }
@@ -38,11 +48,27 @@ pub fn yaml_file(body: &str) -> tempfile::NamedTempFile {
     f
 }
 
-/// Moves scripted job `id` to `status` now.
+/// Moves scripted job `id` to `status` now, by the simulator's clock
+/// (which may be set off ours).
 pub fn set_status(sim: &RunningSimulator, id: ulid::Ulid, status: JobStatus) {
     sim.sim
-        .with_farm(|f| f.script_status(id, status, now()))
+        .with_farm(|f| {
+            let at = f.now();
+            f.script_status(id, status, at)
+        })
         .unwrap();
+}
+
+/// A scripted job created at `created` that waited `wait_ms`, rendered
+/// `render_ms` and finished.
+pub fn finished(created: i64, wait_ms: i64, render_ms: i64) -> ScriptedJob {
+    ScriptedJob {
+        created_at: created,
+        status: JobStatus::Finished,
+        started_at: Some(created + wait_ms),
+        ended_at: Some(created + wait_ms + render_ms),
+        error: None,
+    }
 }
 
 pub fn now() -> i64 {
@@ -201,6 +227,47 @@ impl Drop for Exporter {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The config of an exporter polling `sim` as account `main` every second
+/// with quick retries; `overrides` are `key: value` lines replacing or
+/// adding to the poll settings.
+pub fn poll_config(sim: &RunningSimulator, overrides: &[(&str, &str)]) -> String {
+    let mut poll: Vec<(&str, &str)> = vec![
+        ("interval", "1s"),
+        ("window", "1h"),
+        ("page_size", "50"),
+        ("request_timeout", "1s"),
+        ("retry_backoff", "100ms"),
+        ("max_retry_backoff", "200ms"),
+    ];
+    for (k, v) in overrides {
+        poll.retain(|(pk, _)| pk != k);
+        poll.push((k, v));
+    }
+    let mut config = String::from("poll:\n");
+    for (k, v) in poll {
+        config += &format!("  {k}: {v}\n");
+    }
+    config + &format!("accounts:\n{}", account_yaml("main", sim))
+}
+
+/// The exporter running [`poll_config`].
+pub fn exporter(sim: &RunningSimulator, overrides: &[(&str, &str)]) -> Exporter {
+    Exporter::start_with(yaml_file(&poll_config(sim, overrides)), &[])
+}
+
+pub fn up(m: &str) -> Option<f64> {
+    value(m, "nexrender_up{account=\"main\"}")
+}
+
+/// The value of counter `name{account="main",label="v"}`, 0 when absent.
+pub fn main_counter(m: &str, name: &str, label: &str, v: &str) -> f64 {
+    value(m, &format!("{name}{{account=\"main\",{label}=\"{v}\"}}")).unwrap_or(0.0)
+}
+
+pub fn poll_errors(m: &str, reason: &str) -> f64 {
+    main_counter(m, "nexrender_exporter_poll_errors_total", "reason", reason)
 }
 
 pub fn account_yaml(name: &str, sim: &RunningSimulator) -> String {
