@@ -68,6 +68,10 @@ struct Bookkeeping {
     /// A poll reaching back further than the window to catch up after an
     /// outage ran out of time: later polls read only the window.
     catch_up_given_up: bool,
+    /// The window of the last poll. A wider one (a reload) is read whole at
+    /// the next poll, so the jobs it brings into view are in the numbers
+    /// at once, not one `full_scan_interval` later.
+    window: Option<Duration>,
 }
 
 /// One account's poller. A clone shares the bookkeeping (the supervisor
@@ -128,6 +132,10 @@ impl AccountPoller {
         let mut book = self.book.lock().await;
         let book = &mut *book;
         let settings = &self.settings;
+        if book.window.is_some_and(|was| settings.window > was) {
+            book.last_full_scan = None;
+        }
+        book.window = Some(settings.window);
         let full_scan_due = settings.full_scan_interval.is_zero()
             || book.last_full_scan.is_none_or(|t| {
                 now.saturating_sub(t) >= settings.full_scan_interval.as_millis() as i64

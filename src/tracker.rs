@@ -270,8 +270,13 @@ impl ApplyPass<'_> {
         shown: ScanJob,
         detail: Option<&Detail>,
     ) -> Option<Tracked> {
+        // Without its detail, a job first seen not ended is taken as the
+        // scan shows it (its detail is asked for again later); one first
+        // seen ended waits, since whether to count it may need its detail.
         if let Some(Detail::Unknown) = detail {
-            return tracked;
+            if tracked.is_some() || shown.status.is_terminal() {
+                return tracked;
+            }
         }
         let job = match detail {
             Some(Detail::Found(found)) if found.id == *shown.id => Some(found),
@@ -1407,6 +1412,26 @@ mod tests {
             NOW,
         );
         assert_eq!((o.tracked, o.completions.len()), (1, 1));
+    }
+
+    #[test]
+    fn a_new_job_not_ended_whose_look_up_fails_is_in_the_numbers_and_counted_once_it_ends() {
+        let mut t = after_first_poll(&[]);
+        let s = scan(&[(3, "queued")]);
+        let unknown = HashMap::from([(id(3), Detail::Unknown)]);
+        let o = t.apply(&s, &unknown, WINDOW_START, NOW);
+        assert_eq!(statuses(&o), [("queued".into(), 1)]);
+        assert_eq!(o.oldest_created[&JobStatus::Queued], T0 + 3000, "by its id");
+        // It ends, and its look-up still fails: left as it was.
+        let s = scan(&[(3, "finished")]);
+        let o = t.apply(&s, &unknown, WINDOW_START, NOW + 60_000);
+        assert!(o.completions.is_empty());
+        assert_eq!(statuses(&o), [("queued".into(), 1)]);
+        let found = details(vec![job(3, "finished", Some(T0 + 5000), Some(9.0))]);
+        let o = t.apply(&s, &found, WINDOW_START, NOW + 120_000);
+        assert_eq!(o.completions.len(), 1);
+        let o = t.apply(&s, &found, WINDOW_START, NOW + 180_000);
+        assert!(o.completions.is_empty());
     }
 
     #[test]
