@@ -31,7 +31,7 @@ async fn one_ended_one_queued() -> (RunningSimulator, ulid::Ulid) {
             status: JobStatus::Finished,
             started_at: Some(t - 29 * MIN),
             ended_at: Some(t - 20 * MIN),
-            error: None,
+            ..ScriptedJob::queued(t - 30 * MIN)
         });
         f.insert_scripted(ScriptedJob::queued(t - 10 * MIN))
     });

@@ -31,7 +31,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use faults::{Endpoint, Fault, FaultRule, RetryAfter, Schedule};
-pub use model::{LifecycleConfig, ScriptedJob, Simulation};
+pub use model::{ApiId, LifecycleConfig, ScriptedJob, Simulation};
 pub use server::{RunningSimulator, Simulator};
 
 /// Whether `from_date`/`to_date` include a job created exactly at the bound.

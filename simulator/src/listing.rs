@@ -96,7 +96,7 @@ impl Serialize for JobJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let j = self.job;
         let mut m = s.serialize_map(Some(if self.minimal { 5 } else { 6 }))?;
-        m.serialize_entry("id", &j.id.to_string())?;
+        m.serialize_entry("id", &j.api_id())?;
         m.serialize_entry(
             "templateId",
             &j.template.and_then(|t| self.sim.template_id(t)),
@@ -108,7 +108,10 @@ impl Serialize for JobJson<'_> {
         }
         m.serialize_entry(
             "outputUrl",
-            &format!("https://outputs.sim.nexrender.invalid/{}/result.mp4", j.id),
+            &format!(
+                "https://outputs.sim.nexrender.invalid/{}/result.mp4",
+                j.api_id()
+            ),
         )?;
         m.end()
     }
@@ -257,7 +260,7 @@ mod tests {
             status: JobStatus::Finished,
             started_at: Some(T0 - 90_000),
             ended_at: Some(T0 - 67_696),
-            error: None,
+            ..ScriptedJob::queued(T0 - 100_000)
         });
         let full: serde_json::Value =
             serde_json::from_slice(&write_page(&sim, &[0], false, T0)).unwrap();

@@ -5,8 +5,9 @@
 //! what time it is, and every random draw comes from one seeded generator,
 //! so a seed and a sequence of calls always give the same farm.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
@@ -212,9 +213,21 @@ pub struct SimJob {
     pub error: Option<Box<str>>,
     pub webhook: Option<Box<Webhook>>,
     pub family: Option<Box<Family>>,
+    /// The id the API shows, when it is not `id` (scripted jobs only).
+    /// `id` stays the store's key, minted at `createdAt`, so the store
+    /// stays in creation order whatever the API shows.
+    pub shown_id: Option<Box<str>>,
 }
 
 impl SimJob {
+    /// The job's id as the API writes it and answers `GET /jobs/{id}` to.
+    pub fn api_id(&self) -> Cow<'_, str> {
+        match &self.shown_id {
+            Some(shown) => Cow::Borrowed(shown),
+            None => Cow::Owned(self.id.to_string()),
+        }
+    }
+
     pub fn created_at(&self) -> UnixMillis {
         self.created_at
     }
@@ -291,6 +304,21 @@ enum EventKind {
     Cancel,
 }
 
+/// The id the API shows for a scripted job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ApiId {
+    /// A ULID minted at `createdAt`, as the API mints them.
+    #[default]
+    Minted,
+    /// A ULID whose time is `createdAt` plus this many milliseconds
+    /// (negative: before), as when ids and `createdAt` come from two clocks.
+    UlidOffsetMs(i64),
+    /// This text, a ULID or not (an id from an older system, say). Ids are
+    /// the caller's to keep unique: `GET /jobs/{id}` finds the latest job
+    /// given a repeated one.
+    Text(String),
+}
+
 /// A job to put into the store as it is, for tests and scripted scenarios.
 #[derive(Debug, Clone)]
 pub struct ScriptedJob {
@@ -299,6 +327,7 @@ pub struct ScriptedJob {
     pub started_at: Option<UnixMillis>,
     pub ended_at: Option<UnixMillis>,
     pub error: Option<String>,
+    pub id: ApiId,
 }
 
 impl ScriptedJob {
@@ -309,6 +338,7 @@ impl ScriptedJob {
             started_at: None,
             ended_at: None,
             error: None,
+            id: ApiId::Minted,
         }
     }
 }
@@ -334,6 +364,8 @@ pub enum ChangeError {
     NotCancellable(Ulid, String),
     #[error("job {0} is driven by the lifecycle engine, not by a script")]
     NotScripted(Ulid),
+    #[error("job {0} is {1}: only an ended job can be queued again")]
+    NotEnded(Ulid, String),
 }
 
 pub struct Simulation {
@@ -352,6 +384,8 @@ pub struct Simulation {
     templates: Vec<String>,
     /// Jobs with a webhook that reached a terminal status since the last drain.
     webhook_due: Vec<Ulid>,
+    /// Store keys of the jobs whose API id is not their key, by API id.
+    shown_ids: HashMap<Box<str>, Ulid>,
 }
 
 impl Simulation {
@@ -375,6 +409,7 @@ impl Simulation {
             last_trim: now,
             templates,
             webhook_due: Vec::new(),
+            shown_ids: HashMap::new(),
         };
         sim.next_arrival = sim.draw_next_arrival(now);
         sim
@@ -427,6 +462,18 @@ impl Simulation {
 
     pub fn job(&self, id: Ulid) -> Option<&SimJob> {
         self.position(id).map(|i| &self.jobs[i])
+    }
+
+    /// The job the API knows as `api_id` (what `GET /jobs/{id}` is given).
+    pub fn job_by_api_id(&self, api_id: &str) -> Option<&SimJob> {
+        match self.shown_ids.get(api_id) {
+            Some(key) => self.job(*key),
+            // A job shown under another id is not found by its key.
+            None => Ulid::from_string(api_id)
+                .ok()
+                .and_then(|key| self.job(key))
+                .filter(|job| job.shown_id.is_none()),
+        }
     }
 
     fn position(&self, id: Ulid) -> Option<usize> {
@@ -543,6 +590,7 @@ impl Simulation {
             error: None,
             webhook: None,
             family: None,
+            shown_id: None,
         }
     }
 
@@ -788,6 +836,15 @@ impl Simulation {
         self.last_trim = self.now;
         self.jobs
             .retain(|j| !(j.created_at < cutoff && j.status.is_terminal()));
+        if !self.shown_ids.is_empty() {
+            let kept: HashSet<Ulid> = self
+                .jobs
+                .iter()
+                .filter(|j| j.shown_id.is_some())
+                .map(|j| j.id)
+                .collect();
+            self.shown_ids.retain(|_, key| kept.contains(key));
+        }
     }
 
     /// Fills `[now - span, now - margin]` with `count` jobs that already
@@ -860,14 +917,47 @@ impl Simulation {
         if let (Some(st), Some(en)) = (job.started_at, job.ended_at) {
             job.render_ms = (en - st).clamp(0, u32::MAX as i64) as u32;
         }
+        let shown: Option<Box<str>> = match s.id {
+            ApiId::Minted => None,
+            ApiId::UlidOffsetMs(offset) => {
+                let at = s.created_at.saturating_add(offset).max(0) as u64;
+                Some(Ulid::from_parts(at, self.rng.gen()).to_string().into())
+            }
+            ApiId::Text(text) => Some(text.into()),
+        };
+        if let Some(shown) = &shown {
+            self.shown_ids.insert(shown.clone(), job.id);
+        }
+        job.shown_id = shown;
         let id = job.id;
         self.insert(job);
         id
     }
 
+    /// Puts an ended scripted job back in the queue at `at`, as when a
+    /// team re-queues a job upstream: `queued`, its start, end and error
+    /// cleared. From there [`Simulation::script_status`] moves it again.
+    pub fn requeue(&mut self, id: Ulid, at: UnixMillis) -> Result<(), ChangeError> {
+        let job = self.job_mut(id).ok_or(ChangeError::NotFound(id))?;
+        if job.driver != Driver::Script {
+            return Err(ChangeError::NotScripted(id));
+        }
+        if !job.status.is_terminal() {
+            return Err(ChangeError::NotEnded(id, job.status.to_string()));
+        }
+        job.status = JobStatus::Queued;
+        job.updated_at = at;
+        job.started_at = None;
+        job.ended_at = None;
+        job.render_ms = 0;
+        job.error = None;
+        Ok(())
+    }
+
     /// Moves a scripted job to `status` at time `at`, setting its timestamps
     /// the way the API would: `startedAt` when it starts rendering,
-    /// `finishedAt` or `errorAt` when it ends. Terminal jobs never change.
+    /// `finishedAt` or `errorAt` when it ends. Terminal jobs do not move,
+    /// unless put back in the queue with [`Simulation::requeue`].
     pub fn script_status(
         &mut self,
         id: Ulid,
@@ -911,7 +1001,9 @@ impl Simulation {
     pub fn remove(&mut self, id: Ulid) -> bool {
         match self.position(id) {
             Some(i) => {
-                self.jobs.remove(i);
+                if let Some(shown) = self.jobs.remove(i).and_then(|j| j.shown_id) {
+                    self.shown_ids.remove(&shown);
+                }
                 true
             }
             None => false,
@@ -1166,6 +1258,78 @@ mod tests {
         assert!(matches!(err, ChangeError::Terminal(..)));
         // Inserted in the past, it still sorts by creation time.
         assert_eq!(sim.jobs().front().unwrap().id, id);
+    }
+
+    #[test]
+    fn an_ended_scripted_job_requeued_waits_again_and_ends_again() {
+        let mut sim = Simulation::new(
+            LifecycleConfig {
+                arrivals_per_minute: 0.0,
+                ..Default::default()
+            },
+            1,
+            T0,
+        );
+        let id = sim.insert_scripted(ScriptedJob::queued(T0 - HOUR));
+        let err = sim.requeue(id, T0).unwrap_err();
+        assert!(matches!(err, ChangeError::NotEnded(..)), "{err}");
+        sim.script_status(id, JobStatus::Error, T0).unwrap();
+        sim.requeue(id, T0 + 60_000).unwrap();
+        let job = sim.job(id).unwrap();
+        assert_eq!(job.status, JobStatus::Queued);
+        assert_eq!((job.started_at, job.ended_at), (None, None));
+        assert!(job.error.is_none() && job.updated_at == T0 + 60_000);
+        assert_eq!(job.created_at, T0 - HOUR, "still the same job");
+        sim.script_status(id, JobStatus::Rendering, T0 + 120_000)
+            .unwrap();
+        sim.script_status(id, JobStatus::Finished, T0 + 150_000)
+            .unwrap();
+        assert_eq!(sim.job(id).unwrap().render_duration_seconds(), Some(30.0));
+        // Engine jobs are the engine's.
+        let (engine, _) = sim.create_job(NewJob::default());
+        assert!(matches!(
+            sim.requeue(engine, T0),
+            Err(ChangeError::NotScripted(_))
+        ));
+    }
+
+    #[test]
+    fn a_scripted_job_can_show_an_id_that_is_not_a_ulid_or_not_its_creation_time() {
+        let mut sim = Simulation::new(
+            LifecycleConfig {
+                arrivals_per_minute: 0.0,
+                ..Default::default()
+            },
+            1,
+            T0,
+        );
+        let scripted = |id| ScriptedJob {
+            id,
+            ..ScriptedJob::queued(T0 - HOUR)
+        };
+        let plain = sim.insert_scripted(scripted(ApiId::Minted));
+        let text = sim.insert_scripted(scripted(ApiId::Text("render-legacy-7".into())));
+        let late = sim.insert_scripted(scripted(ApiId::UlidOffsetMs(10 * 60_000)));
+        let early = sim.insert_scripted(scripted(ApiId::UlidOffsetMs(-10 * 60_000)));
+        let api_id = |key| sim.job(key).unwrap().api_id().into_owned();
+        assert_eq!(api_id(plain), plain.to_string());
+        assert_eq!(api_id(text), "render-legacy-7");
+        for (key, offset) in [(late, 10 * 60_000), (early, -10 * 60_000)] {
+            let shown = Ulid::from_string(&api_id(key)).unwrap();
+            assert_eq!(shown.timestamp_ms() as i64, T0 - HOUR + offset);
+            assert_eq!(sim.job(key).unwrap().created_at, T0 - HOUR);
+        }
+        // `GET /jobs/{id}` finds each by what the API shows, not by its key.
+        for key in [plain, text, late, early] {
+            assert_eq!(sim.job_by_api_id(&api_id(key)).unwrap().id, key);
+        }
+        assert!(sim.job_by_api_id(&late.to_string()).is_none());
+        assert!(sim.job_by_api_id("render-legacy-8").is_none());
+        // The store stays in creation order, so date filters still hold.
+        check_invariants(&sim);
+        assert_eq!(sim.created_range(Some(T0 - HOUR), None), (0, 4));
+        assert!(sim.remove(text));
+        assert!(sim.job_by_api_id("render-legacy-7").is_none());
     }
 
     #[test]

@@ -407,12 +407,9 @@ impl Simulator {
     }
 
     fn get(&self, id: &str) -> Reply {
-        let Ok(ulid) = Ulid::from_string(id) else {
-            return error(StatusCode::NOT_FOUND, &format!("Job {id} not found"));
-        };
         let mut st = self.lock();
         self.advance(&mut st);
-        match st.sim.job(ulid) {
+        match st.sim.job_by_api_id(id) {
             Some(job) => answer(StatusCode::OK, write_job(&st.sim, job, st.sim.now())),
             None => error(StatusCode::NOT_FOUND, &format!("Job {id} not found")),
         }

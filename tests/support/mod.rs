@@ -67,7 +67,7 @@ pub fn finished(created: i64, wait_ms: i64, render_ms: i64) -> ScriptedJob {
         status: JobStatus::Finished,
         started_at: Some(created + wait_ms),
         ended_at: Some(created + wait_ms + render_ms),
-        error: None,
+        ..ScriptedJob::queued(created)
     }
 }
 
