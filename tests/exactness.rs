@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use nexrender_exporter::poller::PollSettings;
 use nexrender_simulator::status::JobStatus;
 use nexrender_simulator::{
-    Endpoint, Fault, FaultRule, LifecycleConfig, PrefillConfig, RunningSimulator, Schedule,
+    ApiId, Endpoint, Fault, FaultRule, LifecycleConfig, PrefillConfig, RunningSimulator, Schedule,
     ScriptedJob, SimulatorConfig,
 };
 use support::clock::{Rig, T0};
@@ -547,4 +547,326 @@ async fn a_reload_of_client_policy_keeps_the_bookkeeping_and_a_new_token_starts_
     let m = exp.polls("main", 2).await;
     assert_counted(&m, &sim, &before, &[], "after the fresh baseline");
     assert_eq!(completed(&m, "main", "error"), Some(1.0));
+}
+
+/// Puts ended scripted job `id` back in the queue now, by the simulator's
+/// clock, as a team re-queuing it upstream does.
+fn requeue(sim: &RunningSimulator, id: Ulid) {
+    sim.sim
+        .with_farm(|f| {
+            let at = f.now();
+            f.requeue(id, at)
+        })
+        .unwrap();
+}
+
+/// One job, one completion: the first terminal status each job reached
+/// since the baseline (`before`), noted each time the test looks at the
+/// farm, since a re-queued job leaves its terminal status again.
+struct FirstEnds {
+    before: BTreeMap<String, HashSet<Ulid>>,
+    first: BTreeMap<Ulid, &'static str>,
+}
+
+impl FirstEnds {
+    fn new(sim: &RunningSimulator) -> Self {
+        FirstEnds {
+            before: terminal_ids(sim),
+            first: BTreeMap::new(),
+        }
+    }
+
+    fn note(&mut self, sim: &RunningSimulator) {
+        for (status, ids) in ended_between(&self.before, &terminal_ids(sim)) {
+            for id in ids {
+                self.first.entry(id).or_insert(status);
+            }
+        }
+    }
+
+    /// Notes the farm, then holds every completion counter of `main` and
+    /// the render-duration count to one per job that ended.
+    fn assert_counted(&mut self, m: &str, sim: &RunningSimulator, when: &str) {
+        self.note(sim);
+        for status in TERMINAL {
+            let n = self.first.values().filter(|s| **s == status).count() as f64;
+            assert_eq!(
+                completed(m, "main", status),
+                Some(n),
+                "{when}: completions {status}, {n} jobs ended first so"
+            );
+        }
+        let finished = self.first.values().filter(|s| **s == "finished").count() as f64;
+        assert_eq!(
+            histogram(m, "main", "render_duration", "count"),
+            Some(finished),
+            "{when}: one render duration per job that finished first"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_job_requeued_after_it_ended_shows_as_queued_and_its_second_end_is_not_counted() {
+    let sim = scripted_simulator().await;
+    ended_jobs(&sim, 50 * MIN, 5 * MIN, &[]);
+    let t = now();
+    let (a, b, c) = sim.sim.with_farm(|f| {
+        (
+            f.insert_scripted(ScriptedJob::queued(t - 10 * MIN)),
+            f.insert_scripted(rendering(t - 9 * MIN, t - 8 * MIN)),
+            f.insert_scripted(ScriptedJob::queued(t - 8 * MIN)),
+        )
+    });
+    let mut ends = FirstEnds::new(&sim);
+    let exp = exporter(&sim, &[]);
+    let m = exp.polls("main", 1).await;
+    ends.assert_counted(&m, &sim, "baseline");
+
+    set_status(&sim, a, JobStatus::Finished);
+    set_status(&sim, b, JobStatus::Error);
+    let m = exp.polls("main", 2).await;
+    ends.assert_counted(&m, &sim, "a finished, b failed");
+    assert_eq!(completed(&m, "main", "finished"), Some(1.0));
+
+    // Both are re-queued upstream: in the numbers as queued within one poll
+    // (two, as one may have been under way).
+    requeue(&sim, a);
+    requeue(&sim, b);
+    let m = exp.polls("main", 2).await;
+    assert_in_view(&m, &sim, HOUR, "re-queued");
+    assert_eq!(jobs(&m, "main", "queued"), Some(3.0));
+    ends.assert_counted(&m, &sim, "re-queued: nothing taken back");
+
+    // They run and end again, b finishing this time: no second completion,
+    // no second render duration, under any status.
+    set_status(&sim, a, JobStatus::Rendering);
+    set_status(&sim, b, JobStatus::Rendering);
+    let m = exp.polls("main", 2).await;
+    assert_in_view(&m, &sim, HOUR, "rendering again");
+    set_status(&sim, a, JobStatus::Finished);
+    set_status(&sim, b, JobStatus::Finished);
+    set_status(&sim, c, JobStatus::Finished);
+    let m = exp.polls("main", 2).await;
+    assert_in_view(&m, &sim, HOUR, "ended again");
+    ends.assert_counted(&m, &sim, "ended again");
+    assert_eq!(
+        [
+            completed(&m, "main", "finished"),
+            completed(&m, "main", "error")
+        ],
+        [Some(2.0), Some(1.0)],
+        "a and c finished, b failed: one completion each"
+    );
+    let m = exp.polls("main", 3).await;
+    ends.assert_counted(&m, &sim, "three polls later");
+}
+
+fn tracked_jobs(m: &str) -> Option<f64> {
+    value(m, "nexrender_exporter_tracked_jobs{account=\"main\"}")
+}
+
+/// Jobs whose ids are not ULIDs, or ULIDs 10 minutes after or before
+/// their `createdAt`, through a 2-minute window: each counted once when it
+/// ends after the start, none that ended before. With `in_view_too`, also
+/// `nexrender_jobs` by the window of `createdAt` (what the API filters
+/// on), and the jobs created before the start forgotten once older.
+async fn jobs_with_odd_ids(in_view_too: bool) {
+    const WINDOW: i64 = 2 * MIN;
+    let sim = scripted_simulator().await;
+    let mut n = 0;
+    let mut odd_id = |i: usize| {
+        n += 1;
+        match i % 3 {
+            0 => ApiId::Text(format!("legacy-render-{n}")),
+            1 => ApiId::UlidOffsetMs(10 * MIN),
+            _ => ApiId::UlidOffsetMs(-10 * MIN),
+        }
+    };
+    // Of each kind: one that ended before the start, one waiting then, both
+    // leaving the window in the first 15 s.
+    let t = now();
+    let waiting: Vec<Ulid> = sim.sim.with_farm(|f| {
+        (0..3)
+            .map(|i| {
+                f.insert_scripted(ScriptedJob {
+                    id: odd_id(i),
+                    ..finished(t - 115 * SEC, 5 * SEC, 20 * SEC)
+                });
+                f.insert_scripted(ScriptedJob {
+                    id: odd_id(i),
+                    ..ScriptedJob::queued(t - 105 * SEC)
+                })
+            })
+            .collect()
+    });
+    let mut ends = FirstEnds::new(&sim);
+    let exp = exporter(&sim, &[("window", "2m")]);
+    let m = exp.polls("main", 1).await;
+    if in_view_too {
+        assert_in_view(&m, &sim, WINDOW, "baseline");
+    }
+    ends.assert_counted(&m, &sim, "baseline");
+
+    // Of each kind: one created after the start and seen waiting.
+    let t = sim.sim.with_farm(|f| f.now());
+    let new: Vec<Ulid> = sim.sim.with_farm(|f| {
+        (0..3)
+            .map(|i| {
+                f.insert_scripted(ScriptedJob {
+                    id: odd_id(i),
+                    ..ScriptedJob::queued(t - i as i64 * SEC)
+                })
+            })
+            .collect()
+    });
+    let m = exp.polls("main", 2).await;
+    if in_view_too {
+        assert_in_view(&m, &sim, WINDOW, "new jobs");
+    }
+    assert_eq!(jobs(&m, "main", "queued"), Some(6.0));
+
+    for (i, id) in waiting.iter().chain(&new).enumerate() {
+        let status = if i % 2 == 0 {
+            JobStatus::Finished
+        } else {
+            JobStatus::Error
+        };
+        set_status(&sim, *id, status);
+    }
+    let m = exp.polls("main", 2).await;
+    if in_view_too {
+        assert_in_view(&m, &sim, WINDOW, "ended");
+    }
+    ends.assert_counted(&m, &sim, "ended");
+    assert_eq!(ends.first.len(), 6);
+    let m = exp.polls("main", 3).await;
+    ends.assert_counted(&m, &sim, "three polls later");
+    if !in_view_too {
+        return;
+    }
+
+    // The jobs created before the start are older than the window now:
+    // forgotten, the ones that ended before the start included.
+    let started = sim.sim.with_farm(|f| f.now()) - t;
+    tokio::time::sleep(Duration::from_millis((16 * SEC - started).max(0) as u64)).await;
+    let held: f64 = in_view(&sim, WINDOW).values().sum();
+    assert_eq!(held, 3.0, "the jobs created after the start");
+    let m = exp
+        .wait_for(
+            |m| tracked_jobs(m) == Some(held),
+            "the jobs older than the window forgotten",
+        )
+        .await;
+    assert_in_view(&m, &sim, WINDOW, "the old jobs forgotten");
+    ends.assert_counted(&m, &sim, "the old jobs forgotten");
+}
+
+#[tokio::test]
+async fn a_later_scan_whose_pages_come_back_empty_fails_keeps_the_numbers_and_misses_no_end() {
+    let sim = scripted_simulator_with(|c| {
+        c.prefill = PrefillConfig {
+            jobs: 1500,
+            span: Duration::from_secs(23 * 3600),
+        }
+    })
+    .await;
+    let t = now();
+    // Waiting for hours: when one ends, the next scan reads from there,
+    // many pages back.
+    let live: Vec<Ulid> = sim.sim.with_farm(|f| {
+        (0..4)
+            .map(|i| f.insert_scripted(ScriptedJob::queued(t - 10 * HOUR + i * MIN)))
+            .collect()
+    });
+    let before = terminal_ids(&sim);
+    let exp = exporter(&sim, &[("window", "24h")]);
+    exp.polls("main", 1).await;
+    let good = exp.polls("main", 1).await;
+    assert_counted(&good, &sim, &before, &[], "baseline");
+
+    // Every list page after the first is `[]`, while jobs end.
+    sim.sim.add_fault(
+        FaultRule::new(
+            Endpoint::ListJobs,
+            Fault::Answer {
+                body: serde_json::json!([]),
+            },
+            Schedule::Always,
+        )
+        .from_offset(1),
+    );
+    let faulted = Instant::now();
+    set_status(&sim, live[0], JobStatus::Finished);
+    set_status(&sim, live[1], JobStatus::Error);
+    let errors = poll_errors(&good, "incomplete_scan");
+    let m = exp
+        .wait_for(
+            |m| poll_errors(m, "incomplete_scan") >= errors + 2.0,
+            "polls failing as incomplete scans",
+        )
+        .await;
+    assert_eq!(up(&m), Some(0.0));
+    // One created and finished, one more ended, during the fault.
+    let t = sim.sim.with_farm(|f| f.now());
+    sim.sim
+        .with_farm(|f| f.insert_scripted(finished(t - 2 * SEC, 200, 1000)));
+    set_status(&sim, live[2], JobStatus::ManuallyCancelled);
+    let m = exp
+        .wait_for(
+            |m| poll_errors(m, "incomplete_scan") >= errors + 4.0,
+            "more failing polls",
+        )
+        .await;
+    for status in DOCUMENTED {
+        assert_eq!(
+            jobs(&m, "main", status),
+            jobs(&good, "main", status),
+            "{status} at its last good value"
+        );
+    }
+    for status in TERMINAL {
+        assert_eq!(
+            completed(&m, "main", status),
+            completed(&good, "main", status),
+            "completions {status} at the last good value"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(faulted.elapsed())).await;
+    sim.sim.clear_faults();
+
+    let m = exp.wait_for(|m| up(m) == Some(1.0), "a good poll").await;
+    assert_in_view(&m, &sim, 24 * HOUR, "after the fault");
+    assert_counted(&m, &sim, &before, &[], "after the fault");
+    assert_eq!(
+        [
+            completed(&m, "main", "finished"),
+            completed(&m, "main", "error"),
+            completed(&m, "main", "manually_cancelled")
+        ],
+        [Some(2.0), Some(1.0), Some(1.0)],
+        "the four jobs that ended during the fault, once each"
+    );
+    let m = exp.polls("main", 3).await;
+    assert_counted(&m, &sim, &before, &[], "three polls later");
+}
+
+#[tokio::test]
+async fn jobs_whose_ids_are_not_ulids_or_not_their_creation_time_are_counted_exactly_once() {
+    jobs_with_odd_ids(false).await;
+}
+
+// Fails at the second poll: of the jobs that ended before the start, the
+// one whose ULID is 10 minutes before its `createdAt` leaves
+// `nexrender_jobs` although the API still lists it in the window. The
+// tracker knows no `createdAt` for a job first seen ended at the baseline
+// (minimal pages carry none and it is not looked up), so it goes by the
+// id's time, or for an id that is not a ULID by when a scan last showed
+// it; by the code, the job 10 minutes after would stay 10 minutes too long
+// and the non-ULID one a window after the baseline (not reached here).
+// Fixing it means learning `createdAt` of such jobs: not a small change.
+#[tokio::test]
+#[ignore = "ended jobs whose id misstates their creation leave the numbers early or late"]
+async fn jobs_whose_ids_are_not_ulids_or_not_their_creation_time_are_in_view_and_forgotten_on_time()
+{
+    jobs_with_odd_ids(true).await;
 }
