@@ -61,6 +61,22 @@ impl Tracked {
             .or_else(|| id.created_hint())
     }
 
+    /// The latest of its creation times (its `createdAt`, its id's time
+    /// unless that is later than `latest`, or `seen_by`): it is forgotten
+    /// only once all of them are older than the window, so that a job that
+    /// comes back into view is older than the counting horizon by every
+    /// account of its age (see `counts_as_new`).
+    fn created_latest(
+        &self,
+        id: &JobId,
+        latest: UnixMillis,
+        seen_by: Option<UnixMillis>,
+    ) -> Option<UnixMillis> {
+        let created_at = (self.created_at != UNKNOWN).then_some(self.created_at);
+        let hint = id.created_hint().filter(|at| *at <= latest);
+        [created_at, hint].into_iter().flatten().max().or(seen_by)
+    }
+
     /// Still waiting or running, as far as is known.
     fn going(&self) -> bool {
         !self.status.is_terminal() && !self.has(GONE)
@@ -309,14 +325,18 @@ impl ApplyPass<'_> {
 
     /// Whether a job first seen already terminal ended since the baseline:
     /// created at or after [`JobTracker::count_from`], by both its id's
-    /// time and its `createdAt` where they differ. Without either, it is not
-    /// counted (a missed completion rather than a false one).
+    /// time and its `createdAt` where they differ (the earlier of the two;
+    /// a job is forgotten by the later, so one that comes back is never
+    /// taken for new). Without either, it is not counted (a missed
+    /// completion rather than a false one).
     fn counts_as_new(&self, id: &JobId, job: Option<&ApiJob>) -> bool {
         let latest = self.now.saturating_add(CLOCK_SKEW_MS);
         let created_at = job
             .and_then(|found| found.created_at)
             .filter(|at| *at <= latest);
-        let created = [id.created_hint(), created_at].into_iter().flatten().min();
+        // An id's time in the future is no time at all.
+        let hint = id.created_hint().filter(|at| *at <= latest);
+        let created = [hint, created_at].into_iter().flatten().min();
         created.is_some_and(|at| at >= self.count_from)
     }
 
@@ -341,7 +361,8 @@ impl ApplyPass<'_> {
         }
         // Terminal: forgotten once older than the window; until then still
         // counted (an incremental scan does not read these again).
-        let created = tracked.created(id).or(created_by);
+        let latest = self.now.saturating_add(CLOCK_SKEW_MS);
+        let created = tracked.created_latest(id, latest, created_by);
         tracked.going() || created.is_some_and(|at| at >= self.window_start)
     }
 
