@@ -26,12 +26,24 @@ pub const INCREMENTAL_MARGIN_MS: i64 = 60_000;
 /// between two page reads (which shifts later offsets left) is not skipped.
 pub const PAGE_OVERLAP: usize = 10;
 
+/// The same for the listing of jobs not ended, which shrinks from the
+/// front as the oldest jobs end: more of them can end between two reads.
+pub const LIVE_PAGE_OVERLAP: usize = 100;
+
+/// A `Date` from the API further than this from the exporter's clock is
+/// not believed (a proxy's, or a broken clock); the exporter's clock is
+/// used instead, with the margins it needs.
+pub const MAX_TRUSTED_CLOCK_OFFSET_MS: i64 = 3_600_000;
+
 /// Below this many look-ups in a stretch of the window, single `GET
 /// /jobs/{id}` calls are cheaper than reading full pages.
 const BATCH_MIN: usize = 8;
 /// A stretch of the window is read as full pages only when each page
 /// replaces at least this many single look-ups.
 const LOOKUPS_PER_PAGE: usize = 4;
+
+/// When at least this many look-ups of a poll all fail, the poll fails.
+const ALL_FAILED_MIN: usize = 5;
 
 /// Where a poll reads jobs from: `GET /jobs` pages and `GET /jobs/{id}`.
 pub trait JobSource: Sync {
@@ -181,11 +193,14 @@ pub async fn poll(
         ListFilter::Live,
     )
     .await?;
-    let now = live.server_time.unwrap_or(request.now);
-    let clock_offset_ms = live.server_time.map(|at| at - request.now);
+    let clock_offset_ms = live.server_time.map(|at| at.saturating_sub(request.now));
+    let server_time = live
+        .server_time
+        .filter(|_| clock_offset_ms.is_some_and(|o| o.abs() <= MAX_TRUSTED_CLOCK_OFFSET_MS));
+    let now = server_time.unwrap_or(request.now);
     // Our clock may be off the API's by up to CLOCK_SKEW_MS when the API
     // does not say its time; its `Date` is exact to the second.
-    let margin = if live.server_time.is_some() {
+    let margin = if server_time.is_some() {
         INCREMENTAL_MARGIN_MS
     } else {
         CLOCK_SKEW_MS
@@ -211,8 +226,15 @@ pub async fn poll(
     }
     let mut need = tracker.plan(&scan);
     // Many look-ups among recent jobs: read them as full pages instead.
+    // Jobs added from the live listing are older than the window scan:
+    // never in its pages.
     let mut details = HashMap::new();
-    let positions = scan.positions(&need);
+    let live_from = scan.live_from();
+    let positions: Vec<Option<usize>> = scan
+        .positions(&need)
+        .into_iter()
+        .map(|at| at.filter(|at| *at < live_from))
+        .collect();
     if let Some(pos) = batch_start(&positions, scan.len(), page_size as usize) {
         let from = scan
             .get(pos)
@@ -245,6 +267,7 @@ pub async fn poll(
     details.extend(lookups);
     let lookups_deferred = deferred.len() as u64;
     details.extend(deferred.into_iter().map(|id| (id, Detail::Unknown)));
+    tracker.set_clock_is_the_apis(server_time.is_some());
     let outcome = tracker.apply(&scan, &details, window_start, now);
     let mut skipped = live.skipped;
     skipped.extend(read.skipped);
@@ -292,7 +315,11 @@ async fn page_through(
     mut each: impl FnMut(Page, usize) -> Result<Next, ApiError>,
 ) -> Result<u64, ApiError> {
     let limit = page_size as usize;
-    let overlap = PAGE_OVERLAP.min(limit / 2);
+    let overlap = match filter {
+        ListFilter::Live => LIVE_PAGE_OVERLAP,
+        ListFilter::Created { .. } => PAGE_OVERLAP,
+    }
+    .min(limit / 2);
     let mut next = 0usize;
     let mut requests = 0;
     loop {
@@ -393,7 +420,19 @@ async fn details_from_pages(
 ) -> Result<HashMap<JobId, Detail>, ApiError> {
     let mut out = HashMap::new();
     let filter = ListFilter::Created { from_date, to_date };
+    let mut page_ends = HashSet::new();
     page_through(source, false, page_size, filter, |page, _| {
+        // As for minimal pages: the same full page again is not paging.
+        if page.raw_len >= page_size as usize {
+            if let Some(last) = page.jobs.last() {
+                if !page_ends.insert(last.id.clone()) {
+                    return Err(ApiError::Decode {
+                        endpoint: "list_jobs",
+                        detail: "full pages came round again: the API is not paging".into(),
+                    });
+                }
+            }
+        }
         for job in page.jobs {
             if wanted.contains(&job.id) {
                 out.insert(job.id.clone(), Detail::Found(job));
@@ -426,14 +465,29 @@ async fn fetch_details(
         })
         .buffer_unordered(concurrency.max(1));
     let mut out = HashMap::new();
+    let mut first_failure = None;
     while let Some((id, answer)) = answers.next().await {
         let detail = match answer {
             Ok(Some(job)) => Detail::Found(job),
             Ok(None) => Detail::Gone,
-            Err(e) if e.is_about_one_job() => Detail::Unknown,
+            Err(e) if e.is_about_one_job() => {
+                first_failure.get_or_insert(e);
+                Detail::Unknown
+            }
             Err(e) => return Err(e),
         };
         out.insert(id, detail);
+    }
+    // Every one of many look-ups failing is the API's trouble, not theirs
+    // (a broken endpoint, a token that may list but not read).
+    let failed = out
+        .values()
+        .filter(|d| matches!(d, Detail::Unknown))
+        .count();
+    if let Some(e) = first_failure {
+        if failed == out.len() && failed >= ALL_FAILED_MIN {
+            return Err(e);
+        }
     }
     Ok(out)
 }

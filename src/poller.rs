@@ -135,7 +135,6 @@ impl AccountPoller {
         if book.window.is_some_and(|was| settings.window > was) {
             book.last_full_scan = None;
         }
-        book.window = Some(settings.window);
         let full_scan_due = settings.full_scan_interval.is_zero()
             || book.last_full_scan.is_none_or(|t| {
                 now.saturating_sub(t) >= settings.full_scan_interval.as_millis() as i64
@@ -157,6 +156,8 @@ impl AccountPoller {
             },
         };
         let result = cycle::poll(&mut book.tracker, &self.client, &request).await?;
+        // Only now is the wider window read: a failed read is tried again.
+        book.window = Some(settings.window);
         book.catch_up_given_up = false;
         tracing::debug!(account = %self.account.name, pages = result.scan_pages, live_pages = result.live_pages, whole_window = result.whole_window, "scanned");
         Ok(result)

@@ -170,6 +170,12 @@ impl WindowScan {
         }
     }
 
+    /// Where the jobs added from the live listing begin: the positions
+    /// before are the scan's own, in the API's order.
+    pub fn live_from(&self) -> usize {
+        self.live_from
+    }
+
     /// Whether any job's status is terminal.
     pub fn any_terminal(&self) -> bool {
         self.statuses.iter().any(|status| status.is_terminal())
@@ -294,8 +300,11 @@ impl<'t> ScanBuilder<'t> {
         let before = self.ids.len();
         let tail_from = before - self.last_page.min(repeats * 2);
         let tail = &self.ids[tail_from..before];
+        // (Skipped entries are not in `page.jobs`: with any, the first jobs
+        // kept may all be past the overlap, and the check would be unsure.)
         if repeats > 0
             && tail_from < before
+            && page.skipped.is_empty()
             && !page
                 .jobs
                 .iter()

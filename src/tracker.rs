@@ -45,6 +45,18 @@ const WAIT_PENDING: u8 = 2;
 /// numbers, remembered (until older than the window) only so that it is
 /// not counted again if it comes back.
 const GONE: u8 = 4;
+/// Shown ended, but its look-up failed or was put off: its completion
+/// (counted or not, with what observations) waits for its detail, which is
+/// asked for every poll until it comes.
+const LOOKUP: u8 = 8;
+/// First seen already ended: whether it ended since the baseline is decided
+/// once its detail is read (see `counts_as_new`).
+const FIRST_ENDED: u8 = 16;
+/// Left the listing of jobs not ended, and its look-up failed: it is no
+/// longer waiting or running, but how it ended is unknown. Out of the
+/// numbers, and looked up every poll until it answers (or a listing shows
+/// it again).
+const LEFT: u8 = 32;
 
 /// What is remembered of one job: 16 bytes.
 #[derive(Debug, Clone, Copy)]
@@ -79,7 +91,12 @@ impl Tracked {
 
     /// Still waiting or running, as far as is known.
     fn going(&self) -> bool {
-        !self.status.is_terminal() && !self.has(GONE)
+        !self.status.is_terminal() && !self.has(GONE) && !self.has(LEFT)
+    }
+
+    /// Waiting for a look-up before it can be settled.
+    fn unresolved(&self) -> bool {
+        self.has(LOOKUP) || self.has(LEFT)
     }
 
     fn has(&self, flag: u8) -> bool {
@@ -259,6 +276,8 @@ pub struct JobTracker {
     /// An `apply` began and did not finish (it panicked): the bookkeeping
     /// is half updated and cannot be trusted.
     applying: bool,
+    /// The poll's time is the API's own (its `Date`), not the exporter's.
+    clock_is_the_apis: bool,
 }
 
 /// One pass of [`JobTracker::apply`] over the jobs: what it works with
@@ -278,20 +297,33 @@ struct ApplyPass<'a> {
 
 impl ApplyPass<'_> {
     /// A job the scan shows, with the detail fetched for it, if any.
-    /// `None`: a job not remembered yet whose look-up failed; it is left
-    /// to the next poll.
     fn seen(
         &mut self,
         tracked: Option<Tracked>,
         shown: ScanJob,
         detail: Option<&Detail>,
-    ) -> Option<Tracked> {
-        // Without its detail, a job first seen not ended is taken as the
-        // scan shows it (its detail is asked for again later); one first
-        // seen ended waits, since whether to count it may need its detail.
-        if let Some(Detail::Unknown) = detail {
-            if tracked.is_some() || shown.status.is_terminal() {
-                return tracked;
+    ) -> Tracked {
+        let new = tracked.is_none();
+        if let (Some(Detail::Unknown), Some(mut tracked)) = (detail, tracked) {
+            // Without its detail, a known job takes the status the scan
+            // shows; if it ended, its completion waits for the detail.
+            tracked.status = shown.status;
+            tracked.set(GONE, false);
+            tracked.set(LEFT, false);
+            if shown.status.is_terminal() && !tracked.has(COUNTED) {
+                tracked.set(LOOKUP, true);
+            }
+            return tracked;
+        }
+        if let (Some(Detail::Unknown), true) = (detail, shown.status.is_terminal()) {
+            // A job first seen ended, without the detail that says whether
+            // it ended since the baseline: remembered, decided later.
+            if !self.first {
+                return Tracked {
+                    created_at: UNKNOWN,
+                    status: shown.status,
+                    flags: WAIT_PENDING | LOOKUP | FIRST_ENDED,
+                };
             }
         }
         let job = match detail {
@@ -301,7 +333,6 @@ impl ApplyPass<'_> {
         // The detail was fetched after the scan, so it is the later word.
         let status = job.map_or(shown.status, |found| self.statuses.code(&found.status));
         let started = status.has_started();
-        let new = tracked.is_none();
         let mut tracked = tracked.unwrap_or(Tracked {
             created_at: UNKNOWN,
             status,
@@ -313,14 +344,35 @@ impl ApplyPass<'_> {
         });
         tracked.status = status;
         tracked.set(GONE, false);
-        if new && !self.first && status.is_terminal() && !self.counts_as_new(shown.id, job) {
+        tracked.set(LEFT, false);
+        let first_ended = new || tracked.has(FIRST_ENDED);
+        self.settle(&mut tracked, shown.id, job, first_ended);
+        tracked
+    }
+
+    /// Counts and observes what a job's latest status and detail call for.
+    /// `first_ended`: a job first seen already ended (see `counts_as_new`).
+    fn settle(
+        &mut self,
+        tracked: &mut Tracked,
+        id: &JobId,
+        job: Option<&ApiJob>,
+        first_ended: bool,
+    ) {
+        if first_ended
+            && !self.first
+            && tracked.status.is_terminal()
+            && !tracked.has(COUNTED)
+            && !self.counts_as_new(id, job)
+        {
             // Ended before the baseline, or counted and forgotten: remembered
             // as counted, nothing observed.
             tracked.set(COUNTED, true);
             tracked.set(WAIT_PENDING, false);
         }
-        observe(&mut tracked, shown.id, job, self);
-        Some(tracked)
+        tracked.set(FIRST_ENDED, false);
+        tracked.set(LOOKUP, false);
+        observe(tracked, id, job, self);
     }
 
     /// Whether a job first seen already terminal ended since the baseline:
@@ -352,23 +404,33 @@ impl ApplyPass<'_> {
     ) -> bool {
         match detail {
             Some(Detail::Gone) if !tracked.has(COUNTED) => return false,
-            Some(Detail::Gone) => tracked.set(GONE, true),
+            Some(Detail::Gone) => {
+                tracked.set(GONE, true);
+                tracked.set(LEFT, false);
+                tracked.set(LOOKUP, false);
+            }
             Some(Detail::Found(found)) => {
                 tracked.status = self.statuses.code(&found.status);
-                observe(tracked, id, Some(found), self);
+                tracked.set(LEFT, false);
+                let first_ended = tracked.has(FIRST_ENDED);
+                self.settle(tracked, id, Some(found), first_ended);
             }
+            // It left the listing of jobs not ended (or the scan that
+            // should show it), and nobody says how it ended yet.
+            Some(Detail::Unknown) if tracked.going() => tracked.set(LEFT, true),
             Some(Detail::Unknown) | None => {}
         }
         // Terminal: forgotten once older than the window; until then still
         // counted (an incremental scan does not read these again).
         let latest = self.now.saturating_add(CLOCK_SKEW_MS);
         let created = tracked.created_latest(id, latest, created_by);
-        tracked.going() || created.is_some_and(|at| at >= self.window_start)
+        // One still to be settled is kept, whatever its age.
+        tracked.going() || tracked.unresolved() || created.is_some_and(|at| at >= self.window_start)
     }
 
     /// Counts a job that is kept.
     fn count(&mut self, tracked: &Tracked, id: impl FnOnce() -> JobId) {
-        if tracked.has(GONE) {
+        if tracked.has(GONE) || tracked.has(LEFT) {
             return;
         }
         let code = tracked.status.index();
@@ -396,6 +458,12 @@ impl JobTracker {
     /// bookkeeping is half updated, and only a fresh baseline is safe.
     pub fn is_intact(&self) -> bool {
         !self.applying
+    }
+
+    /// Says whether the time given to the next `apply` is the API's own
+    /// clock (its `Date` header) rather than the exporter's.
+    pub fn set_clock_is_the_apis(&mut self, yes: bool) {
+        self.clock_is_the_apis = yes;
     }
 
     /// Whether a first poll has set the baseline.
@@ -466,6 +534,9 @@ impl JobTracker {
 
     /// Whether a job the scan shows needs its detail this poll.
     fn wants(&self, shown: ScanJob, tracked: Option<&Tracked>) -> bool {
+        if tracked.is_some_and(|tracked| tracked.unresolved()) {
+            return true;
+        }
         if shown.status.is_terminal() {
             // Newly terminal: for its render duration and queue wait; a job
             // first seen ended, also to tell by its `createdAt` whether it
@@ -507,7 +578,7 @@ impl JobTracker {
                     }
                 }
                 None => {
-                    if tracked.is_some_and(|tracked| tracked.going()) {
+                    if tracked.is_some_and(|tracked| tracked.going() || tracked.unresolved()) {
                         missing.push(JobId::Ulid(ulid::Ulid(key)));
                     }
                 }
@@ -523,7 +594,8 @@ impl JobTracker {
             }
         }
         for (text, other) in &self.jobs.others {
-            if other.tracked.going() && !in_scan.contains(&**text) {
+            let tracked = &other.tracked;
+            if (tracked.going() || tracked.unresolved()) && !in_scan.contains(&**text) {
                 missing.push(JobId::Other(text.clone()));
             }
         }
@@ -594,10 +666,7 @@ impl JobTracker {
                 continue;
             };
             let tracked = match (tracked, shown) {
-                (tracked, Some(shown)) => match pass.seen(tracked, shown, detail) {
-                    Some(tracked) => tracked,
-                    None => continue,
-                },
+                (tracked, Some(shown)) => pass.seen(tracked, shown, detail),
                 (Some(mut tracked), None) => {
                     if !pass.unseen(&mut tracked, &JobId::Ulid(ulid::Ulid(key)), detail, None) {
                         continue;
@@ -623,13 +692,11 @@ impl JobTracker {
                 continue;
             };
             in_scan.insert(text);
-            let Some(tracked) = pass.seen(
+            let tracked = pass.seen(
                 others.get(text).map(|other| other.tracked),
                 shown,
                 details.get(shown.id),
-            ) else {
-                continue;
-            };
+            );
             others.insert(
                 text.clone(),
                 OtherJob {
@@ -676,12 +743,17 @@ impl JobTracker {
         self.last_poll_at = Some(now);
         self.count_from = if first {
             // The baseline saw every job up to now: a job not seen was
-            // created later (or before the window). The newest id's time
-            // stands in for the API's clock where it is behind ours.
-            scan.by_ulid()
+            // created later (or before the window). Without the API's own
+            // clock, the newest id's time stands in for it where it is
+            // behind ours.
+            let newest = scan
+                .by_ulid()
                 .last()
-                .and_then(|(_, newest)| newest.id.created_hint())
-                .map_or(now, |newest| newest.min(now))
+                .and_then(|(_, newest)| newest.id.created_hint());
+            match newest {
+                Some(newest) if !self.clock_is_the_apis => newest.min(now),
+                _ => now,
+            }
         } else {
             self.count_from
         }
@@ -696,7 +768,7 @@ impl JobTracker {
 /// Impossible values are counted in `out.invalid` and not observed.
 fn observe(tracked: &mut Tracked, id: &JobId, job: Option<&ApiJob>, pass: &mut ApplyPass) {
     let (first, statuses, out) = (pass.first, &*pass.statuses, &mut pass.out);
-    let latest = pass.now + CLOCK_SKEW_MS;
+    let latest = pass.now.saturating_add(CLOCK_SKEW_MS);
     if let Some(at) = job.and_then(|found| found.created_at) {
         if at > latest {
             out.invalid.created_at += 1;
@@ -1404,7 +1476,11 @@ mod tests {
         let o = t.apply(&s, &d, WINDOW_START, NOW);
         assert!(o.completions.is_empty(), "not counted without its detail");
         assert_eq!(o.queue_waits, [2.0], "the rest of the poll applies");
-        assert_eq!(statuses(&o), [("render:dorender".into(), 2)]);
+        assert_eq!(
+            statuses(&o),
+            [("render:dorender".into(), 1), ("finished".into(), 1)],
+            "shown as the scan says"
+        );
         // Next poll the look-up works: counted once, with its duration.
         assert_eq!(t.plan(&s), [id(1)]);
         let d = details(vec![job(1, "finished", None, Some(30.0))]);
@@ -1416,7 +1492,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_job_whose_look_up_fails_is_not_remembered_until_it_works() {
+    fn a_new_ended_job_whose_look_up_fails_is_remembered_and_decided_when_it_works() {
         let mut t = after_first_poll(&[]);
         let s = scan(&[(3, "error")]);
         let o = t.apply(
@@ -1425,7 +1501,9 @@ mod tests {
             WINDOW_START,
             NOW,
         );
-        assert_eq!((o.tracked, o.completions.len()), (0, 0));
+        assert_eq!((o.tracked, o.completions.len()), (1, 0));
+        // Next poll, even one whose scan no longer shows it, looks it up.
+        assert_eq!(t.plan(&WindowScan::default()), [id(3)]);
         let o = t.apply(
             &s,
             &details(vec![job(3, "error", None, None)]),
@@ -1443,11 +1521,13 @@ mod tests {
         let o = t.apply(&s, &unknown, WINDOW_START, NOW);
         assert_eq!(statuses(&o), [("queued".into(), 1)]);
         assert_eq!(o.oldest_created[&JobStatus::Queued], T0 + 3000, "by its id");
-        // It ends, and its look-up still fails: left as it was.
+        // It ends, and its look-up still fails: shown ended, its
+        // completion waiting for the detail.
         let s = scan(&[(3, "finished")]);
         let o = t.apply(&s, &unknown, WINDOW_START, NOW + 60_000);
         assert!(o.completions.is_empty());
-        assert_eq!(statuses(&o), [("queued".into(), 1)]);
+        assert_eq!(statuses(&o), [("finished".into(), 1)]);
+        assert_eq!(t.plan(&s), [id(3)], "asked for again");
         let found = details(vec![job(3, "finished", Some(T0 + 5000), Some(9.0))]);
         let o = t.apply(&s, &found, WINDOW_START, NOW + 120_000);
         assert_eq!(o.completions.len(), 1);
@@ -1522,5 +1602,51 @@ mod tests {
         let o = t.apply(&s, &HashMap::new(), WINDOW_START, NOW + 180_000);
         assert!(o.completions.is_empty());
         assert_eq!(statuses(&o), [("finished".into(), 1)]);
+    }
+
+    #[test]
+    fn a_job_that_left_the_live_listing_and_cannot_be_looked_up_costs_no_window_read() {
+        // A job rendering for 40 hours ends; its look-up answers 403 for a while.
+        let stuck = aged(40, 1);
+        let mut table = StatusTable::default();
+        let live = WindowScan::new(
+            vec![ScanEntry {
+                id: stuck.clone(),
+                status: JobStatus::Rendering,
+            }],
+            &mut table,
+        )
+        .0;
+        let mut scan = WindowScan::default();
+        scan.add_live(&live);
+        let mut t = JobTracker::new();
+        t.apply(&scan, &HashMap::new(), T0 - 24 * HOUR, T0);
+        let empty = WindowScan::default();
+        let unknown = HashMap::from([(stuck.clone(), Detail::Unknown)]);
+        let o = t.apply(&empty, &unknown, T0 + 60_000 - 24 * HOUR, T0 + 60_000);
+        assert_eq!(
+            o.jobs_by_status.values().sum::<u64>(),
+            0,
+            "no longer rendering"
+        );
+        assert!(o.oldest_created.is_empty(), "no stale oldest-job age");
+        assert_eq!(o.tracked, 1, "remembered until it answers");
+        assert_eq!(
+            t.oldest_ended_since(&empty),
+            None,
+            "the next poll does not read back 40 hours for it"
+        );
+        assert_eq!(
+            t.plan(&empty),
+            std::slice::from_ref(&stuck),
+            "looked up again"
+        );
+        let mut found = job(1, "finished", Some(T0 - 39 * HOUR), Some(60.0));
+        found.id = stuck.clone();
+        found.created_at = Some(T0 - 40 * HOUR);
+        let d = HashMap::from([(stuck, Detail::Found(found))]);
+        let o = t.apply(&empty, &d, T0 + 120_000 - 24 * HOUR, T0 + 120_000);
+        assert_eq!(o.completions.len(), 1, "counted once it answers");
+        assert_eq!(o.tracked, 0, "then forgotten: older than the window");
     }
 }

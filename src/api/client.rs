@@ -368,7 +368,13 @@ impl ApiClient {
     /// `GET /jobs/{id}`; `None` when the API says 404.
     pub async fn get_job(&self, id: &JobId) -> Result<Option<ApiJob>, ApiError> {
         let ep = Endpoint::GetJob;
-        let url = format!("{}/jobs/{}", self.inner.base, id);
+        // An id that is not a ULID may hold any character (`/`, `?`, `..`):
+        // it goes as one path segment, percent-encoded.
+        let segment: String = form_urlencoded::byte_serialize(id.to_string().as_bytes())
+            .collect::<String>()
+            .replace('+', "%20")
+            .replace('.', "%2E");
+        let url = format!("{}/jobs/{}", self.inner.base, segment);
         let body = match self.fetch(ep, &url).await {
             Ok(b) => b,
             Err(ApiError::Status { code: 404, .. }) => return Ok(None),
