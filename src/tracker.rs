@@ -1535,23 +1535,29 @@ mod tests {
         assert!(o.completions.is_empty());
     }
 
-    #[test]
-    fn a_live_job_older_than_the_window_is_tracked_and_counted_once_when_it_ends() {
-        // A restart: the live listing shows a job rendering for 35 hours.
-        let stuck = aged(35, 1);
-        let mut table = StatusTable::default();
+    /// A first poll at T0 (24-hour window) whose only job is `stuck`,
+    /// rendering and older than the window: shown by the live listing.
+    fn first_poll_with_a_live_job(stuck: &JobId) -> (JobTracker, Outcome) {
         let live = WindowScan::new(
             vec![ScanEntry {
                 id: stuck.clone(),
                 status: JobStatus::Rendering,
             }],
-            &mut table,
+            &mut StatusTable::default(),
         )
         .0;
         let mut scan = WindowScan::default();
         scan.add_live(&live);
         let mut t = JobTracker::new();
         let o = t.apply(&scan, &HashMap::new(), T0 - 24 * HOUR, T0);
+        (t, o)
+    }
+
+    #[test]
+    fn a_live_job_older_than_the_window_is_tracked_and_counted_once_when_it_ends() {
+        // A restart: the live listing shows a job rendering for 35 hours.
+        let stuck = aged(35, 1);
+        let (mut t, o) = first_poll_with_a_live_job(&stuck);
         assert_eq!(statuses(&o), [("render:dorender".into(), 1)]);
         assert_eq!(
             o.oldest_created.get(&JobStatus::Rendering),
@@ -1608,19 +1614,7 @@ mod tests {
     fn a_job_that_left_the_live_listing_and_cannot_be_looked_up_costs_no_window_read() {
         // A job rendering for 40 hours ends; its look-up answers 403 for a while.
         let stuck = aged(40, 1);
-        let mut table = StatusTable::default();
-        let live = WindowScan::new(
-            vec![ScanEntry {
-                id: stuck.clone(),
-                status: JobStatus::Rendering,
-            }],
-            &mut table,
-        )
-        .0;
-        let mut scan = WindowScan::default();
-        scan.add_live(&live);
-        let mut t = JobTracker::new();
-        t.apply(&scan, &HashMap::new(), T0 - 24 * HOUR, T0);
+        let (mut t, _) = first_poll_with_a_live_job(&stuck);
         let empty = WindowScan::default();
         let unknown = HashMap::from([(stuck.clone(), Detail::Unknown)]);
         let o = t.apply(&empty, &unknown, T0 + 60_000 - 24 * HOUR, T0 + 60_000);
