@@ -68,6 +68,8 @@ struct Bookkeeping {
     /// A poll reaching back further than the window to catch up after an
     /// outage ran out of time: later polls read only the window.
     catch_up_given_up: bool,
+    /// The API's clock less ours at the last good poll, where it said.
+    clock_offset_ms: i64,
     /// The window of the last poll. A wider one (a reload) is read whole at
     /// the next poll, so the jobs it brings into view are in the numbers
     /// at once, not one `full_scan_interval` later.
@@ -119,6 +121,7 @@ impl AccountPoller {
     /// This poller with another client (a new client policy), sharing the
     /// bookkeeping: the next poll goes on from the last.
     pub(crate) fn with_client(mut self, client: ApiClient) -> Self {
+        client.inherit_wait(&self.client);
         self.client = client;
         self
     }
@@ -156,6 +159,10 @@ impl AccountPoller {
             },
         };
         let result = cycle::poll(&mut book.tracker, &self.client, &request).await?;
+        book.clock_offset_ms = result
+            .clock_offset_ms
+            .filter(|o| o.abs() <= cycle::MAX_TRUSTED_CLOCK_OFFSET_MS)
+            .unwrap_or(0);
         // Only now is the wider window read: a failed read is tried again.
         book.window = Some(settings.window);
         book.catch_up_given_up = false;
@@ -172,9 +179,11 @@ impl AccountPoller {
         let Some(last) = book.tracker.last_poll_at() else {
             return;
         };
+        // The last poll's time is the API's: compare it with the API's now.
+        let api_now = now.saturating_add(book.clock_offset_ms);
         if book.catch_up_given_up
             || self.settings.max_catch_up.is_zero()
-            || now.saturating_sub(last) <= window
+            || api_now.saturating_sub(last) <= window
         {
             return;
         }

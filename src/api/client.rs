@@ -276,6 +276,23 @@ impl ApiClient {
         nb.and_then(|t| t.checked_duration_since(tokio::time::Instant::now()))
     }
 
+    /// Takes over a pending `Retry-After` wait from the client this one
+    /// replaces (a reload with a new client policy), so that a reload does
+    /// not send requests the API asked not to get yet.
+    pub fn inherit_wait(&self, from: &ApiClient) {
+        let theirs = *from
+            .inner
+            .not_before
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut ours = self
+            .inner
+            .not_before
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *ours = (*ours).max(theirs);
+    }
+
     /// Waits for the API's `Retry-After` and for a place under the rate limit.
     async fn wait_turn(&self) {
         if let Some(d) = self.blocked_for() {
@@ -608,6 +625,52 @@ mod tests {
     use reqwest::header::HeaderValue;
 
     const MAX: Duration = Duration::from_secs(600);
+
+    struct Quiet;
+    impl RequestObserver for Quiet {
+        fn request_done(&self, _: Endpoint, _: &str, _: Duration) {}
+    }
+
+    fn client(addr: std::net::SocketAddr, policy: ClientPolicy) -> ApiClient {
+        ApiClient::new(
+            &format!("http://{addr}"),
+            Secret::new("t"),
+            policy,
+            Arc::new(Quiet),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_client_that_replaces_another_keeps_its_retry_after_wait() {
+        // The API asks for a minute's pause; a reload brings a new client
+        // policy (and a new client) meanwhile.
+        let addr = nexrender_simulator::testkit::fake_server(|_| async {
+            let mut r = nexrender_simulator::testkit::ok("");
+            *r.status_mut() = reqwest::StatusCode::TOO_MANY_REQUESTS;
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("60"));
+            r
+        })
+        .await;
+        let old = client(addr, ClientPolicy::default());
+        let err = old.get_job(&JobId::Other("a".into())).await.unwrap_err();
+        assert_eq!(err.reason(), "rate_limited");
+        let wait = old.blocked_for().expect("a pause");
+        assert!(wait > Duration::from_secs(50), "{wait:?}");
+        let new = client(
+            addr,
+            ClientPolicy {
+                max_retries: 5,
+                ..ClientPolicy::default()
+            },
+        );
+        assert_eq!(new.blocked_for(), None);
+        new.inherit_wait(&old);
+        assert!(new
+            .blocked_for()
+            .is_some_and(|w| w > Duration::from_secs(50)));
+    }
 
     fn retry_after(value: &'static str) -> Option<Duration> {
         let now = std::time::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
