@@ -618,4 +618,176 @@ mod tests {
         let (from, _) = scan_start(&tracker, &bounded, Some(&live), now, 60_000);
         assert_eq!(from, now - 26 * HOUR);
     }
+
+    /// An API answering from a list of jobs held in memory, oldest first.
+    struct Memory {
+        jobs: Vec<ApiJob>,
+        /// Its `Date`, if it says one.
+        server_time: Option<UnixMillis>,
+        /// Every `GET /jobs/{id}` answers 500.
+        look_ups_fail: bool,
+        /// The live listing ignores `exclude_states`.
+        unfiltered: bool,
+        asked: std::sync::Mutex<Vec<ListFilter>>,
+    }
+
+    impl Memory {
+        fn new(jobs: Vec<ApiJob>) -> Self {
+            Memory {
+                jobs,
+                server_time: None,
+                look_ups_fail: false,
+                unfiltered: false,
+                asked: Default::default(),
+            }
+        }
+    }
+
+    impl JobSource for Memory {
+        fn list_jobs(
+            &self,
+            q: &ListPageQuery,
+        ) -> impl Future<Output = Result<Page, ApiError>> + Send {
+            self.asked.lock().unwrap().push(q.filter);
+            let listed: Vec<ApiJob> = self
+                .jobs
+                .iter()
+                .filter(|j| match q.filter {
+                    ListFilter::Live => self.unfiltered || !j.status.is_terminal(),
+                    ListFilter::Created { from_date, to_date } => j
+                        .created_at
+                        .is_some_and(|at| (from_date..=to_date).contains(&at)),
+                })
+                .skip(q.from)
+                .take(q.limit as usize)
+                .cloned()
+                .collect();
+            std::future::ready(Ok(Page {
+                raw_len: listed.len(),
+                jobs: listed,
+                skipped: vec![],
+                server_time: self.server_time,
+            }))
+        }
+
+        fn get_job(
+            &self,
+            id: &JobId,
+        ) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send {
+            std::future::ready(if self.look_ups_fail {
+                Err(ApiError::Status {
+                    endpoint: "get_job",
+                    code: 500,
+                    message: "boom".into(),
+                })
+            } else {
+                Ok(self.jobs.iter().find(|j| j.id == *id).cloned())
+            })
+        }
+    }
+
+    const NOW: UnixMillis = 1_767_225_600_000 + 3_600_000;
+
+    fn job(i: usize, status: JobStatus, created_at: UnixMillis) -> ApiJob {
+        ApiJob {
+            id: JobId::Ulid(ulid::Ulid::from_parts(created_at as u64, i as u128)),
+            status,
+            created_at: Some(created_at),
+            started_at: None,
+            finished_at: None,
+            error_at: None,
+            render_duration: None,
+        }
+    }
+
+    fn request(now: UnixMillis) -> PollRequest {
+        PollRequest {
+            now,
+            window: Duration::from_secs(3600),
+            page_size: 50,
+            ..PollRequest::default()
+        }
+    }
+
+    /// A baseline over `n` queued jobs, then all of them end: the poll that
+    /// sees them end, with every look-up answering 500.
+    async fn n_ends_whose_look_ups_fail(n: usize) -> Result<PollResult, ApiError> {
+        let mut api = Memory::new(
+            (0..n)
+                .map(|i| job(i, JobStatus::Queued, NOW - 60_000))
+                .collect(),
+        );
+        let mut tracker = JobTracker::new();
+        poll(&mut tracker, &api, &request(NOW)).await.unwrap();
+        for j in &mut api.jobs {
+            j.status = JobStatus::Finished;
+        }
+        api.look_ups_fail = true;
+        poll(&mut tracker, &api, &request(NOW + 60_000)).await
+    }
+
+    #[tokio::test]
+    async fn every_one_of_five_look_ups_failing_fails_the_poll_but_four_stay_local() {
+        let err = n_ends_whose_look_ups_fail(5).await.unwrap_err();
+        assert_eq!(err.reason(), "server_error");
+        let result = n_ends_whose_look_ups_fail(4).await.unwrap();
+        assert_eq!(result.lookups_failed, 4);
+        assert!(
+            result.outcome.completions.is_empty(),
+            "counted once they answer"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_date_an_hour_off_is_shown_but_not_believed() {
+        let mut api = Memory::new(vec![job(1, JobStatus::Queued, NOW - 60_000)]);
+        api.server_time = Some(NOW + 2 * 3_600_000);
+        let result = poll(&mut JobTracker::new(), &api, &request(NOW))
+            .await
+            .unwrap();
+        assert_eq!(result.clock_offset_ms, Some(2 * 3_600_000));
+        let asked = api.asked.lock().unwrap().clone();
+        assert_eq!(
+            asked[1],
+            ListFilter::Created {
+                from_date: NOW - 3_600_000,
+                to_date: NOW + crate::tracker::CLOCK_SKEW_MS,
+            },
+            "the window by the exporter's clock"
+        );
+        // Ten minutes off is believed.
+        api.server_time = Some(NOW + 600_000);
+        api.asked.lock().unwrap().clear();
+        poll(&mut JobTracker::new(), &api, &request(NOW))
+            .await
+            .unwrap();
+        let asked = api.asked.lock().unwrap().clone();
+        assert!(
+            matches!(asked[1], ListFilter::Created { from_date, .. } if from_date == NOW + 600_000 - 3_600_000),
+            "{asked:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_live_listing_with_ended_jobs_in_it_is_not_used() {
+        // A job waiting for two hours (older than the window) and one ended.
+        let mut api = Memory::new(vec![
+            job(1, JobStatus::Queued, NOW - 2 * 3_600_000),
+            job(2, JobStatus::Finished, NOW - 60_000),
+        ]);
+        let mut tracker = JobTracker::new();
+        let result = poll(&mut tracker, &api, &request(NOW)).await.unwrap();
+        assert!(!result.live_listing_unfiltered);
+        assert_eq!(result.outcome.jobs_by_status[&JobStatus::Queued], 1);
+        api.unfiltered = true;
+        let result = poll(&mut JobTracker::new(), &api, &request(NOW))
+            .await
+            .unwrap();
+        assert!(result.live_listing_unfiltered);
+        assert_eq!(
+            result.outcome.jobs_by_status.get(&JobStatus::Queued),
+            None,
+            "without the filter, a job older than the window is not seen after a start"
+        );
+    }
 }
