@@ -298,15 +298,20 @@ async fn an_api_clock_300_s_ahead_hides_no_job() {
     every_job_is_seen_and_counted_once_with_the_api_clock_off_by(300).await;
 }
 
-#[tokio::test]
-async fn a_first_scan_whose_later_pages_come_back_empty_is_no_baseline_and_no_spike_follows() {
-    let sim = scripted_simulator_with(|c| {
+/// 1,500 jobs that ended over the last 23 hours: 30 pages of 50.
+async fn many_pages_of_ended_jobs() -> RunningSimulator {
+    scripted_simulator_with(|c| {
         c.prefill = PrefillConfig {
             jobs: 1500,
             span: Duration::from_secs(23 * 3600),
         }
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_first_scan_whose_later_pages_come_back_empty_is_no_baseline_and_no_spike_follows() {
+    let sim = many_pages_of_ended_jobs().await;
     let t = now();
     let live: Vec<Ulid> = sim.sim.with_farm(|f| {
         (0..3)
@@ -763,13 +768,7 @@ async fn jobs_with_odd_ids(in_view_too: bool) {
 
 #[tokio::test]
 async fn a_later_scan_whose_pages_come_back_empty_fails_keeps_the_numbers_and_misses_no_end() {
-    let sim = scripted_simulator_with(|c| {
-        c.prefill = PrefillConfig {
-            jobs: 1500,
-            span: Duration::from_secs(23 * 3600),
-        }
-    })
-    .await;
+    let sim = many_pages_of_ended_jobs().await;
     let t = now();
     // Waiting for hours: when one ends, the next scan reads from there,
     // many pages back.
