@@ -298,6 +298,20 @@ async fn an_api_clock_300_s_ahead_hides_no_job() {
     every_job_is_seen_and_counted_once_with_the_api_clock_off_by(300).await;
 }
 
+/// From now on, every list page after the first answers `[]`.
+fn empty_pages_after_the_first(sim: &RunningSimulator) {
+    sim.sim.add_fault(
+        FaultRule::new(
+            Endpoint::ListJobs,
+            Fault::Answer {
+                body: serde_json::json!([]),
+            },
+            Schedule::Always,
+        )
+        .from_offset(1),
+    );
+}
+
 /// 1,500 jobs that ended over the last 23 hours: 30 pages of 50.
 async fn many_pages_of_ended_jobs() -> RunningSimulator {
     scripted_simulator_with(|c| {
@@ -320,16 +334,7 @@ async fn a_first_scan_whose_later_pages_come_back_empty_is_no_baseline_and_no_sp
     });
     let before = terminal_ids(&sim);
     // Every list page after the first is `[]`, for the first 8 s.
-    sim.sim.add_fault(
-        FaultRule::new(
-            Endpoint::ListJobs,
-            Fault::Answer {
-                body: serde_json::json!([]),
-            },
-            Schedule::Always,
-        )
-        .from_offset(1),
-    );
+    empty_pages_after_the_first(&sim);
     let started = Instant::now();
     let exp = exporter(&sim, &[("window", "24h")]);
     let m = exp
@@ -784,16 +789,7 @@ async fn a_later_scan_whose_pages_come_back_empty_fails_keeps_the_numbers_and_mi
     assert_counted(&good, &sim, &before, &[], "baseline");
 
     // Every list page after the first is `[]`, while jobs end.
-    sim.sim.add_fault(
-        FaultRule::new(
-            Endpoint::ListJobs,
-            Fault::Answer {
-                body: serde_json::json!([]),
-            },
-            Schedule::Always,
-        )
-        .from_offset(1),
-    );
+    empty_pages_after_the_first(&sim);
     let faulted = Instant::now();
     set_status(&sim, live[0], JobStatus::Finished);
     set_status(&sim, live[1], JobStatus::Error);
