@@ -124,8 +124,12 @@ pub struct PollResult {
     pub lookups_failed: u64,
     /// Look-ups put off to the next poll to keep this one bounded.
     pub lookups_deferred: u64,
-    /// The API's clock less the exporter's, when the API said its time.
+    /// The API's clock less the exporter's, when the API said its time
+    /// (believed or not: see [`MAX_TRUSTED_CLOCK_OFFSET_MS`]).
     pub clock_offset_ms: Option<i64>,
+    /// The time the poll went by: the API's where it said and was
+    /// believed, else the exporter's.
+    pub now: UnixMillis,
 }
 
 fn millis(d: Duration) -> i64 {
@@ -281,6 +285,7 @@ pub async fn poll(
         lookups_failed,
         lookups_deferred,
         clock_offset_ms,
+        now,
     })
 }
 

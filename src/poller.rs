@@ -159,10 +159,7 @@ impl AccountPoller {
             },
         };
         let result = cycle::poll(&mut book.tracker, &self.client, &request).await?;
-        book.clock_offset_ms = result
-            .clock_offset_ms
-            .filter(|o| o.abs() <= cycle::MAX_TRUSTED_CLOCK_OFFSET_MS)
-            .unwrap_or(0);
+        book.clock_offset_ms = result.now.saturating_sub(now);
         // Only now is the wider window read: a failed read is tried again.
         book.window = Some(settings.window);
         book.catch_up_given_up = false;
