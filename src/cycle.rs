@@ -795,4 +795,30 @@ mod tests {
             "without the filter, a job older than the window is not seen after a start"
         );
     }
+
+    #[tokio::test]
+    async fn look_ups_past_max_lookups_wait_for_the_next_poll_and_count_once() {
+        let mut api = Memory::new(
+            (0..5)
+                .map(|i| job(i, JobStatus::Queued, NOW - 60_000))
+                .collect(),
+        );
+        let mut tracker = JobTracker::new();
+        poll(&mut tracker, &api, &request(NOW)).await.unwrap();
+        for j in &mut api.jobs {
+            j.status = JobStatus::Finished;
+        }
+        let bounded = |now| PollRequest {
+            max_lookups: 2,
+            ..request(now)
+        };
+        let mut counted = 0;
+        for (n, deferred) in [3, 1, 0].into_iter().enumerate() {
+            let now = NOW + 60_000 * (n as i64 + 1);
+            let result = poll(&mut tracker, &api, &bounded(now)).await.unwrap();
+            assert_eq!(result.lookups_deferred, deferred, "poll {n}");
+            counted += result.outcome.completions.len();
+        }
+        assert_eq!(counted, 5, "each counted once, two a poll");
+    }
 }
