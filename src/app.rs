@@ -16,15 +16,17 @@ use crate::config::{Account, ConfigError, Loaded};
 use crate::http::{serve, ServerLimits, WebState};
 use crate::metrics::Metrics;
 use crate::poller::{supervise, AccountPoller, PollSettings};
-use crate::webconfig::WebSecurity;
+use crate::webconfig::{TlsReloader, WebSecurity};
+use crate::webhook::{self, Route};
 
 /// Polling interval of `--demo`: something moves on every look.
 pub const DEMO_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("cannot listen on {address} (web.listen_address): {source}")]
+    #[error("cannot listen on {address} ({key}): {source}")]
     Listen {
+        key: &'static str,
         address: String,
         source: std::io::Error,
     },
@@ -57,6 +59,7 @@ async fn start_demo() -> Result<(nexrender_simulator::RunningSimulator, Account)
         name: "demo".into(),
         api_url: sim.api_url(),
         token: Secret::new("sim-token"),
+        webhook_secret: None,
     };
     Ok((sim, account))
 }
@@ -84,6 +87,15 @@ struct Pollers {
     board: Arc<StatusBoard>,
     clock: SharedClock,
     running: HashMap<String, RunningPoller>,
+    /// The webhook receiver, when it listens: its routes follow the pollers.
+    webhooks: Option<Arc<webhook::Receiver>>,
+    delivery_queue_capacity: usize,
+}
+
+/// The same account as far as polling goes: the same API and jobs (the
+/// webhook secret can change without touching the bookkeeping).
+fn same_api(a: &Account, b: &Account) -> bool {
+    a.name == b.name && a.api_url == b.api_url && a.token == b.token
 }
 
 impl Pollers {
@@ -116,9 +128,28 @@ impl Pollers {
             self.board.clone(),
             self.clock.clone(),
             settings.clone(),
+            self.delivery_queue_capacity,
         );
         self.spawn(poller, account, policy, settings);
         Ok(())
+    }
+
+    /// Points the account's webhook path at its poller's queue, or takes
+    /// no more deliveries for it if it has no webhook secret.
+    fn route(&self, account: &Account, poller: &AccountPoller) {
+        let Some(webhooks) = &self.webhooks else {
+            return;
+        };
+        match &account.webhook_secret {
+            Some(secret) => webhooks.set_route(
+                &account.name,
+                Route {
+                    secret: secret.clone(),
+                    queue: poller.delivery_queue(),
+                },
+            ),
+            None => webhooks.remove_route(&account.name),
+        }
     }
 
     fn spawn(
@@ -131,6 +162,7 @@ impl Pollers {
         let (stop, stop_rx) = watch::channel(false);
         let (settings_tx, settings_rx) = watch::channel(settings.clone());
         let running = poller.clone();
+        self.route(account, &poller);
         let task = tokio::spawn(supervise(poller, stop_rx, settings_rx));
         self.running.insert(
             account.name.clone(),
@@ -166,6 +198,9 @@ impl Pollers {
             .cloned()
             .collect();
         for name in gone {
+            if let Some(webhooks) = &self.webhooks {
+                webhooks.remove_route(&name);
+            }
             self.stop(&name).await;
             self.metrics.remove_account(&name);
             self.board.remove(&name);
@@ -173,7 +208,7 @@ impl Pollers {
         }
         for account in &loaded.accounts {
             match self.running.get(&account.name) {
-                Some(r) if r.account == *account && r.policy == policy => {
+                Some(r) if same_api(&r.account, account) && r.policy == policy => {
                     let changed = r.settings.send_if_modified(|s| {
                         let differs = *s != settings;
                         *s = settings.clone();
@@ -182,8 +217,15 @@ impl Pollers {
                     if changed {
                         changes.push(format!("new poll settings for {}", account.name));
                     }
+                    if r.account.webhook_secret != account.webhook_secret {
+                        self.route(account, &r.poller);
+                        if let Some(r) = self.running.get_mut(&account.name) {
+                            r.account = account.clone();
+                        }
+                        changes.push(format!("new webhook secret for {}", account.name));
+                    }
                 }
-                Some(r) if r.account == *account => {
+                Some(r) if same_api(&r.account, account) => {
                     // Only how the client behaves changed (timeouts, retries,
                     // rate limit): the same API and jobs, so a poller with
                     // the new client takes over the bookkeeping.
@@ -230,6 +272,7 @@ pub async fn run(
     mut loaded: Loaded,
     demo: bool,
     web: Option<WebSecurity>,
+    webhook_tls: Option<Arc<TlsReloader>>,
     clock: SharedClock,
     mut stop: watch::Receiver<bool>,
     mut reloads: mpsc::UnboundedReceiver<Result<Loaded, ConfigError>>,
@@ -247,6 +290,7 @@ pub async fn run(
     let listener = TcpListener::bind(&address)
         .await
         .map_err(|source| AppError::Listen {
+            key: "web.listen_address",
             address: address.clone(),
             source,
         })?;
@@ -256,13 +300,64 @@ pub async fn run(
         .unwrap_or(address);
     let metrics = Metrics::new(&cfg.metrics);
     let board = StatusBoard::new(&[]);
+    let webhook_listener = match &cfg.webhook.listen_address {
+        Some(address) => {
+            Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|source| AppError::Listen {
+                        key: "webhook.listen_address",
+                        address: address.clone(),
+                        source,
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let webhooks = webhook_listener
+        .as_ref()
+        .map(|_| webhook::Receiver::new(&cfg.webhook, metrics.clone()));
     let mut pollers = Pollers {
         metrics: metrics.clone(),
         board: board.clone(),
         clock,
         running: HashMap::new(),
+        webhooks: webhooks.clone(),
+        delivery_queue_capacity: cfg.webhook.queue_capacity,
     };
     pollers.apply(&loaded).await?;
+    let with_secret: Vec<&str> = loaded
+        .accounts
+        .iter()
+        .filter(|a| a.webhook_secret.is_some())
+        .map(|a| a.name.as_str())
+        .collect();
+    let webhook_server = match (webhook_listener, webhooks) {
+        (Some(listener), Some(receiver)) => {
+            let local = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            tracing::info!(address = %local, tls = webhook_tls.is_some(), accounts = %with_secret.join(","), "webhook receiver listening on /webhooks/<account>");
+            if with_secret.is_empty() {
+                tracing::warn!("webhook.listen_address is set but no account has a webhook_secret: every delivery gets 404");
+            }
+            Some(tokio::spawn(serve(
+                listener,
+                receiver,
+                webhook_tls,
+                ServerLimits::from(&cfg.web),
+                stop.clone(),
+                Duration::from_secs(5),
+            )))
+        }
+        _ => {
+            if !with_secret.is_empty() {
+                tracing::warn!(accounts = %with_secret.join(","), "accounts have a webhook_secret but webhook.listen_address is not set: no deliveries are taken");
+            }
+            None
+        }
+    };
     let names: Vec<&str> = loaded.accounts.iter().map(|a| a.name.as_str()).collect();
     tracing::info!(
         address = %local,
@@ -297,8 +392,8 @@ pub async fn run(
                 _ if demo => tracing::warn!("reload ignored in demo mode"),
                 Err(e) => tracing::error!(error = %e, "reload rejected; the running configuration stays"),
                 Ok(new) => {
-                    if new.config.web != cfg.web || new.config.metrics != cfg.metrics || new.config.log != cfg.log {
-                        tracing::warn!("web, metrics and log settings take effect only after a restart");
+                    if new.config.web != cfg.web || new.config.metrics != cfg.metrics || new.config.log != cfg.log || new.config.webhook != cfg.webhook {
+                        tracing::warn!("web, webhook, metrics and log settings take effect only after a restart (accounts' webhook secrets are reloaded)");
                     }
                     match pollers.apply(&new).await {
                         Ok(changes) if changes.is_empty() => tracing::info!("configuration reloaded: nothing changed"),
@@ -311,6 +406,9 @@ pub async fn run(
     }
     pollers.stop_all().await;
     let _ = server.await;
+    if let Some(webhook_server) = webhook_server {
+        let _ = webhook_server.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

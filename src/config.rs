@@ -25,7 +25,45 @@ pub struct Config {
     pub web: WebConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
+    pub webhook: WebhookConfig,
     pub accounts: Vec<AccountConfig>,
+}
+
+/// The webhook receiver: its own listener, off unless `listen_address` is
+/// set, taking the API's terminal-state deliveries for accounts with a
+/// `webhook_secret`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Address to take deliveries on (`/webhooks/<account>`); unset: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen_address: Option<String>,
+    /// TLS for the listener, in the format of `--web.config.file`
+    /// (`tls_server_config` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<PathBuf>,
+    /// The request header that carries the account's `webhook_secret`
+    /// (set it in the job's `webhook.headers`).
+    pub secret_header: String,
+    /// Larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Deliveries accepted and waiting to be counted, per account; when
+    /// full, 503 (the API retries).
+    pub queue_capacity: usize,
+}
+
+pub const DEFAULT_WEBHOOK_SECRET_HEADER: &str = "X-Nexrender-Webhook-Secret";
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            listen_address: None,
+            config_file: None,
+            secret_header: DEFAULT_WEBHOOK_SECRET_HEADER.into(),
+            max_body_bytes: 1 << 20,
+            queue_capacity: 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -192,6 +230,12 @@ pub struct AccountConfig {
     pub token: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
+    /// The shared secret its jobs' webhooks send in `webhook.secret_header`;
+    /// without it (or `webhook_secret_file`) the account takes no deliveries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret_file: Option<PathBuf>,
 }
 
 fn default_api_url() -> String {
@@ -221,6 +265,8 @@ pub struct Account {
     /// Without a trailing slash.
     pub api_url: String,
     pub token: Secret,
+    /// Deliveries for this account must carry it; `None`: none are taken.
+    pub webhook_secret: Option<Secret>,
 }
 
 /// Settings given on the command line; `None` leaves the layers below.
@@ -234,6 +280,10 @@ pub struct FlagOverrides {
     pub log_level: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_listen_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_config_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -307,6 +357,16 @@ fn figment(file: Option<&Path>, flags: &FlagOverrides) -> Figment {
     if !log.is_empty() {
         fig = fig.merge(Serialized::default("log", log));
     }
+    let mut webhook = serde_json::Map::new();
+    if let Some(v) = &flags.webhook_listen_address {
+        webhook.insert("listen_address".into(), v.clone().into());
+    }
+    if let Some(v) = &flags.webhook_config_file {
+        webhook.insert("config_file".into(), v.display().to_string().into());
+    }
+    if !webhook.is_empty() {
+        fig = fig.merge(Serialized::default("webhook", webhook));
+    }
     fig
 }
 
@@ -342,6 +402,8 @@ pub fn load(
                 api_url: url.unwrap_or_else(default_api_url),
                 token: token.map(Secret::new),
                 token_file: None,
+                webhook_secret: None,
+                webhook_secret_file: None,
             });
         }
     }
@@ -481,6 +543,27 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
             );
         }
     }
+    if hyper::header::HeaderName::from_bytes(c.webhook.secret_header.as_bytes()).is_err() {
+        return err(
+            "webhook.secret_header",
+            format!("not an HTTP header name: '{}'", c.webhook.secret_header),
+        );
+    }
+    if c.webhook.max_body_bytes < 1024 {
+        return err(
+            "webhook.max_body_bytes",
+            format!("must be at least 1024, got {}", c.webhook.max_body_bytes),
+        );
+    }
+    if c.webhook.queue_capacity == 0 {
+        return err("webhook.queue_capacity", "must be at least 1".into());
+    }
+    if c.webhook.listen_address.as_deref() == Some("") {
+        return err(
+            "webhook.listen_address",
+            "must be host:port; leave it unset to turn the receiver off".into(),
+        );
+    }
     let mut names = HashSet::new();
     for (i, a) in c.accounts.iter().enumerate() {
         if a.name.trim().is_empty() {
@@ -534,10 +617,47 @@ fn resolve(a: &AccountConfig) -> Result<Account, (String, String)> {
             format!("account '{}' has an empty token", a.name),
         ));
     }
+    let webhook_secret = match (&a.webhook_secret, &a.webhook_secret_file) {
+        (Some(_), Some(_)) => {
+            return Err((
+                "webhook_secret".into(),
+                "set webhook_secret or webhook_secret_file, not both".into(),
+            ))
+        }
+        (Some(s), None) => Some(s.clone()),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(s) => Some(Secret::new(s.trim())),
+            Err(e) => {
+                return Err((
+                    "webhook_secret_file".into(),
+                    format!("cannot read {}: {e}", path.display()),
+                ))
+            }
+        },
+        (None, None) => None,
+    };
+    if let Some(secret) = &webhook_secret {
+        // It travels as a header value; the value itself is never shown.
+        if secret.is_empty()
+            || !secret
+                .expose()
+                .bytes()
+                .all(|b| b.is_ascii_graphic() || b == b' ')
+        {
+            return Err((
+                "webhook_secret".into(),
+                format!(
+                    "account '{}': the webhook secret must be non-empty printable ASCII (it is sent as an HTTP header value)",
+                    a.name
+                ),
+            ));
+        }
+    }
     Ok(Account {
         name: a.name.clone(),
         api_url: url.to_owned(),
         token,
+        webhook_secret,
     })
 }
 
@@ -577,6 +697,19 @@ mod tests {
         assert_eq!(l.config.poll.window, Duration::from_secs(86_400));
         assert_eq!(l.accounts[0].api_url, "https://api.nexrender.com/api/v2");
         assert_eq!(l.accounts[0].token.expose(), "t0k");
+    }
+
+    #[test]
+    fn a_webhook_secret_that_cannot_be_a_header_value_is_refused_without_showing_it() {
+        let e = err_of("accounts: [{name: a, token: x, webhook_secret: \"zq9ë\\nvalue\"}]\n");
+        assert!(e.contains("accounts[0].webhook_secret"), "{e}");
+        assert!(!e.contains("zq9"), "{e}");
+        let l = load_yaml("webhook:\n  listen_address: 127.0.0.1:0\naccounts: [{name: a, token: x, webhook_secret: s3cr3t}]\n").unwrap();
+        assert_eq!(
+            l.accounts[0].webhook_secret.as_ref().map(Secret::expose),
+            Some("s3cr3t")
+        );
+        assert!(!format!("{:?}", l.accounts[0]).contains("s3cr3t"));
     }
 
     #[test]
@@ -632,6 +765,26 @@ mod tests {
                 "poll.max_rate_limit_wait",
             ),
             ("{}\n", "accounts"),
+            (
+                "webhook:\n  secret_header: 'bad header'\naccounts: [{name: a, token: x}]\n",
+                "webhook.secret_header",
+            ),
+            (
+                "webhook:\n  queue_capacity: 0\naccounts: [{name: a, token: x}]\n",
+                "webhook.queue_capacity",
+            ),
+            (
+                "webhook:\n  max_body_bytes: 10\naccounts: [{name: a, token: x}]\n",
+                "webhook.max_body_bytes",
+            ),
+            (
+                "accounts: [{name: a, token: x, webhook_secret: s, webhook_secret_file: /f}]\n",
+                "accounts[0].webhook_secret",
+            ),
+            (
+                "accounts: [{name: a, token: x, webhook_secret_file: /nonexistent/s}]\n",
+                "accounts[0].webhook_secret_file",
+            ),
         ];
         for (body, key) in cases {
             let e = err_of(body);

@@ -164,6 +164,29 @@ pub fn route(state: &WebState, method: &Method, path: &str) -> Response<Full<Byt
     }
 }
 
+/// What a listener answers with: `/metrics` and friends, or the webhook
+/// receiver.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> impl std::future::Future<Output = Response<Full<Bytes>>> + Send;
+}
+
+impl Handler for WebState {
+    fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> impl std::future::Future<Output = Response<Full<Bytes>>> + Send {
+        handle(self, req)
+    }
+}
+
+/// A plain-text answer.
+pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    reply(status, "text/plain; charset=utf-8", body)
+}
+
 /// Answers one request, after basic auth when it is configured.
 async fn handle(state: Arc<WebState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if let Some(auth) = &state.auth {
@@ -187,9 +210,9 @@ async fn handle(state: Arc<WebState>, req: Request<Incoming>) -> Response<Full<B
     route(&state, req.method(), req.uri().path())
 }
 
-async fn serve_io<I>(
+async fn serve_io<I, H: Handler>(
     io: I,
-    state: Arc<WebState>,
+    state: Arc<H>,
     header_timeout: Duration,
     mut stop: watch::Receiver<bool>,
 ) where
@@ -197,7 +220,7 @@ async fn serve_io<I>(
 {
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(handle(state, req).await) }
+        async move { Ok::<_, Infallible>(state.handle(req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -219,9 +242,9 @@ async fn serve_io<I>(
 /// certificate as it is on disk now. At most `limits.max_connections` are
 /// served at once; slow clients are cut after `limits.header_timeout`
 /// (headers) or `limits.idle_timeout` (no byte moved, plain or TLS).
-pub async fn serve(
+pub async fn serve<H: Handler>(
     listener: TcpListener,
-    state: Arc<WebState>,
+    state: Arc<H>,
     tls: Option<Arc<TlsReloader>>,
     limits: ServerLimits,
     mut stop: watch::Receiver<bool>,

@@ -21,3 +21,4 @@ pub mod timefmt;
 pub mod tracker;
 mod version;
 pub mod webconfig;
+pub mod webhook;

@@ -38,6 +38,14 @@ struct Cli {
     /// Log line format [default: logfmt].
     #[arg(long = "log.format", value_name = "FORMAT")]
     log_format: Option<LogFormat>,
+    /// Address to take the API's webhook deliveries on (off when unset);
+    /// see webhook.* in the config.
+    #[arg(long = "webhook.listen-address", value_name = "ADDRESS")]
+    webhook_listen_address: Option<String>,
+    /// TLS for the webhook listener, in the format of --web.config.file
+    /// (tls_server_config only).
+    #[arg(long = "webhook.config.file", value_name = "FILE")]
+    webhook_config_file: Option<PathBuf>,
     /// Poll a built-in simulated Nexrender API with lively defaults.
     #[arg(long)]
     demo: bool,
@@ -100,6 +108,8 @@ fn main() -> ExitCode {
         telemetry_path: cli.telemetry_path,
         log_level: cli.log_level,
         log_format: cli.log_format,
+        webhook_listen_address: cli.webhook_listen_address,
+        webhook_config_file: cli.webhook_config_file,
     };
     if let Some(Command::CheckConfig { file }) = &cli.command {
         return match config::load(Some(file), &flags, &ProcessEnv, true) {
@@ -137,6 +147,20 @@ fn main() -> ExitCode {
             Ok(w) => Some(w),
             Err(e) => {
                 eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let webhook_tls = match &loaded.config.webhook.config_file {
+        None => None,
+        Some(f) => match nexrender_exporter::webconfig::load(f) {
+            Ok(w) if w.auth.is_some() => {
+                eprintln!("error: webhook.config_file {}: basic_auth_users is not used by the webhook listener; deliveries are checked with each account's webhook_secret", f.display());
+                return ExitCode::FAILURE;
+            }
+            Ok(w) => w.tls,
+            Err(e) => {
+                eprintln!("error: webhook.config_file: {e}");
                 return ExitCode::FAILURE;
             }
         },
@@ -204,6 +228,7 @@ fn main() -> ExitCode {
             loaded,
             cli.demo,
             web,
+            webhook_tls,
             Arc::new(SystemClock),
             rx,
             reload_rx,

@@ -15,7 +15,7 @@ use crate::api::{ApiError, Endpoint, RequestObserver, SkipReason};
 use crate::config::MetricsConfig;
 use crate::cycle::PollResult;
 use crate::status::{JobStatus, OTHER_STATUS};
-use crate::tracker::{InvalidValues, Outcome};
+use crate::tracker::{Delivered, InvalidValues, Outcome};
 use crate::version::{REVISION, VERSION};
 
 /// Status label values of one account's `nexrender_jobs` and
@@ -49,6 +49,9 @@ pub struct Metrics {
     lookups_deferred: IntCounterVec,
     live_unfiltered: IntCounterVec,
     clock_offset: GaugeVec,
+    webhook_deliveries: IntCounterVec,
+    webhook_last: GaugeVec,
+    webhook_unroutable: IntCounterVec,
     max_unknown: usize,
     /// Status label values set per account at the last update, so values no
     /// longer seen can be removed: (jobs, oldest).
@@ -195,6 +198,21 @@ impl Metrics {
                 "The API's clock (its Date header, whole seconds) less the exporter's, at the last successful poll; windows follow the API's clock.",
                 &["account"],
             ),
+            webhook_deliveries: counter(
+                "nexrender_exporter_webhook_deliveries_total",
+                "Webhook deliveries by result: accepted (a completion counted now), duplicate (counted already, by a poll or an earlier delivery), not_counted (left to the polls: before the first poll, the job ended before the baseline, or its look-up failed), unknown_job (a job no poll had seen, and the API said 404 when asked), not_terminal, unauthorized, bad_request, too_large, queue_full.",
+                &["account", "result"],
+            ),
+            webhook_last: fgauge(
+                "nexrender_exporter_webhook_last_delivery_timestamp_seconds",
+                "Unix time the account's last webhook delivery taken from the queue was counted or judged (accepted, duplicate, not_counted or unknown_job).",
+                &["account"],
+            ),
+            webhook_unroutable: counter(
+                "nexrender_exporter_webhook_requests_unroutable_total",
+                "Requests to the webhook listener for no account that takes deliveries (not_found) or with a method other than POST or PUT (method_not_allowed).",
+                &["reason"],
+            ),
             max_unknown: cfg.max_unknown_statuses,
             exported: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
@@ -252,6 +270,90 @@ impl Metrics {
         }
         for ep in [Endpoint::ListJobs, Endpoint::GetJob] {
             self.api_duration.with_label_values(&[account, ep.label()]);
+        }
+    }
+
+    /// Creates the webhook series of an account that takes deliveries.
+    pub fn register_webhook_account(&self, account: &str) {
+        self.changed();
+        for r in WEBHOOK_RESULTS {
+            self.webhook_deliveries.with_label_values(&[account, r]);
+        }
+    }
+
+    /// Removes them (its webhook secret was taken out of the configuration).
+    pub fn remove_webhook_account(&self, account: &str) {
+        self.changed();
+        for r in WEBHOOK_RESULTS {
+            let _ = self.webhook_deliveries.remove_label_values(&[account, r]);
+        }
+        let _ = self.webhook_last.remove_label_values(&[account]);
+    }
+
+    /// The webhook listener is up: its own series exist from now.
+    pub fn webhook_listener_started(&self) {
+        self.changed();
+        for r in ["not_found", "method_not_allowed"] {
+            self.webhook_unroutable.with_label_values(&[r]);
+        }
+    }
+
+    /// A delivery refused at the door (`result` is one of [`WEBHOOK_RESULTS`]).
+    pub fn webhook_refused(&self, account: &str, result: &'static str) {
+        self.changed();
+        self.webhook_deliveries
+            .with_label_values(&[account, result])
+            .inc();
+    }
+
+    pub fn webhook_unroutable(&self, reason: &'static str) {
+        self.changed();
+        self.webhook_unroutable.with_label_values(&[reason]).inc();
+    }
+
+    /// What a delivery changed, applied at once: its completion, render
+    /// duration and queue wait, and the job's move in `nexrender_jobs`.
+    pub(crate) fn apply_delivery(&self, account: &str, d: &Delivered, at_unix_secs: f64) {
+        self.changed();
+        self.webhook_deliveries
+            .with_label_values(&[account, d.verdict.label()])
+            .inc();
+        self.webhook_last
+            .with_label_values(&[account])
+            .set(at_unix_secs);
+        if let Some(c) = &d.completion {
+            self.completed
+                .with_label_values(&[account, c.status.as_str()])
+                .inc();
+            if let Some(duration) = c.render_duration {
+                self.render_duration
+                    .with_label_values(&[account])
+                    .observe(duration);
+            }
+        }
+        if let Some(w) = d.queue_wait {
+            self.queue_wait.with_label_values(&[account]).observe(w);
+        }
+        for (field, n) in d.invalid.by_field() {
+            if n > 0 {
+                self.invalid.with_label_values(&[account, field]).inc_by(n);
+            }
+        }
+        if let Some((from, to)) = &d.moved {
+            let exported = self.exported.lock().unwrap_or_else(|p| p.into_inner());
+            let shown = |s: &JobStatus| {
+                exported
+                    .get(account)
+                    .is_some_and(|e| e.jobs.contains(s.as_str()))
+            };
+            // Only between series of their own: a status summed under
+            // `other` is left to the next poll.
+            if shown(to) && from.as_ref().is_none_or(shown) {
+                if let Some(from) = from {
+                    self.jobs.with_label_values(&[account, from.as_str()]).dec();
+                }
+                self.jobs.with_label_values(&[account, to.as_str()]).inc();
+            }
         }
     }
 
@@ -457,6 +559,12 @@ impl Metrics {
                     "nexrender_exporter_api_clock_offset_seconds" => {
                         self.clock_offset.remove(&labels)
                     }
+                    "nexrender_exporter_webhook_deliveries_total" => {
+                        self.webhook_deliveries.remove(&labels)
+                    }
+                    "nexrender_exporter_webhook_last_delivery_timestamp_seconds" => {
+                        self.webhook_last.remove(&labels)
+                    }
                     _ => Ok(()),
                 };
             }
@@ -507,6 +615,19 @@ impl Metrics {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
+
+/// Every `result` of `nexrender_exporter_webhook_deliveries_total`.
+pub const WEBHOOK_RESULTS: [&str; 9] = [
+    "accepted",
+    "duplicate",
+    "not_counted",
+    "unknown_job",
+    "not_terminal",
+    "unauthorized",
+    "bad_request",
+    "too_large",
+    "queue_full",
+];
 
 /// How long a rendered exposition may be served when nothing changed.
 pub const RENDER_MAX_AGE: Duration = Duration::from_millis(500);

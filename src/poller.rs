@@ -8,15 +8,17 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
-use crate::api::{ApiClient, ApiError};
+use futures_util::StreamExt;
+
+use crate::api::{ApiClient, ApiError, ApiJob, JobId};
 use crate::board::StatusBoard;
 use crate::clock::{SharedClock, UnixMillis};
 use crate::config::{Account, PollConfig};
 use crate::cycle::{self, PollRequest, PollResult};
 use crate::metrics::Metrics;
-use crate::tracker::JobTracker;
+use crate::tracker::{Delivered, DeliveryVerdict, JobTracker};
 
 /// The settings a poll needs. They can change while the poller runs
 /// (SIGHUP) without losing its bookkeeping.
@@ -93,7 +95,14 @@ pub struct AccountPoller {
     failing: Option<&'static str>,
     /// The last poll found the live listing unfiltered (logged on change).
     live_unfiltered: bool,
+    /// Webhook deliveries waiting to be counted; taken between polls. The
+    /// queue outlives a restarted poller, like the bookkeeping.
+    deliveries: Arc<tokio::sync::Mutex<mpsc::Receiver<ApiJob>>>,
+    delivery_queue: mpsc::Sender<ApiJob>,
 }
+
+/// Deliveries counted under one lock of the bookkeeping, at most.
+const DELIVERY_BATCH: usize = 256;
 
 impl AccountPoller {
     pub fn new(
@@ -103,8 +112,10 @@ impl AccountPoller {
         board: Arc<StatusBoard>,
         clock: SharedClock,
         settings: PollSettings,
+        delivery_queue_capacity: usize,
     ) -> Self {
         metrics.register_account(&account.name);
+        let (delivery_queue, deliveries) = mpsc::channel(delivery_queue_capacity.max(1));
         Self {
             account,
             client,
@@ -115,7 +126,82 @@ impl AccountPoller {
             settings,
             failing: None,
             live_unfiltered: false,
+            deliveries: Arc::new(tokio::sync::Mutex::new(deliveries)),
+            delivery_queue,
         }
+    }
+
+    /// Where the webhook receiver puts this account's deliveries.
+    pub fn delivery_queue(&self) -> mpsc::Sender<ApiJob> {
+        self.delivery_queue.clone()
+    }
+
+    /// Counts `first` and whatever else is queued (up to a batch), under one
+    /// lock of the bookkeeping: a poll in progress holds it, so deliveries
+    /// that come during a poll are counted as it ends. A job no poll has
+    /// seen is looked up first (`GET /jobs/{id}`, as many at once as
+    /// `poll.detail_concurrency`), and counted on the API's word.
+    async fn take_deliveries(&self, first: ApiJob, queue: &mut mpsc::Receiver<ApiJob>) {
+        let mut batch = vec![first];
+        while batch.len() < DELIVERY_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut book = self.book.lock().await;
+        let name = &self.account.name;
+        let mut unconfirmed = Vec::new();
+        for job in batch {
+            let now = self.clock.now_millis();
+            // The tracker's times are the API's: judge by its clock.
+            let api_now = now.saturating_add(book.clock_offset_ms);
+            let done = book.tracker.deliver(&job, api_now, false);
+            if done.verdict == DeliveryVerdict::Unconfirmed {
+                unconfirmed.push(job.id);
+                continue;
+            }
+            self.delivered(&job.id, &done, now);
+        }
+        if unconfirmed.is_empty() {
+            return;
+        }
+        let client = &self.client;
+        let looked_up: Vec<(JobId, Result<Option<ApiJob>, ApiError>)> =
+            futures_util::stream::iter(unconfirmed)
+                .map(|id| async move {
+                    let found = client.get_job(&id).await;
+                    (id, found)
+                })
+                .buffer_unordered(self.settings.detail_concurrency.max(1))
+                .collect()
+                .await;
+        for (id, found) in looked_up {
+            let now = self.clock.now_millis();
+            let api_now = now.saturating_add(book.clock_offset_ms);
+            let done = match found {
+                Ok(Some(job)) if job.id == id => book.tracker.deliver(&job, api_now, true),
+                Ok(_) => Delivered::judged(DeliveryVerdict::UnknownJob),
+                Err(e) => {
+                    tracing::debug!(account = %name, job = %id, error = %e, "look-up of a delivered job failed; the polls will count it");
+                    Delivered::judged(DeliveryVerdict::NotCounted)
+                }
+            };
+            // Confirmed not terminal (the API's listing is behind its
+            // webhooks): left to the polls.
+            let done = if done.verdict == DeliveryVerdict::NotTerminal {
+                Delivered::judged(DeliveryVerdict::NotCounted)
+            } else {
+                done
+            };
+            self.delivered(&id, &done, now);
+        }
+    }
+
+    fn delivered(&self, id: &JobId, done: &Delivered, now: UnixMillis) {
+        let name = &self.account.name;
+        self.metrics.apply_delivery(name, done, now as f64 / 1000.0);
+        tracing::debug!(account = %name, job = %id, result = done.verdict.label(), "webhook delivery");
     }
 
     /// This poller with another client (a new client policy), sharing the
@@ -271,10 +357,17 @@ impl AccountPoller {
         };
         let mut ticker = ticker_for(self.settings.interval);
         let mut settings_open = true;
+        let deliveries = self.deliveries.clone();
+        // Held for this poller's life; a restarted one takes it over.
+        let mut deliveries = deliveries.lock().await;
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
                 _ = stop.changed() => return,
+                Some(job) = deliveries.recv() => {
+                    self.take_deliveries(job, &mut deliveries).await;
+                    continue;
+                }
                 changed = settings.changed(), if settings_open => {
                     settings_open = changed.is_ok();
                     if settings_open {

@@ -57,6 +57,10 @@ const FIRST_ENDED: u8 = 16;
 /// numbers, and looked up every poll until it answers (or a listing shows
 /// it again).
 const LEFT: u8 = 32;
+/// Its terminal status came from a webhook delivery: a listing that still
+/// shows it waiting or running (read before it ended, or behind) does not
+/// take it back. Cleared once a listing shows it ended.
+const DELIVERED: u8 = 64;
 
 /// What is remembered of one job: 16 bytes.
 #[derive(Debug, Clone, Copy)]
@@ -259,6 +263,67 @@ pub struct Outcome {
     pub tracked: usize,
 }
 
+/// What the tracker made of one webhook delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryVerdict {
+    /// Its completion is counted now.
+    Counted,
+    /// Its completion was counted already, by a poll or an earlier delivery.
+    Duplicate,
+    /// Not counted: it came before the first poll, or the job ended before
+    /// the baseline (or was counted and forgotten), or nothing says when it
+    /// was created. The polls decide, as they would without webhooks.
+    NotCounted,
+    /// A status that is not terminal: nothing to count.
+    NotTerminal,
+    /// A job no poll has seen yet: to be counted once the API confirms it
+    /// (a look-up), so a delivery cannot count a job the account does not
+    /// have. Nothing changed.
+    Unconfirmed,
+    /// The look-up said 404: not a job of this account.
+    UnknownJob,
+}
+
+impl DeliveryVerdict {
+    /// The `result` label of `nexrender_exporter_webhook_deliveries_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            DeliveryVerdict::Counted => "accepted",
+            DeliveryVerdict::Duplicate => "duplicate",
+            DeliveryVerdict::NotCounted => "not_counted",
+            DeliveryVerdict::NotTerminal => "not_terminal",
+            DeliveryVerdict::Unconfirmed => "unconfirmed",
+            DeliveryVerdict::UnknownJob => "unknown_job",
+        }
+    }
+}
+
+/// What one delivery changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivered {
+    pub verdict: DeliveryVerdict,
+    pub completion: Option<Completion>,
+    /// `startedAt - createdAt`, if it was still to be observed.
+    pub queue_wait: Option<f64>,
+    pub invalid: InvalidValues,
+    /// The job left the first status and is now in the second, in the
+    /// numbers of `nexrender_jobs` (`None` first: it was not in them).
+    pub moved: Option<(Option<JobStatus>, JobStatus)>,
+}
+
+impl Delivered {
+    /// A delivery that changed nothing, with its verdict.
+    pub fn judged(verdict: DeliveryVerdict) -> Self {
+        Delivered {
+            verdict,
+            completion: None,
+            queue_wait: None,
+            invalid: InvalidValues::default(),
+            moved: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct JobTracker {
     jobs: Jobs,
@@ -299,10 +364,19 @@ impl ApplyPass<'_> {
     /// A job the scan shows, with the detail fetched for it, if any.
     fn seen(
         &mut self,
-        tracked: Option<Tracked>,
-        shown: ScanJob,
+        mut tracked: Option<Tracked>,
+        mut shown: ScanJob,
         detail: Option<&Detail>,
     ) -> Tracked {
+        if let Some(tracked) = tracked.as_mut().filter(|t| t.has(DELIVERED)) {
+            if shown.status.is_terminal() {
+                tracked.set(DELIVERED, false);
+            } else if tracked.status.is_terminal() {
+                // Delivered ended after this listing was read: the listing
+                // is behind, the delivery is the later word.
+                shown.status = tracked.status;
+            }
+        }
         let new = tracked.is_none();
         if let (Some(Detail::Unknown), Some(mut tracked)) = (detail, tracked) {
             // Without its detail, a known job takes the status the scan
@@ -615,6 +689,116 @@ impl JobTracker {
         }
         need.extend(missing);
         need
+    }
+
+    /// Takes a webhook delivery of `job` (its terminal state, as the API
+    /// sends it) at `now`, the API's time as far as known. A completion is
+    /// counted here exactly when a poll would count it, and only once
+    /// between both: a job the tracker knows is counted unless it was
+    /// already; one it does not know only if it was created since the last
+    /// poll (less [`CLOCK_SKEW_MS`]) and after the counting horizon, since
+    /// every older job has been seen by a poll, and only once `confirmed`:
+    /// `job` is then the API's own answer to a look-up, not the delivery.
+    /// Nothing changes before the first poll, or for a delivery not
+    /// counted: the polls decide those.
+    pub fn deliver(&mut self, job: &ApiJob, now: UnixMillis, confirmed: bool) -> Delivered {
+        let mut done = Delivered::judged(DeliveryVerdict::NotCounted);
+        if !job.status.is_terminal() {
+            done.verdict = DeliveryVerdict::NotTerminal;
+            return done;
+        }
+        let Some(last_poll_at) = self.last_poll_at.filter(|_| self.baseline_done) else {
+            return done;
+        };
+        let mut pass = ApplyPass {
+            statuses: &mut self.statuses,
+            first: false,
+            now,
+            window_start: UnixMillis::MIN,
+            count_from: self.count_from,
+            out: Outcome::default(),
+            counts: Vec::new(),
+            oldest: Vec::new(),
+        };
+        let status = pass.statuses.code(&job.status);
+        let id = &job.id;
+        let known = match id {
+            JobId::Ulid(u) => self
+                .jobs
+                .ulids
+                .binary_search_by_key(&u.0, |e| e.key)
+                .ok()
+                .map(|i| &mut self.jobs.ulids[i].tracked),
+            JobId::Other(text) => self.jobs.others.get_mut(text).map(|o| &mut o.tracked),
+        };
+        match known {
+            Some(tracked) if tracked.has(COUNTED) => {
+                done.verdict = DeliveryVerdict::Duplicate;
+                return done;
+            }
+            Some(tracked) => {
+                let was = tracked
+                    .going()
+                    .then(|| pass.statuses.name(tracked.status).clone());
+                let first_ended = tracked.has(FIRST_ENDED);
+                tracked.status = status;
+                tracked.set(LEFT, false);
+                tracked.set(DELIVERED, true);
+                pass.settle(tracked, id, Some(job), first_ended);
+                if let Some(was) = was {
+                    done.moved = Some((Some(was), job.status.clone()));
+                }
+            }
+            None => {
+                let latest = now.saturating_add(CLOCK_SKEW_MS);
+                let created_at = job.created_at.filter(|at| *at <= latest);
+                let hint = id.created_hint().filter(|at| *at <= latest);
+                let created = [hint, created_at].into_iter().flatten().min();
+                let recent =
+                    created.is_some_and(|at| at >= last_poll_at.saturating_sub(CLOCK_SKEW_MS));
+                if !recent || !pass.counts_as_new(id, Some(job)) {
+                    return done;
+                }
+                if !confirmed {
+                    done.verdict = DeliveryVerdict::Unconfirmed;
+                    return done;
+                }
+                let mut tracked = Tracked {
+                    created_at: UNKNOWN,
+                    status,
+                    flags: WAIT_PENDING | DELIVERED,
+                };
+                pass.settle(&mut tracked, id, Some(job), false);
+                match id {
+                    JobId::Ulid(u) => {
+                        let at = self.jobs.ulids.partition_point(|e| e.key < u.0);
+                        self.jobs.ulids.insert(at, Entry { key: u.0, tracked });
+                    }
+                    JobId::Other(text) => {
+                        self.jobs.others.insert(
+                            text.clone(),
+                            OtherJob {
+                                tracked,
+                                seen_at: now,
+                            },
+                        );
+                    }
+                }
+                done.moved = Some((None, job.status.clone()));
+            }
+        }
+        let out = pass.out;
+        done.invalid = out.invalid;
+        done.queue_wait = out.queue_waits.first().copied();
+        done.completion = out.completions.into_iter().next();
+        done.verdict = if done.completion.is_some() {
+            DeliveryVerdict::Counted
+        } else {
+            // Decided old (ended before the baseline): as the poll would.
+            done.moved = None;
+            DeliveryVerdict::NotCounted
+        };
+        done
     }
 
     /// Applies one poll made at `now`. `window_start` is the `from_date` of
@@ -1642,5 +1826,157 @@ mod tests {
         let o = t.apply(&empty, &d, T0 + 120_000 - 24 * HOUR, T0 + 120_000);
         assert_eq!(o.completions.len(), 1, "counted once it answers");
         assert_eq!(o.tracked, 0, "then forgotten: older than the window");
+    }
+
+    fn finished(n: u64, render: f64) -> ApiJob {
+        job(
+            n,
+            "finished",
+            Some(T0 + n as i64 * 1000 + 2_000),
+            Some(render),
+        )
+    }
+
+    #[test]
+    fn a_delivery_before_any_poll_has_seen_the_job_is_counted_and_the_poll_agrees() {
+        let mut t = after_first_poll(&[]);
+        let d = t.deliver(&finished(7, 30.0), T0 + 60_000, true);
+        assert_eq!(d.verdict, DeliveryVerdict::Counted);
+        assert_eq!(d.completion.map(|c| c.render_duration), Some(Some(30.0)));
+        assert_eq!(d.queue_wait, Some(2.0));
+        assert_eq!(d.moved, Some((None, JobStatus::parse("finished"))));
+        // The next poll shows it ended: no look-up, nothing counted again.
+        let s = scan(&[(7, "finished")]);
+        assert!(t.plan(&s).is_empty());
+        let o = t.apply(&s, &HashMap::new(), WINDOW_START, NOW);
+        assert!(o.completions.is_empty() && o.queue_waits.is_empty());
+        assert_eq!(statuses(&o), [("finished".to_owned(), 1)]);
+    }
+
+    #[test]
+    fn a_delivery_of_a_job_no_poll_has_seen_waits_for_the_apis_word() {
+        let mut t = after_first_poll(&[]);
+        let d = t.deliver(&finished(7, 30.0), T0 + 60_000, false);
+        assert_eq!(d.verdict, DeliveryVerdict::Unconfirmed);
+        assert!(d.completion.is_none() && t.is_empty());
+        // A job the tracker knows needs no look-up.
+        let mut t = after_first_poll(&[(1, "render:dorender")]);
+        let d = t.deliver(&finished(1, 30.0), T0 + 60_000, false);
+        assert_eq!(d.verdict, DeliveryVerdict::Counted);
+    }
+
+    #[test]
+    fn a_delivery_retried_or_sent_twice_is_counted_once() {
+        let mut t = after_first_poll(&[]);
+        assert_eq!(
+            t.deliver(&finished(7, 30.0), T0 + 60_000, true).verdict,
+            DeliveryVerdict::Counted
+        );
+        let again = t.deliver(&finished(7, 30.0), T0 + 61_000, true);
+        assert_eq!(again.verdict, DeliveryVerdict::Duplicate);
+        assert!(again.completion.is_none() && again.moved.is_none());
+    }
+
+    #[test]
+    fn a_delivery_after_the_poll_counted_the_job_is_a_duplicate() {
+        let mut t = after_first_poll(&[(1, "queued")]);
+        let s = scan(&[(1, "finished")]);
+        let o = t.apply(&s, &details(vec![finished(1, 5.0)]), WINDOW_START, NOW);
+        assert_eq!(o.completions.len(), 1);
+        let d = t.deliver(&finished(1, 5.0), NOW + 1000, true);
+        assert_eq!(d.verdict, DeliveryVerdict::Duplicate);
+    }
+
+    #[test]
+    fn a_delivered_job_stays_ended_when_a_listing_behind_shows_it_running() {
+        let mut t = after_first_poll(&[(1, "render:dorender")]);
+        let d = t.deliver(&finished(1, 20.0), NOW - 1000, true);
+        assert_eq!(d.verdict, DeliveryVerdict::Counted);
+        assert_eq!(
+            d.moved,
+            Some((
+                Some(JobStatus::parse("render:dorender")),
+                JobStatus::parse("finished")
+            ))
+        );
+        for shown in ["render:dorender", "finished", "finished"] {
+            let s = scan(&[(1, shown)]);
+            let o = t.apply(
+                &s,
+                &details(t.plan(&s).into_iter().map(|_| finished(1, 20.0)).collect()),
+                WINDOW_START,
+                NOW,
+            );
+            assert!(o.completions.is_empty(), "listed {shown}");
+            assert_eq!(statuses(&o), [("finished".to_owned(), 1)], "listed {shown}");
+        }
+    }
+
+    #[test]
+    fn a_delivery_before_the_first_poll_is_left_to_the_polls() {
+        let mut t = JobTracker::new();
+        let d = t.deliver(&finished(7, 30.0), T0, true);
+        assert_eq!(d.verdict, DeliveryVerdict::NotCounted);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_delivery_of_a_job_that_ended_before_the_baseline_is_not_counted() {
+        // Seen ended by the baseline: remembered as counted.
+        let mut t = after_first_poll(&[(1, "finished")]);
+        assert_eq!(
+            t.deliver(&finished(1, 5.0), T0 + 1000, true).verdict,
+            DeliveryVerdict::Duplicate
+        );
+        // Older than the window and never seen: a retry from before a restart.
+        let mut old = finished(2, 5.0);
+        old.id = aged(30, 2);
+        old.created_at = None;
+        let d = t.deliver(&old, T0 + 1000, true);
+        assert_eq!(d.verdict, DeliveryVerdict::NotCounted);
+        assert!(d.completion.is_none() && d.moved.is_none());
+        assert_eq!(t.len(), 1, "nothing remembered of it");
+    }
+
+    #[test]
+    fn a_delivery_of_an_unknown_job_created_before_the_last_poll_is_left_to_the_polls() {
+        // Every job created before the last poll has been seen by a poll;
+        // one that was not is not taken on a delivery's word.
+        let mut t = after_first_poll(&[]);
+        let s = scan(&[]);
+        t.apply(&s, &HashMap::new(), WINDOW_START, NOW);
+        let d = t.deliver(&finished(7, 30.0), NOW + 1000, true);
+        assert_eq!(d.verdict, DeliveryVerdict::NotCounted);
+    }
+
+    #[test]
+    fn a_delivery_that_is_not_terminal_changes_nothing() {
+        let mut t = after_first_poll(&[(1, "queued")]);
+        let d = t.deliver(&job(1, "render:dorender", Some(T0), None), T0 + 1000, true);
+        assert_eq!(d.verdict, DeliveryVerdict::NotTerminal);
+        let s = scan(&[(1, "finished")]);
+        let o = t.apply(&s, &details(vec![finished(1, 5.0)]), WINDOW_START, NOW);
+        assert_eq!(o.completions.len(), 1);
+    }
+
+    #[test]
+    fn a_delivered_job_without_a_ulid_needs_its_created_at() {
+        let mut t = after_first_poll(&[]);
+        let mut undated = finished(7, 3.0);
+        undated.id = JobId::Other("job-7".into());
+        undated.created_at = None;
+        assert_eq!(
+            t.deliver(&undated, T0 + 60_000, true).verdict,
+            DeliveryVerdict::NotCounted
+        );
+        undated.created_at = Some(T0 + 7000);
+        assert_eq!(
+            t.deliver(&undated, T0 + 60_000, true).verdict,
+            DeliveryVerdict::Counted
+        );
+        assert_eq!(
+            t.deliver(&undated, T0 + 61_000, true).verdict,
+            DeliveryVerdict::Duplicate
+        );
     }
 }

@@ -73,6 +73,18 @@ pub struct WebhookConfig {
     /// A receiver slower than this counts as failed (Nexrender asks for 2 s).
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Every job the farm creates on its own carries this webhook (jobs
+    /// made through `POST /jobs` carry their own, if any).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub farm: Option<model::Webhook>,
+    /// A delivery the receiver took is sent this many times in all (more
+    /// than 1: duplicates, as a receiver must expect).
+    pub copies: u32,
+    /// Wait this long before the first attempt (deliveries behind polls).
+    #[serde(with = "humantime_serde")]
+    pub delay: Duration,
+    /// Every n-th delivery is lost: never sent (0: none).
+    pub lose_one_in: u32,
 }
 
 impl Default for WebhookConfig {
@@ -81,6 +93,10 @@ impl Default for WebhookConfig {
             retries: 3,
             backoff: Duration::from_secs(1),
             timeout: Duration::from_secs(2),
+            farm: None,
+            copies: 1,
+            delay: Duration::ZERO,
+            lose_one_in: 0,
         }
     }
 }

@@ -328,6 +328,9 @@ pub struct ScriptedJob {
     pub ended_at: Option<UnixMillis>,
     pub error: Option<String>,
     pub id: ApiId,
+    /// Where its end is delivered when a script moves it to a terminal
+    /// status (a job inserted already ended delivers nothing).
+    pub webhook: Option<Webhook>,
 }
 
 impl ScriptedJob {
@@ -339,6 +342,7 @@ impl ScriptedJob {
             ended_at: None,
             error: None,
             id: ApiId::Minted,
+            webhook: None,
         }
     }
 }
@@ -384,6 +388,8 @@ pub struct Simulation {
     templates: Vec<String>,
     /// Jobs with a webhook that reached a terminal status since the last drain.
     webhook_due: Vec<Ulid>,
+    /// The webhook of every job the farm creates on its own.
+    farm_webhook: Option<Webhook>,
     /// Store keys of the jobs whose API id is not their key, by API id.
     shown_ids: HashMap<Box<str>, Ulid>,
 }
@@ -409,6 +415,7 @@ impl Simulation {
             last_trim: now,
             templates,
             webhook_due: Vec::new(),
+            farm_webhook: None,
             shown_ids: HashMap::new(),
         };
         sim.next_arrival = sim.draw_next_arrival(now);
@@ -497,6 +504,11 @@ impl Simulation {
             self.jobs.partition_point(|j| j.created_at <= t)
         });
         (lo, hi.max(lo))
+    }
+
+    /// Jobs the farm creates on its own from now on carry `webhook`.
+    pub fn set_farm_webhook(&mut self, webhook: Option<Webhook>) {
+        self.farm_webhook = webhook;
     }
 
     /// Ids of jobs with a webhook that became terminal since the last call.
@@ -666,12 +678,13 @@ impl Simulation {
             };
             let tags = self.rng.gen_range(0..16u8);
             let total_assets = self.rng.gen_range(1..30);
+            let webhook = self.farm_webhook.clone();
             self.create_job(NewJob {
                 template: None,
                 children,
                 tags,
                 total_assets,
-                webhook: None,
+                webhook,
             });
         }
     }
@@ -914,6 +927,7 @@ impl Simulation {
         job.ended_at = s.ended_at;
         job.updated_at = s.ended_at.or(s.started_at).unwrap_or(s.created_at);
         job.error = s.error.map(Into::into);
+        job.webhook = s.webhook.map(Box::new);
         if let (Some(st), Some(en)) = (job.started_at, job.ended_at) {
             job.render_ms = (en - st).clamp(0, u32::MAX as i64) as u32;
         }

@@ -161,6 +161,7 @@ impl Simulator {
         let mut sim = Simulation::new(cfg.lifecycle.clone(), cfg.seed, now);
         sim.set_retention(cfg.retention);
         sim.prefill(cfg.prefill.jobs, cfg.prefill.span);
+        sim.set_farm_webhook(cfg.webhook.farm.clone());
         let mut faults = FaultPlan::new(now, cfg.seed);
         faults.set(cfg.faults.clone());
         Arc::new(Self {

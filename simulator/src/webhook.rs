@@ -14,7 +14,7 @@ use super::WebhookConfig;
 pub struct Delivery {
     pub job_id: String,
     pub url: String,
-    /// 1 for the first try.
+    /// 1 for the first try; 0 for a delivery lost on purpose (`lose_one_in`).
     pub attempt: u32,
     /// The HTTP status, or `timeout` / `connect` / `error`.
     pub outcome: String,
@@ -46,7 +46,13 @@ impl Dispatcher {
             .unwrap_or_default();
         let task_log = log.clone();
         tokio::spawn(async move {
+            let mut due = 0u64;
             while let Some(out) = rx.recv().await {
+                due += 1;
+                if cfg.lose_one_in > 0 && due % u64::from(cfg.lose_one_in) == 0 {
+                    record(&task_log, &out, 0, "lost", false);
+                    continue;
+                }
                 tokio::spawn(deliver(client.clone(), cfg.clone(), out, task_log.clone()));
             }
         });
@@ -70,7 +76,12 @@ async fn deliver(
 ) {
     let method =
         reqwest::Method::from_bytes(out.webhook.method.as_bytes()).unwrap_or(reqwest::Method::POST);
-    for attempt in 0..=cfg.retries {
+    if !cfg.delay.is_zero() {
+        tokio::time::sleep(cfg.delay).await;
+    }
+    let mut copies = cfg.copies.max(1);
+    let mut attempt = 0;
+    while attempt <= cfg.retries {
         if attempt > 0 {
             tokio::time::sleep(cfg.backoff * 2u32.saturating_pow(attempt - 1)).await;
         }
@@ -87,20 +98,37 @@ async fn deliver(
             Err(e) if e.is_connect() => ("connect".to_owned(), false),
             Err(_) => ("error".to_owned(), false),
         };
-        if let Ok(mut l) = log.lock() {
-            if l.len() >= LOG_CAP {
-                l.remove(0);
-            }
-            l.push(Delivery {
-                job_id: out.job_id.clone(),
-                url: out.webhook.url.clone(),
-                attempt: attempt + 1,
-                outcome,
-                delivered,
-            });
-        }
+        record(&log, &out, attempt + 1, &outcome, delivered);
         if delivered {
-            return;
+            copies -= 1;
+            if copies == 0 {
+                return;
+            }
+            // The same delivery again, from the first try: a duplicate.
+            attempt = 0;
+            continue;
         }
+        attempt += 1;
+    }
+}
+
+fn record(
+    log: &Mutex<Vec<Delivery>>,
+    out: &Outgoing,
+    attempt: u32,
+    outcome: &str,
+    delivered: bool,
+) {
+    if let Ok(mut l) = log.lock() {
+        if l.len() >= LOG_CAP {
+            l.remove(0);
+        }
+        l.push(Delivery {
+            job_id: out.job_id.clone(),
+            url: out.webhook.url.clone(),
+            attempt,
+            outcome: outcome.to_owned(),
+            delivered,
+        });
     }
 }

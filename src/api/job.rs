@@ -128,9 +128,21 @@ pub fn parse_page(body: &[u8]) -> Result<Page, DecodeError> {
 /// Decodes a `GET /jobs/{id}` body. An object without a usable id or status
 /// is an error here: we asked for one job and did not get it.
 pub fn parse_job(body: &[u8]) -> Result<ApiJob, DecodeError> {
+    parse_one(body, RawJobVisitor { flat: false })
+}
+
+/// Decodes a webhook delivery: the job as `GET /jobs/{id}` shows it, or the
+/// older flat shape some versions of the docs give (`state` for `status`,
+/// `createdAt`, `finishedAt`, `renderDuration`... beside the id rather than
+/// under `stats`; where both are present, `status` and `stats` win).
+pub fn parse_delivery(body: &[u8]) -> Result<ApiJob, DecodeError> {
+    parse_one(body, RawJobVisitor { flat: true })
+}
+
+fn parse_one(body: &[u8], visitor: RawJobVisitor) -> Result<ApiJob, DecodeError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let raw = de
-        .deserialize_any(RawJobVisitor)
+        .deserialize_any(visitor)
         .map_err(|e| DecodeError(format!("job: {e}")))?;
     de.end().map_err(|e| DecodeError(format!("job: {e}")))?;
     raw.into_job()
@@ -148,10 +160,28 @@ struct RawJob<'de> {
     finished_at: Option<UnixMillis>,
     error_at: Option<UnixMillis>,
     render_duration: Option<f64>,
+    /// The flat delivery shape: its `state`, and its times beside the id.
+    state: Option<Cow<'de, str>>,
+    flat: Option<Box<Stats>>,
 }
 
 impl RawJob<'_> {
-    fn into_job(self) -> Result<ApiJob, SkipReason> {
+    fn into_job(mut self) -> Result<ApiJob, SkipReason> {
+        if let Some(flat) = self.flat.take() {
+            let Stats {
+                created_at,
+                started_at,
+                finished_at,
+                error_at,
+                render_duration,
+            } = *flat;
+            self.status = self.status.or(self.state.take());
+            self.created_at = self.created_at.or(created_at);
+            self.started_at = self.started_at.or(started_at);
+            self.finished_at = self.finished_at.or(finished_at);
+            self.error_at = self.error_at.or(error_at);
+            self.render_duration = self.render_duration.or(render_duration);
+        }
         if self.not_object {
             return Err(SkipReason::NotAnObject);
         }
@@ -207,12 +237,15 @@ struct RawJobSeed;
 impl<'de> DeserializeSeed<'de> for RawJobSeed {
     type Value = RawJob<'de>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawJob<'de>, D::Error> {
-        d.deserialize_any(RawJobVisitor)
+        d.deserialize_any(RawJobVisitor { flat: false })
     }
 }
 
 /// Accepts anything; only an object yields fields.
-struct RawJobVisitor;
+struct RawJobVisitor {
+    /// Also read the flat shape of a webhook delivery.
+    flat: bool,
+}
 
 macro_rules! not_object {
     ($($name:ident: $t:ty),*) => {
@@ -259,6 +292,11 @@ impl<'de> Visitor<'de> for RawJobVisitor {
                     job.finished_at = s.finished_at;
                     job.error_at = s.error_at;
                     job.render_duration = s.render_duration;
+                }
+                "state" if self.flat => job.state = map.next_value::<Lenient<Cow<str>>>()?.0,
+                field if self.flat && Stats::FIELDS.contains(&field) => {
+                    let flat = job.flat.get_or_insert_with(Box::default);
+                    flat.read(field, &mut map)?;
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -346,21 +384,37 @@ impl LenientValue<'_> for f64 {
     }
 }
 
+impl Stats {
+    const FIELDS: [&'static str; 5] = [
+        "createdAt",
+        "startedAt",
+        "finishedAt",
+        "errorAt",
+        "renderDuration",
+    ];
+
+    /// Reads the value of `field` (any other is skipped).
+    fn read<'de, A: MapAccess<'de>>(&mut self, field: &str, map: &mut A) -> Result<(), A::Error> {
+        let ts = |v: Lenient<Timestamp>| v.0.map(|t| t.0);
+        match field {
+            "createdAt" => self.created_at = ts(map.next_value()?),
+            "startedAt" => self.started_at = ts(map.next_value()?),
+            "finishedAt" => self.finished_at = ts(map.next_value()?),
+            "errorAt" => self.error_at = ts(map.next_value()?),
+            "renderDuration" => self.render_duration = map.next_value::<Lenient<f64>>()?.0,
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl<'de> LenientValue<'de> for Stats {
     fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
         let mut s = Stats::default();
         while let Some(key) = map.next_key::<KeyStr>()? {
-            let ts = |v: Lenient<Timestamp>| v.0.map(|t| t.0);
-            match key.0.as_ref() {
-                "createdAt" => s.created_at = ts(map.next_value()?),
-                "startedAt" => s.started_at = ts(map.next_value()?),
-                "finishedAt" => s.finished_at = ts(map.next_value()?),
-                "errorAt" => s.error_at = ts(map.next_value()?),
-                "renderDuration" => s.render_duration = map.next_value::<Lenient<f64>>()?.0,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
+            s.read(key.0.as_ref(), &mut map)?;
         }
         Ok(Some(s))
     }
@@ -528,5 +582,53 @@ mod tests {
             JobId::parse("01JTRDF7HCR8QAHYW8GPCP4S9Y").created_hint(),
             Some(1_746_723_642_924)
         );
+    }
+
+    #[test]
+    fn a_delivery_of_the_full_job_reads_like_a_look_up() {
+        let body = br#"{"id":"01JTRDF7HCR8QAHYW8GPCP4S9Y","status":"finished","outputUrl":"https://x/job.mp4",
+            "stats":{"createdAt":"2025-08-14T08:00:00Z","startedAt":"2025-08-14T08:00:30Z",
+            "finishedAt":"2025-08-14T08:01:10.304Z","renderDuration":22.304},"data":{"order":7}}"#;
+        let job = parse_delivery(body).unwrap();
+        assert_eq!(job, parse_job(body).unwrap());
+        assert_eq!(job.status.as_str(), "finished");
+        assert_eq!(job.render_duration, Some(22.304));
+        assert!(job.started_at.is_some() && job.created_at.is_some());
+    }
+
+    #[test]
+    fn a_delivery_in_the_older_flat_shape_is_read_too() {
+        let body = br#"{"id":"01JTRDF7HCR8QAHYW8GPCP4S9Y","state":"finished","outputUrl":"u",
+            "finishedAt":"2025-08-14T08:01:10.304Z","renderDuration":22.304}"#;
+        let job = parse_delivery(body).unwrap();
+        assert_eq!(job.status.as_str(), "finished");
+        assert_eq!(job.render_duration, Some(22.304));
+        assert_eq!(job.finished_at, parse_millis("2025-08-14T08:01:10.304Z"));
+        // A look-up answer is not read that way: the spec has no such fields.
+        assert!(parse_job(body).is_err());
+    }
+
+    #[test]
+    fn where_a_delivery_has_both_shapes_status_and_stats_win() {
+        let body = br#"{"state":"error","renderDuration":1,"id":"A","status":"finished",
+            "stats":{"renderDuration":2}}"#;
+        let job = parse_delivery(body).unwrap();
+        assert_eq!(job.status.as_str(), "finished");
+        assert_eq!(job.render_duration, Some(2.0));
+    }
+
+    #[test]
+    fn a_delivery_that_is_not_a_job_is_refused_with_what_is_missing() {
+        let cases: [(&[u8], &str); 5] = [
+            (b"{\"order\":7}", "missing id"),
+            (b"{\"id\":\"A\"}", "missing status"),
+            (b"[1,2]", "not an object"),
+            (b"{\"id\":", "job:"),
+            (b"\"finished\"", "not an object"),
+        ];
+        for (body, why) in cases {
+            let e = parse_delivery(body).unwrap_err().to_string();
+            assert!(e.contains(why), "{e} should say {why}");
+        }
     }
 }

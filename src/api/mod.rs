@@ -7,4 +7,4 @@ pub use client::{
     ApiClient, ApiError, ClientPolicy, Endpoint, ListFilter, ListPageQuery, RequestObserver,
     TERMINAL_STATES,
 };
-pub use job::{parse_job, parse_page, ApiJob, JobId, Page, SkipReason};
+pub use job::{parse_delivery, parse_job, parse_page, ApiJob, JobId, Page, SkipReason};

@@ -66,6 +66,7 @@ impl Rig {
             name: "main".into(),
             api_url: sim.api_url(),
             token: Secret::new("t"),
+            webhook_secret: None,
         };
         let board = StatusBoard::new(&["main".into()]);
         let poller = AccountPoller::new(
@@ -75,6 +76,7 @@ impl Rig {
             board,
             Arc::new(SimulatedTime(clock.clone())),
             settings,
+            1024,
         );
         Rig {
             clock,

@@ -1,0 +1,228 @@
+//! The webhook receiver: the API's terminal-state deliveries, one path per
+//! account (`/webhooks/<account>`), on a listener of its own so it can face
+//! the API without exposing `/metrics`.
+//!
+//! A delivery is checked here (the account's shared secret, its size, that
+//! it is a job in a terminal status) and put in the account's bounded
+//! queue; the account's poller takes it from there into the one tracker
+//! that counts each completion once (see [`crate::tracker::JobTracker::deliver`]).
+//! The answer goes out as soon as the delivery is queued. A full queue is
+//! 503, so the API retries: an accepted delivery is never dropped.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
+use hyper::{Method, Request, Response, StatusCode};
+use subtle::ConstantTimeEq;
+use tokio::sync::mpsc;
+
+use crate::api::{parse_delivery, ApiJob};
+use crate::config::WebhookConfig;
+use crate::http::{text, Handler};
+use crate::metrics::Metrics;
+use crate::secret::Secret;
+
+/// Path prefix of the per-account endpoints.
+pub const PATH_PREFIX: &str = "/webhooks/";
+/// Time a client has to send the whole body once its headers are in.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where one account's deliveries go.
+#[derive(Clone)]
+pub struct Route {
+    pub secret: Secret,
+    pub queue: mpsc::Sender<ApiJob>,
+}
+
+/// The receiver: routes by account, shared with the code that starts and
+/// stops pollers (which keeps the routes current).
+pub struct Receiver {
+    routes: RwLock<HashMap<String, Route>>,
+    metrics: Arc<Metrics>,
+    secret_header: HeaderName,
+    max_body: usize,
+}
+
+impl Receiver {
+    /// `cfg.secret_header` was checked when the configuration loaded.
+    pub fn new(cfg: &WebhookConfig, metrics: Arc<Metrics>) -> Arc<Self> {
+        let secret_header = HeaderName::from_bytes(cfg.secret_header.as_bytes())
+            .unwrap_or(HeaderName::from_static("x-nexrender-webhook-secret"));
+        metrics.webhook_listener_started();
+        Arc::new(Self {
+            routes: RwLock::new(HashMap::new()),
+            metrics,
+            secret_header,
+            max_body: cfg.max_body_bytes,
+        })
+    }
+
+    /// Takes deliveries for `account` from now, into `route.queue`.
+    pub fn set_route(&self, account: &str, route: Route) {
+        let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
+        if routes.insert(account.to_owned(), route).is_none() {
+            self.metrics.register_webhook_account(account);
+        }
+    }
+
+    /// Takes no more deliveries for `account` (404 from now).
+    pub fn remove_route(&self, account: &str) {
+        let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
+        if routes.remove(account).is_some() {
+            self.metrics.remove_webhook_account(account);
+        }
+    }
+
+    fn route(&self, account: &str) -> Option<Route> {
+        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        routes.get(account).cloned()
+    }
+
+    /// Refuses a delivery for a known account: counted, answered.
+    fn refuse(
+        &self,
+        account: &str,
+        result: &'static str,
+        status: StatusCode,
+        why: &str,
+    ) -> Response<Full<Bytes>> {
+        self.metrics.webhook_refused(account, result);
+        tracing::debug!(account, result, why, "webhook delivery refused");
+        text(status, format!("{why}\n"))
+    }
+
+    async fn receive(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let Some(account) = req.uri().path().strip_prefix(PATH_PREFIX).map(|a| {
+            percent_encoding::percent_decode_str(a)
+                .decode_utf8_lossy()
+                .into_owned()
+        }) else {
+            self.metrics.webhook_unroutable("not_found");
+            return text(
+                StatusCode::NOT_FOUND,
+                "not found: deliveries go to /webhooks/<account>\n",
+            );
+        };
+        let Some(route) = self.route(&account) else {
+            self.metrics.webhook_unroutable("not_found");
+            return text(
+                StatusCode::NOT_FOUND,
+                "not found: no account of that name takes webhook deliveries (it needs a webhook_secret)\n",
+            );
+        };
+        if req.method() != Method::POST && req.method() != Method::PUT {
+            self.metrics.webhook_unroutable("method_not_allowed");
+            let mut r = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed: POST or PUT\n",
+            );
+            r.headers_mut()
+                .insert(hyper::header::ALLOW, HeaderValue::from_static("POST, PUT"));
+            return r;
+        }
+        // Compared in constant time; neither value is ever logged.
+        let given = req
+            .headers()
+            .get(&self.secret_header)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !bool::from(given.ct_eq(route.secret.expose().as_bytes())) {
+            return self.refuse(
+                &account,
+                "unauthorized",
+                StatusCode::UNAUTHORIZED,
+                "unauthorized: missing or wrong webhook secret header",
+            );
+        }
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body as u64) {
+            return self.too_large(&account);
+        }
+        let body = Limited::new(req.into_body(), self.max_body);
+        let body = match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                return self.too_large(&account)
+            }
+            Ok(Err(_)) => {
+                return self.refuse(
+                    &account,
+                    "bad_request",
+                    StatusCode::BAD_REQUEST,
+                    "bad request: the body could not be read",
+                )
+            }
+            Err(_) => {
+                return self.refuse(
+                    &account,
+                    "bad_request",
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request timeout: the body took too long",
+                )
+            }
+        };
+        let job = match parse_delivery(&body) {
+            Ok(job) => job,
+            Err(e) => {
+                return self.refuse(
+                    &account,
+                    "bad_request",
+                    StatusCode::BAD_REQUEST,
+                    &format!("bad request: not a Nexrender job ({e}); set the job's webhook with custom: false"),
+                )
+            }
+        };
+        if !job.status.is_terminal() {
+            // Nothing to retry: a 2xx so the API does not send it again.
+            return self.refuse(
+                &account,
+                "not_terminal",
+                StatusCode::OK,
+                "ignored: not a terminal status",
+            );
+        }
+        match route.queue.try_send(job) {
+            Ok(()) => text(StatusCode::ACCEPTED, "accepted\n"),
+            Err(_) => {
+                // Full, or the account's poller is being replaced: the API
+                // retries, and polling catches what it gives up on.
+                let mut r = self.refuse(
+                    &account,
+                    "queue_full",
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy: the delivery queue is full; retry",
+                );
+                r.headers_mut()
+                    .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
+        }
+    }
+
+    fn too_large(&self, account: &str) -> Response<Full<Bytes>> {
+        self.refuse(
+            account,
+            "too_large",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "payload too large: at most {} bytes (webhook.max_body_bytes)",
+                self.max_body
+            ),
+        )
+    }
+}
+
+impl Handler for Receiver {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        self.receive(req).await
+    }
+}

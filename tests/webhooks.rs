@@ -1,0 +1,524 @@
+//! Webhook deliveries against the real binary: the simulator's jobs carry
+//! webhooks pointing at the exporter's receiver, and every counter is held
+//! against the simulator's truth.
+
+mod support;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use nexrender_simulator::model::{NewJob, Webhook};
+use nexrender_simulator::server::RunningSimulator;
+use nexrender_simulator::status::JobStatus;
+use nexrender_simulator::{LifecycleConfig, ScriptedJob, SimulatorConfig};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SECRET: &str = "whs-4b1d-never-print-me";
+const HEADER: &str = "X-Nexrender-Webhook-Secret";
+
+fn hook(port: u16, account: &str, secret: &str) -> Webhook {
+    Webhook {
+        url: format!("http://127.0.0.1:{port}/webhooks/{account}"),
+        method: "POST".into(),
+        headers: [(HEADER.to_owned(), secret.to_owned())].into(),
+        data: None,
+        custom: false,
+    }
+}
+
+/// An exporter polling `sim` as `main` (with `poll` settings), taking
+/// deliveries on `port` with [`SECRET`]; `extra` is appended to the config.
+fn webhook_exporter(
+    sim: &RunningSimulator,
+    port: u16,
+    poll: &[(&str, &str)],
+    extra: &str,
+) -> Exporter {
+    let config = poll_config(sim, poll)
+        + &format!(
+            "    webhook_secret: {SECRET}\n{extra}webhook:\n  listen_address: 127.0.0.1:{port}\n"
+        );
+    Exporter::start_with(yaml_file(&config), &[])
+}
+
+fn deliveries(m: &str, result: &str) -> f64 {
+    main_counter(
+        m,
+        "nexrender_exporter_webhook_deliveries_total",
+        "result",
+        result,
+    )
+}
+
+fn completions(m: &str) -> BTreeMap<&'static str, f64> {
+    TERMINAL
+        .iter()
+        .map(|s| (*s, completed(m, "main", s).unwrap_or(0.0)))
+        .collect()
+}
+
+fn truth_since(
+    before: &BTreeMap<String, HashSet<ulid::Ulid>>,
+    sim: &RunningSimulator,
+) -> BTreeMap<&'static str, f64> {
+    ended_between(before, &terminal_ids(sim))
+        .into_iter()
+        .map(|(s, ids)| (s, ids.len() as f64))
+        .collect()
+}
+
+/// Jobs that ended since `before` and had started: the queue waits due.
+fn started_since(before: &BTreeMap<String, HashSet<ulid::Ulid>>, sim: &RunningSimulator) -> f64 {
+    let ended: HashSet<ulid::Ulid> = ended_between(before, &terminal_ids(sim))
+        .into_values()
+        .flatten()
+        .collect();
+    sim.sim.with_farm(|f| {
+        f.jobs()
+            .iter()
+            .filter(|j| ended.contains(&j.id) && j.started_at.is_some())
+            .count() as f64
+    })
+}
+
+/// POSTs `body` to the receiver with `headers`; the status and the text.
+async fn post(port: u16, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let mut req = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}{path}"))
+        .timeout(Duration::from_secs(5))
+        .body(body.to_owned());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+fn scripted_with_hook(port: u16, sim: &RunningSimulator, created: i64) -> ulid::Ulid {
+    sim.sim.with_farm(|f| {
+        f.insert_scripted(ScriptedJob {
+            webhook: Some(hook(port, "main", SECRET)),
+            ..ScriptedJob::queued(created)
+        })
+    })
+}
+
+async fn quick_retries(edit: impl FnOnce(&mut SimulatorConfig)) -> RunningSimulator {
+    scripted_simulator_with(|c| {
+        c.tick = Duration::from_millis(20);
+        c.webhook.backoff = Duration::from_millis(500);
+        edit(c);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_completion_is_on_metrics_long_before_the_next_poll_and_the_poll_agrees() {
+    let port = free_port();
+    let sim = quick_retries(|_| {}).await;
+    // Waiting before the baseline: the tracker knows it, no look-up needed.
+    let known = scripted_with_hook(port, &sim, now() - 60_000);
+    let exp = webhook_exporter(&sim, port, &[("interval", "60s")], "");
+    exp.polls("main", 1).await;
+    let before = terminal_ids(&sim);
+    // Created after the baseline: no poll has seen them when they end.
+    let unseen: Vec<_> = (0..3)
+        .map(|_| scripted_with_hook(port, &sim, now()))
+        .collect();
+    set_status(&sim, known, JobStatus::Rendering);
+    for id in [known, unseen[0]] {
+        set_status(&sim, id, JobStatus::Finished);
+    }
+    set_status(&sim, unseen[1], JobStatus::Error);
+    set_status(&sim, unseen[2], JobStatus::ManuallyCancelled);
+
+    let m = exp
+        .wait_for(
+            |m| deliveries(m, "accepted") >= 4.0,
+            "four deliveries counted",
+        )
+        .await;
+    assert_eq!(
+        main_counter(&m, "nexrender_exporter_polls_total", "result", "success"),
+        1.0,
+        "counted by the deliveries alone, before any second poll"
+    );
+    assert_eq!(completions(&m), truth_since(&before, &sim));
+    assert_eq!(histogram(&m, "main", "render_duration", "count"), Some(2.0));
+    assert_eq!(
+        histogram(&m, "main", "queue_wait", "count"),
+        Some(started_since(&before, &sim))
+    );
+    // The gauges moved with them (the waiting job left `queued`).
+    assert_eq!(jobs(&m, "main", "finished"), Some(2.0));
+    assert_eq!(jobs(&m, "main", "error"), Some(1.0));
+    assert_eq!(jobs(&m, "main", "queued"), Some(0.0));
+    assert_eq!(deliveries(&m, "duplicate"), 0.0);
+    assert!(
+        value(
+            &m,
+            "nexrender_exporter_webhook_last_delivery_timestamp_seconds{account=\"main\"}"
+        )
+        .is_some_and(|t| t * 1000.0 >= (now() - 60_000) as f64),
+        "{m}"
+    );
+
+    // A delivery for a job the API does not have: looked up, 404, ignored.
+    let forged = ulid::Ulid::new().to_string();
+    let body = format!(r#"{{"id":"{forged}","status":"finished","stats":{{"renderDuration":5}}}}"#);
+    let (code, _) = post(port, "/webhooks/main", &[(HEADER, SECRET)], &body).await;
+    assert_eq!(code, 202);
+    let m = exp
+        .wait_for(
+            |m| deliveries(m, "unknown_job") >= 1.0,
+            "the forged job judged",
+        )
+        .await;
+    assert_eq!(completions(&m), truth_since(&before, &sim));
+
+    // The next poll sees the same ends and counts none of them again.
+    std::fs::write(
+        exp.config.path(),
+        std::fs::read_to_string(exp.config.path())
+            .unwrap()
+            .replace("interval: 60s", "interval: 1s"),
+    )
+    .unwrap();
+    exp.signal("HUP");
+    let m = exp.polls("main", 2).await;
+    assert_eq!(completions(&m), truth_since(&before, &sim));
+    assert_eq!(histogram(&m, "main", "render_duration", "count"), Some(2.0));
+    for status in DOCUMENTED {
+        assert_eq!(
+            jobs(&m, "main", status),
+            in_view(&sim, 3_600_000).get(status).copied(),
+            "{status}"
+        );
+    }
+    let log = exp.log();
+    assert!(!log.contains(SECRET) && !log.contains(TOKEN), "{log}");
+}
+
+/// A farm of 30 jobs created after the baseline, each with a webhook,
+/// delivered as `edit` says; every counter must end equal to the truth.
+async fn farm_of_thirty(edit: impl FnOnce(&mut SimulatorConfig), poll_every: &str) -> String {
+    let port = free_port();
+    let sim = quick_retries(|c| {
+        c.lifecycle = LifecycleConfig {
+            arrivals_per_minute: 0.0,
+            pickup_delay: Duration::from_millis(100),
+            render_median: Duration::from_millis(400),
+            render_spread: 0.5,
+            error_ratio: 0.2,
+            cancel_ratio: 0.1,
+            cancel_within: Duration::from_secs(1),
+            nested_ratio: 0.0,
+            workers: 10,
+            ..LifecycleConfig::default()
+        };
+        edit(c);
+    })
+    .await;
+    let exp = webhook_exporter(&sim, port, &[("interval", poll_every)], "");
+    exp.polls("main", 1).await;
+    let before = terminal_ids(&sim);
+    sim.sim.with_farm(|f| {
+        for _ in 0..30 {
+            f.create_job(NewJob {
+                webhook: Some(hook(port, "main", SECRET)),
+                total_assets: 1,
+                ..NewJob::default()
+            });
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sim
+        .sim
+        .with_farm(|f| f.jobs().iter().any(|j| !j.status.is_terminal()))
+    {
+        assert!(std::time::Instant::now() < deadline, "the farm never ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let late deliveries and their retries land, then two polls.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let m = exp.polls("main", 2).await;
+    assert_eq!(completions(&m), truth_since(&before, &sim), "{m}");
+    let finished = truth_since(&before, &sim)["finished"];
+    assert_eq!(
+        histogram(&m, "main", "render_duration", "count"),
+        Some(finished)
+    );
+    assert_eq!(
+        histogram(&m, "main", "queue_wait", "count"),
+        Some(started_since(&before, &sim))
+    );
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicated_and_lost_deliveries_leave_every_counter_equal_to_the_truth() {
+    // Each delivery sent twice; every third never sent (the poll finds it).
+    let m = farm_of_thirty(
+        |c| {
+            c.webhook.copies = 2;
+            c.webhook.lose_one_in = 3;
+        },
+        "3s",
+    )
+    .await;
+    let accepted = deliveries(&m, "accepted");
+    assert!((1.0..=20.0).contains(&accepted), "{accepted} accepted");
+    assert!(deliveries(&m, "duplicate") >= accepted, "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_that_come_after_the_poll_counted_the_job_are_duplicates() {
+    // Every delivery 3 s late, polls every second: the polls count first.
+    let m = farm_of_thirty(|c| c.webhook.delay = Duration::from_secs(3), "1s").await;
+    assert!(deliveries(&m, "duplicate") >= 1.0, "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_between_delivery_and_poll_counts_nothing_twice() {
+    let port = free_port();
+    let sim = quick_retries(|_| {}).await;
+    let first = webhook_exporter(&sim, port, &[("interval", "60s")], "");
+    first.polls("main", 1).await;
+    let counted = scripted_with_hook(port, &sim, now());
+    let missed = scripted_with_hook(port, &sim, now());
+    set_status(&sim, counted, JobStatus::Finished);
+    first
+        .wait_for(|m| deliveries(m, "accepted") >= 1.0, "the first delivery")
+        .await;
+    first.stop();
+    // Ends while no exporter listens: the API retries (0.5 s, 1 s, 2 s).
+    set_status(&sim, missed, JobStatus::Finished);
+    let second = webhook_exporter(&sim, port, &[("interval", "60s")], "");
+    let m = second.polls("main", 1).await;
+    let before = terminal_ids(&sim);
+    assert!(before["finished"].contains(&missed));
+    let retried = second
+        .wait_for(
+            |m| deliveries(m, "duplicate") + deliveries(m, "not_counted") >= 1.0,
+            "the retried delivery of the job that ended before the baseline",
+        )
+        .await;
+    assert_eq!(completions(&retried), completions(&m));
+    assert!(sim
+        .sim
+        .webhook_log()
+        .iter()
+        .any(|d| d.job_id == missed.to_string() && d.delivered && d.attempt > 1));
+    // One that ends now is counted once, by its delivery.
+    let fresh = scripted_with_hook(port, &sim, now());
+    set_status(&sim, fresh, JobStatus::Error);
+    let m = second
+        .wait_for(|m| deliveries(m, "accepted") >= 1.0, "the new delivery")
+        .await;
+    assert_eq!(completions(&m), truth_since(&before, &sim));
+    assert_eq!(completed(&m, "main", "finished"), Some(0.0));
+}
+
+/// What is sent, how (headers, body), and the answer and result expected.
+type BadCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, String, u16, &'a str);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_deliveries_get_a_clear_status_are_counted_by_reason_and_leak_nothing() {
+    let port = free_port();
+    let sim = scripted_simulator().await;
+    let other_sim = scripted_simulator().await;
+    let ended = sim
+        .sim
+        .with_farm(|f| f.insert_scripted(finished(now() - 60_000, 1000, 5000)));
+    let other = format!(
+        "{}    webhook_secret: other-secret-0001\n",
+        account_yaml("other", &other_sim)
+    );
+    // The receiver's own settings: a small body limit.
+    let config = poll_config(&sim, &[("interval", "60s")])
+        + &format!("    webhook_secret: {SECRET}\n{other}webhook:\n  listen_address: 127.0.0.1:{port}\n  max_body_bytes: 2048\n");
+    let exp = Exporter::start_with(yaml_file(&config), &[]);
+    let before = exp.polls("main", 1).await;
+    let job = format!(r#"{{"id":"{ended}","status":"finished","stats":{{"renderDuration":5}}}}"#);
+    let auth = [(HEADER, SECRET)];
+    let cases: Vec<BadCase> = vec![
+        ("no secret", vec![], job.clone(), 401, "unauthorized"),
+        (
+            "a wrong secret",
+            vec![(HEADER, "guess")],
+            job.clone(),
+            401,
+            "unauthorized",
+        ),
+        (
+            "another account's secret",
+            vec![(HEADER, "other-secret-0001")],
+            job.clone(),
+            401,
+            "unauthorized",
+        ),
+        (
+            "not JSON",
+            auth.to_vec(),
+            "{\"id\":".into(),
+            400,
+            "bad_request",
+        ),
+        (
+            "no id",
+            auth.to_vec(),
+            r#"{"status":"finished"}"#.into(),
+            400,
+            "bad_request",
+        ),
+        (
+            "a custom payload without the job",
+            auth.to_vec(),
+            r#"{"order":7,"customer":"acme"}"#.into(),
+            400,
+            "bad_request",
+        ),
+        (
+            "a status that is not terminal",
+            auth.to_vec(),
+            job.replace("finished", "render:dorender"),
+            200,
+            "not_terminal",
+        ),
+        (
+            "too large",
+            auth.to_vec(),
+            format!(r#"{{"id":"x","pad":"{}"}}"#, "a".repeat(4000)),
+            413,
+            "too_large",
+        ),
+    ];
+    for (what, headers, body, code, result) in &cases {
+        let was = deliveries(&exp.metrics().await, result);
+        let (got, text) = post(port, "/webhooks/main", headers, body).await;
+        assert_eq!(got, *code, "{what}: {text}");
+        assert!(!text.contains(SECRET), "{what}");
+        assert_eq!(
+            deliveries(&exp.metrics().await, result),
+            was + 1.0,
+            "{what}"
+        );
+    }
+    // A body too large with no length said up front (chunked).
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let chunk = "b".repeat(1500);
+    let raw = format!(
+        "POST /webhooks/main HTTP/1.1\r\nHost: x\r\n{HEADER}: {SECRET}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len(),
+        chunk.len()
+    );
+    s.write_all(raw.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 256];
+    let n = s.read(&mut answer).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 413"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    // Paths and methods that lead nowhere.
+    let (code, _) = post(port, "/webhooks/nobody", &auth, &job).await;
+    assert_eq!(code, 404);
+    let r = reqwest::get(format!("http://127.0.0.1:{port}/webhooks/main"))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    let (code, _) = post(port, "/metrics", &auth, &job).await;
+    assert_eq!(code, 404, "the receiver serves no metrics");
+    // One of main's jobs delivered to another account: its API does not
+    // know it, so neither account's numbers move.
+    let (code, _) = post(
+        port,
+        "/webhooks/other",
+        &[(HEADER, "other-secret-0001")],
+        &job.replace(&ended.to_string(), &ulid::Ulid::new().to_string()),
+    )
+    .await;
+    assert_eq!(code, 202);
+
+    let m = exp
+        .wait_for(
+            |m| {
+                value(m, "nexrender_exporter_webhook_deliveries_total{account=\"other\",result=\"unknown_job\"}") == Some(1.0)
+            },
+            "the other account's delivery judged",
+        )
+        .await;
+    assert_eq!(deliveries(&m, "unauthorized"), 3.0);
+    assert_eq!(deliveries(&m, "bad_request"), 3.0);
+    assert_eq!(deliveries(&m, "not_terminal"), 1.0);
+    assert_eq!(deliveries(&m, "too_large"), 2.0);
+    assert_eq!(
+        value(
+            &m,
+            "nexrender_exporter_webhook_requests_unroutable_total{reason=\"not_found\"}"
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            "nexrender_exporter_webhook_requests_unroutable_total{reason=\"method_not_allowed\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(completions(&m), completions(&before));
+    assert_eq!(up(&m), Some(1.0));
+    let log = exp.log();
+    for secret in [SECRET, "other-secret-0001", TOKEN] {
+        assert!(!log.contains(secret), "{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_so_the_api_retries_and_nothing_accepted_is_lost() {
+    let port = free_port();
+    // The first poll's listing takes 4 s: the poller is busy, the queue of
+    // one fills, the next delivery is told to come back.
+    let sim = quick_retries(|c| {
+        c.faults = vec![serde_yaml_rule()];
+    })
+    .await;
+    let a = sim
+        .sim
+        .with_farm(|f| f.insert_scripted(finished(now() - 60_000, 1000, 5000)));
+    let b = sim
+        .sim
+        .with_farm(|f| f.insert_scripted(finished(now() - 50_000, 1000, 5000)));
+    let config = poll_config(&sim, &[("interval", "60s"), ("request_timeout", "10s")])
+        + &format!("    webhook_secret: {SECRET}\nwebhook:\n  listen_address: 127.0.0.1:{port}\n  queue_capacity: 1\n");
+    let exp = Exporter::start_with(yaml_file(&config), &[]);
+    exp.wait_for(|m| up(m).is_some(), "the exporter up").await;
+    let body = |id: ulid::Ulid| format!(r#"{{"id":"{id}","status":"finished"}}"#);
+    let (first, _) = post(port, "/webhooks/main", &[(HEADER, SECRET)], &body(a)).await;
+    let (second, text) = post(port, "/webhooks/main", &[(HEADER, SECRET)], &body(b)).await;
+    assert_eq!((first, second), (202, 503), "{text}");
+    // The accepted one is judged once the poll ends (it ended before the
+    // baseline: a duplicate of what the baseline saw).
+    let m = exp
+        .wait_for(
+            |m| deliveries(m, "duplicate") + deliveries(m, "not_counted") >= 1.0,
+            "the queued delivery judged",
+        )
+        .await;
+    assert_eq!(deliveries(&m, "queue_full"), 1.0);
+    let (again, _) = post(port, "/webhooks/main", &[(HEADER, SECRET)], &body(b)).await;
+    assert_eq!(again, 202, "the retry is taken");
+    assert_eq!(completions(&m).values().sum::<f64>(), 0.0);
+}
+
+fn serde_yaml_rule() -> nexrender_simulator::faults::FaultRule {
+    serde_json::from_value(serde_json::json!({
+        "endpoint": "list_jobs",
+        "fault": {"kind": "slow", "delay": "4s"},
+        "when": {"type": "next", "count": 1}
+    }))
+    .unwrap()
+}
