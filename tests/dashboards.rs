@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nexrender_simulator::clock::SystemClock;
+use nexrender_simulator::model::Webhook;
 use nexrender_simulator::server::start;
-use nexrender_simulator::{LifecycleConfig, PrefillConfig, SimulatorConfig};
+use nexrender_simulator::{LifecycleConfig, PrefillConfig, SimulatorConfig, WebhookConfig};
 use serde_json::Value;
 use support::*;
 
@@ -281,9 +282,35 @@ async fn every_panel_query_and_recording_rule_returns_data_on_a_real_prometheus(
         },
         ..SimulatorConfig::default()
     };
+    // Every job delivers its end to the exporter's webhook receiver, so the
+    // webhook panels have data too.
+    let webhook_port = free_port();
+    let cfg = SimulatorConfig {
+        webhook: WebhookConfig {
+            farm: Some(Webhook {
+                url: format!("http://127.0.0.1:{webhook_port}/webhooks/main"),
+                method: "POST".into(),
+                headers: [(
+                    "X-Nexrender-Webhook-Secret".to_owned(),
+                    "dash-secret".to_owned(),
+                )]
+                .into(),
+                data: None,
+                custom: false,
+            }),
+            ..WebhookConfig::default()
+        },
+        ..cfg
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim = start(&cfg, Arc::new(SystemClock), listener).unwrap();
-    let exp = Exporter::start(&format!("accounts:\n{}", account_yaml("main", &sim)), &[]);
+    let exp = Exporter::start(
+        &format!(
+            "accounts:\n{}    webhook_secret: dash-secret\nwebhook:\n  listen_address: 127.0.0.1:{webhook_port}\n",
+            account_yaml("main", &sim)
+        ),
+        &[],
+    );
     exp.polls("main", 1).await;
     let prom = start_prometheus(&bin, exp.port);
 
