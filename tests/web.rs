@@ -597,3 +597,80 @@ async fn a_flood_of_wrong_passwords_starves_neither_scrapes_nor_polls() {
         "polls kept their pace: {calm_polls} calm, {flood_polls} under the flood"
     );
 }
+
+#[tokio::test]
+async fn the_webhook_receiver_speaks_tls_with_its_own_certificate_while_metrics_stay_plain() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("hooks ca");
+    ca.install_server_cert(dir.path());
+    let tls = write(
+        dir.path(),
+        "webhook-tls.yaml",
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
+    );
+    let sim = scripted_simulator().await;
+    let port = free_port();
+    let exp = Exporter::start(
+        &format!(
+            "accounts:\n{}    webhook_secret: tls-hook-secret\nwebhook:\n  listen_address: 127.0.0.1:{port}\n",
+            account_yaml("main", &sim)
+        ),
+        &["--webhook.config.file", tls.to_str().unwrap()],
+    );
+    let url = format!("https://127.0.0.1:{port}/webhooks/main");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let r = loop {
+        match client(&ca, None)
+            .post(&url)
+            .header("X-Nexrender-Webhook-Secret", "tls-hook-secret")
+            .body(r#"{"id":"01JTRDF7HCR8QAHYW8GPCP4S9Y","status":"queued"}"#)
+            .send()
+            .await
+        {
+            Ok(r) => break r,
+            Err(e) if Instant::now() > deadline => panic!("{url}: {e:?}\n{}", exp.log()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    assert_eq!(r.status(), 200, "a job not ended is taken and ignored");
+    assert!(
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/webhooks/main"))
+            .header("X-Nexrender-Webhook-Secret", "tls-hook-secret")
+            .body("{}")
+            .send()
+            .await
+            .map(|r| r.status() != 400)
+            .unwrap_or(true),
+        "plain HTTP is not served on the receiver"
+    );
+    let (code, text) = exp.get("/metrics").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(text.contains(
+        "nexrender_exporter_webhook_deliveries_total{account=\"main\",result=\"not_terminal\"} 1"
+    ));
+}
+
+#[test]
+fn a_webhook_tls_file_with_basic_auth_users_stops_the_exporter_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = write(
+        dir.path(),
+        "webhook-web.yaml",
+        "basic_auth_users:\n  prometheus: $2y$10$mDwo.lAisC94iLAyP81MCesa29IzH37oigHC/42V2pdJlUprsJPze\n",
+    );
+    let config = yaml_file("webhook:\n  listen_address: 127.0.0.1:0\naccounts:\n  - name: main\n    token: t\n    webhook_secret: s\n");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nexrender-exporter"))
+        .arg("--config")
+        .arg(config.path())
+        .arg("--webhook.config.file")
+        .arg(&web)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("webhook.config_file") && err.contains("basic_auth_users"),
+        "{err}"
+    );
+}

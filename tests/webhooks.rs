@@ -522,3 +522,79 @@ fn serde_yaml_rule() -> nexrender_simulator::faults::FaultRule {
     }))
     .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_webhook_secret_takes_effect_on_sighup_and_the_numbers_stay() {
+    let port = free_port();
+    let sim = quick_retries(|_| {}).await;
+    let exp = webhook_exporter(&sim, port, &[("interval", "60s")], "");
+    exp.polls("main", 1).await;
+    let before = terminal_ids(&sim);
+    let job = scripted_with_hook(port, &sim, now());
+    set_status(&sim, job, JobStatus::Finished);
+    exp.wait_for(|m| deliveries(m, "accepted") >= 1.0, "the delivery")
+        .await;
+    std::fs::write(
+        exp.config.path(),
+        std::fs::read_to_string(exp.config.path())
+            .unwrap()
+            .replace(SECRET, "rotated-secret-0002"),
+    )
+    .unwrap();
+    exp.signal("HUP");
+    let body = r#"{"id":"01JTRDF7HCR8QAHYW8GPCP4S9Y","status":"queued"}"#;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while post(port, "/webhooks/main", &[(HEADER, SECRET)], body)
+        .await
+        .0
+        != 401
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old secret still works"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // PUT works as POST does.
+    let (code, _) = reqwest::Client::new()
+        .put(format!("http://127.0.0.1:{port}/webhooks/main"))
+        .header(HEADER, "rotated-secret-0002")
+        .body(body)
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), ()))
+        .unwrap();
+    assert_eq!(code, 200);
+    let m = exp.metrics().await;
+    assert_eq!(completions(&m), truth_since(&before, &sim), "numbers kept");
+    assert_eq!(deliveries(&m, "accepted"), 1.0, "counters kept");
+    assert_eq!(
+        main_counter(&m, "nexrender_exporter_polls_total", "result", "success"),
+        1.0,
+        "no fresh baseline"
+    );
+    assert!(exp.log().contains("new webhook secret for main"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_finishes_arriving_gets_408_after_10_s() {
+    let port = free_port();
+    let sim = scripted_simulator().await;
+    let exp = webhook_exporter(&sim, port, &[("interval", "60s")], "");
+    exp.polls("main", 1).await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let head = format!("POST /webhooks/main HTTP/1.1\r\nHost: x\r\n{HEADER}: {SECRET}\r\nContent-Length: 100\r\n\r\n{{\"id\":");
+    s.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = vec![0u8; 256];
+    let n = s.read(&mut answer).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    assert!(started.elapsed() >= Duration::from_secs(9));
+    assert_eq!(deliveries(&exp.metrics().await, "bad_request"), 1.0);
+}
