@@ -39,12 +39,17 @@ file "$bin" | grep -q 'static-pie linked\|statically linked' || { file "$bin"; e
 file "$bin" | grep -q ', stripped' || { file "$bin"; echo "not stripped: $bin"; exit 1; }
 export STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot
 image=localhost/nexrender-exporter:check
-buildah bud --quiet --format docker --build-arg VERSION=0.1.0 \
+buildah bud --quiet --iidfile "$out/iid" --format docker --build-arg VERSION=0.1.0 \
   --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
   -f deploy/container/Dockerfile -t "$image" "$(dirname "$bin")" >/dev/null
 test "$(buildah inspect --format '{{.Docker.Config.User}}' "$image")" = 65534:65534
 ctr=$(buildah from "$image")
-cleanup_ctr() { buildah rm "$ctr" >/dev/null 2>&1 || true; rm -rf "$out"; }
+# The container and the image go at the end: each run would leave a copy.
+cleanup_ctr() {
+  buildah rm "$ctr" >/dev/null 2>&1 || true
+  buildah rmi -f "$(cat "$out/iid")" >/dev/null 2>&1 || true
+  rm -rf "$out"
+}
 trap cleanup_ctr EXIT
 # Only the binary: no shell, no libraries.
 files=$(cd "$(buildah mount "$ctr")" && find . -type f -o -type l | sort | tr '\n' ' ')
