@@ -27,6 +27,11 @@ promtool check config deploy/prometheus/prometheus.yml
 promtool test rules deploy/prometheus/tests/nexrender.rules.test.yml
 python3 grafana/generate.py --check
 
+# Every deployment artifact in deploy/, offline (container image, systemd,
+# kustomize, Helm, compose); it installs Alertmanager for tests/alerting.rs.
+bash scripts/check-deploy.sh
+export REQUIRE_ALERTMANAGER=1
+
 # The workspace: the exporter (root) and the simulator (simulator/). The
 # exporter built without its default feature `demo` carries no simulator;
 # it must stay clean too, and so must the fault drills (`failpoints`).

@@ -57,6 +57,68 @@ struct Cli {
 enum Command {
     /// Check a config file (and the environment) without starting; exits 1 naming the bad key.
     CheckConfig { file: PathBuf },
+    /// Ask a running exporter's /readyz whether it is ready; exits 0 if so,
+    /// 1 if not or unreachable. For container healthchecks: the image has no
+    /// shell and no curl. Plain HTTP to the --web.listen-address port on
+    /// loopback unless --url says otherwise; it sends no credentials.
+    Healthcheck {
+        /// Full URL to probe, e.g. https://exporter.example:9847/readyz
+        /// (an https URL needs a certificate valid for its host name).
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+/// The /readyz URL on loopback at the port of `listen_address`: a probe runs
+/// beside the exporter, and 0.0.0.0 or [::] is not an address to connect to.
+fn readyz_url(listen_address: &str) -> String {
+    let port = listen_address.rsplit(':').next().unwrap_or_default();
+    format!("http://127.0.0.1:{port}/readyz")
+}
+
+/// GET `url`, exit 0 on 200, else 1 with the reason (and /readyz's body,
+/// which names each account not ready) on stderr.
+fn healthcheck(url: &str) -> ExitCode {
+    let probe = async {
+        let response = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()?
+            .get(url)
+            .send()
+            .await?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        Ok::<_, reqwest::Error>((status, body))
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let outcome = match runtime {
+        Ok(r) => r.block_on(probe),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match outcome {
+        Ok((status, _)) if status.is_success() => ExitCode::SUCCESS,
+        Ok((status, body)) => {
+            eprintln!("{url}: not ready ({status}): {}", body.trim());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            // The chain of causes says why (refused, timed out, bad certificate).
+            let e = e.without_url();
+            let mut why = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                why += &format!(": {s}");
+                source = s.source();
+            }
+            eprintln!("{url}: unreachable: {why}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_logging(level: &str, format: LogFormat) {
@@ -128,6 +190,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if let Some(Command::Healthcheck { url }) = &cli.command {
+        let listen = flags
+            .listen_address
+            .as_deref()
+            .unwrap_or(config::DEFAULT_LISTEN_ADDRESS);
+        return healthcheck(url.as_deref().unwrap_or(&readyz_url(listen)));
     }
     if cli.demo && !app::DEMO_AVAILABLE {
         // A usage error, so clap's exit code for one.

@@ -221,3 +221,67 @@ fn a_token_yaml_reads_as_a_number_or_boolean_is_never_echoed_at_start() {
         );
     }
 }
+
+/// `nexrender-exporter --web.listen-address ADDRESS healthcheck`: the probe a
+/// container runs, finding the port the way the exporter does.
+fn healthcheck(listen_address: &str) -> std::process::Output {
+    exporter()
+        .args(["--web.listen-address", listen_address, "healthcheck"])
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn healthcheck_exits_zero_once_the_exporter_is_ready() {
+    let sim = support::scripted_simulator().await;
+    let exp = support::Exporter::start(
+        &format!("accounts:\n{}", support::account_yaml("main", &sim)),
+        &[],
+    );
+    exp.polls("main", 1).await;
+    // 0.0.0.0 is where the exporter listens in a container; the probe goes to loopback.
+    let out = healthcheck(&format!("0.0.0.0:{}", exp.port));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn healthcheck_exits_one_naming_the_account_while_its_first_poll_is_unanswered() {
+    // An API that takes connections and never answers: the first poll waits.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api = silent.local_addr().unwrap();
+    let exp = support::Exporter::start_with(
+        yaml_file(&format!(
+            "poll:\n  interval: 30s\n  request_timeout: 60s\naccounts:\n  - name: silent\n    api_url: http://{api}/api/v2\n    token: x\n"
+        )),
+        &[],
+    );
+    for _ in 0..100 {
+        if exp.get("/healthz").await.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let out = healthcheck(&format!("127.0.0.1:{}", exp.port));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("not ready (503") && err.contains("silent"),
+        "{err}"
+    );
+}
+
+#[test]
+fn healthcheck_exits_one_saying_unreachable_when_nothing_listens() {
+    let port = support::free_port();
+    let out = healthcheck(&format!("127.0.0.1:{port}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}/readyz: unreachable")),
+        "{err}"
+    );
+}

@@ -10,8 +10,7 @@
 mod support;
 
 use std::collections::{BTreeSet, HashSet};
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +19,7 @@ use nexrender_simulator::model::Webhook;
 use nexrender_simulator::server::start;
 use nexrender_simulator::{LifecycleConfig, PrefillConfig, SimulatorConfig, WebhookConfig};
 use serde_json::Value;
+use support::services::*;
 use support::*;
 
 const DASHBOARDS: [&str; 2] = [
@@ -148,7 +148,7 @@ fn panel_queries() -> Vec<(String, String)> {
 
 fn rules() -> (Vec<String>, Vec<(String, String)>) {
     let text = std::fs::read_to_string("deploy/prometheus/nexrender.rules.yml").unwrap();
-    let v: serde_json::Value = serde_yaml_ng(&text);
+    let v: serde_json::Value = yaml_to_json(&text);
     let mut records = BTreeSet::new();
     let mut alerts = Vec::new();
     for g in v["groups"].as_array().unwrap() {
@@ -164,69 +164,13 @@ fn rules() -> (Vec<String>, Vec<(String, String)>) {
     (records.into_iter().collect(), alerts)
 }
 
-/// YAML to JSON through figment's YAML support, to avoid another dependency.
-fn serde_yaml_ng(text: &str) -> Value {
-    use figment::providers::{Format, Yaml};
-    figment::Figment::from(Yaml::string(text))
-        .extract()
-        .unwrap()
-}
-
-/// The server, its port, and its data folder (removed on drop).
-struct Prometheus(Child, u16, #[allow(dead_code)] tempfile::TempDir);
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn prometheus_bin() -> Option<String> {
-    if let Ok(b) = std::env::var("PROMETHEUS_BIN") {
-        return Some(b);
-    }
-    let found = Command::new("prometheus")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if found {
-        return Some("prometheus".into());
-    }
-    assert!(
-        std::env::var("REQUIRE_PROMETHEUS").is_err(),
-        "REQUIRE_PROMETHEUS is set but no prometheus binary was found"
-    );
-    eprintln!("prometheus not installed: skipping the end-to-end dashboard test (scripts/test-all.sh installs it)");
-    None
-}
-
-fn start_prometheus(bin: &str, exporter_port: u16) -> Prometheus {
-    let dir = tempfile::tempdir().unwrap();
+fn start_prometheus_for(bin: &str, exporter_port: u16) -> Service {
     let rules = std::fs::canonicalize("deploy/prometheus/nexrender.rules.yml").unwrap();
-    let cfg = dir.path().join("prometheus.yml");
-    let mut f = std::fs::File::create(&cfg).unwrap();
-    write!(
-        f,
+    let config = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: nexrender\n    static_configs:\n      - targets: ['127.0.0.1:{exporter_port}']\n",
         rules.display()
-    )
-    .unwrap();
-    let port = free_port();
-    let child = Command::new(bin)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
-    Prometheus(child, port, dir)
+    );
+    start_prometheus(bin, &config, &[])
 }
 
 async fn query(port: u16, expr: &str) -> Result<Vec<Value>, String> {
@@ -312,7 +256,7 @@ async fn every_panel_query_and_recording_rule_returns_data_on_a_real_prometheus(
         &[],
     );
     exp.polls("main", 1).await;
-    let prom = start_prometheus(&bin, exp.port);
+    let prom = start_prometheus_for(&bin, exp.port);
 
     let queries = panel_queries();
     let (records, alerts) = rules();

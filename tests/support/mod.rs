@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod clock;
+pub mod services;
 pub mod truth;
 
 use std::io::Write;

