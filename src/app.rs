@@ -44,28 +44,48 @@ pub const DEMO_AVAILABLE: bool = cfg!(feature = "demo");
 
 /// The demo backend: the simulator's busy farm on a loopback port, on the
 /// simulator's own wall clock (the exporter's clock is the exporter's), and
-/// the one account that polls it.
+/// the one account that polls it. With `webhook_port`, every job the farm
+/// creates delivers its end to the exporter's receiver on that port, with a
+/// secret made for this run.
 #[cfg(feature = "demo")]
-async fn start_demo() -> Result<(nexrender_simulator::RunningSimulator, Account), AppError> {
+async fn start_demo(
+    webhook_port: Option<u16>,
+) -> Result<(nexrender_simulator::RunningSimulator, Account), AppError> {
     use crate::secret::Secret;
-    use nexrender_simulator::{clock::SystemClock, server, SimulatorConfig};
+    use nexrender_simulator::{clock::SystemClock, model::Webhook, server, SimulatorConfig};
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(AppError::Demo)?;
-    let sim = server::start(&SimulatorConfig::demo(), Arc::new(SystemClock), listener)
-        .map_err(AppError::Demo)?;
-    tracing::info!(api_url = %sim.api_url(), "demo: polling the built-in Nexrender API simulator");
+    let mut cfg = SimulatorConfig::demo();
+    let secret = Secret::new(format!("demo-{}", ulid::Ulid::new()));
+    if let Some(port) = webhook_port {
+        cfg.webhook.farm = Some(Webhook {
+            url: format!("http://127.0.0.1:{port}/webhooks/demo"),
+            method: "POST".into(),
+            headers: [(
+                crate::config::DEFAULT_WEBHOOK_SECRET_HEADER.to_owned(),
+                secret.expose().to_owned(),
+            )]
+            .into(),
+            data: None,
+            custom: false,
+        });
+    }
+    let sim = server::start(&cfg, Arc::new(SystemClock), listener).map_err(AppError::Demo)?;
+    tracing::info!(api_url = %sim.api_url(), webhooks = webhook_port.is_some(), "demo: polling the built-in Nexrender API simulator");
     let account = Account {
         name: "demo".into(),
         api_url: sim.api_url(),
         token: Secret::new("sim-token"),
-        webhook_secret: None,
+        webhook_secret: webhook_port.map(|_| secret),
     };
     Ok((sim, account))
 }
 
 #[cfg(not(feature = "demo"))]
-async fn start_demo() -> Result<(std::convert::Infallible, Account), AppError> {
+async fn start_demo(
+    _webhook_port: Option<u16>,
+) -> Result<(std::convert::Infallible, Account), AppError> {
     Err(AppError::NoDemo)
 }
 
@@ -277,8 +297,33 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
     mut reloads: mpsc::UnboundedReceiver<Result<Loaded, ConfigError>>,
 ) -> Result<(), AppError> {
+    // The webhook receiver's port first: the demo's jobs deliver to it. In
+    // demo mode it listens on a loopback port of its own unless one is set.
+    let webhook_address = match (&loaded.config.webhook.listen_address, demo) {
+        (Some(address), _) => Some(address.clone()),
+        (None, true) => Some("127.0.0.1:0".to_owned()),
+        (None, false) => None,
+    };
+    let webhook_listener = match &webhook_address {
+        Some(address) => {
+            Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|source| AppError::Listen {
+                        key: "webhook.listen_address",
+                        address: address.clone(),
+                        source,
+                    })?,
+            )
+        }
+        None => None,
+    };
     let _simulator = if demo {
-        let (sim, account) = start_demo().await?;
+        let webhook_port = webhook_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port());
+        let (sim, account) = start_demo(webhook_port).await?;
         loaded.accounts = vec![account];
         loaded.config.poll.interval = loaded.config.poll.interval.min(DEMO_INTERVAL);
         Some(sim)
@@ -300,20 +345,6 @@ pub async fn run(
         .unwrap_or(address);
     let metrics = Metrics::new(&cfg.metrics);
     let board = StatusBoard::new(&[]);
-    let webhook_listener = match &cfg.webhook.listen_address {
-        Some(address) => {
-            Some(
-                TcpListener::bind(address)
-                    .await
-                    .map_err(|source| AppError::Listen {
-                        key: "webhook.listen_address",
-                        address: address.clone(),
-                        source,
-                    })?,
-            )
-        }
-        None => None,
-    };
     let webhooks = webhook_listener
         .as_ref()
         .map(|_| webhook::Receiver::new(&cfg.webhook, metrics.clone()));

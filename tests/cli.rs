@@ -147,12 +147,30 @@ async fn demo_mode_serves_lively_numbers_from_the_built_in_simulator() {
             }
         }
     }
+    // The demo's new jobs deliver their ends to the exporter's own webhook
+    // receiver: the first ones render for about 20 s.
+    let accepted =
+        "nexrender_exporter_webhook_deliveries_total{account=\"demo\",result=\"accepted\"}";
+    let mut delivered = text.clone();
+    for _ in 0..900 {
+        if support::value(&delivered, accepted).is_some_and(|n| n > 0.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if let Ok(r) = reqwest::get(&url).await {
+            delivered = r.text().await.unwrap_or_default();
+        }
+    }
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         support::value(&text, "nexrender_up{account=\"demo\"}"),
         Some(1.0),
         "{text}"
+    );
+    assert!(
+        support::value(&delivered, accepted).is_some_and(|n| n > 0.0),
+        "no webhook delivery in the demo: {delivered}"
     );
     let finished = support::jobs(&text, "demo", "finished").unwrap();
     assert!(finished > 1000.0, "a day of history: {finished}");
