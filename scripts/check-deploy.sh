@@ -111,6 +111,13 @@ printf %s kustomize-check-token >"$out/kubernetes/overlays/example/token"
 kubectl kustomize "$out/kubernetes/overlays/example" >"$out/kustomize.yaml"
 python3 deploy/check/validate-manifests.py "$out/kustomize.yaml" \
   Deployment Service ConfigMap Secret ServiceMonitor PrometheusRule
+# The webhook receiver's overlay, with its two secret files.
+printf %s kustomize-check-token >"$out/kubernetes/overlays/webhooks-example/token"
+printf %s kustomize-check-webhook-secret >"$out/kubernetes/overlays/webhooks-example/webhook-secret"
+kubectl kustomize "$out/kubernetes/overlays/webhooks-example" >"$out/kustomize-webhooks.yaml"
+python3 deploy/check/validate-manifests.py "$out/kustomize-webhooks.yaml" \
+  Deployment Service ConfigMap Secret Ingress
+python3 deploy/check/check-webhook-wiring.py "$out/kustomize-webhooks.yaml"
 kubectl kustomize "$out/kubernetes/base" >"$out/base.yaml"
 python3 deploy/check/validate-manifests.py "$out/base.yaml" Deployment Service ConfigMap
 

@@ -29,7 +29,24 @@ CASES = {
         },
         CORE + ["ServiceMonitor", "PrometheusRule"],
     ),
+    "webhooks": (
+        {
+            "token": {"value": "t0ken"},
+            "webhooks": {
+                "enabled": True,
+                "secrets": {"main": "hook-secret"},
+                "ingress": {
+                    "enabled": True,
+                    "className": "nginx",
+                    "host": "renders-hooks.example.com",
+                    "tls": [{"secretName": "renders-hooks-tls", "hosts": ["renders-hooks.example.com"]}],
+                },
+            },
+        },
+        CORE + ["Secret", "Ingress"],
+    ),
 }
+WIRING = pathlib.Path(__file__).with_name("check-webhook-wiring.py")
 
 out_dir = pathlib.Path(sys.argv[1])
 chart = helm.Chart.load(CHART)
@@ -46,9 +63,15 @@ for name, (values, kinds) in CASES.items():
     out = out_dir / f"helm-{name}.yaml"
     out.write_text(text)
     subprocess.run([sys.executable, str(VALIDATE), str(out), *kinds], check=True)
+    if values.get("webhooks", {}).get("enabled"):
+        subprocess.run([sys.executable, str(WIRING), str(out)], check=True)
 
 # Without a token, or with rules but no runbook URL, the chart refuses.
-for values, needs in (({}, "token.value"), ({"token": {"value": "x"}, "prometheusRule": {"enabled": True}}, "runbookUrl")):
+for values, needs in (
+    ({}, "token.value"),
+    ({"token": {"value": "x"}, "prometheusRule": {"enabled": True}}, "runbookUrl"),
+    ({"token": {"value": "x"}, "webhooks": {"enabled": True}}, "webhooks.secrets"),
+):
     try:
         chart.render(values, name="nexrender", namespace="monitoring", is_install=True)
         sys.exit(f"the chart rendered without {needs}")

@@ -21,3 +21,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "nexrender-exporter.secretName" -}}
 {{- .Values.token.existingSecret | default (printf "%s-token" (include "nexrender-exporter.fullname" .)) -}}
 {{- end -}}
+
+{{- define "nexrender-exporter.webhookSecretName" -}}
+{{- .Values.webhooks.existingSecret | default (printf "%s-webhook" (include "nexrender-exporter.fullname" .)) -}}
+{{- end -}}
+
+{{/* The accounts that take webhook deliveries. */}}
+{{- define "nexrender-exporter.webhookAccounts" -}}
+{{- if .Values.webhooks.existingSecret -}}
+{{- toJson .Values.webhooks.accounts -}}
+{{- else -}}
+{{- toJson (keys .Values.webhooks.secrets | sortAlpha) -}}
+{{- end -}}
+{{- end -}}
