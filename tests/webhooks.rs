@@ -598,3 +598,188 @@ async fn a_body_that_never_finishes_arriving_gets_408_after_10_s() {
     assert!(started.elapsed() >= Duration::from_secs(9));
     assert_eq!(deliveries(&exp.metrics().await, "bad_request"), 1.0);
 }
+
+// ---------------------------------------------------------------------------
+// Benchmarks (docs/performance.md, "Webhooks"), not run by the test command:
+//   cargo test --release --test webhooks -- --ignored --nocapture --test-threads 1
+
+/// The sum of `nexrender_jobs_completed_total` over statuses for `main`.
+fn completed_sum(m: &str) -> f64 {
+    completions(m).values().sum()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Ends `n` jobs created after the baseline, one every ~`every` (jittered),
+/// with or without webhooks, while scraping `/metrics` every 10 ms; returns
+/// for each k the time from the k-th end to the k-th completion on /metrics.
+async fn delivery_latencies(webhooks: bool, n: usize, every: Duration) -> Vec<f64> {
+    use std::time::Instant;
+    let port = free_port();
+    let sim = quick_retries(|c| c.tick = Duration::from_millis(5)).await;
+    let exp = webhook_exporter(&sim, port, &[("interval", "30s")], "");
+    exp.polls("main", 1).await;
+    let ids: Vec<_> = (0..n)
+        .map(|_| {
+            sim.sim.with_farm(|f| {
+                f.insert_scripted(ScriptedJob {
+                    webhook: webhooks.then(|| hook(port, "main", SECRET)),
+                    ..ScriptedJob::queued(now())
+                })
+            })
+        })
+        .collect();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let watcher = {
+        let seen = seen.clone();
+        let url = exp.url("/metrics");
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut count = 0usize;
+            while count < n {
+                if let Ok(r) = client.get(&url).send().await {
+                    let total = completed_sum(&r.text().await.unwrap_or_default()) as usize;
+                    let at = Instant::now();
+                    while count < total.min(n) {
+                        seen.lock().unwrap().push(at);
+                        count += 1;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let mut ended = Vec::with_capacity(n);
+    for (k, id) in ids.iter().enumerate() {
+        // A jittered pace: 0.5x to 1.5x `every`, deterministic.
+        let jitter = 0.5 + ((k * 7919) % 1000) as f64 / 1000.0;
+        tokio::time::sleep(every.mul_f64(jitter)).await;
+        set_status(&sim, *id, JobStatus::Finished);
+        ended.push(Instant::now());
+    }
+    tokio::time::timeout(Duration::from_secs(120), watcher)
+        .await
+        .expect("every completion seen")
+        .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let mut latencies: Vec<f64> = seen
+        .iter()
+        .zip(&ended)
+        .map(|(s, e)| s.saturating_duration_since(*e).as_secs_f64())
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    latencies
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with --release --ignored --nocapture"]
+async fn bench_time_from_a_jobs_end_to_metrics_with_and_without_webhooks() {
+    for webhooks in [true, false] {
+        let l = delivery_latencies(webhooks, 150, Duration::from_millis(500)).await;
+        println!(
+            "webhooks {}: {} completions, poll.interval 30s: median {:.3} s, p90 {:.3} s, p99 {:.3} s, max {:.3} s",
+            if webhooks { "on " } else { "off" },
+            l.len(),
+            percentile(&l, 0.5),
+            percentile(&l, 0.9),
+            percentile(&l, 0.99),
+            l[l.len() - 1]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+#[ignore = "benchmark: run with --release --ignored --nocapture"]
+async fn bench_deliveries_per_second_the_receiver_takes_on_one_core() {
+    use std::time::Instant;
+    const JOBS: usize = 100_000;
+    const CLIENTS: usize = 32;
+    let port = free_port();
+    let sim = scripted_simulator().await;
+    // Rendering before the exporter starts: the baseline knows them, so a
+    // delivery is counted without a look-up (the receiver and the tracker
+    // are what is measured, not the API).
+    let ids: Vec<String> = sim.sim.with_farm(|f| {
+        (0..JOBS)
+            .map(|k| {
+                let created = now() - 600_000 + k as i64;
+                f.insert_scripted(ScriptedJob {
+                    status: JobStatus::Rendering,
+                    started_at: Some(created + 1000),
+                    ..ScriptedJob::queued(created)
+                })
+                .to_string()
+            })
+            .collect()
+    });
+    let exp = webhook_exporter(
+        &sim,
+        port,
+        &[("interval", "300s"), ("page_size", "1000")],
+        "",
+    );
+    exp.polls("main", 1).await;
+    // The exporter on core 0; this process (load and simulator) on core 1.
+    for (pid, core) in [(exp.pid(), "0"), (std::process::id(), "1")] {
+        let out = std::process::Command::new("taskset")
+            .args(["-a", "-pc", core, &pid.to_string()])
+            .output()
+            .expect("taskset (util-linux)");
+        assert!(out.status.success(), "taskset: {out:?}");
+    }
+    let ids = std::sync::Arc::new(ids);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let (ids, next, refused) = (ids.clone(), next.clone(), refused.clone());
+        clients.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let url = format!("http://127.0.0.1:{port}/webhooks/main");
+            loop {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(id) = ids.get(k) else { return };
+                let body = format!(
+                    r#"{{"id":"{id}","status":"finished","stats":{{"renderDuration":12.5}}}}"#
+                );
+                loop {
+                    let r = client
+                        .post(&url)
+                        .header(HEADER, SECRET)
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    if r.status().as_u16() == 202 {
+                        break;
+                    }
+                    // 503: the queue is full; come back, as the API would.
+                    refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    let accepted_in = started.elapsed();
+    exp.wait_for(
+        |m| completed_sum(m) >= JOBS as f64,
+        "every delivery counted",
+    )
+    .await;
+    let counted_in = started.elapsed();
+    println!(
+        "receiver on one core: {JOBS} deliveries from {CLIENTS} connections accepted in {:.2} s ({:.0}/s), all counted after {:.2} s ({:.0}/s); {} answered 503 and retried",
+        accepted_in.as_secs_f64(),
+        JOBS as f64 / accepted_in.as_secs_f64(),
+        counted_in.as_secs_f64(),
+        JOBS as f64 / counted_in.as_secs_f64(),
+        refused.load(std::sync::atomic::Ordering::Relaxed)
+    );
+}

@@ -137,6 +137,11 @@ impl Exporter {
         }
     }
 
+    /// The process id, to pin it to a core in a benchmark.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
