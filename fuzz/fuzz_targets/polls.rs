@@ -5,13 +5,18 @@
 //! function the poller runs, with the API answered from that list: pages
 //! cut from it by offset and limit, the live listing as its jobs not ended,
 //! look-ups by id. Clocks step back and windows widen and narrow as the
-//! input says. Never a panic, and the bookkeeping holds:
+//! input says. A line that starts with `@` is a webhook delivery (the rest
+//! of the line is its body), taken after that block's poll, as deliveries
+//! come between polls; a job no poll has seen is "looked up" in that poll's
+//! list, as the poller does. Never a panic, and the bookkeeping holds:
 //! - a poll asks for each job's detail at most once;
 //! - the jobs counted by status are among the jobs tracked;
-//! - no job is counted as completed twice, in one poll or across polls,
-//!   unless it was shown not ended again after its first count (re-queued
-//!   upstream: counted again only once forgotten, older than the window);
-//! - a job counted was shown ended in that poll's list.
+//! - no job is counted as completed twice, in one poll, across polls or
+//!   between polls and deliveries, unless it was shown not ended again
+//!   after its first count (re-queued upstream: counted again only once
+//!   forgotten, older than the window);
+//! - a job a poll counted was shown ended in that poll's list; a job no
+//!   poll had seen is counted on a delivery only if that list has it ended.
 #![no_main]
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -22,10 +27,10 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use nexrender_exporter::api::{
-    parse_page, ApiError, ApiJob, JobId, ListFilter, ListPageQuery, Page,
+    parse_delivery, parse_page, ApiError, ApiJob, JobId, ListFilter, ListPageQuery, Page,
 };
 use nexrender_exporter::cycle::{self, JobSource, PollRequest};
-use nexrender_exporter::tracker::JobTracker;
+use nexrender_exporter::tracker::{DeliveryVerdict, JobTracker};
 
 const T0: i64 = 1_767_225_600_000;
 const LIMIT: u32 = 4;
@@ -92,6 +97,8 @@ fuzz_target!(|data: &[u8]| {
         now += step * 60_000;
         let window = Duration::from_secs(60 * (1 + u64::from(head.get(1).copied().unwrap_or(59))));
         let mut jobs: Vec<ApiJob> = Vec::new();
+        let (deliveries, bodies): (Vec<&[u8]>, Vec<&[u8]>) =
+            bodies.iter().partition(|b| b.first() == Some(&b'@'));
         for body in bodies {
             for mut job in parse_page(body).map(|p| p.jobs).unwrap_or_default() {
                 job.created_at = *created.entry(job.id.clone()).or_insert(job.created_at);
@@ -124,24 +131,50 @@ fuzz_target!(|data: &[u8]| {
             max_lookups: 3,
             max_catch_up: Duration::from_secs(86_400),
         };
-        let Ok(result) = ready(cycle::poll(&mut tracker, &api, &request)) else {
-            continue; // the poll fails; nothing is applied
-        };
-        let asked = api.asked.into_inner().unwrap();
-        let distinct: HashSet<&JobId> = asked.iter().collect();
-        assert_eq!(distinct.len(), asked.len(), "an id asked twice");
-        let out = result.outcome;
-        // Tracked jobs are in the numbers, but for deleted ones remembered
-        // only so as not to count them again.
-        assert!(out.jobs_by_status.values().sum::<u64>() as usize <= out.tracked);
-        assert_eq!(out.tracked, tracker.len());
-        for c in &out.completions {
-            assert!(ended.contains(&c.id), "{:?} counted but not shown ended", c.id);
-            assert!(
-                counted.insert(c.id.clone()) || requeued.remove(&c.id),
-                "{:?} counted twice",
-                c.id
-            );
+        let polled = ready(cycle::poll(&mut tracker, &api, &request));
+        // A failed poll applies nothing.
+        if let Ok(result) = polled {
+            let asked = api.asked.lock().unwrap().clone();
+            let distinct: HashSet<&JobId> = asked.iter().collect();
+            assert_eq!(distinct.len(), asked.len(), "an id asked twice");
+            let out = result.outcome;
+            // Tracked jobs are in the numbers, but for deleted ones remembered
+            // only so as not to count them again.
+            assert!(out.jobs_by_status.values().sum::<u64>() as usize <= out.tracked);
+            assert_eq!(out.tracked, tracker.len());
+            for c in &out.completions {
+                assert!(ended.contains(&c.id), "{:?} counted but not shown ended", c.id);
+                assert!(
+                    counted.insert(c.id.clone()) || requeued.remove(&c.id),
+                    "{:?} counted twice",
+                    c.id
+                );
+            }
+        }
+        // Deliveries between this poll and the next, whatever the poll did.
+        for body in &deliveries {
+            let Ok(job) = parse_delivery(&body[1..]) else {
+                continue;
+            };
+            let mut done = tracker.deliver(&job, now, false);
+            let mut known = true;
+            if done.verdict == DeliveryVerdict::Unconfirmed {
+                known = false;
+                done = match api.jobs.iter().find(|j| j.id == job.id) {
+                    Some(found) => tracker.deliver(found, now, true),
+                    None => continue,
+                };
+            }
+            if let Some(c) = &done.completion {
+                assert_eq!(done.verdict, DeliveryVerdict::Counted);
+                assert!(known || ended.contains(&c.id), "{:?} unseen, counted, not ended", c.id);
+                assert!(
+                    counted.insert(c.id.clone()) || requeued.remove(&c.id),
+                    "{:?} counted twice (a delivery)",
+                    c.id
+                );
+            }
+            assert_eq!(tracker.deliver(&job, now, true).completion, None, "delivered twice");
         }
     }
 });
