@@ -200,7 +200,7 @@ impl Metrics {
             ),
             webhook_deliveries: counter(
                 "nexrender_exporter_webhook_deliveries_total",
-                "Webhook deliveries by result: accepted (a completion counted now), duplicate (counted already, by a poll or an earlier delivery), not_counted (left to the polls: before the first poll, the job ended before the baseline, or its look-up failed), unknown_job (a job no poll had seen, and the API said 404 when asked), not_terminal, unauthorized, bad_request, too_large, queue_full.",
+                "Webhook deliveries by result: accepted (a completion counted now, confirmed by a look-up), duplicate (counted already, by a poll or an earlier delivery), not_counted (left to the polls: before the first poll, the job ended before the baseline or was created before the last poll unseen, or its look-up failed, could not be made or said not ended), unknown_job (the look-up said 404), not_terminal, unauthorized, bad_request (including a body too slow, 408), too_large, queue_full.",
                 &["account", "result"],
             ),
             webhook_last: fgauge(
@@ -210,7 +210,7 @@ impl Metrics {
             ),
             webhook_unroutable: counter(
                 "nexrender_exporter_webhook_requests_unroutable_total",
-                "Requests to the webhook listener for no account that takes deliveries (not_found) or with a method other than POST or PUT (method_not_allowed).",
+                "Requests to the webhook listener for no account that takes deliveries (not_found: answered 401 under /webhooks/, 404 elsewhere) or with a method other than POST or PUT (method_not_allowed).",
                 &["reason"],
             ),
             max_unknown: cfg.max_unknown_statuses,

@@ -136,11 +136,14 @@ impl AccountPoller {
         self.delivery_queue.clone()
     }
 
-    /// Counts `first` and whatever else is queued (up to a batch), under one
-    /// lock of the bookkeeping: a poll in progress holds it, so deliveries
-    /// that come during a poll are counted as it ends. A job no poll has
-    /// seen is looked up first (`GET /jobs/{id}`, as many at once as
-    /// `poll.detail_concurrency`), and counted on the API's word.
+    /// Counts `first` and whatever else is queued (up to a batch). A
+    /// delivery that would count is confirmed first with `GET /jobs/{id}`
+    /// (as many at once as `poll.detail_concurrency`, all within
+    /// `poll.cycle_timeout`), and counted on the API's word; one that would
+    /// not (a duplicate, before the baseline) costs no request. While the
+    /// API has asked to wait (429), nothing is looked up: those deliveries
+    /// are left to the polls. Deliveries wait while a poll runs (it holds
+    /// the bookkeeping), and the look-ups run without holding it.
     async fn take_deliveries(&self, first: ApiJob, queue: &mut mpsc::Receiver<ApiJob>) {
         let mut batch = vec![first];
         while batch.len() < DELIVERY_BATCH {
@@ -149,33 +152,53 @@ impl AccountPoller {
                 Err(_) => break,
             }
         }
-        let mut book = self.book.lock().await;
-        let name = &self.account.name;
-        let mut unconfirmed = Vec::new();
-        for job in batch {
-            let now = self.clock.now_millis();
-            // The tracker's times are the API's: judge by its clock.
-            let api_now = now.saturating_add(book.clock_offset_ms);
-            let done = book.tracker.deliver(&job, api_now, false);
-            if done.verdict == DeliveryVerdict::Unconfirmed {
-                unconfirmed.push(job.id);
-                continue;
+        let mut unconfirmed: Vec<JobId> = Vec::new();
+        {
+            let mut book = self.book.lock().await;
+            for job in batch {
+                let now = self.clock.now_millis();
+                // The tracker's times are the API's: judge by its clock.
+                let api_now = now.saturating_add(book.clock_offset_ms);
+                let done = book.tracker.deliver(&job, api_now, false);
+                if done.verdict != DeliveryVerdict::Unconfirmed {
+                    self.delivered(&job.id, &done, now);
+                } else if unconfirmed.contains(&job.id) {
+                    // The same job twice in one batch: one look-up.
+                    let dup = Delivered::judged(DeliveryVerdict::Duplicate);
+                    self.delivered(&job.id, &dup, now);
+                } else {
+                    unconfirmed.push(job.id);
+                }
             }
-            self.delivered(&job.id, &done, now);
         }
         if unconfirmed.is_empty() {
             return;
         }
+        let left_to_polls = |ids: Vec<JobId>, why: &str| {
+            tracing::debug!(account = %self.account.name, deliveries = ids.len(), why, "webhook deliveries left to the polls");
+            for id in ids {
+                let now = self.clock.now_millis();
+                self.delivered(&id, &Delivered::judged(DeliveryVerdict::NotCounted), now);
+            }
+        };
+        if self.client.blocked_for().is_some() {
+            return left_to_polls(unconfirmed, "the API asked to wait (429)");
+        }
         let client = &self.client;
-        let looked_up: Vec<(JobId, Result<Option<ApiJob>, ApiError>)> =
-            futures_util::stream::iter(unconfirmed)
-                .map(|id| async move {
-                    let found = client.get_job(&id).await;
-                    (id, found)
-                })
-                .buffer_unordered(self.settings.detail_concurrency.max(1))
-                .collect()
-                .await;
+        let lookups = futures_util::stream::iter(unconfirmed.clone())
+            .map(|id| async move {
+                let found = client.get_job(&id).await;
+                (id, found)
+            })
+            .buffer_unordered(self.settings.detail_concurrency.max(1))
+            .collect::<Vec<(JobId, Result<Option<ApiJob>, ApiError>)>>();
+        let Ok(looked_up) = tokio::time::timeout(self.settings.cycle_timeout, lookups).await else {
+            return left_to_polls(
+                unconfirmed,
+                "the look-ups took longer than poll.cycle_timeout",
+            );
+        };
+        let mut book = self.book.lock().await;
         for (id, found) in looked_up {
             let now = self.clock.now_millis();
             let api_now = now.saturating_add(book.clock_offset_ms);
@@ -183,12 +206,12 @@ impl AccountPoller {
                 Ok(Some(job)) if job.id == id => book.tracker.deliver(&job, api_now, true),
                 Ok(_) => Delivered::judged(DeliveryVerdict::UnknownJob),
                 Err(e) => {
-                    tracing::debug!(account = %name, job = %id, error = %e, "look-up of a delivered job failed; the polls will count it");
+                    tracing::debug!(account = %self.account.name, job = %id, error = %e, "look-up of a delivered job failed; the polls will count it");
                     Delivered::judged(DeliveryVerdict::NotCounted)
                 }
             };
-            // Confirmed not terminal (the API's listing is behind its
-            // webhooks): left to the polls.
+            // Not ended by the API's word (its detail behind its webhook):
+            // left to the polls.
             let done = if done.verdict == DeliveryVerdict::NotTerminal {
                 Delivered::judged(DeliveryVerdict::NotCounted)
             } else {
@@ -365,7 +388,10 @@ impl AccountPoller {
                 _ = ticker.tick() => {}
                 _ = stop.changed() => return,
                 Some(job) = deliveries.recv() => {
-                    self.take_deliveries(job, &mut deliveries).await;
+                    tokio::select! {
+                        _ = self.take_deliveries(job, &mut deliveries) => {}
+                        _ = stop.changed() => return,
+                    }
                     continue;
                 }
                 changed = settings.changed(), if settings_open => {

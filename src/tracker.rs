@@ -57,9 +57,9 @@ const FIRST_ENDED: u8 = 16;
 /// numbers, and looked up every poll until it answers (or a listing shows
 /// it again).
 const LEFT: u8 = 32;
-/// Its terminal status came from a webhook delivery: a listing that still
-/// shows it waiting or running (read before it ended, or behind) does not
-/// take it back. Cleared once a listing shows it ended.
+/// Its terminal status came from a webhook delivery (confirmed by the API):
+/// the next listing that shows it waiting or running (read before it ended,
+/// or behind) does not take it back. Cleared by the next listing.
 const DELIVERED: u8 = 64;
 
 /// What is remembered of one job: 16 bytes.
@@ -369,11 +369,12 @@ impl ApplyPass<'_> {
         detail: Option<&Detail>,
     ) -> Tracked {
         if let Some(tracked) = tracked.as_mut().filter(|t| t.has(DELIVERED)) {
-            if shown.status.is_terminal() {
-                tracked.set(DELIVERED, false);
-            } else if tracked.status.is_terminal() {
-                // Delivered ended after this listing was read: the listing
-                // is behind, the delivery is the later word.
+            // The first listing after a delivery may have been read before
+            // the job ended, or be behind: the delivery (the API's own
+            // detail) is the later word, once. A later listing that still
+            // shows it going is believed (re-queued upstream).
+            tracked.set(DELIVERED, false);
+            if !shown.status.is_terminal() && tracked.status.is_terminal() {
                 shown.status = tracked.status;
             }
         }
@@ -691,16 +692,19 @@ impl JobTracker {
         need
     }
 
-    /// Takes a webhook delivery of `job` (its terminal state, as the API
-    /// sends it) at `now`, the API's time as far as known. A completion is
-    /// counted here exactly when a poll would count it, and only once
-    /// between both: a job the tracker knows is counted unless it was
-    /// already; one it does not know only if it was created since the last
-    /// poll (less [`CLOCK_SKEW_MS`]) and after the counting horizon, since
-    /// every older job has been seen by a poll, and only once `confirmed`:
-    /// `job` is then the API's own answer to a look-up, not the delivery.
-    /// Nothing changes before the first poll, or for a delivery not
-    /// counted: the polls decide those.
+    /// Takes a webhook delivery of `job` at `now`, the API's time as far as
+    /// known. A completion is counted here exactly when a poll would count
+    /// it, and only once between both: a job the tracker knows is counted
+    /// unless it was already; one it does not know only if it was created
+    /// since the last poll (less [`CLOCK_SKEW_MS`]) and after the counting
+    /// horizon, since every older job has been seen by a poll. Whatever
+    /// would count is counted only once `confirmed`: `job` is then the
+    /// API's own answer to a look-up, not the delivery, so a delivery can
+    /// neither invent an end nor withhold the start time and duration the
+    /// API has (`Unconfirmed` asks for that look-up; retries, duplicates
+    /// and deliveries that would not count cost none). Nothing changes
+    /// before the first poll, or for a delivery not counted: the polls
+    /// decide those.
     pub fn deliver(&mut self, job: &ApiJob, now: UnixMillis, confirmed: bool) -> Delivered {
         let mut done = Delivered::judged(DeliveryVerdict::NotCounted);
         if !job.status.is_terminal() {
@@ -734,6 +738,10 @@ impl JobTracker {
         match known {
             Some(tracked) if tracked.has(COUNTED) => {
                 done.verdict = DeliveryVerdict::Duplicate;
+                return done;
+            }
+            Some(_) if !confirmed => {
+                done.verdict = DeliveryVerdict::Unconfirmed;
                 return done;
             }
             Some(tracked) => {
@@ -1828,6 +1836,13 @@ mod tests {
         assert_eq!(o.tracked, 0, "then forgotten: older than the window");
     }
 
+    fn jobs_in(o: &Outcome, status: &str) -> u64 {
+        o.jobs_by_status
+            .get(&JobStatus::parse(status))
+            .copied()
+            .unwrap_or(0)
+    }
+
     fn finished(n: u64, render: f64) -> ApiJob {
         job(
             n,
@@ -1859,10 +1874,31 @@ mod tests {
         let d = t.deliver(&finished(7, 30.0), T0 + 60_000, false);
         assert_eq!(d.verdict, DeliveryVerdict::Unconfirmed);
         assert!(d.completion.is_none() && t.is_empty());
-        // A job the tracker knows needs no look-up.
+        // A job the tracker knows, too: the API's detail has its start
+        // and duration where a delivery may not.
         let mut t = after_first_poll(&[(1, "render:dorender")]);
         let d = t.deliver(&finished(1, 30.0), T0 + 60_000, false);
-        assert_eq!(d.verdict, DeliveryVerdict::Counted);
+        assert_eq!(d.verdict, DeliveryVerdict::Unconfirmed);
+        // A duplicate needs none.
+        t.deliver(&finished(1, 30.0), T0 + 60_000, true);
+        let d = t.deliver(&finished(1, 30.0), T0 + 61_000, false);
+        assert_eq!(d.verdict, DeliveryVerdict::Duplicate);
+    }
+
+    #[test]
+    fn a_job_re_queued_after_its_delivery_shows_going_again_from_the_second_listing() {
+        let mut t = after_first_poll(&[(1, "render:dorender")]);
+        t.deliver(&finished(1, 20.0), NOW - 1000, true);
+        let s = scan(&[(1, "queued")]);
+        let o = t.apply(&s, &HashMap::new(), WINDOW_START, NOW);
+        assert_eq!(
+            jobs_in(&o, "finished"),
+            1,
+            "the first listing may be behind"
+        );
+        let o = t.apply(&s, &HashMap::new(), WINDOW_START, NOW + 60_000);
+        assert_eq!(jobs_in(&o, "queued"), 1, "the second is believed");
+        assert_eq!(jobs_in(&o, "finished"), 0);
     }
 
     #[test]

@@ -29,6 +29,9 @@ use crate::secret::Secret;
 
 /// Path prefix of the per-account endpoints.
 pub const PATH_PREFIX: &str = "/webhooks/";
+const UNAUTHORIZED: &str =
+    "unauthorized: missing or wrong webhook secret header, or no such account\n";
+
 /// Time a client has to send the whole body once its headers are in.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -83,7 +86,9 @@ impl Receiver {
         routes.get(account).cloned()
     }
 
-    /// Refuses a delivery for a known account: counted, answered.
+    /// Refuses a delivery for a known account: counted (unless the account
+    /// stopped taking deliveries meanwhile: its series are gone, and stay
+    /// gone), answered.
     fn refuse(
         &self,
         account: &str,
@@ -91,12 +96,24 @@ impl Receiver {
         status: StatusCode,
         why: &str,
     ) -> Response<Full<Bytes>> {
-        self.metrics.webhook_refused(account, result);
+        if self.route(account).is_some() {
+            self.metrics.webhook_refused(account, result);
+        }
         tracing::debug!(account, result, why, "webhook delivery refused");
         text(status, format!("{why}\n"))
     }
 
     async fn receive(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() != Method::POST && req.method() != Method::PUT {
+            self.metrics.webhook_unroutable("method_not_allowed");
+            let mut r = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed: POST or PUT\n",
+            );
+            r.headers_mut()
+                .insert(hyper::header::ALLOW, HeaderValue::from_static("POST, PUT"));
+            return r;
+        }
         let Some(account) = req.uri().path().strip_prefix(PATH_PREFIX).map(|a| {
             percent_encoding::percent_decode_str(a)
                 .decode_utf8_lossy()
@@ -108,35 +125,29 @@ impl Receiver {
                 "not found: deliveries go to /webhooks/<account>\n",
             );
         };
-        let Some(route) = self.route(&account) else {
-            self.metrics.webhook_unroutable("not_found");
-            return text(
-                StatusCode::NOT_FOUND,
-                "not found: no account of that name takes webhook deliveries (it needs a webhook_secret)\n",
-            );
-        };
-        if req.method() != Method::POST && req.method() != Method::PUT {
-            self.metrics.webhook_unroutable("method_not_allowed");
-            let mut r = text(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed: POST or PUT\n",
-            );
-            r.headers_mut()
-                .insert(hyper::header::ALLOW, HeaderValue::from_static("POST, PUT"));
-            return r;
-        }
-        // Compared in constant time; neither value is ever logged.
         let given = req
             .headers()
             .get(&self.secret_header)
             .map(|v| v.as_bytes())
             .unwrap_or_default();
-        if !bool::from(given.ct_eq(route.secret.expose().as_bytes())) {
+        let Some(route) = self.route(&account) else {
+            // The same answer as a wrong secret: the receiver does not say
+            // which account names take deliveries.
+            self.metrics.webhook_unroutable("not_found");
+            return text(StatusCode::UNAUTHORIZED, UNAUTHORIZED);
+        };
+        // SHA-256 of both, compared in constant time: neither the secret nor
+        // its length shows in the timing. Neither value is ever logged.
+        let digest = |b: &[u8]| ring::digest::digest(&ring::digest::SHA256, b);
+        let matches = digest(given)
+            .as_ref()
+            .ct_eq(digest(route.secret.expose().as_bytes()).as_ref());
+        if !bool::from(matches) {
             return self.refuse(
                 &account,
                 "unauthorized",
                 StatusCode::UNAUTHORIZED,
-                "unauthorized: missing or wrong webhook secret header",
+                UNAUTHORIZED.trim_end(),
             );
         }
         let declared = req

@@ -273,6 +273,23 @@ async fn duplicated_and_lost_deliveries_leave_every_counter_equal_to_the_truth()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_with_only_what_the_docs_show_still_give_every_queue_wait() {
+    // The vendor's example payload has no createdAt or startedAt: each
+    // delivery is confirmed by a look-up, whose answer has them.
+    // Renders long enough that polls see the jobs waiting and running first.
+    let m = farm_of_thirty(
+        |c| {
+            c.webhook.payload = nexrender_simulator::WebhookPayload::Documented;
+            c.lifecycle.pickup_delay = Duration::from_millis(1500);
+            c.lifecycle.render_median = Duration::from_secs(3);
+        },
+        "1s",
+    )
+    .await;
+    assert!(deliveries(&m, "accepted") >= 10.0, "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_that_come_after_the_poll_counted_the_job_are_duplicates() {
     // Every delivery 3 s late, polls every second: the polls count first.
     let m = farm_of_thirty(|c| c.webhook.delay = Duration::from_secs(3), "1s").await;
@@ -424,8 +441,10 @@ async fn bad_deliveries_get_a_clear_status_are_counted_by_reason_and_leak_nothin
         String::from_utf8_lossy(&answer[..n])
     );
     // Paths and methods that lead nowhere.
+    // An account that takes no deliveries answers as a wrong secret does:
+    // the receiver does not tell which names exist.
     let (code, _) = post(port, "/webhooks/nobody", &auth, &job).await;
-    assert_eq!(code, 404);
+    assert_eq!(code, 401);
     let r = reqwest::get(format!("http://127.0.0.1:{port}/webhooks/main"))
         .await
         .unwrap();
@@ -597,6 +616,49 @@ async fn a_body_that_never_finishes_arriving_gets_408_after_10_s() {
     );
     assert!(started.elapsed() >= Duration::from_secs(9));
     assert_eq!(deliveries(&exp.metrics().await, "bad_request"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_api_says_429_deliveries_are_left_to_the_polls_and_sigterm_is_prompt() {
+    use nexrender_simulator::faults::{Endpoint, Fault, FaultRule, RetryAfter, Schedule};
+    let port = free_port();
+    let sim = quick_retries(|_| {}).await;
+    let exp = webhook_exporter(&sim, port, &[("interval", "60s")], "");
+    exp.polls("main", 1).await;
+    // The first look-up gets 429 with Retry-After: 600: the account waits
+    // ten minutes before its next request.
+    sim.sim.add_fault(FaultRule::new(
+        Endpoint::GetJob,
+        Fault::RateLimited {
+            retry_after: RetryAfter::Seconds(600),
+        },
+        Schedule::Next { count: 1 },
+    ));
+    let first = scripted_with_hook(port, &sim, now());
+    set_status(&sim, first, JobStatus::Finished);
+    exp.wait_for(
+        |m| deliveries(m, "not_counted") >= 1.0,
+        "the first delivery left to the polls",
+    )
+    .await;
+    let requests = sim.sim.requests();
+    let second = scripted_with_hook(port, &sim, now());
+    set_status(&sim, second, JobStatus::Error);
+    let m = exp
+        .wait_for(
+            |m| deliveries(m, "not_counted") >= 2.0,
+            "the second, without a request",
+        )
+        .await;
+    assert_eq!(
+        sim.sim.requests(),
+        requests,
+        "no look-up while told to wait"
+    );
+    assert_eq!(completions(&m).values().sum::<f64>(), 0.0);
+    let (status, took, log) = exp.stop();
+    assert!(status.success(), "{log}");
+    assert!(took < Duration::from_secs(6), "stopped in {took:?}");
 }
 
 // ---------------------------------------------------------------------------

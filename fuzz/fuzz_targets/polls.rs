@@ -7,16 +7,16 @@
 //! look-ups by id. Clocks step back and windows widen and narrow as the
 //! input says. A line that starts with `@` is a webhook delivery (the rest
 //! of the line is its body), taken after that block's poll, as deliveries
-//! come between polls; a job no poll has seen is "looked up" in that poll's
-//! list, as the poller does. Never a panic, and the bookkeeping holds:
+//! come between polls; a delivery that would count is "looked up" in that
+//! poll's list, as the poller does. Never a panic, and the bookkeeping holds:
 //! - a poll asks for each job's detail at most once;
 //! - the jobs counted by status are among the jobs tracked;
 //! - no job is counted as completed twice, in one poll, across polls or
 //!   between polls and deliveries, unless it was shown not ended again
 //!   after its first count (re-queued upstream: counted again only once
 //!   forgotten, older than the window);
-//! - a job a poll counted was shown ended in that poll's list; a job no
-//!   poll had seen is counted on a delivery only if that list has it ended.
+//! - a job a poll counted was shown ended in that poll's list, and so was a
+//!   job counted on a delivery (its look-up).
 #![no_main]
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -151,30 +151,34 @@ fuzz_target!(|data: &[u8]| {
                 );
             }
         }
-        // Deliveries between this poll and the next, whatever the poll did.
+        // Deliveries between this poll and the next, whatever the poll did,
+        // each taken as the poller takes it: a delivery that would count is
+        // confirmed by its look-up (here, in this poll's list).
+        let take = |tracker: &mut JobTracker, job: &ApiJob| {
+            let done = tracker.deliver(job, now, false);
+            if done.verdict != DeliveryVerdict::Unconfirmed {
+                return done;
+            }
+            match api.jobs.iter().find(|j| j.id == job.id) {
+                Some(found) => tracker.deliver(found, now, true),
+                None => done,
+            }
+        };
         for body in &deliveries {
             let Ok(job) = parse_delivery(&body[1..]) else {
                 continue;
             };
-            let mut done = tracker.deliver(&job, now, false);
-            let mut known = true;
-            if done.verdict == DeliveryVerdict::Unconfirmed {
-                known = false;
-                done = match api.jobs.iter().find(|j| j.id == job.id) {
-                    Some(found) => tracker.deliver(found, now, true),
-                    None => continue,
-                };
-            }
+            let done = take(&mut tracker, &job);
             if let Some(c) = &done.completion {
                 assert_eq!(done.verdict, DeliveryVerdict::Counted);
-                assert!(known || ended.contains(&c.id), "{:?} unseen, counted, not ended", c.id);
+                assert!(ended.contains(&c.id), "{:?} counted on a delivery, not ended", c.id);
                 assert!(
                     counted.insert(c.id.clone()) || requeued.remove(&c.id),
                     "{:?} counted twice (a delivery)",
                     c.id
                 );
             }
-            assert_eq!(tracker.deliver(&job, now, true).completion, None, "delivered twice");
+            assert_eq!(take(&mut tracker, &job).completion, None, "delivered twice");
         }
     }
 });

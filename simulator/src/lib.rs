@@ -85,6 +85,19 @@ pub struct WebhookConfig {
     pub delay: Duration,
     /// Every n-th delivery is lost: never sent (0: none).
     pub lose_one_in: u32,
+    /// What a delivery carries: the whole job, as `GET /jobs/{id}` shows
+    /// it, or only what the vendor's example shows (`id`, `status`,
+    /// `outputUrl`, `stats.finishedAt`/`errorAt`, `stats.renderDuration`:
+    /// no `createdAt` or `startedAt`).
+    pub payload: WebhookPayload,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookPayload {
+    #[default]
+    Full,
+    Documented,
 }
 
 impl Default for WebhookConfig {
@@ -97,6 +110,7 @@ impl Default for WebhookConfig {
             copies: 1,
             delay: Duration::ZERO,
             lose_one_in: 0,
+            payload: WebhookPayload::Full,
         }
     }
 }

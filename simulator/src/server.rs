@@ -24,6 +24,7 @@ use super::listing::{select, write_job, write_page};
 use super::model::{tag_bit, NewJob, Simulation, Webhook};
 use super::query::ListQuery;
 use super::webhook::{Delivery, Dispatcher, Outgoing};
+use super::WebhookPayload;
 use super::{DateBounds, SimulatorConfig};
 use crate::clock::{OffsetClock, SharedClock};
 
@@ -143,6 +144,27 @@ pub struct Simulator {
     hang_for: Duration,
     seed: u64,
     webhooks: Dispatcher,
+    webhook_payload: WebhookPayload,
+}
+
+/// A delivery as the vendor's docs show one: the end, not the whole job.
+fn documented_payload(sim: &Simulation, job: &super::model::SimJob) -> Vec<u8> {
+    let full: serde_json::Value =
+        serde_json::from_slice(&write_job(sim, job, sim.now())).unwrap_or_default();
+    let stats = &full["stats"];
+    let mut kept = serde_json::Map::new();
+    for key in ["finishedAt", "errorAt", "renderDuration"] {
+        if let Some(v) = stats.get(key).filter(|v| !v.is_null()) {
+            kept.insert(key.into(), v.clone());
+        }
+    }
+    serde_json::to_vec(&serde_json::json!({
+        "id": full["id"],
+        "status": full["status"],
+        "outputUrl": full["outputUrl"],
+        "stats": kept,
+    }))
+    .unwrap_or_default()
 }
 
 impl Simulator {
@@ -177,6 +199,7 @@ impl Simulator {
             hang_for: cfg.hang_for,
             seed: cfg.seed,
             webhooks: Dispatcher::spawn(cfg.webhook.clone()),
+            webhook_payload: cfg.webhook.payload,
         })
     }
 
@@ -197,7 +220,10 @@ impl Simulator {
             let payload = if hook.custom {
                 serde_json::to_vec(&hook.data).unwrap_or_default()
             } else {
-                let body = write_job(&st.sim, job, st.sim.now());
+                let body = match self.webhook_payload {
+                    WebhookPayload::Full => write_job(&st.sim, job, st.sim.now()),
+                    WebhookPayload::Documented => documented_payload(&st.sim, job),
+                };
                 match &hook.data {
                     Some(data) => {
                         let mut v: serde_json::Value =
