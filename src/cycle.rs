@@ -258,6 +258,7 @@ pub async fn poll(
             from,
             now.saturating_add(CLOCK_SKEW_MS),
             &wanted,
+            usize::MAX,
         )
         .await?;
         need.retain(|id| !details.contains_key(id));
@@ -422,11 +423,14 @@ async fn details_from_pages(
     from_date: UnixMillis,
     to_date: UnixMillis,
     wanted: &HashSet<JobId>,
+    max_pages: usize,
 ) -> Result<HashMap<JobId, Detail>, ApiError> {
     let mut out = HashMap::new();
     let filter = ListFilter::Created { from_date, to_date };
     let mut page_ends = HashSet::new();
+    let mut pages = 0;
     page_through(source, false, page_size, filter, |page, _| {
+        pages += 1;
         // As for minimal pages: the same full page again is not paging.
         if page.raw_len >= page_size as usize {
             if let Some(last) = page.jobs.last() {
@@ -443,7 +447,7 @@ async fn details_from_pages(
                 out.insert(job.id.clone(), Detail::Found(job));
             }
         }
-        Ok(if out.len() == wanted.len() {
+        Ok(if out.len() == wanted.len() || pages >= max_pages {
             Next::Stop
         } else {
             Next::More
@@ -451,6 +455,76 @@ async fn details_from_pages(
     })
     .await?;
     Ok(out)
+}
+
+/// Page reads that confirm deliveries start this much before the oldest
+/// job's id time: a `createdAt` earlier than that by more is not on those
+/// pages, and the job is looked up alone.
+const CONFIRM_MARGIN_MS: i64 = 1000;
+
+/// How far back from the newest of a batch of delivered jobs their
+/// confirmation reads full pages; older ones are looked up one by one.
+const CONFIRM_SPAN_MS: i64 = 10 * 60_000;
+
+/// The API's own record of each delivered job in `ids`, for the webhook
+/// receiver: `Ok(Some(job))`, `Ok(None)` for a 404, or the error. When at
+/// least 8 of them were created (by their ULID) within 10 minutes of the
+/// newest, that stretch is read as full pages of the listing (one request
+/// for up to `page_size` jobs created in it, and no more pages than one
+/// for every 4 jobs wanted); jobs not found there, and the rest, are
+/// `GET /jobs/{id}` each, `concurrency` at a time. A failed page read fails
+/// those jobs, without single calls (the API is down or said to wait).
+pub async fn confirm_deliveries(
+    source: &impl JobSource,
+    ids: Vec<JobId>,
+    now: UnixMillis,
+    page_size: u32,
+    concurrency: usize,
+) -> Vec<(JobId, Result<Option<ApiJob>, ApiError>)> {
+    let newest = ids.iter().filter_map(JobId::created_hint).max();
+    let (recent, mut singles): (Vec<JobId>, Vec<JobId>) = ids.into_iter().partition(|id| {
+        matches!((id.created_hint(), newest), (Some(at), Some(n)) if at >= n - CONFIRM_SPAN_MS)
+    });
+    let mut out = Vec::new();
+    if recent.len() >= BATCH_MIN {
+        let from_date = recent
+            .iter()
+            .filter_map(JobId::created_hint)
+            .min()
+            .unwrap_or(now)
+            .saturating_sub(CONFIRM_MARGIN_MS);
+        let to_date = now.saturating_add(CLOCK_SKEW_MS).max(newest.unwrap_or(now));
+        let wanted: HashSet<JobId> = recent.iter().cloned().collect();
+        let max_pages = (recent.len() / LOOKUPS_PER_PAGE).max(1);
+        match details_from_pages(source, page_size, from_date, to_date, &wanted, max_pages).await {
+            Ok(mut found) => {
+                for id in recent {
+                    match found.remove(&id) {
+                        Some(Detail::Found(job)) => out.push((id, Ok(Some(job)))),
+                        _ => singles.push(id),
+                    }
+                }
+            }
+            Err(e) => {
+                for id in recent {
+                    out.push((id, Err(e.clone())));
+                }
+                return out;
+            }
+        }
+    } else {
+        singles.extend(recent);
+    }
+    let answers: Vec<_> = stream::iter(singles)
+        .map(|id| async move {
+            let answer = source.get_job(&id).await;
+            (id, answer)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    out.extend(answers);
+    out
 }
 
 /// `GET /jobs/{id}` for each id, `concurrency` at a time. A failure that
@@ -820,5 +894,48 @@ mod tests {
             counted += result.outcome.completions.len();
         }
         assert_eq!(counted, 5, "each counted once, two a poll");
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_recent_deliveries_is_confirmed_by_a_page_and_the_rest_one_by_one() {
+        // 20 jobs ended in the last minutes, one ended long ago, one unknown.
+        let mut jobs: Vec<ApiJob> = (0..20)
+            .map(|i| job(i, JobStatus::Finished, NOW - 300_000 + i as i64 * 1000))
+            .collect();
+        jobs.push(job(100, JobStatus::Finished, NOW - 86_400_000));
+        let api = Memory::new(jobs.clone());
+        let forged = JobId::Ulid(ulid::Ulid::from_parts(NOW as u64, 999));
+        let mut ids: Vec<JobId> = jobs.iter().map(|j| j.id.clone()).collect();
+        ids.push(forged.clone());
+        let got = confirm_deliveries(&api, ids, NOW, 1000, 4).await;
+        assert_eq!(got.len(), 22);
+        // The forged id is the newest: the batch starts from it, and the
+        // page read finds the 20; the old job and the forged one go alone.
+        assert_eq!(api.asked.lock().unwrap().len(), 1, "one page for the batch");
+        for (id, answer) in &got {
+            match answer {
+                Ok(Some(found)) => assert_eq!(&found.id, id),
+                Ok(None) => assert_eq!(id, &forged),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_few_deliveries_are_looked_up_one_by_one() {
+        let jobs: Vec<ApiJob> = (0..3)
+            .map(|i| job(i, JobStatus::Error, NOW - 1000))
+            .collect();
+        let api = Memory::new(jobs.clone());
+        let got = confirm_deliveries(
+            &api,
+            jobs.iter().map(|j| j.id.clone()).collect(),
+            NOW,
+            1000,
+            4,
+        )
+        .await;
+        assert!(api.asked.lock().unwrap().is_empty(), "no page read");
+        assert!(got.iter().all(|(_, a)| matches!(a, Ok(Some(_)))));
     }
 }

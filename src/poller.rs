@@ -10,8 +10,6 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 
 use tokio::sync::{mpsc, watch};
 
-use futures_util::StreamExt;
-
 use crate::api::{ApiClient, ApiError, ApiJob, JobId};
 use crate::board::StatusBoard;
 use crate::clock::{SharedClock, UnixMillis};
@@ -137,9 +135,11 @@ impl AccountPoller {
     }
 
     /// Counts `first` and whatever else is queued (up to a batch). A
-    /// delivery that would count is confirmed first with `GET /jobs/{id}`
-    /// (as many at once as `poll.detail_concurrency`, all within
-    /// `poll.cycle_timeout`), and counted on the API's word; one that would
+    /// delivery that would count is confirmed first by the API (full pages
+    /// of the listing for a batch of recent jobs, else `GET /jobs/{id}`, as
+    /// many at once as `poll.detail_concurrency`; see
+    /// [`cycle::confirm_deliveries`]), all within `poll.cycle_timeout`, and
+    /// counted on the API's word; one that would
     /// not (a duplicate, before the baseline) costs no request. While the
     /// API has asked to wait (429), nothing is looked up: those deliveries
     /// are left to the polls. Deliveries wait while a poll runs (it holds
@@ -153,8 +153,10 @@ impl AccountPoller {
             }
         }
         let mut unconfirmed: Vec<JobId> = Vec::new();
+        let clock_offset_ms;
         {
             let mut book = self.book.lock().await;
+            clock_offset_ms = book.clock_offset_ms;
             for job in batch {
                 let now = self.clock.now_millis();
                 // The tracker's times are the API's: judge by its clock.
@@ -184,14 +186,14 @@ impl AccountPoller {
         if self.client.blocked_for().is_some() {
             return left_to_polls(unconfirmed, "the API asked to wait (429)");
         }
-        let client = &self.client;
-        let lookups = futures_util::stream::iter(unconfirmed.clone())
-            .map(|id| async move {
-                let found = client.get_job(&id).await;
-                (id, found)
-            })
-            .buffer_unordered(self.settings.detail_concurrency.max(1))
-            .collect::<Vec<(JobId, Result<Option<ApiJob>, ApiError>)>>();
+        let now = self.clock.now_millis().saturating_add(clock_offset_ms);
+        let lookups = cycle::confirm_deliveries(
+            &self.client,
+            unconfirmed.clone(),
+            now,
+            self.settings.page_size,
+            self.settings.detail_concurrency,
+        );
         let Ok(looked_up) = tokio::time::timeout(self.settings.cycle_timeout, lookups).await else {
             return left_to_polls(
                 unconfirmed,
