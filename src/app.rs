@@ -60,6 +60,7 @@ async fn start_demo() -> Result<(nexrender_simulator::RunningSimulator, Account)
         api_url: sim.api_url(),
         token: Secret::new("sim-token"),
         webhook_secret: None,
+        tags: Vec::new(),
     };
     Ok((sim, account))
 }
@@ -95,7 +96,7 @@ struct Pollers {
 /// The same account as far as polling goes: the same API and jobs (the
 /// webhook secret can change without touching the bookkeeping).
 fn same_api(a: &Account, b: &Account) -> bool {
-    a.name == b.name && a.api_url == b.api_url && a.token == b.token
+    a.name == b.name && a.api_url == b.api_url && a.token == b.token && a.tags == b.tags
 }
 
 impl Pollers {
@@ -106,6 +107,7 @@ impl Pollers {
             policy.clone(),
             self.metrics.observer(&account.name),
         )
+        .map(|client| client.with_tags(&account.tags))
         .map_err(|source| AppError::Client {
             account: account.name.clone(),
             source,

@@ -67,6 +67,7 @@ impl Rig {
             api_url: sim.api_url(),
             token: Secret::new("t"),
             webhook_secret: None,
+            tags: Vec::new(),
         };
         let board = StatusBoard::new(&["main".into()]);
         let poller = AccountPoller::new(
