@@ -23,6 +23,11 @@ pub const UNREAD: &str = "unknown";
 pub const MAX_NAME_CHARS: usize = 100;
 /// Ids longer than this are not given series of their own.
 pub const MAX_ID_BYTES: usize = 128;
+/// Display names kept per account from the template list (those of the
+/// templates with series first, then in the list's order): a template that
+/// takes series later is named from the start. About 100 bytes each, so at
+/// most about a megabyte per account however long the list.
+pub const NAMES_KEPT: usize = 10_000;
 
 /// The labels that name one template's series.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -54,7 +59,6 @@ pub struct Placement {
 struct Slot {
     last_seen: UnixMillis,
     taken_at: UnixMillis,
-    name: Option<Box<str>>,
 }
 
 /// The templates of one account that have series of their own: at most
@@ -69,6 +73,8 @@ pub struct TemplateSlots {
     max: usize,
     expire_after_ms: i64,
     slots: HashMap<Box<str>, Slot>,
+    /// Display names by template id, from the last template list read.
+    names: HashMap<Box<str>, Box<str>>,
     other_used: bool,
     none_used: bool,
 }
@@ -79,6 +85,7 @@ impl TemplateSlots {
             max,
             expire_after_ms: i64::try_from(expire_after.as_millis()).unwrap_or(i64::MAX),
             slots: HashMap::with_capacity(max.min(1024)),
+            names: HashMap::new(),
             other_used: false,
             none_used: false,
         }
@@ -99,13 +106,13 @@ impl TemplateSlots {
     /// and had no name there is not asked for again).
     pub fn unnamed_since(&self, since: UnixMillis) -> bool {
         self.slots
-            .values()
-            .any(|slot| slot.name.is_none() && slot.taken_at > since)
+            .iter()
+            .any(|(id, slot)| slot.taken_at > since && !self.names.contains_key(id))
     }
 
-    fn series(id: &str, slot: &Slot) -> TemplateSeries {
+    fn series(&self, id: &str) -> TemplateSeries {
         TemplateSeries {
-            template: slot.name.as_deref().unwrap_or(id).to_owned(),
+            template: self.names.get(id).map_or(id, |n| n).to_owned(),
             template_id: id.to_owned(),
         }
     }
@@ -124,7 +131,7 @@ impl TemplateSlots {
         if let Some(slot) = self.slots.get_mut(id) {
             slot.last_seen = slot.last_seen.max(now);
             return Placement {
-                series: Self::series(id, slot),
+                series: self.series(id),
                 new: false,
             };
         }
@@ -135,10 +142,9 @@ impl TemplateSlots {
             let slot = Slot {
                 last_seen: now,
                 taken_at: now,
-                name: None,
             };
-            let series = Self::series(id, &slot);
             self.slots.insert(id.into(), slot);
+            let series = self.series(id);
             return Placement { series, new: true };
         }
         let new = !std::mem::replace(&mut self.other_used, true);
@@ -152,37 +158,54 @@ impl TemplateSlots {
     /// `expire_after` before `now`; returns their series, to be removed.
     pub fn expire(&mut self, now: UnixMillis) -> Vec<TemplateSeries> {
         let horizon = now.saturating_sub(self.expire_after_ms);
-        let mut gone = Vec::new();
-        self.slots.retain(|id, slot| {
-            let keep = slot.last_seen >= horizon;
-            if !keep {
-                gone.push(Self::series(id, slot));
-            }
-            keep
-        });
+        let expired: Vec<Box<str>> = self
+            .slots
+            .iter()
+            .filter(|(_, slot)| slot.last_seen < horizon)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut gone: Vec<TemplateSeries> = expired.iter().map(|id| self.series(id)).collect();
+        for id in &expired {
+            self.slots.remove(id);
+        }
         gone.sort();
         gone
     }
 
-    /// Takes the names of the API's template list for the templates that
-    /// hold a slot (the rest of the list is not kept). Returns the series
-    /// of templates whose name changed, under their old name: they are
-    /// removed, and the template's numbers go on under the new name.
-    pub fn set_names(&mut self, names: &[TemplateName]) -> Vec<TemplateSeries> {
-        let mut renamed = Vec::new();
-        for listed in names {
-            let Some(slot) = self.slots.get_mut(listed.id.as_str()) else {
-                continue;
-            };
-            let name = listed.name.as_deref().map(display_name);
-            if slot.name.as_deref() != name.as_deref() {
-                let before = Self::series(&listed.id, slot);
-                slot.name = name.map(Into::into);
-                if before != Self::series(&listed.id, slot) {
-                    renamed.push(before);
-                }
+    /// Takes the names of the API's template list (see [`NAMES_KEPT`]).
+    /// Returns the series of templates with series whose name changed,
+    /// under their old name: they are removed, and the template's numbers
+    /// go on under the new name. A template with series that is missing
+    /// from the list keeps its name.
+    pub fn set_names(&mut self, listed: &[TemplateName]) -> Vec<TemplateSeries> {
+        let before: Vec<TemplateSeries> = self.slots.keys().map(|id| self.series(id)).collect();
+        let mut names: HashMap<Box<str>, Box<str>> = HashMap::new();
+        for (id, name) in &self.names {
+            if self.slots.contains_key(id) {
+                names.insert(id.clone(), name.clone());
             }
         }
+        let holders = listed
+            .iter()
+            .filter(|t| self.slots.contains_key(t.id.as_str()));
+        let rest = listed
+            .iter()
+            .filter(|t| !self.slots.contains_key(t.id.as_str()));
+        for t in holders.chain(rest) {
+            let Some(name) = t.name.as_deref().map(display_name) else {
+                names.remove(t.id.as_str());
+                continue;
+            };
+            if names.len() >= NAMES_KEPT && !names.contains_key(t.id.as_str()) {
+                continue;
+            }
+            names.insert(t.id.as_str().into(), name.into());
+        }
+        self.names = names;
+        let mut renamed: Vec<TemplateSeries> = before
+            .into_iter()
+            .filter(|was| self.series(&was.template_id) != *was)
+            .collect();
         renamed.sort();
         renamed
     }
@@ -310,7 +333,7 @@ mod tests {
     }
 
     #[test]
-    fn names_are_taken_for_slot_holders_only_and_a_rename_says_the_old_series() {
+    fn names_are_kept_for_templates_to_come_and_a_rename_says_the_old_series() {
         let mut s = slots(2);
         s.place(Some("A"), 0);
         assert!(s.unnamed_since(-1));
@@ -332,6 +355,7 @@ mod tests {
         assert!(!s.unnamed_since(-1));
         assert_eq!(s.place(Some("A"), 1).series.template, "Promo");
         assert!(s.set_names(&list(Some("Promo"))).is_empty(), "same name");
+        assert!(s.set_names(&[]).is_empty(), "missing from the list: kept");
         let renamed = s.set_names(&list(Some("Promo v2")));
         assert_eq!(
             renamed,
@@ -342,9 +366,27 @@ mod tests {
         );
         assert_eq!(
             s.place(Some("Z"), 2).series.template,
-            "Z",
-            "its name was not kept"
+            "not placed",
+            "named from the list read before it came"
         );
+        assert!(!s.unnamed_since(-1));
+    }
+
+    #[test]
+    fn a_template_list_longer_than_names_kept_keeps_the_slot_holders_names_first() {
+        let mut s = slots(2);
+        s.place(Some("T19999"), 0);
+        let listed: Vec<TemplateName> = (0..20_000)
+            .map(|t| TemplateName {
+                id: format!("T{t:05}"),
+                name: Some(format!("Name {t}")),
+            })
+            .collect();
+        s.set_names(&listed);
+        assert_eq!(s.names.len(), NAMES_KEPT);
+        assert_eq!(s.place(Some("T19999"), 1).series.template, "Name 19999");
+        assert_eq!(s.place(Some("T00000"), 1).series.template, "Name 0");
+        assert_eq!(s.place(Some("T15000"), 1).series.template_id, OTHER);
     }
 
     #[test]
