@@ -96,8 +96,9 @@ pub struct AccountPoller {
     /// The last poll found the live listing unfiltered (logged on change).
     live_unfiltered: bool,
     /// When `GET /templates` was last read for names (tried, whatever the
-    /// result), by the exporter's clock.
+    /// result), by the exporter's clock, and whether that read failed.
     names_read_at: Option<UnixMillis>,
+    names_failed: bool,
     /// Webhook deliveries waiting to be counted; taken between polls. The
     /// queue outlives a restarted poller, like the bookkeeping.
     deliveries: Arc<tokio::sync::Mutex<mpsc::Receiver<ApiJob>>>,
@@ -135,6 +136,7 @@ impl AccountPoller {
             failing: None,
             live_unfiltered: false,
             names_read_at: None,
+            names_failed: false,
             deliveries: Arc::new(tokio::sync::Mutex::new(deliveries)),
             delivery_queue,
         }
@@ -295,8 +297,9 @@ impl AccountPoller {
 
     /// Reads the template list for display names when due: every
     /// `metrics.templates.names_refresh`, or sooner (not before
-    /// [`TEMPLATE_NAMES_RETRY`]) for a template that came since the last
-    /// read. Its failure is counted and logged, and changes no job number.
+    /// [`TEMPLATE_NAMES_RETRY`]) after a failed read or for a template
+    /// that came since the last read. Its failure is counted and logged,
+    /// and changes no job number.
     async fn refresh_template_names(&mut self, now: UnixMillis) {
         let Some(refresh) = self.metrics.template_names_refresh() else {
             return;
@@ -309,11 +312,14 @@ impl AccountPoller {
         let newcomer = self
             .names_read_at
             .is_some_and(|at| self.metrics.templates_unnamed_since(name, at));
-        if !(since(refresh) || (newcomer && since(TEMPLATE_NAMES_RETRY))) {
+        let retry = (newcomer || self.names_failed) && since(TEMPLATE_NAMES_RETRY);
+        if !(since(refresh) || retry) {
             return;
         }
         self.names_read_at = Some(now);
-        match self.client.list_templates().await {
+        let listed = self.client.list_templates().await;
+        self.names_failed = listed.is_err();
+        match listed {
             Ok(listed) => {
                 tracing::debug!(account = %name, templates = listed.len(), "template names read");
                 self.metrics.template_names(name, Some(&listed));
