@@ -70,6 +70,39 @@ async fn start_demo() -> Result<(std::convert::Infallible, Account), AppError> {
     Err(AppError::NoDemo)
 }
 
+/// The demo's accounts: the whole farm, and its `broadcast` pipeline as an
+/// account of its own (the `tags` filter at work).
+fn demo_accounts(farm: Account) -> Vec<Account> {
+    let broadcast = Account {
+        name: format!("{}-broadcast", farm.name),
+        tags: vec!["broadcast".into()],
+        ..farm.clone()
+    };
+    vec![farm, broadcast]
+}
+
+/// The demo shows every breakdown: by template, and failures by the
+/// reasons the simulator's error texts give (the same patterns as the
+/// example configuration).
+fn demo_breakdowns(metrics: &mut crate::config::MetricsConfig) {
+    metrics.templates.enabled = true;
+    if metrics.error_reasons.is_empty() {
+        metrics.error_reasons = [
+            ("missing_font", "(?i)missing font"),
+            ("asset_download", "(?i)download failed|HTTP [45][0-9][0-9]"),
+            ("ae_crash", "(?i)after effects crashed|aerender"),
+            ("timeout", "(?i)timed out"),
+            ("missing_layer", "(?i)layer .* not found"),
+        ]
+        .into_iter()
+        .map(|(reason, pattern)| crate::config::ErrorReason {
+            reason: reason.into(),
+            pattern: pattern.into(),
+        })
+        .collect();
+    }
+}
+
 struct RunningPoller {
     account: Account,
     policy: ClientPolicy,
@@ -281,8 +314,9 @@ pub async fn run(
 ) -> Result<(), AppError> {
     let _simulator = if demo {
         let (sim, account) = start_demo().await?;
-        loaded.accounts = vec![account];
+        loaded.accounts = demo_accounts(account);
         loaded.config.poll.interval = loaded.config.poll.interval.min(DEMO_INTERVAL);
+        demo_breakdowns(&mut loaded.config.metrics);
         Some(sim)
     } else {
         None

@@ -460,3 +460,41 @@ async fn a_failing_template_list_fails_no_poll_and_a_rename_moves_the_series_to_
         "the id-named series are gone"
     );
 }
+
+#[tokio::test]
+async fn promtool_finds_nothing_to_fix_in_the_exposition_with_every_breakdown_on() {
+    let Some(promtool) =
+        support::services::tool_bin("promtool", "PROMTOOL_BIN", "REQUIRE_PROMETHEUS")
+    else {
+        return;
+    };
+    let mut r = Rig::start_with(
+        farm(11),
+        settings(),
+        breakdowns(3, Duration::from_secs(86_400)),
+    )
+    .await;
+    r.poller.cycle().await;
+    for step in 1..=6 {
+        r.clock.set(T0 + step * MIN / 2);
+        r.poller.cycle().await;
+    }
+    let m = r.metrics();
+    assert!(m.contains("template=\"other\"") && m.contains("nexrender_job_errors_total"));
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(m.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
