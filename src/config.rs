@@ -968,4 +968,49 @@ mod tests {
         let dbg = format!("{l:?}");
         assert!(!dbg.contains("t0k"), "{dbg}");
     }
+
+    #[test]
+    fn breakdown_settings_and_tags_are_checked_naming_the_key() {
+        for (extra, key) in [
+            (
+                "metrics:\n  templates:\n    max_per_account: 0\n",
+                "metrics.templates.max_per_account",
+            ),
+            (
+                "metrics:\n  templates:\n    expire_after: 10s\n",
+                "metrics.templates.expire_after",
+            ),
+            (
+                "metrics:\n  error_reasons: [{reason: Font, pattern: x}]\n",
+                "metrics.error_reasons[0].reason",
+            ),
+            (
+                "metrics:\n  error_reasons: [{reason: other, pattern: x}]\n",
+                "metrics.error_reasons[0].reason",
+            ),
+            (
+                "metrics:\n  error_reasons: [{reason: a, pattern: x}, {reason: a, pattern: y}]\n",
+                "metrics.error_reasons[1].reason",
+            ),
+            (
+                "metrics:\n  error_reasons: [{reason: a, pattern: '(unclosed'}]\n",
+                "metrics.error_reasons[0].pattern",
+            ),
+        ] {
+            let err = load_yaml(&format!("{GOOD}{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+        let err = load_yaml("accounts:\n  - name: a\n    token: t\n    tags: ['a b']\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("accounts[0].tags"), "{err}");
+        let l = load_yaml(
+            "metrics:\n  templates: {enabled: true}\n  error_reasons: [{reason: missing_font, pattern: '(?i)font'}]\naccounts:\n  - name: a\n    token: t\n    tags: [broadcast, social_2]\n",
+        )
+        .unwrap();
+        assert!(l.config.metrics.templates.enabled);
+        assert_eq!(l.accounts[0].tags, ["broadcast", "social_2"]);
+    }
 }
