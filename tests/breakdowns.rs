@@ -140,20 +140,31 @@ fn truth(rig: &Rig, before: &BTreeMap<String, HashSet<Ulid>>, tag_mask: Option<u
     })
 }
 
-#[tokio::test]
-async fn per_template_completions_render_times_and_failure_reasons_equal_the_farms_truth() {
-    let mut r = Rig::start_with(
-        farm(7),
+/// The demo's farm from `seed`, polled every 30 s by account `main` with
+/// every breakdown on, `max_per_account` templates with series kept a day.
+async fn rig(seed: u64, max_per_account: usize) -> Rig {
+    Rig::start_with(
+        farm(seed),
         settings(),
-        breakdowns(20, Duration::from_secs(86_400)),
+        breakdowns(max_per_account, Duration::from_secs(86_400)),
     )
-    .await;
-    r.poller.cycle().await;
-    let before = terminal_ids(&r.sim);
-    for step in 1..=40 {
+    .await
+}
+
+/// Polls once at each of `steps` half-minutes after T0.
+async fn poll_each_half_minute(r: &mut Rig, steps: std::ops::RangeInclusive<i64>) {
+    for step in steps {
         r.clock.set(T0 + step * MIN / 2);
         r.poller.cycle().await;
     }
+}
+
+#[tokio::test]
+async fn per_template_completions_render_times_and_failure_reasons_equal_the_farms_truth() {
+    let mut r = rig(7, 20).await;
+    r.poller.cycle().await;
+    let before = terminal_ids(&r.sim);
+    poll_each_half_minute(&mut r, 1..=40).await;
     let m = r.metrics();
     assert_eq!(up(&m), Some(1.0));
     let t = truth(&r, &before, None);
@@ -394,12 +405,7 @@ async fn the_budget_holds_under_ten_thousand_templates_without_flapping_and_quie
 
 #[tokio::test]
 async fn a_failing_template_list_fails_no_poll_and_a_rename_moves_the_series_to_the_new_name() {
-    let mut r = Rig::start_with(
-        farm(10),
-        settings(),
-        breakdowns(20, Duration::from_secs(86_400)),
-    )
-    .await;
+    let mut r = rig(10, 20).await;
     r.sim.sim.add_fault(FaultRule::new(
         Endpoint::ListTemplates,
         Fault::Status { code: 500 },
@@ -407,10 +413,7 @@ async fn a_failing_template_list_fails_no_poll_and_a_rename_moves_the_series_to_
     ));
     r.poller.cycle().await;
     let before = terminal_ids(&r.sim);
-    for step in 1..=10 {
-        r.clock.set(T0 + step * MIN / 2);
-        r.poller.cycle().await;
-    }
+    poll_each_half_minute(&mut r, 1..=10).await;
     let m = r.metrics();
     assert_eq!(up(&m), Some(1.0));
     assert_eq!(
@@ -440,10 +443,7 @@ async fn a_failing_template_list_fails_no_poll_and_a_rename_moves_the_series_to_
         f.rename_template(0, "Promo 30s v2");
         (f.template_id(0).unwrap().to_owned(), ())
     });
-    for step in 11..=14 {
-        r.clock.set(T0 + step * MIN / 2);
-        r.poller.cycle().await;
-    }
+    poll_each_half_minute(&mut r, 11..=14).await;
     let m = r.metrics();
     let promo_series: Vec<String> = samples(&m, "nexrender_template_jobs_completed_total")
         .into_iter()
@@ -468,17 +468,9 @@ async fn promtool_finds_nothing_to_fix_in_the_exposition_with_every_breakdown_on
     else {
         return;
     };
-    let mut r = Rig::start_with(
-        farm(11),
-        settings(),
-        breakdowns(3, Duration::from_secs(86_400)),
-    )
-    .await;
+    let mut r = rig(11, 3).await;
     r.poller.cycle().await;
-    for step in 1..=6 {
-        r.clock.set(T0 + step * MIN / 2);
-        r.poller.cycle().await;
-    }
+    poll_each_half_minute(&mut r, 1..=6).await;
     let m = r.metrics();
     assert!(m.contains("template=\"other\"") && m.contains("nexrender_job_errors_total"));
     let mut child = std::process::Command::new(promtool)
