@@ -318,13 +318,15 @@ impl Metrics {
         for r in SkipReason::ALL {
             self.jobs_skipped.with_label_values(&[account, r.label()]);
         }
-        for e in Endpoint::ALL {
+        for e in [Endpoint::ListJobs, Endpoint::GetJob] {
             self.api_bytes.with_label_values(&[account, e.label()]);
         }
         for ep in [Endpoint::ListJobs, Endpoint::GetJob] {
             self.api_duration.with_label_values(&[account, ep.label()]);
         }
         if self.templates.is_some() {
+            self.api_bytes
+                .with_label_values(&[account, Endpoint::ListTemplates.label()]);
             self.template_own.with_label_values(&[account]).set(0);
             for r in ["success", "failure"] {
                 self.template_names.with_label_values(&[account, r]);
@@ -1160,5 +1162,6 @@ mod tests {
         let t = text(&m);
         assert!(!t.contains("nexrender_template_") && !t.contains("nexrender_job_errors_total"));
         assert!(!t.contains("template_name_refreshes"), "{t}");
+        assert!(!t.contains("list_templates"), "{t}");
     }
 }
