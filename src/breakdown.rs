@@ -7,9 +7,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::api::TemplateName;
 use crate::clock::UnixMillis;
-use crate::config::ErrorReason;
 
 /// The `template` and `template_id` of everything past the budget.
 pub const OTHER: &str = "other";
@@ -214,6 +215,15 @@ impl TemplateSlots {
 /// A display name as a label value: trimmed, at most [`MAX_NAME_CHARS`].
 pub fn display_name(name: &str) -> String {
     name.trim().chars().take(MAX_NAME_CHARS).collect()
+}
+
+/// One value of the `reason` label and the pattern (a Rust regex) of the
+/// `stats.error` texts it stands for (`metrics.error_reasons`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorReason {
+    pub reason: String,
+    pub pattern: String,
 }
 
 /// Sorts `stats.error` texts into the configured reasons: the first

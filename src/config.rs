@@ -238,14 +238,7 @@ impl Default for TemplatesConfig {
     }
 }
 
-/// One value of the `reason` label and the pattern (a Rust regex) of the
-/// `stats.error` texts it stands for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ErrorReason {
-    pub reason: String,
-    pub pattern: String,
-}
+pub use crate::breakdown::ErrorReason;
 
 /// Most values of `reason`, so the label stays small.
 pub const MAX_ERROR_REASONS: usize = 20;
