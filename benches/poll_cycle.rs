@@ -28,7 +28,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nexrender_exporter::api::{
-    parse_job, parse_page, ApiError, ApiJob, JobId, ListFilter, ListPageQuery, Page,
+    parse_job, parse_minimal_page, parse_page, ApiError, ApiJob, JobId, ListFilter, ListPageQuery,
+    Page,
 };
 use nexrender_exporter::cycle::{self, JobSource, PollRequest, PollResult};
 use nexrender_exporter::tracker::JobTracker;
@@ -76,8 +77,15 @@ impl<'a> Farm<'a> {
     }
 }
 
-fn decode(body: &[u8]) -> Result<Page, ApiError> {
-    parse_page(body).map_err(|e| ApiError::Decode {
+/// Decodes a page as the API client does: a minimal page without the
+/// texts the scan does not use.
+fn decode(body: &[u8], minimal: bool) -> Result<Page, ApiError> {
+    let parse = if minimal {
+        parse_minimal_page
+    } else {
+        parse_page
+    };
+    parse(body).map_err(|e| ApiError::Decode {
         endpoint: "list_jobs",
         detail: e.to_string(),
     })
@@ -99,7 +107,7 @@ impl JobSource for Farm<'_> {
         };
         let body = write_page(self.sim, &positions, q.minimal, self.now);
         // The API says its time, as the real one does in its Date header.
-        let page = decode(&body).map(|page| Page {
+        let page = decode(&body, q.minimal).map(|page| Page {
             server_time: Some(self.now),
             ..page
         });
@@ -138,7 +146,7 @@ impl JobSource for Replay {
             .pages
             .get(&key(q))
             .expect("the same poll asks the same pages");
-        std::future::ready(decode(body).map(|page| Page {
+        std::future::ready(decode(body, q.minimal).map(|page| Page {
             server_time: Some(self.now),
             ..page
         }))

@@ -222,10 +222,47 @@ def exporter():
                               query_var("account", "Account", "label_values(nexrender_up, account)")])
 
 
+def templates():
+    """By template and by failure reason: the exporter's opt-in breakdowns
+    (metrics.templates, metrics.error_reasons). With them off every panel
+    here is empty and the other dashboards are as they were."""
+    done = f"nexrender_template_jobs_completed_total{{{ACC}}}"
+    errors = f'nexrender_template_jobs_completed_total{{{ACC},status="error"}}'
+    ended = f'nexrender_template_jobs_completed_total{{{ACC},status=~"finished|error"}}'
+    by = "account, template"
+    panels = [
+        panel("bargauge", "Top templates by errors", "The ten templates with the most jobs ended in error over the dashboard's time range. template=\"other\" sums the templates past the exporter's series budget (metrics.templates.max_per_account); \"none\" is jobs without a template.",
+              [target(f"topk(10, sum by ({by}) (increase({errors}[$__range])))", "{{account}} {{template}}", instant=True)], w=8,
+              options={"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}, "orientation": "horizontal", "displayMode": "gradient"}),
+        panel("timeseries", "Error ratio by template", "Share of each template's ended jobs (finished or error) that failed. One line far above the others, or far above its own past, is a broken template (NexrenderTemplateErrorRatioHigh).",
+              [target(f"sum by ({by}) (rate({errors}[$__rate_interval])) / sum by ({by}) (rate({ended}[$__rate_interval]))", "{{account}} {{template}}")],
+              unit="percentunit", w=16, min=0),
+        panel("timeseries", "Error ratio against its usual level", "Each template's error ratio over 30 minutes divided by its ratio over the last day (recording rules). Above 3 (and over 10% with 20+ jobs) fires NexrenderTemplateErrorRatioHigh.",
+              [target(f"account_template:nexrender_template_jobs_error:ratio_rate30m{{{ACC}}} / on (account, template_id) group_left account_template_id:nexrender_template_jobs_error:ratio_rate1d{{{ACC}}}", "{{account}} {{template}}")],
+              w=12, min=0),
+        panel("timeseries", "Completions per minute by template", "Jobs of each template reaching finished, error or manually_cancelled per minute.",
+              [target(f"sum by ({by}) (rate({done}[$__rate_interval])) * 60", "{{account}} {{template}}")], w=12),
+        panel("timeseries", "Render duration p90 by template", "90th percentile of stats.renderDuration of each template's finished jobs. Templates differ by nature; watch a line moving, not the lines' order.",
+              [target(f"histogram_quantile(0.9, sum by ({by}, le) (rate(nexrender_template_render_duration_seconds_bucket{{{ACC}}}[$__rate_interval])))", "{{account}} {{template}} p90")], unit="s"),
+        panel("timeseries", "Queue wait p90 by template", "90th percentile of the time each template's jobs waited for a worker.",
+              [target(f"histogram_quantile(0.9, sum by ({by}, le) (rate(nexrender_template_queue_wait_seconds_bucket{{{ACC}}}[$__rate_interval])))", "{{account}} {{template}} p90")], unit="s"),
+        panel("bargauge", "Why jobs fail", "Jobs ended in error over the dashboard's time range by the reason their stats.error gives (metrics.error_reasons; other: no pattern matched; unknown: no error text was read).",
+              [target(f"sort_desc(sum by (account, reason) (increase(nexrender_job_errors_total{{{ACC}}}[$__range])))", "{{account}} {{reason}}", instant=True)], w=8,
+              options={"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}, "orientation": "horizontal", "displayMode": "gradient"}),
+        panel("timeseries", "Failures by reason", "Jobs ended in error per interval, by reason.",
+              [target(f"sum by (account, reason) (increase(nexrender_job_errors_total{{{ACC}}}[$__rate_interval]))", "{{account}} {{reason}}")], w=10),
+        panel("stat", "Templates with series of their own", "Templates of the account that have series of their own now, out of metrics.templates.max_per_account; the rest are summed under other.",
+              [target(f"nexrender_exporter_templates_with_own_series{{{ACC}}}", "{{account}}")], w=6),
+    ]
+    return dashboard("nexrender-templates", "Nexrender / Templates",
+                     "Which template is failing, and why: completions, error ratio, render time and queue wait by template, and failures by reason. Needs metrics.templates (and metrics.error_reasons) on the exporter. Source: nexrender-exporter.",
+                     panels, [datasource_var(), query_var("account", "Account", "label_values(nexrender_up, account)")])
+
+
 def main():
     check = "--check" in sys.argv
     stale = []
-    for name, d in (("nexrender-overview.json", overview()), ("nexrender-exporter.json", exporter())):
+    for name, d in (("nexrender-overview.json", overview()), ("nexrender-exporter.json", exporter()), ("nexrender-templates.json", templates())):
         text = json.dumps(d, indent=2) + "\n"
         path = OUT / name
         if check:

@@ -12,7 +12,7 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # accepts them with RUSTC_BOOTSTRAP.
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -O
-for target in parse_page parse_job config polls; do
+for target in parse_page parse_job parse_templates config polls; do
   work=$(mktemp -d)
   cp corpus/"$target"/* "$work"/
   echo "== fuzzing $target for ${secs}s"

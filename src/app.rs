@@ -78,6 +78,7 @@ async fn start_demo(
         api_url: sim.api_url(),
         token: Secret::new("sim-token"),
         webhook_secret: webhook_port.map(|_| secret),
+        tags: Vec::new(),
     };
     Ok((sim, account))
 }
@@ -87,6 +88,41 @@ async fn start_demo(
     _webhook_port: Option<u16>,
 ) -> Result<(std::convert::Infallible, Account), AppError> {
     Err(AppError::NoDemo)
+}
+
+/// The demo's accounts: the whole farm, and its `broadcast` pipeline as an
+/// account of its own (the `tags` filter at work).
+fn demo_accounts(farm: Account) -> Vec<Account> {
+    // The farm's jobs deliver to the whole farm's account only.
+    let broadcast = Account {
+        name: format!("{}-broadcast", farm.name),
+        tags: vec!["broadcast".into()],
+        webhook_secret: None,
+        ..farm.clone()
+    };
+    vec![farm, broadcast]
+}
+
+/// The demo shows every breakdown: by template, and failures by the
+/// reasons the simulator's error texts give (the same patterns as the
+/// example configuration).
+fn demo_breakdowns(metrics: &mut crate::config::MetricsConfig) {
+    metrics.templates.enabled = true;
+    if metrics.error_reasons.is_empty() {
+        metrics.error_reasons = [
+            ("missing_font", "(?i)missing font"),
+            ("asset_download", "(?i)download failed|HTTP [45][0-9][0-9]"),
+            ("ae_crash", "(?i)after effects crashed|aerender"),
+            ("timeout", "(?i)timed out"),
+            ("missing_layer", "(?i)layer .* not found"),
+        ]
+        .into_iter()
+        .map(|(reason, pattern)| crate::config::ErrorReason {
+            reason: reason.into(),
+            pattern: pattern.into(),
+        })
+        .collect();
+    }
 }
 
 struct RunningPoller {
@@ -115,7 +151,7 @@ struct Pollers {
 /// The same account as far as polling goes: the same API and jobs (the
 /// webhook secret can change without touching the bookkeeping).
 fn same_api(a: &Account, b: &Account) -> bool {
-    a.name == b.name && a.api_url == b.api_url && a.token == b.token
+    a.name == b.name && a.api_url == b.api_url && a.token == b.token && a.tags == b.tags
 }
 
 impl Pollers {
@@ -126,6 +162,7 @@ impl Pollers {
             policy.clone(),
             self.metrics.observer(&account.name),
         )
+        .map(|client| client.with_tags(&account.tags))
         .map_err(|source| AppError::Client {
             account: account.name.clone(),
             source,
@@ -324,8 +361,9 @@ pub async fn run(
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.port());
         let (sim, account) = start_demo(webhook_port).await?;
-        loaded.accounts = vec![account];
+        loaded.accounts = demo_accounts(account);
         loaded.config.poll.interval = loaded.config.poll.interval.min(DEMO_INTERVAL);
+        demo_breakdowns(&mut loaded.config.metrics);
         Some(sim)
     } else {
         None

@@ -202,7 +202,46 @@ pub struct MetricsConfig {
     /// Distinct undocumented statuses exported under their own name per
     /// account; the rest are summed under `other`.
     pub max_unknown_statuses: usize,
+    /// Completions, render durations and queue waits by template
+    /// (`nexrender_template_*`), within a series budget.
+    pub templates: TemplatesConfig,
+    /// Failed jobs by the reason their `stats.error` gives
+    /// (`nexrender_job_errors_total`): the first pattern that matches names
+    /// it, none matching is `other`. Empty: off.
+    pub error_reasons: Vec<ErrorReason>,
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplatesConfig {
+    pub enabled: bool,
+    /// Templates per account with series of their own; the rest are summed
+    /// under `template="other"`.
+    pub max_per_account: usize,
+    /// A template with no completion or queue wait for this long gives up
+    /// its series (they are removed) and its place.
+    #[serde(with = "humantime_serde")]
+    pub expire_after: Duration,
+    /// How often `GET /templates` is read for display names.
+    #[serde(with = "humantime_serde")]
+    pub names_refresh: Duration,
+}
+
+impl Default for TemplatesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_per_account: 10,
+            expire_after: Duration::from_secs(24 * 3600),
+            names_refresh: Duration::from_secs(3600),
+        }
+    }
+}
+
+pub use crate::breakdown::ErrorReason;
+
+/// Most values of `reason`, so the label stays small.
+pub const MAX_ERROR_REASONS: usize = 20;
 
 impl Default for MetricsConfig {
     fn default() -> Self {
@@ -215,6 +254,8 @@ impl Default for MetricsConfig {
                 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0,
             ],
             max_unknown_statuses: 10,
+            templates: TemplatesConfig::default(),
+            error_reasons: Vec::new(),
         }
     }
 }
@@ -236,6 +277,11 @@ pub struct AccountConfig {
     pub webhook_secret: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret_file: Option<PathBuf>,
+    /// Only jobs with any of these tags (the API's `tags` filter): one
+    /// team's pipeline or customer under its own `account` label. Each
+    /// entry polls on its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 fn default_api_url() -> String {
@@ -267,6 +313,8 @@ pub struct Account {
     pub token: Secret,
     /// Deliveries for this account must carry it; `None`: none are taken.
     pub webhook_secret: Option<Secret>,
+    /// The `tags` filter of its listings; empty: every job.
+    pub tags: Vec<String>,
 }
 
 /// Settings given on the command line; `None` leaves the layers below.
@@ -404,6 +452,7 @@ pub fn load(
                 token_file: None,
                 webhook_secret: None,
                 webhook_secret_file: None,
+                tags: Vec::new(),
             });
         }
     }
@@ -564,8 +613,76 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
             "must be host:port; leave it unset to turn the receiver off".into(),
         );
     }
+    let t = &c.metrics.templates;
+    if !(1..=1000).contains(&t.max_per_account) {
+        return err(
+            "metrics.templates.max_per_account",
+            format!("must be between 1 and 1000, got {}", t.max_per_account),
+        );
+    }
+    for (key, d) in [
+        ("metrics.templates.expire_after", t.expire_after),
+        ("metrics.templates.names_refresh", t.names_refresh),
+    ] {
+        if d < Duration::from_secs(60) {
+            return err(key, format!("must be at least 1m, got {d:?}"));
+        }
+    }
+    if c.metrics.error_reasons.len() > MAX_ERROR_REASONS {
+        return err(
+            "metrics.error_reasons",
+            format!(
+                "at most {MAX_ERROR_REASONS} reasons (each is a label value), got {}",
+                c.metrics.error_reasons.len()
+            ),
+        );
+    }
+    let mut reasons = HashSet::new();
+    for (i, r) in c.metrics.error_reasons.iter().enumerate() {
+        let label_like = r.reason.len() <= 40
+            && r.reason.starts_with(|ch: char| ch.is_ascii_lowercase())
+            && r.reason
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_');
+        if !label_like
+            || r.reason == crate::breakdown::OTHER
+            || r.reason == crate::breakdown::UNREAD
+        {
+            return err(
+                &format!("metrics.error_reasons[{i}].reason"),
+                format!(
+                    "expected lowercase letters, digits and _ (at most 40, not 'other' or 'unknown'), got '{}'",
+                    r.reason
+                ),
+            );
+        }
+        if !reasons.insert(r.reason.as_str()) {
+            return err(
+                &format!("metrics.error_reasons[{i}].reason"),
+                format!("duplicate reason '{}'", r.reason),
+            );
+        }
+        if let Err(e) = regex::Regex::new(&r.pattern) {
+            return err(
+                &format!("metrics.error_reasons[{i}].pattern"),
+                format!("not a valid regular expression: {e}"),
+            );
+        }
+    }
     let mut names = HashSet::new();
     for (i, a) in c.accounts.iter().enumerate() {
+        for tag in &a.tags {
+            let ok = !tag.is_empty()
+                && tag
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+            if !ok {
+                return err(
+                    &format!("accounts[{i}].tags"),
+                    format!("a tag is letters, digits, - and _ (the API's pattern), got '{tag}'"),
+                );
+            }
+        }
         if a.name.trim().is_empty() {
             return err(&format!("accounts[{i}].name"), "must not be empty".into());
         }
@@ -658,6 +775,7 @@ fn resolve(a: &AccountConfig) -> Result<Account, (String, String)> {
         api_url: url.to_owned(),
         token,
         webhook_secret,
+        tags: a.tags.clone(),
     })
 }
 
@@ -842,5 +960,50 @@ mod tests {
         let l = load_yaml(GOOD).unwrap();
         let dbg = format!("{l:?}");
         assert!(!dbg.contains("t0k"), "{dbg}");
+    }
+
+    #[test]
+    fn breakdown_settings_and_tags_are_checked_naming_the_key() {
+        for (extra, key) in [
+            (
+                "metrics:\n  templates:\n    max_per_account: 0\n",
+                "metrics.templates.max_per_account",
+            ),
+            (
+                "metrics:\n  templates:\n    expire_after: 10s\n",
+                "metrics.templates.expire_after",
+            ),
+            (
+                "metrics:\n  error_reasons: [{reason: Font, pattern: x}]\n",
+                "metrics.error_reasons[0].reason",
+            ),
+            (
+                "metrics:\n  error_reasons: [{reason: other, pattern: x}]\n",
+                "metrics.error_reasons[0].reason",
+            ),
+            (
+                "metrics:\n  error_reasons: [{reason: a, pattern: x}, {reason: a, pattern: y}]\n",
+                "metrics.error_reasons[1].reason",
+            ),
+            (
+                "metrics:\n  error_reasons: [{reason: a, pattern: '(unclosed'}]\n",
+                "metrics.error_reasons[0].pattern",
+            ),
+        ] {
+            let err = load_yaml(&format!("{GOOD}{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+        let err = load_yaml("accounts:\n  - name: a\n    token: t\n    tags: ['a b']\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("accounts[0].tags"), "{err}");
+        let l = load_yaml(
+            "metrics:\n  templates: {enabled: true}\n  error_reasons: [{reason: missing_font, pattern: '(?i)font'}]\naccounts:\n  - name: a\n    token: t\n    tags: [broadcast, social_2]\n",
+        )
+        .unwrap();
+        assert!(l.config.metrics.templates.enabled);
+        assert_eq!(l.accounts[0].tags, ["broadcast", "social_2"]);
     }
 }

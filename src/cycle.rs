@@ -776,6 +776,8 @@ mod tests {
             finished_at: None,
             error_at: None,
             render_duration: None,
+            template_id: None,
+            error: None,
         }
     }
 

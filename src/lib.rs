@@ -5,6 +5,7 @@
 pub mod api;
 pub mod app;
 pub mod board;
+pub mod breakdown;
 pub mod clock;
 pub mod config;
 pub mod cycle;

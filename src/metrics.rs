@@ -11,11 +11,13 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::api::{ApiError, Endpoint, RequestObserver, SkipReason};
-use crate::config::MetricsConfig;
+use crate::api::{ApiError, Endpoint, RequestObserver, SkipReason, TemplateName};
+use crate::breakdown::{ErrorReasons, TemplateSeries, TemplateSlots};
+use crate::clock::UnixMillis;
+use crate::config::{MetricsConfig, TemplatesConfig};
 use crate::cycle::PollResult;
 use crate::status::{JobStatus, OTHER_STATUS};
-use crate::tracker::{Delivered, InvalidValues, Outcome};
+use crate::tracker::{Completion, Delivered, InvalidValues, Outcome, QueueWait};
 use crate::version::{REVISION, VERSION};
 
 /// Status label values of one account's `nexrender_jobs` and
@@ -52,6 +54,18 @@ pub struct Metrics {
     webhook_deliveries: IntCounterVec,
     webhook_last: GaugeVec,
     webhook_unroutable: IntCounterVec,
+    template_completed: IntCounterVec,
+    template_render_duration: HistogramVec,
+    template_queue_wait: HistogramVec,
+    template_own: IntGaugeVec,
+    template_names: IntCounterVec,
+    job_errors: IntCounterVec,
+    /// `metrics.templates`, when on.
+    templates: Option<TemplatesConfig>,
+    /// Each account's templates with series of their own.
+    template_slots: Mutex<HashMap<String, TemplateSlots>>,
+    /// `metrics.error_reasons`, when any.
+    error_reasons: Option<ErrorReasons>,
     max_unknown: usize,
     /// Status label values set per account at the last update, so values no
     /// longer seen can be removed: (jobs, oldest).
@@ -213,6 +227,45 @@ impl Metrics {
                 "Requests to the webhook listener for no account that takes deliveries (not_found: answered 401 under /webhooks/, 404 elsewhere) or with a method other than POST or PUT (method_not_allowed).",
                 &["reason"],
             ),
+            template_completed: counter(
+                "nexrender_template_jobs_completed_total",
+                "Completions (as nexrender_jobs_completed_total) by template, when metrics.templates is on: the first metrics.templates.max_per_account templates of the account have series of their own, the rest are summed under template=\"other\", jobs without a template under \"none\". template is the display name, template_id the id.",
+                &["account", "template", "template_id", "status"],
+            ),
+            template_render_duration: histogram(
+                "nexrender_template_render_duration_seconds",
+                "stats.renderDuration of each job seen finishing, by template (as nexrender_template_jobs_completed_total).",
+                &["account", "template", "template_id"],
+                cfg.render_duration_buckets.clone(),
+            ),
+            template_queue_wait: histogram(
+                "nexrender_template_queue_wait_seconds",
+                "startedAt - createdAt of each job the exporter saw start, by template (as nexrender_template_jobs_completed_total).",
+                &["account", "template", "template_id"],
+                cfg.queue_wait_buckets.clone(),
+            ),
+            template_own: gauge(
+                "nexrender_exporter_templates_with_own_series",
+                "Templates of the account that have series of their own now (at most metrics.templates.max_per_account).",
+                &["account"],
+            ),
+            template_names: counter(
+                "nexrender_exporter_template_name_refreshes_total",
+                "Reads of GET /templates for display names, by result (success or failure); a failure keeps the names known (or the ids) and changes no job number.",
+                &["account", "result"],
+            ),
+            job_errors: counter(
+                "nexrender_job_errors_total",
+                "Jobs seen ending in error, by the reason their stats.error gives (metrics.error_reasons; other: no pattern matched; unknown: no error text was read).",
+                &["account", "reason"],
+            ),
+            templates: cfg.templates.enabled.then(|| cfg.templates.clone()),
+            template_slots: Mutex::new(HashMap::new()),
+            error_reasons: ErrorReasons::new(&cfg.error_reasons).unwrap_or_else(|e| {
+                // The configuration's check compiles every pattern first.
+                tracing::error!(error = %e, "metrics.error_reasons: a pattern does not compile; reasons are off");
+                None
+            }),
             max_unknown: cfg.max_unknown_statuses,
             exported: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
@@ -265,12 +318,154 @@ impl Metrics {
         for r in SkipReason::ALL {
             self.jobs_skipped.with_label_values(&[account, r.label()]);
         }
-        for e in Endpoint::ALL {
+        for e in [Endpoint::ListJobs, Endpoint::GetJob] {
             self.api_bytes.with_label_values(&[account, e.label()]);
         }
         for ep in [Endpoint::ListJobs, Endpoint::GetJob] {
             self.api_duration.with_label_values(&[account, ep.label()]);
         }
+        if self.templates.is_some() {
+            self.api_bytes
+                .with_label_values(&[account, Endpoint::ListTemplates.label()]);
+            self.template_own.with_label_values(&[account]).set(0);
+            for r in ["success", "failure"] {
+                self.template_names.with_label_values(&[account, r]);
+            }
+        }
+        if let Some(reasons) = &self.error_reasons {
+            for r in reasons.labels() {
+                self.job_errors.with_label_values(&[account, r]);
+            }
+        }
+    }
+
+    /// How often an account's template names are read, when the template
+    /// breakdown is on.
+    pub fn template_names_refresh(&self) -> Option<Duration> {
+        self.templates.as_ref().map(|t| t.names_refresh)
+    }
+
+    /// Whether a template of `account` took series of its own after
+    /// `since` and is still named by its id.
+    pub fn templates_unnamed_since(&self, account: &str, since: UnixMillis) -> bool {
+        self.template_slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(account)
+            .is_some_and(|slots| slots.unnamed_since(since))
+    }
+
+    /// The answer to `GET /templates`: names for the templates with series
+    /// of their own (a renamed one's series go on under the new name), or
+    /// a failure, which changes nothing but its counter.
+    pub(crate) fn template_names(&self, account: &str, listed: Option<&[TemplateName]>) {
+        self.changed();
+        let Some(listed) = listed else {
+            self.template_names
+                .with_label_values(&[account, "failure"])
+                .inc();
+            return;
+        };
+        self.template_names
+            .with_label_values(&[account, "success"])
+            .inc();
+        let renamed = match self
+            .template_slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(account)
+        {
+            Some(slots) => slots.set_names(listed),
+            None => return,
+        };
+        for series in renamed {
+            self.remove_template_series(account, &series);
+        }
+    }
+
+    fn remove_template_series(&self, account: &str, series: &TemplateSeries) {
+        let labels = [account, &series.template, &series.template_id];
+        for s in JobStatus::TERMINAL {
+            let _ = self.template_completed.remove_label_values(&[
+                account,
+                &series.template,
+                &series.template_id,
+                s.as_str(),
+            ]);
+        }
+        let _ = self.template_render_duration.remove_label_values(&labels);
+        let _ = self.template_queue_wait.remove_label_values(&labels);
+    }
+
+    /// Counts completions and queue waits by template and failures by
+    /// reason, at `now` (the exporter's clock: it also frees the slots of
+    /// templates quiet for `metrics.templates.expire_after`).
+    fn observe_breakdowns<'a>(
+        &self,
+        account: &str,
+        completions: impl Iterator<Item = &'a Completion> + Clone,
+        waits: impl Iterator<Item = &'a QueueWait>,
+        now: UnixMillis,
+    ) {
+        if let Some(reasons) = &self.error_reasons {
+            for c in completions.clone() {
+                if c.status == JobStatus::Error {
+                    let reason = reasons.classify(c.error.as_deref());
+                    self.job_errors.with_label_values(&[account, reason]).inc();
+                }
+            }
+        }
+        let Some(cfg) = &self.templates else {
+            return;
+        };
+        let mut all = self
+            .template_slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let slots = all
+            .entry(account.to_owned())
+            .or_insert_with(|| TemplateSlots::new(cfg.max_per_account, cfg.expire_after));
+        for gone in slots.expire(now) {
+            self.remove_template_series(account, &gone);
+        }
+        let mut place = |template: Option<&str>| {
+            let placed = slots.place(template, now);
+            let s = placed.series;
+            if placed.new {
+                for status in JobStatus::TERMINAL {
+                    self.template_completed.with_label_values(&[
+                        account,
+                        &s.template,
+                        &s.template_id,
+                        status.as_str(),
+                    ]);
+                }
+                let labels = [account, &s.template, &s.template_id];
+                self.template_render_duration.with_label_values(&labels);
+                self.template_queue_wait.with_label_values(&labels);
+            }
+            s
+        };
+        for c in completions {
+            let s = place(c.template.as_deref());
+            self.template_completed
+                .with_label_values(&[account, &s.template, &s.template_id, c.status.as_str()])
+                .inc();
+            if let Some(d) = c.render_duration {
+                self.template_render_duration
+                    .with_label_values(&[account, &s.template, &s.template_id])
+                    .observe(d);
+            }
+        }
+        for w in waits {
+            let s = place(w.template.as_deref());
+            self.template_queue_wait
+                .with_label_values(&[account, &s.template, &s.template_id])
+                .observe(w.seconds);
+        }
+        self.template_own
+            .with_label_values(&[account])
+            .set(slots.len() as i64);
     }
 
     /// Creates the webhook series of an account that takes deliveries.
@@ -331,9 +526,17 @@ impl Metrics {
                     .observe(duration);
             }
         }
-        if let Some(w) = d.queue_wait {
-            self.queue_wait.with_label_values(&[account]).observe(w);
+        if let Some(w) = &d.queue_wait {
+            self.queue_wait
+                .with_label_values(&[account])
+                .observe(w.seconds);
         }
+        self.observe_breakdowns(
+            account,
+            d.completion.iter(),
+            d.queue_wait.iter(),
+            (at_unix_secs * 1000.0) as UnixMillis,
+        );
         for (field, n) in d.invalid.by_field() {
             if n > 0 {
                 self.invalid.with_label_values(&[account, field]).inc_by(n);
@@ -386,8 +589,9 @@ impl Metrics {
         out
     }
 
-    /// Applies a successful poll's outcome.
-    pub(crate) fn apply_outcome(&self, account: &str, o: &Outcome) {
+    /// Applies a successful poll's outcome, made at `now` (the exporter's
+    /// clock).
+    pub(crate) fn apply_outcome(&self, account: &str, o: &Outcome, now: UnixMillis) {
         self.changed();
         let labels = self.status_labels(o.jobs_by_status.iter().map(|(s, n)| (s.clone(), *n)));
         let mut counts: BTreeMap<&str, i64> =
@@ -433,8 +637,11 @@ impl Metrics {
             }
         }
         for w in &o.queue_waits {
-            self.queue_wait.with_label_values(&[account]).observe(*w);
+            self.queue_wait
+                .with_label_values(&[account])
+                .observe(w.seconds);
         }
+        self.observe_breakdowns(account, o.completions.iter(), o.queue_waits.iter(), now);
         for (field, n) in o.invalid.by_field() {
             if n > 0 {
                 self.invalid.with_label_values(&[account, field]).inc_by(n);
@@ -565,11 +772,31 @@ impl Metrics {
                     "nexrender_exporter_webhook_last_delivery_timestamp_seconds" => {
                         self.webhook_last.remove(&labels)
                     }
+                    "nexrender_template_jobs_completed_total" => {
+                        self.template_completed.remove(&labels)
+                    }
+                    "nexrender_template_render_duration_seconds" => {
+                        self.template_render_duration.remove(&labels)
+                    }
+                    "nexrender_template_queue_wait_seconds" => {
+                        self.template_queue_wait.remove(&labels)
+                    }
+                    "nexrender_exporter_templates_with_own_series" => {
+                        self.template_own.remove(&labels)
+                    }
+                    "nexrender_exporter_template_name_refreshes_total" => {
+                        self.template_names.remove(&labels)
+                    }
+                    "nexrender_job_errors_total" => self.job_errors.remove(&labels),
                     _ => Ok(()),
                 };
             }
         }
         self.exported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(account);
+        self.template_slots
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(account);
@@ -733,6 +960,7 @@ mod tests {
                 ("render:y", 2),
                 ("render:z", 1),
             ]),
+            0,
         );
         let t = text(&m);
         assert!(t.contains("status=\"render:setup\"} 5"), "{t}");
@@ -742,7 +970,7 @@ mod tests {
             "{t}"
         );
         assert!(!t.contains("render:y"));
-        m.apply_outcome("a", &outcome(&[("queued", 1)]));
+        m.apply_outcome("a", &outcome(&[("queued", 1)]), 0);
         let t = text(&m);
         assert!(
             !t.contains("render:setup") && !t.contains("status=\"other\""),
@@ -761,7 +989,7 @@ mod tests {
         m.register_account("b");
         let mut o = outcome(&[("queued", 1), ("render:x", 1)]);
         o.oldest_created.insert(JobStatus::Queued, 1);
-        m.apply_outcome("a", &o);
+        m.apply_outcome("a", &o, 0);
         m.observer("a")
             .request_done(Endpoint::ListJobs, "200", Duration::from_millis(5));
         m.remove_account("a");
@@ -792,9 +1020,9 @@ mod tests {
         let mut o = outcome(&[("queued", 2)]);
         o.oldest_created
             .insert(JobStatus::Queued, 1_767_225_600_500);
-        m.apply_outcome("a", &o);
+        m.apply_outcome("a", &o, 0);
         assert!(text(&m).contains("nexrender_oldest_job_created_timestamp_seconds{account=\"a\",status=\"queued\"} 1767225600.5"));
-        m.apply_outcome("a", &outcome(&[]));
+        m.apply_outcome("a", &outcome(&[]), 0);
         assert!(!text(&m).contains("nexrender_oldest_job_created_timestamp_seconds{"));
     }
 
@@ -807,18 +1035,133 @@ mod tests {
                 id: JobId::Other("a".into()),
                 status: JobStatus::Finished,
                 render_duration: Some(42.0),
+                template: None,
+                error: None,
             },
             Completion {
                 id: JobId::Other("b".into()),
                 status: JobStatus::Error,
                 render_duration: None,
+                template: None,
+                error: None,
             },
         ];
-        o.queue_waits = vec![3.0];
-        m.apply_outcome("a", &o);
+        o.queue_waits = vec![QueueWait {
+            seconds: 3.0,
+            template: None,
+        }];
+        m.apply_outcome("a", &o, 0);
         let t = text(&m);
         assert!(t.contains("nexrender_jobs_completed_total{account=\"a\",status=\"finished\"} 1"));
         assert!(t.contains("nexrender_job_render_duration_seconds_sum{account=\"a\"} 42"));
         assert!(t.contains("nexrender_job_queue_wait_seconds_count{account=\"a\"} 1"));
+    }
+
+    fn completion(template: Option<&str>, status: JobStatus, error: Option<&str>) -> Completion {
+        Completion {
+            id: JobId::Other("j".into()),
+            status,
+            render_duration: None,
+            template: template.map(Into::into),
+            error: error.map(Into::into),
+        }
+    }
+
+    fn with_breakdowns(max: usize) -> Arc<Metrics> {
+        Metrics::new(&MetricsConfig {
+            templates: TemplatesConfig {
+                enabled: true,
+                max_per_account: max,
+                ..TemplatesConfig::default()
+            },
+            error_reasons: vec![crate::config::ErrorReason {
+                reason: "missing_font".into(),
+                pattern: "(?i)missing font".into(),
+            }],
+            ..MetricsConfig::default()
+        })
+    }
+
+    #[test]
+    fn template_series_follow_the_budget_and_go_away_when_quiet() {
+        let m = with_breakdowns(1);
+        m.register_account("a");
+        let mut o = outcome(&[]);
+        o.completions = vec![
+            completion(Some("T1"), JobStatus::Error, Some("Missing font: X")),
+            completion(Some("T2"), JobStatus::Finished, None),
+            completion(None, JobStatus::Error, Some("crash")),
+            completion(Some("T2"), JobStatus::Error, None),
+        ];
+        m.apply_outcome("a", &o, 0);
+        let t = text(&m);
+        let line = |template: &str, id: &str, status: &str, n: u64| {
+            format!("nexrender_template_jobs_completed_total{{account=\"a\",status=\"{status}\",template=\"{template}\",template_id=\"{id}\"}} {n}")
+        };
+        for want in [
+            line("T1", "T1", "error", 1),
+            line("T1", "T1", "finished", 0),
+            line("other", "other", "finished", 1),
+            line("other", "other", "error", 1),
+            line("none", "none", "error", 1),
+            "nexrender_job_errors_total{account=\"a\",reason=\"missing_font\"} 1".into(),
+            "nexrender_job_errors_total{account=\"a\",reason=\"other\"} 1".into(),
+            "nexrender_job_errors_total{account=\"a\",reason=\"unknown\"} 1".into(),
+            "nexrender_exporter_templates_with_own_series{account=\"a\"} 1".into(),
+        ] {
+            assert!(t.contains(&want), "{want}\n{t}");
+        }
+        assert!(!t.contains("template_id=\"T2\""), "over the budget: {t}");
+        // Named: the series go on under the name.
+        m.template_names(
+            "a",
+            Some(&[TemplateName {
+                id: "T1".into(),
+                name: Some("Promo".into()),
+            }]),
+        );
+        let t = text(&m);
+        assert!(!t.contains("template=\"T1\""), "old name removed: {t}");
+        m.apply_outcome(
+            "a",
+            &Outcome {
+                completions: vec![completion(Some("T1"), JobStatus::Finished, None)],
+                ..outcome(&[])
+            },
+            1000,
+        );
+        assert!(text(&m).contains(&line("Promo", "T1", "finished", 1)));
+        // A day and a bit without T1: its series go, T2 takes the place.
+        let day = 24 * 3_600_000;
+        m.apply_outcome(
+            "a",
+            &Outcome {
+                completions: vec![completion(Some("T2"), JobStatus::Finished, None)],
+                ..outcome(&[])
+            },
+            1000 + day + 1,
+        );
+        let t = text(&m);
+        assert!(!t.contains("template_id=\"T1\""), "{t}");
+        assert!(t.contains(&line("T2", "T2", "finished", 1)), "{t}");
+        m.template_names("a", None);
+        assert!(text(&m).contains(
+            "nexrender_exporter_template_name_refreshes_total{account=\"a\",result=\"failure\"} 1"
+        ));
+        m.remove_account("a");
+        assert!(!text(&m).contains("account=\"a\""));
+    }
+
+    #[test]
+    fn breakdowns_off_add_no_series() {
+        let m = Metrics::new(&MetricsConfig::default());
+        m.register_account("a");
+        let mut o = outcome(&[]);
+        o.completions = vec![completion(Some("T1"), JobStatus::Error, Some("x"))];
+        m.apply_outcome("a", &o, 0);
+        let t = text(&m);
+        assert!(!t.contains("nexrender_template_") && !t.contains("nexrender_job_errors_total"));
+        assert!(!t.contains("template_name_refreshes"), "{t}");
+        assert!(!t.contains("list_templates"), "{t}");
     }
 }

@@ -93,6 +93,10 @@ pub struct AccountPoller {
     failing: Option<&'static str>,
     /// The last poll found the live listing unfiltered (logged on change).
     live_unfiltered: bool,
+    /// When `GET /templates` was last read for names (tried, whatever the
+    /// result), by the exporter's clock, and whether that read failed.
+    names_read_at: Option<UnixMillis>,
+    names_failed: bool,
     /// Webhook deliveries waiting to be counted; taken between polls. The
     /// queue outlives a restarted poller, like the bookkeeping.
     deliveries: Arc<tokio::sync::Mutex<mpsc::Receiver<ApiJob>>>,
@@ -101,6 +105,11 @@ pub struct AccountPoller {
 
 /// Deliveries counted under one lock of the bookkeeping, at most.
 const DELIVERY_BATCH: usize = 256;
+
+/// A template that takes series of its own after the last read of the
+/// template list, and has no name, has the list read again, but not sooner
+/// than this after the last read.
+pub const TEMPLATE_NAMES_RETRY: Duration = Duration::from_secs(60);
 
 impl AccountPoller {
     pub fn new(
@@ -124,6 +133,8 @@ impl AccountPoller {
             settings,
             failing: None,
             live_unfiltered: false,
+            names_read_at: None,
+            names_failed: false,
             deliveries: Arc::new(tokio::sync::Mutex::new(deliveries)),
             delivery_queue,
         }
@@ -161,7 +172,16 @@ impl AccountPoller {
                 let now = self.clock.now_millis();
                 // The tracker's times are the API's: judge by its clock.
                 let api_now = now.saturating_add(book.clock_offset_ms);
-                let done = book.tracker.deliver(&job, api_now, false);
+                let mut done = book.tracker.deliver(&job, api_now, false);
+                if done.verdict == DeliveryVerdict::Unconfirmed
+                    && !self.account.tags.is_empty()
+                    && !book.tracker.knows(&job.id)
+                {
+                    // A delivery does not say the job's tags, and a look-up
+                    // does not either: a job no poll of this tag filter has
+                    // seen may be another pipeline's. Left to the polls.
+                    done = Delivered::judged(DeliveryVerdict::NotCounted);
+                }
                 if done.verdict != DeliveryVerdict::Unconfirmed {
                     self.delivered(&job.id, &done, now);
                 } else if unconfirmed.contains(&job.id) {
@@ -303,6 +323,42 @@ impl AccountPoller {
         );
     }
 
+    /// Reads the template list for display names when due: every
+    /// `metrics.templates.names_refresh`, or sooner (not before
+    /// [`TEMPLATE_NAMES_RETRY`]) after a failed read or for a template
+    /// that came since the last read. Its failure is counted and logged,
+    /// and changes no job number.
+    async fn refresh_template_names(&mut self, now: UnixMillis) {
+        let Some(refresh) = self.metrics.template_names_refresh() else {
+            return;
+        };
+        let name = &self.account.name;
+        let since = |d: Duration| {
+            self.names_read_at
+                .is_none_or(|at| now.saturating_sub(at) >= d.as_millis() as i64)
+        };
+        let newcomer = self
+            .names_read_at
+            .is_some_and(|at| self.metrics.templates_unnamed_since(name, at));
+        let retry = (newcomer || self.names_failed) && since(TEMPLATE_NAMES_RETRY);
+        if !(since(refresh) || retry) {
+            return;
+        }
+        self.names_read_at = Some(now);
+        let listed = self.client.list_templates().await;
+        self.names_failed = listed.is_err();
+        match listed {
+            Ok(listed) => {
+                tracing::debug!(account = %name, templates = listed.len(), "template names read");
+                self.metrics.template_names(name, Some(&listed));
+            }
+            Err(e) => {
+                tracing::warn!(account = %name, error = %e, "reading template names failed; templates keep the names they had (or their ids)");
+                self.metrics.template_names(name, None);
+            }
+        }
+    }
+
     /// Polls once, updates metrics, the status board and the log.
     pub async fn cycle(&mut self) {
         let started = Instant::now();
@@ -324,7 +380,7 @@ impl AccountPoller {
                 let PollResult {
                     outcome, skipped, ..
                 } = &result;
-                self.metrics.apply_outcome(&name, outcome);
+                self.metrics.apply_outcome(&name, outcome, now);
                 self.metrics.jobs_skipped(&name, skipped);
                 self.metrics.poll_notes(&name, &result);
                 if result.live_listing_unfiltered != self.live_unfiltered {
@@ -340,6 +396,9 @@ impl AccountPoller {
                 }
                 self.metrics
                     .poll_succeeded(&name, now as f64 / 1000.0, took);
+                // After the poll, outside its deadline: names are never
+                // worth a failed poll.
+                self.refresh_template_names(now).await;
                 self.board.record(&name, now, None);
                 if self.failing.take().is_some() {
                     tracing::info!(account = %name, "poll succeeded again");

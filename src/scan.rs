@@ -365,6 +365,8 @@ mod tests {
                 finished_at: None,
                 error_at: None,
                 render_duration: None,
+                template_id: None,
+                error: None,
             })
             .collect();
         Page {

@@ -213,6 +213,21 @@ pub struct Completion {
     pub status: JobStatus,
     /// `stats.renderDuration` of a finished job, when the API gave one.
     pub render_duration: Option<f64>,
+    /// Its `templateId`, from the full job read when it ended (a look-up,
+    /// a full page or a delivery). Not kept per job between polls: every
+    /// completion and queue wait is observed with that full job in hand,
+    /// so the tracker's 16 bytes a job stay as they are.
+    pub template: Option<Box<str>>,
+    /// `stats.error` of a job that ended in `error`, when the API gave one.
+    pub error: Option<Box<str>>,
+}
+
+/// A job seen starting: how long it waited, and its template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueWait {
+    /// `startedAt - createdAt`.
+    pub seconds: f64,
+    pub template: Option<Box<str>>,
 }
 
 /// The latest plausible timestamp is "now" plus this much clock skew.
@@ -252,8 +267,8 @@ pub struct Outcome {
     /// Creation time of the oldest job in each non-terminal status.
     pub oldest_created: BTreeMap<JobStatus, UnixMillis>,
     pub completions: Vec<Completion>,
-    /// `startedAt - createdAt` in seconds, of jobs seen starting.
-    pub queue_waits: Vec<f64>,
+    /// `startedAt - createdAt` of jobs seen starting.
+    pub queue_waits: Vec<QueueWait>,
     /// Values from the API that could not be true, by field; each was
     /// ignored (not observed), the rest of its job used.
     pub invalid: InvalidValues,
@@ -304,7 +319,7 @@ pub struct Delivered {
     pub verdict: DeliveryVerdict,
     pub completion: Option<Completion>,
     /// `startedAt - createdAt`, if it was still to be observed.
-    pub queue_wait: Option<f64>,
+    pub queue_wait: Option<QueueWait>,
     pub invalid: InvalidValues,
     /// The job left the first status and is now in the second, in the
     /// numbers of `nexrender_jobs` (`None` first: it was not in them).
@@ -579,6 +594,11 @@ impl JobTracker {
         oldest
     }
 
+    /// Whether a poll (or a counted delivery) has made this job known.
+    pub fn knows(&self, id: &JobId) -> bool {
+        self.jobs.get(id).is_some()
+    }
+
     /// Jobs remembered now (memory follows this).
     pub fn len(&self) -> usize {
         self.jobs.len()
@@ -797,7 +817,7 @@ impl JobTracker {
         }
         let out = pass.out;
         done.invalid = out.invalid;
-        done.queue_wait = out.queue_waits.first().copied();
+        done.queue_wait = out.queue_waits.into_iter().next();
         done.completion = out.completions.into_iter().next();
         done.verdict = if done.completion.is_some() {
             DeliveryVerdict::Counted
@@ -983,10 +1003,17 @@ fn observe(tracked: &mut Tracked, id: &JobId, job: Option<&ApiJob>, pass: &mut A
             } else {
                 None
             };
+            let status = statuses.name(tracked.status).clone();
+            let error = match status {
+                JobStatus::Error => job.and_then(|found| found.error.clone()),
+                _ => None,
+            };
             out.completions.push(Completion {
                 id: id.clone(),
-                status: statuses.name(tracked.status).clone(),
+                status,
                 render_duration,
+                template: job.and_then(|found| found.template_id.clone()),
+                error,
             });
         }
     }
@@ -995,9 +1022,10 @@ fn observe(tracked: &mut Tracked, id: &JobId, job: Option<&ApiJob>, pass: &mut A
             Some(shown) => {
                 tracked.set(WAIT_PENDING, false);
                 match tracked.created(id) {
-                    Some(at) if shown >= at && shown <= latest => {
-                        out.queue_waits.push((shown - at) as f64 / 1000.0)
-                    }
+                    Some(at) if shown >= at && shown <= latest => out.queue_waits.push(QueueWait {
+                        seconds: (shown - at) as f64 / 1000.0,
+                        template: job.and_then(|found| found.template_id.clone()),
+                    }),
                     _ => out.invalid.started_at += 1,
                 }
             }
@@ -1064,6 +1092,8 @@ mod tests {
             finished_at: None,
             error_at: None,
             render_duration: render,
+            template_id: None,
+            error: None,
         }
     }
 
@@ -1071,6 +1101,10 @@ mod tests {
         jobs.into_iter()
             .map(|j| (j.id.clone(), Detail::Found(j)))
             .collect()
+    }
+
+    fn waits(o: &Outcome) -> Vec<f64> {
+        o.queue_waits.iter().map(|w| w.seconds).collect()
     }
 
     fn statuses(o: &Outcome) -> Vec<(String, u64)> {
@@ -1159,7 +1193,7 @@ mod tests {
         let o = t.apply(&s, &d, WINDOW_START, NOW);
         assert_eq!(o.completions.len(), 2);
         assert_eq!(
-            o.queue_waits,
+            waits(&o),
             [1.0, 1.0],
             "b and c; a was already rendering at the first poll"
         );
@@ -1294,7 +1328,9 @@ mod tests {
             [Completion {
                 id: id(1),
                 status: JobStatus::Finished,
-                render_duration: Some(42.5)
+                render_duration: Some(42.5),
+                template: None,
+                error: None,
             }]
         );
         assert!(
@@ -1319,7 +1355,7 @@ mod tests {
         )]);
         let o = t.apply(&s, &d, WINDOW_START, NOW);
         assert_eq!(o.completions.len(), 1);
-        assert_eq!(o.queue_waits, [12.5]);
+        assert_eq!(waits(&o), [12.5]);
     }
 
     #[test]
@@ -1340,7 +1376,7 @@ mod tests {
             WINDOW_START,
             NOW,
         );
-        assert_eq!(o.queue_waits, [60.0]);
+        assert_eq!(waits(&o), [60.0]);
         assert!(
             t.plan(&s).is_empty(),
             "created time known, wait measured: nothing to ask"
@@ -1377,7 +1413,9 @@ mod tests {
             [Completion {
                 id: id(1),
                 status: JobStatus::ManuallyCancelled,
-                render_duration: None
+                render_duration: None,
+                template: None,
+                error: None,
             }]
         );
         assert!(o.queue_waits.is_empty());
@@ -1432,7 +1470,9 @@ mod tests {
             [Completion {
                 id: id(1),
                 status: JobStatus::Finished,
-                render_duration: Some(100.0)
+                render_duration: Some(100.0),
+                template: None,
+                error: None,
             }]
         );
         assert!(
@@ -1496,7 +1536,7 @@ mod tests {
             NOW,
         );
         assert_eq!(statuses(&o), [("render:prerender".into(), 1)]);
-        assert_eq!(o.queue_waits, [3.0]);
+        assert_eq!(waits(&o), [3.0]);
     }
 
     #[test]
@@ -1540,7 +1580,7 @@ mod tests {
             }
         );
         assert_eq!(
-            o.queue_waits,
+            waits(&o),
             [1.0, 1.0],
             "jobs 1 and 2 waited 1 s; job 3's start is in the future"
         );
@@ -1564,7 +1604,9 @@ mod tests {
             [Completion {
                 id: id(1),
                 status: JobStatus::Error,
-                render_duration: None
+                render_duration: None,
+                template: None,
+                error: None,
             }]
         );
         let o = t.apply(&s, &HashMap::new(), WINDOW_START, NOW);
@@ -1667,7 +1709,7 @@ mod tests {
         d.insert(id(1), Detail::Unknown);
         let o = t.apply(&s, &d, WINDOW_START, NOW);
         assert!(o.completions.is_empty(), "not counted without its detail");
-        assert_eq!(o.queue_waits, [2.0], "the rest of the poll applies");
+        assert_eq!(waits(&o), [2.0], "the rest of the poll applies");
         assert_eq!(
             statuses(&o),
             [("render:dorender".into(), 1), ("finished".into(), 1)],
@@ -1858,7 +1900,7 @@ mod tests {
         let d = t.deliver(&finished(7, 30.0), T0 + 60_000, true);
         assert_eq!(d.verdict, DeliveryVerdict::Counted);
         assert_eq!(d.completion.map(|c| c.render_duration), Some(Some(30.0)));
-        assert_eq!(d.queue_wait, Some(2.0));
+        assert_eq!(d.queue_wait.map(|w| w.seconds), Some(2.0));
         assert_eq!(d.moved, Some((None, JobStatus::parse("finished"))));
         // The next poll shows it ended: no look-up, nothing counted again.
         let s = scan(&[(7, "finished")]);
@@ -2014,5 +2056,75 @@ mod tests {
             t.deliver(&undated, T0 + 61_000, true).verdict,
             DeliveryVerdict::Duplicate
         );
+    }
+
+    #[test]
+    fn what_is_remembered_of_a_job_stays_sixteen_bytes() {
+        // The template is read from the full job at each observation and
+        // never kept per job: a million jobs cost what they did.
+        assert_eq!(std::mem::size_of::<Tracked>(), 16);
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
+    }
+
+    #[test]
+    fn completions_and_queue_waits_carry_the_template_and_failures_their_error_text() {
+        let mut t = after_first_poll(&[]);
+        let with = |mut j: ApiJob, template: &str, error: Option<&str>| {
+            j.template_id = Some(template.into());
+            j.error = error.map(Into::into);
+            j
+        };
+        let s = scan(&[(1, "finished"), (2, "error"), (3, "render:dorender")]);
+        let o = t.apply(
+            &s,
+            &details(vec![
+                with(job(1, "finished", Some(T0 + 1500), Some(9.0)), "A", None),
+                with(
+                    job(2, "error", Some(T0 + 2500), None),
+                    "B",
+                    Some("Missing font: X"),
+                ),
+                with(job(3, "render:dorender", Some(T0 + 3250), None), "C", None),
+            ]),
+            WINDOW_START,
+            NOW,
+        );
+        let got: Vec<(Option<&str>, Option<&str>)> = o
+            .completions
+            .iter()
+            .map(|c| (c.template.as_deref(), c.error.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [(Some("A"), None), (Some("B"), Some("Missing font: X"))]
+        );
+        let waits: Vec<(f64, Option<&str>)> = o
+            .queue_waits
+            .iter()
+            .map(|w| (w.seconds, w.template.as_deref()))
+            .collect();
+        assert_eq!(
+            waits,
+            [(0.5, Some("A")), (0.5, Some("B")), (0.25, Some("C"))]
+        );
+        // A delivery's job carries its template too.
+        let mut t = after_first_poll(&[]);
+        let d = t.deliver(&with(finished(9, 4.0), "D", None), T0 + 60_000, true);
+        assert_eq!(d.completion.and_then(|c| c.template), Some("D".into()));
+    }
+
+    #[test]
+    fn the_error_text_of_a_job_that_did_not_fail_is_not_kept() {
+        let mut t = after_first_poll(&[]);
+        let mut j = job(1, "manually_cancelled", None, None);
+        j.error = Some("Job was manually cancelled".into());
+        let o = t.apply(
+            &scan(&[(1, "manually_cancelled")]),
+            &details(vec![j]),
+            WINDOW_START,
+            NOW,
+        );
+        assert_eq!(o.completions.len(), 1);
+        assert_eq!(o.completions[0].error, None);
     }
 }

@@ -138,11 +138,18 @@ async fn demo_mode_serves_lively_numbers_from_the_built_in_simulator() {
         .unwrap();
     let url = format!("http://127.0.0.1:{port}/metrics");
     let mut text = String::new();
-    for _ in 0..300 {
+    // Up, and the breakdowns at work: a named template's series, and the
+    // tagged account polled.
+    let shown = |text: &str| {
+        support::value(text, "nexrender_up{account=\"demo\"}") == Some(1.0)
+            && support::value(text, "nexrender_up{account=\"demo-broadcast\"}") == Some(1.0)
+            && text.contains("template=\"News intro\"")
+    };
+    for _ in 0..600 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         if let Ok(r) = reqwest::get(&url).await {
             text = r.text().await.unwrap_or_default();
-            if support::value(&text, "nexrender_up{account=\"demo\"}") == Some(1.0) {
+            if shown(&text) {
                 break;
             }
         }
@@ -174,6 +181,13 @@ async fn demo_mode_serves_lively_numbers_from_the_built_in_simulator() {
     );
     let finished = support::jobs(&text, "demo", "finished").unwrap();
     assert!(finished > 1000.0, "a day of history: {finished}");
+    assert!(shown(&text), "breakdowns in the demo: {text}");
+    assert!(text.contains("nexrender_job_errors_total{account=\"demo\",reason=\"missing_font\"}"));
+    let broadcast = support::jobs(&text, "demo-broadcast", "finished").unwrap();
+    assert!(
+        broadcast > 0.0 && broadcast < finished,
+        "the broadcast pipeline is part of the farm: {broadcast} of {finished}"
+    );
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(
         log.lines().next().is_some_and(|l| l.starts_with('{')),

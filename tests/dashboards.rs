@@ -22,9 +22,10 @@ use serde_json::Value;
 use support::services::*;
 use support::*;
 
-const DASHBOARDS: [&str; 2] = [
+const DASHBOARDS: [&str; 3] = [
     "grafana/dashboards/nexrender-overview.json",
     "grafana/dashboards/nexrender-exporter.json",
+    "grafana/dashboards/nexrender-templates.json",
 ];
 const PANEL_TYPES: [&str; 6] = [
     "timeseries",
@@ -34,6 +35,9 @@ const PANEL_TYPES: [&str; 6] = [
     "table",
     "bargauge",
 ];
+
+/// `metrics.templates` and `metrics.error_reasons` for the simulator's texts.
+const BREAKDOWNS: &str = "metrics:\n  templates:\n    enabled: true\n  error_reasons:\n    - reason: missing_font\n      pattern: '(?i)missing font'\n    - reason: ae_crash\n      pattern: '(?i)after effects crashed'\n";
 
 fn load(path: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -137,6 +141,7 @@ fn panel_queries() -> Vec<(String, String)> {
                     .unwrap()
                     .replace("$__rate_interval", "10s")
                     .replace("$__interval", "2s")
+                    .replace("$__range", "10m")
                     .replace("$account", "main")
                     .replace("$job", "nexrender");
                 out.push((format!("{path}: {}", p["title"].as_str().unwrap()), expr));
@@ -248,9 +253,10 @@ async fn every_panel_query_and_recording_rule_returns_data_on_a_real_prometheus(
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim = start(&cfg, Arc::new(SystemClock), listener).unwrap();
+    // The breakdowns on, so the Templates dashboard and its rules have data.
     let exp = Exporter::start(
         &format!(
-            "accounts:\n{}    webhook_secret: dash-secret\nwebhook:\n  listen_address: 127.0.0.1:{webhook_port}\n",
+            "accounts:\n{}    webhook_secret: dash-secret\nwebhook:\n  listen_address: 127.0.0.1:{webhook_port}\n{BREAKDOWNS}",
             account_yaml("main", &sim)
         ),
         &[],

@@ -22,6 +22,8 @@ pub enum Endpoint {
     GetJob,
     /// `POST /jobs`
     CreateJob,
+    /// `GET /templates`
+    ListTemplates,
 }
 
 impl Endpoint {

@@ -52,6 +52,14 @@ pub struct LifecycleConfig {
     pub max_children: u32,
     /// Render workers: at most this many jobs render at once.
     pub workers: u32,
+    /// Templates in the farm's catalogue (1..=65535). The first eight have
+    /// names and characters of their own (see [`CATALOGUE`]); the rest are
+    /// plain `Template n`.
+    pub templates: u16,
+    /// The catalogue's templates fail and take as long as their entry in
+    /// [`CATALOGUE`] says; off, every template renders like the farm's
+    /// defaults (so a render spread of 0 makes every render the median).
+    pub templates_differ: bool,
 }
 
 impl Default for LifecycleConfig {
@@ -69,6 +77,8 @@ impl Default for LifecycleConfig {
             nested_ratio: 0.05,
             max_children: 3,
             workers: 8,
+            templates: 8,
+            templates_differ: false,
         }
     }
 }
@@ -89,6 +99,8 @@ impl LifecycleConfig {
             nested_ratio: 0.05,
             max_children: 3,
             workers: 14,
+            templates: 8,
+            templates_differ: true,
         }
     }
 
@@ -127,6 +139,9 @@ impl LifecycleConfig {
         ratio("error_ratio", self.error_ratio)?;
         ratio("cancel_ratio", self.cancel_ratio)?;
         ratio("nested_ratio", self.nested_ratio)?;
+        if self.templates == 0 {
+            return Err("templates: expected at least 1".into());
+        }
         if self.burst_size[0] == 0 || self.burst_size[0] > self.burst_size[1] {
             return Err(format!(
                 "burst_size: expected [min, max] with 1 <= min <= max, got {:?}",
@@ -207,7 +222,7 @@ pub struct SimJob {
     pub render_ms: u32,
     pub fate: Fate,
     pub driver: Driver,
-    pub template: Option<u8>,
+    pub template: Option<u16>,
     pub total_assets: u16,
     pub tags: u8,
     pub error: Option<Box<str>>,
@@ -286,6 +301,58 @@ pub fn tag_bit(tag: &str) -> u8 {
         .unwrap_or(0)
 }
 
+/// The named templates of the catalogue: display name, how much more (or
+/// less) often than `error_ratio` its renders fail, and how much longer
+/// (or shorter) than `render_median` they take. Both average 1 over the
+/// eight, so the farm as a whole keeps its configured error ratio and
+/// render time. "News intro" fails often, and always on a missing font.
+pub const CATALOGUE: [(&str, f64, f64); 8] = [
+    ("Promo 30s", 0.5, 1.0),
+    ("Social square", 0.5, 0.5),
+    ("Lower third", 0.25, 0.25),
+    ("News intro", 3.5, 1.5),
+    ("Product showcase", 1.0, 1.5),
+    ("Year in review", 1.0, 2.0),
+    ("Event recap", 1.0, 1.0),
+    ("Logo sting", 0.25, 0.25),
+];
+
+/// The catalogue entry whose renders all fail on this text.
+const FONT_TROUBLE: usize = 3;
+
+/// One template of the farm.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimTemplate {
+    pub id: String,
+    #[serde(rename = "displayName")]
+    pub display_name: String,
+    /// Times `error_ratio`.
+    #[serde(skip)]
+    pub error_factor: f64,
+    /// Times `render_median`.
+    #[serde(skip)]
+    pub render_factor: f64,
+}
+
+impl SimTemplate {
+    fn numbered(id: String, n: usize) -> Self {
+        match CATALOGUE.get(n) {
+            Some((name, error_factor, render_factor)) => SimTemplate {
+                id,
+                display_name: (*name).into(),
+                error_factor: *error_factor,
+                render_factor: *render_factor,
+            },
+            None => SimTemplate {
+                id,
+                display_name: format!("Template {}", n + 1),
+                error_factor: 1.0,
+                render_factor: 1.0,
+            },
+        }
+    }
+}
+
 const ERRORS: [&str; 5] = [
     "After Effects crashed while rendering (aerender exit code 1)",
     "Missing font: Montserrat-Bold",
@@ -350,7 +417,7 @@ impl ScriptedJob {
 /// A request to create a job through the lifecycle engine (`POST /jobs`).
 #[derive(Debug, Clone, Default)]
 pub struct NewJob {
-    pub template: Option<u8>,
+    pub template: Option<u16>,
     pub children: u32,
     pub tags: u8,
     pub total_assets: u16,
@@ -385,7 +452,7 @@ pub struct Simulation {
     now: UnixMillis,
     retention_ms: i64,
     last_trim: UnixMillis,
-    templates: Vec<String>,
+    templates: Vec<SimTemplate>,
     /// Jobs with a webhook that reached a terminal status since the last drain.
     webhook_due: Vec<Ulid>,
     /// The webhook of every job the farm creates on its own.
@@ -398,8 +465,11 @@ impl Simulation {
     /// A farm with no jobs at `now`. Arrivals start right away.
     pub fn new(cfg: LifecycleConfig, seed: u64, now: UnixMillis) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let templates = (0..8)
-            .map(|_| Ulid::from_parts(now.max(0) as u64 - 86_400_000 * 30, rng.gen()).to_string())
+        let templates = (0..usize::from(cfg.templates.max(1)))
+            .map(|n| {
+                let id = Ulid::from_parts(now.max(0) as u64 - 86_400_000 * 30, rng.gen());
+                SimTemplate::numbered(id.to_string(), n)
+            })
             .collect();
         let mut sim = Self {
             cfg,
@@ -444,22 +514,45 @@ impl Simulation {
         self.jobs.is_empty()
     }
 
-    /// The index of a template id, adding it if there is room (256 templates).
-    pub fn template_index(&mut self, id: &str) -> Option<u8> {
-        if let Some(i) = self.templates.iter().position(|t| t == id) {
-            return u8::try_from(i).ok();
+    /// The index of a template id, adding it if there is room (65536 templates).
+    pub fn template_index(&mut self, id: &str) -> Option<u16> {
+        if let Some(i) = self.templates.iter().position(|t| t.id == id) {
+            return u16::try_from(i).ok();
         }
-        let i = u8::try_from(self.templates.len()).ok()?;
-        self.templates.push(id.to_owned());
+        // Indexes stay below u16::MAX, so the count itself fits a u16.
+        let i = u16::try_from(self.templates.len())
+            .ok()
+            .filter(|i| *i < u16::MAX)?;
+        let n = self.templates.len();
+        self.templates.push(SimTemplate::numbered(id.to_owned(), n));
         Some(i)
     }
 
-    pub fn templates(&self) -> &[String] {
+    /// The catalogue, as `GET /templates` shows it.
+    pub fn templates(&self) -> &[SimTemplate] {
         &self.templates
     }
 
-    pub fn template_id(&self, idx: u8) -> Option<&str> {
-        self.templates.get(idx as usize).map(String::as_str)
+    /// Renames a template (`displayName`), as a user would in the web app.
+    pub fn rename_template(&mut self, idx: u16, name: &str) -> bool {
+        match self.templates.get_mut(usize::from(idx)) {
+            Some(t) => {
+                t.display_name = name.to_owned();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn template_id(&self, idx: u16) -> Option<&str> {
+        self.templates.get(usize::from(idx)).map(|t| t.id.as_str())
+    }
+
+    /// The template whose character a job of `idx` renders with, if the
+    /// catalogue's templates differ.
+    fn template_of(&self, idx: Option<u16>) -> Option<&SimTemplate> {
+        let i = idx.filter(|_| self.cfg.templates_differ)?;
+        self.templates.get(usize::from(i))
     }
 
     /// All jobs, oldest first.
@@ -530,8 +623,9 @@ impl Simulation {
         self.events.push(Reverse((at, self.event_seq, kind, id)));
     }
 
-    fn draw_render_ms(&mut self) -> u32 {
-        let median = self.cfg.render_median.as_millis() as f64;
+    fn draw_render_ms(&mut self, template: Option<u16>) -> u32 {
+        let factor = self.template_of(template).map_or(1.0, |t| t.render_factor);
+        let median = self.cfg.render_median.as_millis() as f64 * factor;
         let ms = if self.cfg.render_spread == 0.0 {
             median
         } else {
@@ -554,11 +648,25 @@ impl Simulation {
             .min(mean * 20.0) as i64
     }
 
-    fn draw_fate(&mut self) -> Fate {
-        if self.rng.gen_bool(self.cfg.error_ratio) {
+    fn draw_fate(&mut self, template: Option<u16>) -> Fate {
+        let factor = self.template_of(template).map_or(1.0, |t| t.error_factor);
+        if self
+            .rng
+            .gen_bool((self.cfg.error_ratio * factor).clamp(0.0, 1.0))
+        {
             Fate::FailAt(self.rng.gen_range(1..1000))
         } else {
             Fate::Finish
+        }
+    }
+
+    /// A failed render's `stats.error`: the drawn text, except for the
+    /// catalogue's font-trouble template, which always fails the same way.
+    fn error_text(&self, template: Option<u16>, drawn: &'static str) -> &'static str {
+        if self.cfg.templates_differ && template.map(usize::from) == Some(FONT_TROUBLE) {
+            ERRORS[1]
+        } else {
+            drawn
         }
     }
 
@@ -583,7 +691,7 @@ impl Simulation {
 
     fn blank_job(&mut self, created_at: UnixMillis, status: JobStatus) -> SimJob {
         let template =
-            (!self.rng.gen_bool(0.1)).then(|| self.rng.gen_range(0..self.templates.len() as u8));
+            (!self.rng.gen_bool(0.1)).then(|| self.rng.gen_range(0..self.templates.len() as u16));
         let tags = self.rng.gen_range(0..16u8);
         let total_assets = self.rng.gen_range(1..30);
         SimJob {
@@ -622,8 +730,8 @@ impl Simulation {
         job.tags = req.tags;
         job.total_assets = req.total_assets.max(1);
         job.webhook = req.webhook.map(Box::new);
-        job.render_ms = self.draw_render_ms();
-        job.fate = self.draw_fate();
+        job.render_ms = self.draw_render_ms(job.template);
+        job.fate = self.draw_fate(job.template);
         let parent_id = job.id;
         let mut children = Vec::new();
         if req.children > 0 {
@@ -638,8 +746,8 @@ impl Simulation {
         for _ in 0..req.children {
             let mut child = self.blank_job(now, JobStatus::Queued);
             child.tags = req.tags;
-            child.render_ms = self.draw_render_ms();
-            child.fate = self.draw_fate();
+            child.render_ms = self.draw_render_ms(child.template);
+            child.fate = self.draw_fate(child.template);
             child.family = Some(Box::new(Family {
                 parent: Some(parent_id),
                 children_left: 0,
@@ -744,11 +852,12 @@ impl Simulation {
                 if job.status != JobStatus::Rendering {
                     return;
                 }
-                let (status, err) = match job.fate {
+                let (fate, template) = (job.fate, job.template);
+                let (status, err) = match fate {
                     Fate::Finish => (JobStatus::Finished, None),
                     Fate::FailAt(_) => {
-                        let e = ERRORS[self.rng.gen_range(0..ERRORS.len())];
-                        (JobStatus::Error, Some(e))
+                        let drawn = ERRORS[self.rng.gen_range(0..ERRORS.len())];
+                        (JobStatus::Error, Some(self.error_text(template, drawn)))
                     }
                 };
                 self.busy_workers = self.busy_workers.saturating_sub(1);
@@ -891,16 +1000,19 @@ impl Simulation {
             } else {
                 let wait = self.draw_pickup_ms().min(room / 2);
                 let started = created + wait;
-                let render = i64::from(self.draw_render_ms()).min(now - started).max(1);
+                let render = i64::from(self.draw_render_ms(job.template))
+                    .min(now - started)
+                    .max(1);
                 job.render_ms = render as u32;
                 job.started_at = Some(started);
-                job.fate = self.draw_fate();
+                job.fate = self.draw_fate(job.template);
                 let (status, end) = match job.fate {
                     Fate::Finish => (JobStatus::Finished, started + render),
                     Fate::FailAt(p) => (JobStatus::Error, started + render * i64::from(p) / 1000),
                 };
                 if status == JobStatus::Error {
-                    job.error = Some(ERRORS[self.rng.gen_range(0..ERRORS.len())].into());
+                    let drawn = ERRORS[self.rng.gen_range(0..ERRORS.len())];
+                    job.error = Some(self.error_text(job.template, drawn).into());
                 }
                 job.status = status;
                 job.ended_at = Some(end);
@@ -1146,6 +1258,40 @@ mod tests {
         assert_eq!(a.jobs(), b.jobs());
         let c = run(LifecycleConfig::default(), 43, 6);
         assert_ne!(a.jobs(), c.jobs());
+    }
+
+    #[test]
+    fn catalogue_templates_differ_in_failures_render_time_and_error_text() {
+        let cfg = LifecycleConfig {
+            templates_differ: true,
+            error_ratio: 0.1,
+            ..LifecycleConfig::default()
+        };
+        let mut sim = Simulation::new(cfg, 5, T0);
+        sim.prefill(20_000, Duration::from_secs(86_400));
+        let names: Vec<&str> = sim
+            .templates()
+            .iter()
+            .map(|t| t.display_name.as_str())
+            .collect();
+        assert_eq!(names[3], "News intro");
+        let of = |n: u16| sim.jobs().iter().filter(move |j| j.template == Some(n));
+        let error_ratio = |n: u16| {
+            let ended = of(n).filter(|j| j.started_at.is_some()).count() as f64;
+            of(n).filter(|j| j.status == JobStatus::Error).count() as f64 / ended
+        };
+        let mean_render = |n: u16| {
+            let r: Vec<f64> = of(n).filter_map(|j| j.render_duration_seconds()).collect();
+            r.iter().sum::<f64>() / r.len() as f64
+        };
+        // News intro fails 3.5 times the farm's ratio, Logo sting a quarter.
+        assert!(error_ratio(3) > 0.25, "{}", error_ratio(3));
+        assert!(error_ratio(7) < 0.06, "{}", error_ratio(7));
+        assert!(of(3)
+            .filter(|j| j.status == JobStatus::Error)
+            .all(|j| j.error.as_deref() == Some(ERRORS[1])));
+        // Year in review renders 2x the median, Lower third a quarter.
+        assert!(mean_render(5) > 4.0 * mean_render(2));
     }
 
     #[test]

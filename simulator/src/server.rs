@@ -99,6 +99,7 @@ fn empty(status: StatusCode) -> Reply {
 
 enum Route {
     List,
+    Templates,
     Get(String),
     Create,
     Status,
@@ -112,6 +113,8 @@ fn route(method: &Method, path: &str) -> Route {
     match (method, path) {
         (&Method::GET, "/_sim/status") => Route::Status,
         (&Method::GET, "/jobs") => Route::List,
+        (&Method::GET, "/templates") => Route::Templates,
+        (_, "/templates") => Route::MethodNotAllowed,
         (&Method::POST, "/jobs") => Route::Create,
         (_, "/jobs") => Route::MethodNotAllowed,
         (m, p) => match p.strip_prefix("/jobs/") {
@@ -306,6 +309,7 @@ impl Simulator {
         let route = route(method, path);
         let endpoint = match &route {
             Route::List => Endpoint::ListJobs,
+            Route::Templates => Endpoint::ListTemplates,
             Route::Get(_) => Endpoint::GetJob,
             Route::Create => Endpoint::CreateJob,
             Route::Status => return self.status(),
@@ -405,6 +409,7 @@ impl Simulator {
         }
         match route {
             Route::List => self.list(query),
+            Route::Templates => self.templates(),
             Route::Get(id) => self.get(&id),
             Route::Create => self.create(body),
             _ => error(StatusCode::NOT_FOUND, "Not found"),
@@ -430,6 +435,34 @@ impl Simulator {
         answer(
             StatusCode::OK,
             write_page(&st.sim, &positions, q.minimal, now),
+        )
+    }
+
+    /// `GET /templates`: the catalogue, each as the v2 Template shows it.
+    fn templates(&self) -> Reply {
+        let st = self.lock();
+        let created = crate::timefmt::format_millis(st.sim.now() - 30 * 86_400_000);
+        let list: Vec<serde_json::Value> = st
+            .sim
+            .templates()
+            .iter()
+            .map(|t| {
+                json!({
+                    "id": t.id,
+                    "type": "aep",
+                    "displayName": t.display_name,
+                    "status": "uploaded",
+                    "createdAt": created,
+                    "updatedAt": created,
+                    "compositions": ["main"],
+                    "layers": ["headline", "footage"],
+                    "error": null,
+                })
+            })
+            .collect();
+        answer(
+            StatusCode::OK,
+            serde_json::to_vec(&list).unwrap_or_default(),
         )
     }
 

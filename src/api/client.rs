@@ -11,7 +11,8 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
 
-use super::job::{parse_job, parse_page, ApiJob, JobId, Page};
+use super::job::{parse_job, parse_minimal_page, parse_page, ApiJob, JobId, Page};
+use super::template::{parse_templates, TemplateName};
 use crate::clock::UnixMillis;
 use crate::secret::Secret;
 use crate::timefmt::format_millis;
@@ -20,15 +21,21 @@ use crate::timefmt::format_millis;
 pub enum Endpoint {
     ListJobs,
     GetJob,
+    ListTemplates,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 2] = [Endpoint::ListJobs, Endpoint::GetJob];
+    pub const ALL: [Endpoint; 3] = [
+        Endpoint::ListJobs,
+        Endpoint::GetJob,
+        Endpoint::ListTemplates,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
             Endpoint::ListJobs => "list_jobs",
             Endpoint::GetJob => "get_job",
+            Endpoint::ListTemplates => "list_templates",
         }
     }
 }
@@ -224,6 +231,9 @@ struct Inner {
 #[derive(Clone)]
 pub struct ApiClient {
     inner: Arc<Inner>,
+    /// The `tags` filter of every job listing (comma-separated), if the
+    /// account is one team's tagged jobs rather than all of them.
+    tags: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -263,7 +273,15 @@ impl ApiClient {
                 not_before: Mutex::new(None),
                 observer,
             }),
+            tags: None,
         })
+    }
+
+    /// This client, listing only jobs with any of `tags` (the API's `tags`
+    /// filter); none: every job.
+    pub fn with_tags(mut self, tags: &[String]) -> Self {
+        self.tags = (!tags.is_empty()).then(|| tags.join(",").into());
+        self
     }
 
     /// When a 429 allows the next request, if one is pending.
@@ -361,17 +379,42 @@ impl ApiClient {
             ),
             ListFilter::Live => format!("exclude_states={TERMINAL_STATES}"),
         };
+        // Tags are checked against the API's pattern when the configuration
+        // loads (letters, digits, `-`, `_`): nothing to escape.
+        let tags = self
+            .tags
+            .as_deref()
+            .map_or(String::new(), |t| format!("&tags={t}"));
         format!(
-            "{}/jobs?minimal={}&sort=oldest_first&from={}&limit={}&{filter}",
+            "{}/jobs?minimal={}&sort=oldest_first&from={}&limit={}&{filter}{tags}",
             self.inner.base, q.minimal, q.from, q.limit,
         )
+    }
+
+    /// `GET /templates`: every template's id and display name.
+    pub async fn list_templates(&self) -> Result<Vec<TemplateName>, ApiError> {
+        let ep = Endpoint::ListTemplates;
+        let body = self
+            .fetch(ep, &format!("{}/templates", self.inner.base))
+            .await?;
+        let names = parse_templates(&body.bytes);
+        self.report(ep, &body, names.is_ok());
+        names.map_err(|e| ApiError::Decode {
+            endpoint: ep.label(),
+            detail: e.to_string(),
+        })
     }
 
     /// `GET /jobs` for one page.
     pub async fn list_jobs(&self, q: &ListPageQuery) -> Result<Page, ApiError> {
         let ep = Endpoint::ListJobs;
         let body = self.fetch(ep, &self.list_url(q)).await?;
-        let page = parse_page(&body.bytes).map(|mut page| {
+        let parse = if q.minimal {
+            parse_minimal_page
+        } else {
+            parse_page
+        };
+        let page = parse(&body.bytes).map(|mut page| {
             page.server_time = body.server_time;
             page
         });

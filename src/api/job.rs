@@ -61,6 +61,12 @@ pub struct ApiJob {
     /// `stats.renderDuration`, seconds; only finite values. Negative ones
     /// are kept so the tracker can count them as impossible values.
     pub render_duration: Option<f64>,
+    /// `templateId`: the template the job renders, if any (and if read:
+    /// minimal listings are read without it, see [`parse_minimal_page`]).
+    pub template_id: Option<Box<str>>,
+    /// `stats.error`: why the job failed, in the API's words; only in full
+    /// job bodies (look-ups, full pages, webhook deliveries).
+    pub error: Option<Box<str>>,
 }
 
 /// Why a job in a page was skipped.
@@ -109,8 +115,25 @@ pub struct Page {
 #[error("{0}")]
 pub struct DecodeError(String);
 
+impl DecodeError {
+    pub(crate) fn new(message: String) -> Self {
+        DecodeError(message)
+    }
+}
+
 /// Decodes a `GET /jobs` body: a JSON array of jobs.
 pub fn parse_page(body: &[u8]) -> Result<Page, DecodeError> {
+    decode_page(body, true)
+}
+
+/// Decodes a `GET /jobs?minimal=true` body as the window scan uses it: the
+/// same as [`parse_page`] but without `templateId` and `stats.error`, which
+/// the scan does not use, so a page of a thousand jobs allocates no text.
+pub fn parse_minimal_page(body: &[u8]) -> Result<Page, DecodeError> {
+    decode_page(body, false)
+}
+
+fn decode_page(body: &[u8], texts: bool) -> Result<Page, DecodeError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let page = de
         .deserialize_seq(PageVisitor {
@@ -118,6 +141,7 @@ pub fn parse_page(body: &[u8]) -> Result<Page, DecodeError> {
             // (the id alone is 35); reserving for that avoids growing the
             // vector page after page. 1000 is the API's largest page.
             capacity: (body.len() / 100).min(1000),
+            texts,
         })
         .map_err(|e| DecodeError(format!("job list: {e}")))?;
     de.end()
@@ -145,7 +169,7 @@ fn parse_one(body: &[u8], visitor: RawJobVisitor) -> Result<ApiJob, DecodeError>
         .deserialize_any(visitor)
         .map_err(|e| DecodeError(format!("job: {e}")))?;
     de.end().map_err(|e| DecodeError(format!("job: {e}")))?;
-    raw.into_job()
+    raw.into_job(true)
         .map_err(|r| DecodeError(format!("job: {}", r.label().replace('_', " "))))
 }
 
@@ -160,13 +184,16 @@ struct RawJob<'de> {
     finished_at: Option<UnixMillis>,
     error_at: Option<UnixMillis>,
     render_duration: Option<f64>,
+    template_id: Option<Cow<'de, str>>,
+    error: Option<Cow<'de, str>>,
     /// The flat delivery shape: its `state`, and its times beside the id.
     state: Option<Cow<'de, str>>,
-    flat: Option<Box<Stats>>,
+    flat: Option<Box<Stats<'de>>>,
 }
 
 impl RawJob<'_> {
-    fn into_job(mut self) -> Result<ApiJob, SkipReason> {
+    /// `texts`: keep `templateId` and `stats.error` (each a copy of text).
+    fn into_job(mut self, texts: bool) -> Result<ApiJob, SkipReason> {
         if let Some(flat) = self.flat.take() {
             let Stats {
                 created_at,
@@ -174,7 +201,9 @@ impl RawJob<'_> {
                 finished_at,
                 error_at,
                 render_duration,
+                error,
             } = *flat;
+            self.error = self.error.or(error);
             self.status = self.status.or(self.state.take());
             self.created_at = self.created_at.or(created_at);
             self.started_at = self.started_at.or(started_at);
@@ -201,12 +230,21 @@ impl RawJob<'_> {
             finished_at: self.finished_at,
             error_at: self.error_at,
             render_duration: self.render_duration.filter(|d| d.is_finite()),
+            template_id: self
+                .template_id
+                .filter(|t| texts && !t.is_empty())
+                .map(|t| t.into()),
+            error: self
+                .error
+                .filter(|e| texts && !e.is_empty())
+                .map(|e| e.into()),
         })
     }
 }
 
 struct PageVisitor {
     capacity: usize,
+    texts: bool,
 }
 
 impl<'de> Visitor<'de> for PageVisitor {
@@ -223,7 +261,7 @@ impl<'de> Visitor<'de> for PageVisitor {
         };
         while let Some(raw) = seq.next_element_seed(RawJobSeed)? {
             page.raw_len += 1;
-            match raw.into_job() {
+            match raw.into_job(self.texts) {
                 Ok(j) => page.jobs.push(j),
                 Err(r) => page.skipped.push(r),
             }
@@ -285,13 +323,18 @@ impl<'de> Visitor<'de> for RawJobVisitor {
             match key.0.as_ref() {
                 "id" => job.id = map.next_value::<Lenient<Cow<str>>>()?.0,
                 "status" => job.status = map.next_value::<Lenient<Cow<str>>>()?.0,
+                "templateId" => job.template_id = map.next_value::<Lenient<Cow<str>>>()?.0,
                 "stats" => {
-                    let s = map.next_value::<Lenient<Stats>>()?.0.unwrap_or_default();
+                    let s = map
+                        .next_value::<Lenient<Stats<'de>>>()?
+                        .0
+                        .unwrap_or_default();
                     job.created_at = s.created_at;
                     job.started_at = s.started_at;
                     job.finished_at = s.finished_at;
                     job.error_at = s.error_at;
                     job.render_duration = s.render_duration;
+                    job.error = s.error;
                 }
                 "state" if self.flat => job.state = map.next_value::<Lenient<Cow<str>>>()?.0,
                 field if self.flat && Stats::FIELDS.contains(&field) => {
@@ -330,12 +373,13 @@ impl<'de> de::Deserialize<'de> for KeyStr<'de> {
 }
 
 #[derive(Default)]
-struct Stats {
+struct Stats<'de> {
     created_at: Option<UnixMillis>,
     started_at: Option<UnixMillis>,
     finished_at: Option<UnixMillis>,
     error_at: Option<UnixMillis>,
     render_duration: Option<f64>,
+    error: Option<Cow<'de, str>>,
 }
 
 /// `Some` when the value has the expected type, `None` for null or any
@@ -384,17 +428,18 @@ impl LenientValue<'_> for f64 {
     }
 }
 
-impl Stats {
-    const FIELDS: [&'static str; 5] = [
+impl<'de> Stats<'de> {
+    const FIELDS: [&'static str; 6] = [
         "createdAt",
         "startedAt",
         "finishedAt",
         "errorAt",
         "renderDuration",
+        "error",
     ];
 
     /// Reads the value of `field` (any other is skipped).
-    fn read<'de, A: MapAccess<'de>>(&mut self, field: &str, map: &mut A) -> Result<(), A::Error> {
+    fn read<A: MapAccess<'de>>(&mut self, field: &str, map: &mut A) -> Result<(), A::Error> {
         let ts = |v: Lenient<Timestamp>| v.0.map(|t| t.0);
         match field {
             "createdAt" => self.created_at = ts(map.next_value()?),
@@ -402,6 +447,7 @@ impl Stats {
             "finishedAt" => self.finished_at = ts(map.next_value()?),
             "errorAt" => self.error_at = ts(map.next_value()?),
             "renderDuration" => self.render_duration = map.next_value::<Lenient<f64>>()?.0,
+            "error" => self.error = map.next_value::<Lenient<Cow<str>>>()?.0,
             _ => {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -410,7 +456,7 @@ impl Stats {
     }
 }
 
-impl<'de> LenientValue<'de> for Stats {
+impl<'de> LenientValue<'de> for Stats<'de> {
     fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
         let mut s = Stats::default();
         while let Some(key) = map.next_key::<KeyStr>()? {

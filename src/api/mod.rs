@@ -2,9 +2,13 @@
 
 pub mod client;
 pub mod job;
+pub mod template;
 
 pub use client::{
     ApiClient, ApiError, ClientPolicy, Endpoint, ListFilter, ListPageQuery, RequestObserver,
     TERMINAL_STATES,
 };
-pub use job::{parse_delivery, parse_job, parse_page, ApiJob, JobId, Page, SkipReason};
+pub use job::{
+    parse_delivery, parse_job, parse_minimal_page, parse_page, ApiJob, JobId, Page, SkipReason,
+};
+pub use template::{parse_templates, TemplateName};

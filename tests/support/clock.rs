@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nexrender_exporter::api::{ApiClient, ClientPolicy};
 use nexrender_exporter::board::StatusBoard;
-use nexrender_exporter::config::Account;
+use nexrender_exporter::config::{Account, MetricsConfig};
 use nexrender_exporter::metrics::Metrics;
 use nexrender_exporter::poller::{AccountPoller, PollSettings};
 use nexrender_exporter::secret::Secret;
@@ -41,6 +41,15 @@ impl Rig {
     /// The simulator as `cfg` says (its tokens replaced), polled with
     /// `settings` by a client that never retries or waits.
     pub async fn start(cfg: SimulatorConfig, settings: PollSettings) -> Rig {
+        Self::start_with(cfg, settings, MetricsConfig::default()).await
+    }
+
+    /// The same, with the exporter's metrics set up as `metrics` says.
+    pub async fn start_with(
+        cfg: SimulatorConfig,
+        settings: PollSettings,
+        metrics: MetricsConfig,
+    ) -> Rig {
         let clock = ManualClock::new(T0);
         let cfg = SimulatorConfig {
             tokens: vec!["t".into()],
@@ -48,36 +57,8 @@ impl Rig {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sim = start(&cfg, clock.clone(), listener).unwrap();
-        let metrics = Metrics::new(&Default::default());
-        let policy = ClientPolicy {
-            max_retries: 0,
-            max_requests_per_second: 10_000,
-            rate_limit_default_wait: Duration::from_millis(1),
-            ..ClientPolicy::default()
-        };
-        let client = ApiClient::new(
-            &sim.api_url(),
-            Secret::new("t"),
-            policy,
-            metrics.observer("main"),
-        )
-        .unwrap();
-        let account = Account {
-            name: "main".into(),
-            api_url: sim.api_url(),
-            token: Secret::new("t"),
-            webhook_secret: None,
-        };
-        let board = StatusBoard::new(&["main".into()]);
-        let poller = AccountPoller::new(
-            account,
-            client,
-            metrics.clone(),
-            board,
-            Arc::new(SimulatedTime(clock.clone())),
-            settings,
-            1024,
-        );
+        let metrics = Metrics::new(&metrics);
+        let poller = account_poller(&sim, &clock, &metrics, "main", &[], settings);
         Rig {
             clock,
             sim,
@@ -86,8 +67,56 @@ impl Rig {
         }
     }
 
+    /// Another account's poller on the same simulator, clock and metrics,
+    /// listing only jobs with any of `tags` (none: all).
+    pub fn poller(&self, name: &str, tags: &[&str], settings: PollSettings) -> AccountPoller {
+        account_poller(&self.sim, &self.clock, &self.metrics, name, tags, settings)
+    }
+
     /// The exporter's metrics now, as text.
     pub fn metrics(&self) -> String {
         String::from_utf8(self.metrics.encode()).unwrap()
     }
+}
+
+fn account_poller(
+    sim: &RunningSimulator,
+    clock: &Arc<ManualClock>,
+    metrics: &Arc<Metrics>,
+    name: &str,
+    tags: &[&str],
+    settings: PollSettings,
+) -> AccountPoller {
+    let policy = ClientPolicy {
+        max_retries: 0,
+        max_requests_per_second: 10_000,
+        rate_limit_default_wait: Duration::from_millis(1),
+        ..ClientPolicy::default()
+    };
+    let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    let client = ApiClient::new(
+        &sim.api_url(),
+        Secret::new("t"),
+        policy,
+        metrics.observer(name),
+    )
+    .unwrap()
+    .with_tags(&tags);
+    let account = Account {
+        name: name.into(),
+        api_url: sim.api_url(),
+        token: Secret::new("t"),
+        webhook_secret: None,
+        tags,
+    };
+    let board = StatusBoard::new(&[name.into()]);
+    AccountPoller::new(
+        account,
+        client,
+        metrics.clone(),
+        board,
+        Arc::new(SimulatedTime(clock.clone())),
+        settings,
+        1024,
+    )
 }
