@@ -469,9 +469,9 @@ const CONFIRM_SPAN_MS: i64 = 10 * 60_000;
 /// The API's own record of each delivered job in `ids`, for the webhook
 /// receiver: `Ok(Some(job))`, `Ok(None)` for a 404, or the error. When at
 /// least 8 of them were created (by their ULID) within 10 minutes of the
-/// newest, that stretch is read as full pages of the listing (one request
-/// for up to `page_size` jobs created in it, and no more pages than one
-/// for every 4 jobs wanted); jobs not found there, and the rest, are
+/// newest, that stretch is read as full pages of the listing (pages of
+/// about twice as many jobs as wanted, at most `page_size`, and no more
+/// pages than one for every 4 jobs wanted); jobs not found there, and the rest, are
 /// `GET /jobs/{id}` each, `concurrency` at a time. A failed page read fails
 /// those jobs, without single calls (the API is down or said to wait).
 pub async fn confirm_deliveries(
@@ -496,7 +496,11 @@ pub async fn confirm_deliveries(
         let to_date = now.saturating_add(CLOCK_SKEW_MS).max(newest.unwrap_or(now));
         let wanted: HashSet<JobId> = recent.iter().cloned().collect();
         let max_pages = (recent.len() / LOOKUPS_PER_PAGE).max(1);
-        match details_from_pages(source, page_size, from_date, to_date, &wanted, max_pages).await {
+        // Pages about twice the batch: the jobs wanted are usually the
+        // newest of their stretch, and a smaller page is cheaper to send
+        // and to read than the poll's 1000.
+        let limit = (recent.len() as u32 * 2).clamp(BATCH_MIN as u32 * 4, page_size.max(1));
+        match details_from_pages(source, limit, from_date, to_date, &wanted, max_pages).await {
             Ok(mut found) => {
                 for id in recent {
                     match found.remove(&id) {

@@ -790,6 +790,14 @@ async fn bench_deliveries_per_second_the_receiver_takes_on_one_core() {
         "",
     );
     exp.polls("main", 1).await;
+    // Then they all end (the API's look-ups say so), and are delivered.
+    sim.sim.with_farm(|f| {
+        let at = f.now();
+        for id in ids.iter() {
+            f.script_status(id.parse().unwrap(), JobStatus::Finished, at)
+                .unwrap();
+        }
+    });
     // The exporter on core 0; this process (load and simulator) on core 1.
     for (pid, core) in [(exp.pid(), "0"), (std::process::id(), "1")] {
         let out = std::process::Command::new("taskset")
