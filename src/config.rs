@@ -114,6 +114,9 @@ pub struct PollConfig {
     /// further back are not counted. 0s: never further back than `window`.
     #[serde(with = "humantime_serde")]
     pub max_catch_up: Duration,
+    /// Ask the API for gzip-compressed answers (`Accept-Encoding: gzip`);
+    /// `max_response_bytes` bounds them both compressed and inflated.
+    pub gzip: bool,
 }
 
 impl Default for PollConfig {
@@ -135,6 +138,7 @@ impl Default for PollConfig {
             full_scan_interval: Duration::from_secs(3600),
             max_lookups: 500,
             max_catch_up: Duration::from_secs(48 * 3600),
+            gzip: true,
         }
     }
 }
@@ -254,6 +258,7 @@ impl PollConfig {
             max_requests_per_second: self.max_requests_per_second,
             rate_limit_default_wait: self.rate_limit_wait,
             max_rate_limit_wait: self.max_rate_limit_wait,
+            gzip: self.gzip,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -119,8 +119,49 @@ fn landing(state: &WebState) -> String {
     )
 }
 
+/// Whether an `Accept-Encoding` header takes gzip (`gzip`, `x-gzip` or `*`,
+/// without `q=0`).
+fn accepts_gzip(header: Option<&HeaderValue>) -> bool {
+    let Some(text) = header.and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    text.split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or("");
+        let refused = parts.any(|p| {
+            p.strip_prefix("q=")
+                .and_then(|q| q.parse::<f32>().ok())
+                .is_some_and(|q| q == 0.0)
+        });
+        !refused
+            && ["gzip", "x-gzip", "*"]
+                .iter()
+                .any(|c| coding.eq_ignore_ascii_case(c))
+    })
+}
+
+/// The exposition, gzipped when the scraper takes it.
+fn exposition(state: &WebState, gzip: bool) -> Response<Full<Bytes>> {
+    let mut r = if gzip {
+        let mut r = reply(StatusCode::OK, TEXT_FORMAT, state.metrics.scrape_gzip());
+        r.headers_mut()
+            .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        r
+    } else {
+        reply(StatusCode::OK, TEXT_FORMAT, state.metrics.scrape())
+    };
+    r.headers_mut()
+        .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    r
+}
+
 /// Answers one request.
-pub fn route(state: &WebState, method: &Method, path: &str) -> Response<Full<Bytes>> {
+pub fn route(
+    state: &WebState,
+    method: &Method,
+    path: &str,
+    accept_encoding: Option<&HeaderValue>,
+) -> Response<Full<Bytes>> {
     if method != Method::GET && method != Method::HEAD {
         let mut r = reply(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -132,7 +173,7 @@ pub fn route(state: &WebState, method: &Method, path: &str) -> Response<Full<Byt
         return r;
     }
     if path == state.telemetry_path {
-        return reply(StatusCode::OK, TEXT_FORMAT, state.metrics.scrape());
+        return exposition(state, accepts_gzip(accept_encoding));
     }
     match path {
         "/" => reply(StatusCode::OK, "text/html; charset=utf-8", landing(state)),
@@ -207,7 +248,12 @@ async fn handle(state: Arc<WebState>, req: Request<Incoming>) -> Response<Full<B
             return r;
         }
     }
-    route(&state, req.method(), req.uri().path())
+    route(
+        &state,
+        req.method(),
+        req.uri().path(),
+        req.headers().get(ACCEPT_ENCODING),
+    )
 }
 
 async fn serve_io<I, H: Handler>(

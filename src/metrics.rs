@@ -594,20 +594,37 @@ impl Metrics {
     /// changes or [`RENDER_MAX_AGE`] passes (the `process_*` metrics move on
     /// their own), so a thousand concurrent scrapes cost one render.
     pub fn scrape(&self) -> bytes::Bytes {
+        self.rendered(false)
+    }
+
+    /// The same exposition gzip-compressed, for scrapers that send
+    /// `Accept-Encoding: gzip` (Prometheus does): compressed once per
+    /// render, the first time a scraper asks for it, then shared the same way.
+    pub fn scrape_gzip(&self) -> bytes::Bytes {
+        self.rendered(true)
+    }
+
+    fn rendered(&self, gzip: bool) -> bytes::Bytes {
         let generation = self.generation.load(Ordering::Acquire);
         let mut cache = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = cache.as_ref() {
-            if c.generation == generation && c.at.elapsed() < RENDER_MAX_AGE {
-                return c.body.clone();
-            }
+        let fresh = cache
+            .as_ref()
+            .is_some_and(|c| c.generation == generation && c.at.elapsed() < RENDER_MAX_AGE);
+        if !fresh {
+            *cache = Some(Rendered {
+                generation,
+                at: Instant::now(),
+                body: bytes::Bytes::from(self.encode()),
+                gzip: None,
+            });
         }
-        let body = bytes::Bytes::from(self.encode());
-        *cache = Some(Rendered {
-            generation,
-            at: Instant::now(),
-            body: body.clone(),
-        });
-        body
+        let Some(c) = cache.as_mut() else {
+            unreachable!("rendered just above")
+        };
+        if !gzip {
+            return c.body.clone();
+        }
+        c.gzip.get_or_insert_with(|| gzip_bytes(&c.body)).clone()
     }
 
     /// Marks the rendered exposition stale.
@@ -636,6 +653,22 @@ struct Rendered {
     generation: u64,
     at: Instant,
     body: bytes::Bytes,
+    /// `body` gzip-compressed, once a scraper has asked for it.
+    gzip: Option<bytes::Bytes>,
+}
+
+/// gzip at the fastest level: the exposition is mostly repeated metric and
+/// label names, which the fastest level already shrinks about tenfold, and
+/// compressing is on the scrape's path once per render.
+fn gzip_bytes(body: &[u8]) -> bytes::Bytes {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 8),
+        flate2::Compression::fast(),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = gz.write_all(body);
+    bytes::Bytes::from(gz.finish().unwrap_or_default())
 }
 
 struct AccountRequests {
@@ -784,6 +817,37 @@ mod tests {
         let after = m.scrape();
         assert_ne!(first.as_ptr(), after.as_ptr());
         assert!(String::from_utf8_lossy(&after).contains("nexrender_up{account=\"a\"} 1"));
+    }
+
+    fn inflate(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body), &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn the_gzip_scrape_is_the_rendered_text_compressed_once_per_render() {
+        let m = Metrics::new(&MetricsConfig::default());
+        m.register_account("a");
+        let (plain, gzip) = (m.scrape(), m.scrape_gzip());
+        assert_eq!(inflate(&gzip), plain);
+        assert!(
+            gzip.len() * 4 < plain.len(),
+            "{} of {}",
+            gzip.len(),
+            plain.len()
+        );
+        assert_eq!(
+            gzip.as_ptr(),
+            m.scrape_gzip().as_ptr(),
+            "shared, not compressed again"
+        );
+        assert_eq!(plain.as_ptr(), m.scrape().as_ptr(), "the same render");
+        m.poll_succeeded("a", 1.0, Duration::from_secs(1));
+        let after = m.scrape_gzip();
+        assert_ne!(gzip.as_ptr(), after.as_ptr());
+        assert_eq!(inflate(&after), m.scrape());
+        assert!(String::from_utf8_lossy(&inflate(&after)).contains("nexrender_up{account=\"a\"} 1"));
     }
 
     #[test]

@@ -53,6 +53,8 @@ impl Rig {
             max_retries: 0,
             max_requests_per_second: 10_000,
             rate_limit_default_wait: Duration::from_millis(1),
+            // Bytes as the naive poll is priced: uncompressed answers.
+            gzip: false,
             ..ClientPolicy::default()
         };
         let client = ApiClient::new(
