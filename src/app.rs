@@ -253,6 +253,18 @@ impl Pollers {
         Ok(changes)
     }
 
+    /// Says which shard this is (metrics, landing page), and tells the
+    /// webhook receiver which accounts other shards poll.
+    fn show_shard(&self, loaded: &Loaded) {
+        let shard = loaded.config.shard;
+        self.metrics
+            .set_shard(shard, loaded.accounts.len(), loaded.other_shards.len());
+        self.board.set_shard(shard, loaded.other_shards.len());
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.set_other_shards(&loaded.other_shards);
+        }
+    }
+
     async fn stop_all(&mut self) {
         let names: Vec<String> = self.running.keys().cloned().collect();
         for r in self.running.values() {
@@ -280,6 +292,8 @@ pub async fn run(
     let _simulator = if demo {
         let (sim, account) = start_demo().await?;
         loaded.accounts = vec![account];
+        loaded.other_shards.clear();
+        loaded.config.shard = Default::default();
         loaded.config.poll.interval = loaded.config.poll.interval.min(DEMO_INTERVAL);
         Some(sim)
     } else {
@@ -326,6 +340,7 @@ pub async fn run(
         delivery_queue_capacity: cfg.webhook.queue_capacity,
     };
     pollers.apply(&loaded).await?;
+    pollers.show_shard(&loaded);
     let with_secret: Vec<&str> = loaded
         .accounts
         .iter()
@@ -359,6 +374,15 @@ pub async fn run(
         }
     };
     let names: Vec<&str> = loaded.accounts.iter().map(|a| a.name.as_str()).collect();
+    if cfg.shard.is_sharded() {
+        tracing::info!(
+            index = cfg.shard.index,
+            total = cfg.shard.total,
+            polled_here = loaded.accounts.len(),
+            polled_elsewhere = loaded.other_shards.len(),
+            "sharded: polling the accounts whose name hashes to this shard"
+        );
+    }
     tracing::info!(
         address = %local,
         telemetry_path = %cfg.web.telemetry_path,
@@ -395,7 +419,9 @@ pub async fn run(
                     if new.config.web != cfg.web || new.config.metrics != cfg.metrics || new.config.log != cfg.log || new.config.webhook != cfg.webhook {
                         tracing::warn!("web, webhook, metrics and log settings take effect only after a restart (accounts' webhook secrets are reloaded)");
                     }
-                    match pollers.apply(&new).await {
+                    let applied = pollers.apply(&new).await;
+                    pollers.show_shard(&new);
+                    match applied {
                         Ok(changes) if changes.is_empty() => tracing::info!("configuration reloaded: nothing changed"),
                         Ok(changes) => tracing::info!(changes = %changes.join("; "), "configuration reloaded"),
                         Err(e) => tracing::error!(error = %e, "reload partly failed"),

@@ -111,11 +111,22 @@ fn landing(state: &WebState) -> String {
         ));
     }
     let path = escape(&state.telemetry_path);
+    let (shard, elsewhere) = state.board.shard();
+    let shard = if shard.is_sharded() {
+        format!(
+            "<p>Shard {} of {} (numbered from 0): polls the {} account(s) below; {elsewhere} other account(s) of the configuration are polled by the other shards.</p>\n",
+            shard.index,
+            shard.total,
+            state.board.snapshot().len()
+        )
+    } else {
+        String::new()
+    };
     format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Nexrender Exporter</title></head><body>\n\
          <h1>Nexrender Exporter</h1>\n<p>Version {VERSION} (revision {REVISION})</p>\n\
          <ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/healthz\">Health</a></li><li><a href=\"/readyz\">Readiness</a></li></ul>\n\
-         <h2>Accounts</h2>\n<table border=\"1\" cellpadding=\"4\">\n<tr><th>account</th><th>last poll</th><th>last attempt (UTC)</th><th>last success (UTC)</th></tr>\n{rows}</table>\n</body></html>\n"
+         {shard}<h2>Accounts</h2>\n<table border=\"1\" cellpadding=\"4\">\n<tr><th>account</th><th>last poll</th><th>last attempt (UTC)</th><th>last success (UTC)</th></tr>\n{rows}</table>\n</body></html>\n"
     )
 }
 

@@ -15,6 +15,7 @@ pub mod poller;
 mod process;
 pub mod scan;
 pub mod secret;
+pub mod shard;
 mod stall;
 pub mod status;
 pub mod timefmt;

@@ -52,6 +52,8 @@ pub struct Metrics {
     webhook_deliveries: IntCounterVec,
     webhook_last: GaugeVec,
     webhook_unroutable: IntCounterVec,
+    shard_info: IntGaugeVec,
+    shard_accounts: IntGaugeVec,
     max_unknown: usize,
     /// Status label values set per account at the last update, so values no
     /// longer seen can be removed: (jobs, oldest).
@@ -210,8 +212,18 @@ impl Metrics {
             ),
             webhook_unroutable: counter(
                 "nexrender_exporter_webhook_requests_unroutable_total",
-                "Requests to the webhook listener for no account that takes deliveries (not_found) or with a method other than POST or PUT (method_not_allowed).",
+                "Requests to the webhook listener for no account that takes deliveries (not_found), for an account another shard polls (other_shard), or with a method other than POST or PUT (method_not_allowed).",
                 &["reason"],
+            ),
+            shard_info: gauge(
+                "nexrender_exporter_shard_info",
+                "1, labelled with this replica's shard (index from 0) and the number of shards sharing the accounts.",
+                &["index", "total"],
+            ),
+            shard_accounts: gauge(
+                "nexrender_exporter_shard_accounts",
+                "Accounts of the configuration this replica polls (polled=\"here\") and those other shards poll (polled=\"elsewhere\"); summed over the shards, \"here\" is the number of accounts configured.",
+                &["polled"],
             ),
             max_unknown: cfg.max_unknown_statuses,
             exported: Mutex::new(HashMap::new()),
@@ -293,7 +305,7 @@ impl Metrics {
     /// The webhook listener is up: its own series exist from now.
     pub fn webhook_listener_started(&self) {
         self.changed();
-        for r in ["not_found", "method_not_allowed"] {
+        for r in WEBHOOK_UNROUTABLE_REASONS {
             self.webhook_unroutable.with_label_values(&[r]);
         }
     }
@@ -304,6 +316,21 @@ impl Metrics {
         self.webhook_deliveries
             .with_label_values(&[account, result])
             .inc();
+    }
+
+    /// This replica's shard and how many accounts it polls.
+    pub fn set_shard(&self, shard: crate::shard::Shard, here: usize, elsewhere: usize) {
+        self.changed();
+        self.shard_info.reset();
+        self.shard_info
+            .with_label_values(&[&shard.index.to_string(), &shard.total.to_string()])
+            .set(1);
+        self.shard_accounts
+            .with_label_values(&["here"])
+            .set(here as i64);
+        self.shard_accounts
+            .with_label_values(&["elsewhere"])
+            .set(elsewhere as i64);
     }
 
     pub fn webhook_unroutable(&self, reason: &'static str) {
@@ -645,6 +672,10 @@ pub const WEBHOOK_RESULTS: [&str; 9] = [
     "too_large",
     "queue_full",
 ];
+
+/// Every `reason` of `nexrender_exporter_webhook_requests_unroutable_total`.
+pub const WEBHOOK_UNROUTABLE_REASONS: [&str; 3] =
+    ["not_found", "method_not_allowed", "other_shard"];
 
 /// How long a rendered exposition may be served when nothing changed.
 pub const RENDER_MAX_AGE: Duration = Duration::from_millis(500);
