@@ -6,6 +6,7 @@
 //!
 //!   cargo bench --bench memory_day                 # 1,000,000 jobs, 24 h
 //!   NEXRENDER_BENCH_JOBS=100000 NEXRENDER_BENCH_HOURS=6 cargo bench --bench memory_day
+//!   NEXRENDER_BENCH_DEFAULT_ALLOCATOR=1 cargo bench --bench memory_day   # glibc untuned
 //!
 //! The poller, the client, the tracker and the metrics are the exporter's
 //! own, in this process, on the system allocator, so its resident memory
@@ -133,6 +134,10 @@ fn main() {
         return simulator_child(jobs);
     }
     // At least two hours: the first is the baseline, the rest show the rest.
+    // As the exporter's main does first thing.
+    if std::env::var_os("NEXRENDER_BENCH_DEFAULT_ALLOCATOR").is_none() {
+        nexrender_exporter::alloc::return_big_blocks_to_the_system();
+    }
     let hours = env_or("NEXRENDER_BENCH_HOURS", if bench { 24 } else { 2 }).max(2) as i64;
     let mut child = Command::new(std::env::current_exe().expect("this program"))
         .env(CHILD, "1")

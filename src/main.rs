@@ -171,6 +171,7 @@ async fn shutdown_signal() {
 }
 
 fn main() -> ExitCode {
+    nexrender_exporter::alloc::return_big_blocks_to_the_system();
     let cli = Cli::parse();
     let flags = FlagOverrides {
         listen_address: cli.listen_address,
