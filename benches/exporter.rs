@@ -1,8 +1,12 @@
 //! The exporter's hot paths, each beside its reference:
 //!   cargo bench --bench exporter
 //! - decoding a 1000-job page (minimal and full) with the exporter's lenient
-//!   parser, against plain serde_json derive into the same fields (the floor);
-//! - the tracker's work for one poll over a 100,000-job window at steady state;
+//!   parser, against plain serde_json derive into the same fields, borrowing
+//!   (the floor) and owning (the earlier floor);
+//! - the tracker's work for one poll over a 100,000-job window: a poll that
+//!   sees nothing new, and a poll a minute after the last on a busy farm
+//!   (about 200 jobs created, started and ended, and as many leaving the
+//!   window, with the look-ups of the jobs that ended);
 //! - rendering /metrics.
 
 use std::collections::HashMap;
@@ -11,13 +15,13 @@ use std::time::Duration;
 
 mod common;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use nexrender_exporter::api::parse_page;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use nexrender_exporter::api::{parse_job, parse_page, JobId};
 use nexrender_exporter::metrics::Metrics;
 use nexrender_exporter::scan::{ScanEntry, WindowScan};
 use nexrender_exporter::status::StatusTable;
-use nexrender_exporter::tracker::JobTracker;
-use nexrender_simulator::listing::write_page;
+use nexrender_exporter::tracker::{Detail, JobTracker};
+use nexrender_simulator::listing::{write_job, write_page};
 use nexrender_simulator::{LifecycleConfig, Simulation};
 
 const T0: i64 = 1_767_225_600_000;
@@ -34,6 +38,7 @@ fn parsing(c: &mut Criterion) {
     let mut g = c.benchmark_group("page_1000_jobs");
     for (name, minimal) in [("minimal", true), ("full", false)] {
         let body = write_page(&sim, &positions, minimal, T0);
+        assert_eq!(common::floor(&body), 1000, "the floor decodes the page");
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function(format!("{name}/exporter_parse"), |b| {
             b.iter(|| parse_page(black_box(&body)).unwrap())
@@ -41,39 +46,106 @@ fn parsing(c: &mut Criterion) {
         g.bench_function(format!("{name}/serde_floor"), |b| {
             b.iter(|| common::floor(black_box(&body)))
         });
+        g.bench_function(format!("{name}/serde_floor_owning"), |b| {
+            b.iter(|| common::owning_floor(black_box(&body)))
+        });
     }
     g.finish();
 }
 
+/// The whole window of a farm as one poll sees it at `now`.
+fn window_scan(sim: &Simulation, now: i64, table: &mut StatusTable) -> WindowScan {
+    let (lo, hi) = sim.created_range(Some(now - DAY), Some(now));
+    let positions: Vec<usize> = (lo..hi).collect();
+    let entries: Vec<ScanEntry> = parse_page(&write_page(sim, &positions, true, now))
+        .unwrap()
+        .jobs
+        .into_iter()
+        .map(|j| ScanEntry {
+            id: j.id,
+            status: j.status,
+        })
+        .collect();
+    WindowScan::new(entries, table).0
+}
+
+/// The look-ups a poll makes for what `plan` asks, answered by the farm.
+fn look_up(sim: &Simulation, need: &[JobId], now: i64) -> HashMap<JobId, Detail> {
+    need.iter()
+        .map(|id| {
+            let detail = match id {
+                JobId::Ulid(u) => sim
+                    .job(*u)
+                    .map(|j| parse_job(&write_job(sim, j, now)).unwrap()),
+                JobId::Other(_) => None,
+            };
+            (id.clone(), detail.map_or(Detail::Gone, Detail::Found))
+        })
+        .collect()
+}
+
+const DAY: i64 = 86_400_000;
+const MIN: i64 = 60_000;
+
 fn tracking(c: &mut Criterion) {
     let sim = farm(100_000);
-    let entries: Vec<ScanEntry> = parse_page(&write_page(
-        &sim,
-        &(0..sim.len()).collect::<Vec<_>>(),
-        true,
-        T0,
-    ))
-    .unwrap()
-    .jobs
-    .into_iter()
-    .map(|j| ScanEntry {
-        id: j.id,
-        status: j.status,
-    })
-    .collect();
     // Documented statuses only: their codes are the same in every table.
-    let scan = WindowScan::new(entries, &mut StatusTable::default()).0;
+    let scan = window_scan(&sim, T0, &mut StatusTable::default());
     let mut tracker = JobTracker::new();
     let none = HashMap::new();
-    tracker.apply(&scan, &none, T0 - 86_400_000, T0);
+    tracker.apply(&scan, &none, T0 - DAY, T0);
     let mut g = c.benchmark_group("tracker_100k_window");
     g.throughput(Throughput::Elements(scan.len() as u64));
     g.bench_function("plan_and_apply_steady_state", |b| {
         b.iter(|| {
             let need = tracker.plan(black_box(&scan));
-            tracker.apply(&scan, &none, T0 - 86_400_000, T0);
+            tracker.apply(&scan, &none, T0 - DAY, T0);
             need
         })
+    });
+
+    // A busy farm (about 200 jobs a minute arriving, starting and ending,
+    // 500 rendering), polled every minute until the tracker is at steady
+    // state; then the step measured is the next minute's poll, from a copy
+    // of the tracker as it stood, with the look-ups `plan` asked for.
+    let mut sim = Simulation::new(LifecycleConfig::steady(), 1, T0);
+    sim.prefill(100_000, Duration::from_secs(86_400));
+    let mut table = StatusTable::default();
+    let mut tracker = JobTracker::new();
+    let mut now = T0;
+    for _ in 0..=10 {
+        sim.advance_to(now);
+        let scan = window_scan(&sim, now, &mut table);
+        let need = tracker.plan(&scan);
+        tracker.apply(&scan, &look_up(&sim, &need, now), now - DAY, now);
+        now += MIN;
+    }
+    sim.advance_to(now);
+    let scan = window_scan(&sim, now, &mut table);
+    let need = tracker.plan(&scan);
+    let details = look_up(&sim, &need, now);
+    let outcome = tracker.clone().apply(&scan, &details, now - DAY, now);
+    assert!(
+        need.len() >= 100 && outcome.completions.len() >= 100,
+        "a minute of churn: {} look-ups, {} completions",
+        need.len(),
+        outcome.completions.len()
+    );
+    println!(
+        "churn step: {} jobs in the window, {} look-ups, {} completions",
+        scan.len(),
+        need.len(),
+        outcome.completions.len()
+    );
+    g.bench_function("plan_and_apply_one_minute_of_churn", |b| {
+        b.iter_batched(
+            || tracker.clone(),
+            |mut tr| {
+                let need = tr.plan(black_box(&scan));
+                (need, tr.apply(&scan, &details, now - DAY, now))
+            },
+            BatchSize::LargeInput,
+        )
     });
     g.finish();
 }

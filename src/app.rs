@@ -310,6 +310,18 @@ impl Pollers {
         Ok(changes)
     }
 
+    /// Says which shard this is (metrics, landing page), and tells the
+    /// webhook receiver which accounts other shards poll.
+    fn show_shard(&self, loaded: &Loaded) {
+        let shard = loaded.config.shard;
+        self.metrics
+            .set_shard(shard, loaded.accounts.len(), loaded.other_shards.len());
+        self.board.set_shard(shard, loaded.other_shards.len());
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.set_other_shards(&loaded.other_shards);
+        }
+    }
+
     async fn stop_all(&mut self) {
         let names: Vec<String> = self.running.keys().cloned().collect();
         for r in self.running.values() {
@@ -362,6 +374,8 @@ pub async fn run(
             .map(|a| a.port());
         let (sim, account) = start_demo(webhook_port).await?;
         loaded.accounts = demo_accounts(account);
+        loaded.other_shards.clear();
+        loaded.config.shard = Default::default();
         loaded.config.poll.interval = loaded.config.poll.interval.min(DEMO_INTERVAL);
         demo_breakdowns(&mut loaded.config.metrics);
         Some(sim)
@@ -395,6 +409,7 @@ pub async fn run(
         delivery_queue_capacity: cfg.webhook.queue_capacity,
     };
     pollers.apply(&loaded).await?;
+    pollers.show_shard(&loaded);
     let with_secret: Vec<&str> = loaded
         .accounts
         .iter()
@@ -428,6 +443,15 @@ pub async fn run(
         }
     };
     let names: Vec<&str> = loaded.accounts.iter().map(|a| a.name.as_str()).collect();
+    if cfg.shard.is_sharded() {
+        tracing::info!(
+            index = cfg.shard.index,
+            total = cfg.shard.total,
+            polled_here = loaded.accounts.len(),
+            polled_elsewhere = loaded.other_shards.len(),
+            "sharded: polling the accounts whose name hashes to this shard"
+        );
+    }
     tracing::info!(
         address = %local,
         telemetry_path = %cfg.web.telemetry_path,
@@ -464,7 +488,9 @@ pub async fn run(
                     if new.config.web != cfg.web || new.config.metrics != cfg.metrics || new.config.log != cfg.log || new.config.webhook != cfg.webhook {
                         tracing::warn!("web, webhook, metrics and log settings take effect only after a restart (accounts' webhook secrets are reloaded)");
                     }
-                    match pollers.apply(&new).await {
+                    let applied = pollers.apply(&new).await;
+                    pollers.show_shard(&new);
+                    match applied {
                         Ok(changes) if changes.is_empty() => tracing::info!("configuration reloaded: nothing changed"),
                         Ok(changes) => tracing::info!(changes = %changes.join("; "), "configuration reloaded"),
                         Err(e) => tracing::error!(error = %e, "reload partly failed"),

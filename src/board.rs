@@ -4,6 +4,7 @@
 use std::sync::{Arc, RwLock};
 
 use crate::clock::UnixMillis;
+use crate::shard::Shard;
 
 /// What the landing page and `/readyz` know of an account.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -25,6 +26,9 @@ pub struct AccountState {
 #[derive(Debug, Default)]
 pub struct StatusBoard {
     accounts: RwLock<Vec<AccountState>>,
+    /// This replica's shard, and how many configured accounts other
+    /// shards poll.
+    shard: RwLock<(Shard, usize)>,
 }
 
 impl StatusBoard {
@@ -58,7 +62,19 @@ impl StatusBoard {
                     })
                     .collect(),
             ),
+            shard: RwLock::new((Shard::default(), 0)),
         })
+    }
+
+    /// This replica's shard, and how many accounts other shards poll.
+    pub fn set_shard(&self, shard: Shard, elsewhere: usize) {
+        if let Ok(mut s) = self.shard.write() {
+            *s = (shard, elsewhere);
+        }
+    }
+
+    pub fn shard(&self) -> (Shard, usize) {
+        self.shard.read().map(|s| *s).unwrap_or_default()
     }
 
     pub fn snapshot(&self) -> Vec<AccountState> {

@@ -13,6 +13,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
+use crate::shard::Shard;
 
 pub const DEFAULT_API_URL: &str = "https://api.nexrender.com/api/v2";
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9847";
@@ -26,6 +27,8 @@ pub struct Config {
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub webhook: WebhookConfig,
+    /// This replica's share of `accounts`, when several replicas share them.
+    pub shard: Shard,
     pub accounts: Vec<AccountConfig>,
 }
 
@@ -114,6 +117,9 @@ pub struct PollConfig {
     /// further back are not counted. 0s: never further back than `window`.
     #[serde(with = "humantime_serde")]
     pub max_catch_up: Duration,
+    /// Ask the API for gzip-compressed answers (`Accept-Encoding: gzip`);
+    /// `max_response_bytes` bounds them both compressed and inflated.
+    pub gzip: bool,
 }
 
 impl Default for PollConfig {
@@ -135,6 +141,7 @@ impl Default for PollConfig {
             full_scan_interval: Duration::from_secs(3600),
             max_lookups: 500,
             max_catch_up: Duration::from_secs(48 * 3600),
+            gzip: true,
         }
     }
 }
@@ -300,6 +307,7 @@ impl PollConfig {
             max_requests_per_second: self.max_requests_per_second,
             rate_limit_default_wait: self.rate_limit_wait,
             max_rate_limit_wait: self.max_rate_limit_wait,
+            gzip: self.gzip,
         }
     }
 }
@@ -332,6 +340,10 @@ pub struct FlagOverrides {
     pub webhook_listen_address: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_config_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard_total: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -352,7 +364,11 @@ pub enum ConfigError {
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub config: Config,
+    /// The accounts this replica polls: all of them, or its shard's.
     pub accounts: Vec<Account>,
+    /// Accounts of the configuration that other shards poll (their tokens
+    /// are not read here).
+    pub other_shards: Vec<String>,
 }
 
 /// Environment lookups, injectable for tests.
@@ -415,6 +431,16 @@ fn figment(file: Option<&Path>, flags: &FlagOverrides) -> Figment {
     if !webhook.is_empty() {
         fig = fig.merge(Serialized::default("webhook", webhook));
     }
+    let mut shard = serde_json::Map::new();
+    if let Some(v) = flags.shard_index {
+        shard.insert("index".into(), v.into());
+    }
+    if let Some(v) = flags.shard_total {
+        shard.insert("total".into(), v.into());
+    }
+    if !shard.is_empty() {
+        fig = fig.merge(Serialized::default("shard", shard));
+    }
     fig
 }
 
@@ -469,10 +495,19 @@ pub fn load(
         ));
     }
     let mut accounts = Vec::new();
+    let mut other_shards = Vec::new();
     for (i, a) in config.accounts.iter().enumerate() {
+        if !config.shard.owns(&a.name) {
+            other_shards.push(a.name.clone());
+            continue;
+        }
         accounts.push(resolve(a).map_err(|(k, m)| invalid(&format!("accounts[{i}].{k}"), m))?);
     }
-    Ok(Loaded { config, accounts })
+    Ok(Loaded {
+        config,
+        accounts,
+        other_shards,
+    })
 }
 
 fn validate(c: &Config) -> Result<(), (String, String)> {
@@ -669,6 +704,18 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
             );
         }
     }
+    if c.shard.total == 0 {
+        return err("shard.total", "must be at least 1".into());
+    }
+    if c.shard.index >= c.shard.total {
+        return err(
+            "shard.index",
+            format!(
+                "must be below shard.total ({}): shards are numbered from 0, got {}",
+                c.shard.total, c.shard.index
+            ),
+        );
+    }
     let mut names = HashSet::new();
     for (i, a) in c.accounts.iter().enumerate() {
         for tag in &a.tags {
@@ -828,6 +875,55 @@ mod tests {
             Some("s3cr3t")
         );
         assert!(!format!("{:?}", l.accounts[0]).contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_shard_polls_and_reads_the_tokens_of_its_own_accounts_only() {
+        // Eight accounts; the others' token files do not exist here, as a
+        // replica may mount only its own.
+        let names: Vec<String> = (0..8).map(|i| format!("team-{i}")).collect();
+        let mut body = String::from("shard:\n  total: 2\naccounts:\n");
+        for n in &names {
+            if crate::shard::Shard::of(n, 2) == 1 {
+                body += &format!("  - {{name: {n}, token_file: /nonexistent/{n}}}\n");
+            } else {
+                body += &format!("  - {{name: {n}, token: t-{n}}}\n");
+            }
+        }
+        let l = load_yaml(&body).unwrap();
+        let mine: Vec<&str> = l.accounts.iter().map(|a| a.name.as_str()).collect();
+        let want: Vec<&str> = names
+            .iter()
+            .filter(|n| crate::shard::Shard::of(n, 2) == 0)
+            .map(String::as_str)
+            .collect();
+        assert_eq!(mine, want);
+        assert!(!mine.is_empty() && mine.len() < 8, "{mine:?}");
+        assert_eq!(l.accounts.len() + l.other_shards.len(), 8);
+        // Shard 1 of the same file (a flag) must read those token files.
+        let f = file(".yaml", &body);
+        let flags = FlagOverrides {
+            shard_index: Some(1),
+            ..FlagOverrides::default()
+        };
+        let e = load(Some(f.path()), &flags, &no_env(), true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("token_file") && e.contains("/nonexistent/"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_shard_index_outside_the_shards_is_refused() {
+        let e = err_of("shard: {index: 2, total: 2}\naccounts: [{name: a, token: x}]\n");
+        assert!(
+            e.contains("shard.index") && e.contains("below shard.total (2)"),
+            "{e}"
+        );
+        let e = err_of("shard: {total: 0}\naccounts: [{name: a, token: x}]\n");
+        assert!(e.contains("shard.total"), "{e}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -111,16 +111,68 @@ fn landing(state: &WebState) -> String {
         ));
     }
     let path = escape(&state.telemetry_path);
+    let (shard, elsewhere) = state.board.shard();
+    let shard = if shard.is_sharded() {
+        format!(
+            "<p>Shard {} of {} (numbered from 0): polls the {} account(s) below; {elsewhere} other account(s) of the configuration are polled by the other shards.</p>\n",
+            shard.index,
+            shard.total,
+            state.board.snapshot().len()
+        )
+    } else {
+        String::new()
+    };
     format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Nexrender Exporter</title></head><body>\n\
          <h1>Nexrender Exporter</h1>\n<p>Version {VERSION} (revision {REVISION})</p>\n\
          <ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/healthz\">Health</a></li><li><a href=\"/readyz\">Readiness</a></li></ul>\n\
-         <h2>Accounts</h2>\n<table border=\"1\" cellpadding=\"4\">\n<tr><th>account</th><th>last poll</th><th>last attempt (UTC)</th><th>last success (UTC)</th></tr>\n{rows}</table>\n</body></html>\n"
+         {shard}<h2>Accounts</h2>\n<table border=\"1\" cellpadding=\"4\">\n<tr><th>account</th><th>last poll</th><th>last attempt (UTC)</th><th>last success (UTC)</th></tr>\n{rows}</table>\n</body></html>\n"
     )
 }
 
+/// Whether an `Accept-Encoding` header takes gzip (`gzip`, `x-gzip` or `*`,
+/// without `q=0`).
+fn accepts_gzip(header: Option<&HeaderValue>) -> bool {
+    let Some(text) = header.and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    text.split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or("");
+        let refused = parts.any(|p| {
+            p.strip_prefix("q=")
+                .and_then(|q| q.parse::<f32>().ok())
+                .is_some_and(|q| q == 0.0)
+        });
+        !refused
+            && ["gzip", "x-gzip", "*"]
+                .iter()
+                .any(|c| coding.eq_ignore_ascii_case(c))
+    })
+}
+
+/// The exposition, gzipped when the scraper takes it.
+fn exposition(state: &WebState, gzip: bool) -> Response<Full<Bytes>> {
+    let mut r = if gzip {
+        let mut r = reply(StatusCode::OK, TEXT_FORMAT, state.metrics.scrape_gzip());
+        r.headers_mut()
+            .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        r
+    } else {
+        reply(StatusCode::OK, TEXT_FORMAT, state.metrics.scrape())
+    };
+    r.headers_mut()
+        .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    r
+}
+
 /// Answers one request.
-pub fn route(state: &WebState, method: &Method, path: &str) -> Response<Full<Bytes>> {
+pub fn route(
+    state: &WebState,
+    method: &Method,
+    path: &str,
+    accept_encoding: Option<&HeaderValue>,
+) -> Response<Full<Bytes>> {
     if method != Method::GET && method != Method::HEAD {
         let mut r = reply(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -132,7 +184,7 @@ pub fn route(state: &WebState, method: &Method, path: &str) -> Response<Full<Byt
         return r;
     }
     if path == state.telemetry_path {
-        return reply(StatusCode::OK, TEXT_FORMAT, state.metrics.scrape());
+        return exposition(state, accepts_gzip(accept_encoding));
     }
     match path {
         "/" => reply(StatusCode::OK, "text/html; charset=utf-8", landing(state)),
@@ -207,7 +259,12 @@ async fn handle(state: Arc<WebState>, req: Request<Incoming>) -> Response<Full<B
             return r;
         }
     }
-    route(&state, req.method(), req.uri().path())
+    route(
+        &state,
+        req.method(),
+        req.uri().path(),
+        req.headers().get(ACCEPT_ENCODING),
+    )
 }
 
 async fn serve_io<I, H: Handler>(

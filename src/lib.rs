@@ -2,6 +2,7 @@
 //! The API simulator it is built, tested and demonstrated against is the
 //! separate crate `nexrender-simulator` (`simulator/`).
 
+pub mod alloc;
 pub mod api;
 pub mod app;
 pub mod board;
@@ -16,6 +17,7 @@ pub mod poller;
 mod process;
 pub mod scan;
 pub mod secret;
+pub mod shard;
 mod stall;
 pub mod status;
 pub mod timefmt;

@@ -46,6 +46,13 @@ struct Cli {
     /// (tls_server_config only).
     #[arg(long = "webhook.config.file", value_name = "FILE")]
     webhook_config_file: Option<PathBuf>,
+    /// This replica's shard, from 0 to --shard.total - 1: it polls only the
+    /// accounts whose name hashes to it (FNV-1a) [default: 0].
+    #[arg(long = "shard.index", value_name = "N")]
+    shard_index: Option<u32>,
+    /// How many replicas share the configured accounts [default: 1].
+    #[arg(long = "shard.total", value_name = "N")]
+    shard_total: Option<u32>,
     /// Poll a built-in simulated Nexrender API with lively defaults.
     #[arg(long)]
     demo: bool,
@@ -164,6 +171,7 @@ async fn shutdown_signal() {
 }
 
 fn main() -> ExitCode {
+    nexrender_exporter::alloc::return_big_blocks_to_the_system();
     let cli = Cli::parse();
     let flags = FlagOverrides {
         listen_address: cli.listen_address,
@@ -172,13 +180,26 @@ fn main() -> ExitCode {
         log_format: cli.log_format,
         webhook_listen_address: cli.webhook_listen_address,
         webhook_config_file: cli.webhook_config_file,
+        shard_index: cli.shard_index,
+        shard_total: cli.shard_total,
     };
     if let Some(Command::CheckConfig { file }) = &cli.command {
         return match config::load(Some(file), &flags, &ProcessEnv, true) {
             Ok(l) => {
                 let names: Vec<&str> = l.accounts.iter().map(|a| a.name.as_str()).collect();
+                let shard = l.config.shard;
+                let elsewhere = if shard.is_sharded() {
+                    format!(
+                        "; shard {} of {}, {} more polled by the other shards",
+                        shard.index,
+                        shard.total,
+                        l.other_shards.len()
+                    )
+                } else {
+                    String::new()
+                };
                 println!(
-                    "{}: OK ({} account(s): {})",
+                    "{}: OK ({} account(s): {}{elsewhere})",
                     file.display(),
                     names.len(),
                     names.join(", ")

@@ -66,6 +66,8 @@ pub struct Metrics {
     template_slots: Mutex<HashMap<String, TemplateSlots>>,
     /// `metrics.error_reasons`, when any.
     error_reasons: Option<ErrorReasons>,
+    shard_info: IntGaugeVec,
+    shard_accounts: IntGaugeVec,
     max_unknown: usize,
     /// Status label values set per account at the last update, so values no
     /// longer seen can be removed: (jobs, oldest).
@@ -224,7 +226,7 @@ impl Metrics {
             ),
             webhook_unroutable: counter(
                 "nexrender_exporter_webhook_requests_unroutable_total",
-                "Requests to the webhook listener for no account that takes deliveries (not_found: answered 401 under /webhooks/, 404 elsewhere) or with a method other than POST or PUT (method_not_allowed).",
+                "Requests to the webhook listener for no account that takes deliveries (not_found: answered 401 under /webhooks/, 404 elsewhere), for an account another shard polls (other_shard, answered 401), or with a method other than POST or PUT (method_not_allowed).",
                 &["reason"],
             ),
             template_completed: counter(
@@ -266,6 +268,16 @@ impl Metrics {
                 tracing::error!(error = %e, "metrics.error_reasons: a pattern does not compile; reasons are off");
                 None
             }),
+            shard_info: gauge(
+                "nexrender_exporter_shard_info",
+                "1, labelled with this replica's shard (index from 0) and the number of shards sharing the accounts.",
+                &["index", "total"],
+            ),
+            shard_accounts: gauge(
+                "nexrender_exporter_shard_accounts",
+                "Accounts of the configuration this replica polls (polled=\"here\") and those other shards poll (polled=\"elsewhere\"); summed over the shards, \"here\" is the number of accounts configured.",
+                &["polled"],
+            ),
             max_unknown: cfg.max_unknown_statuses,
             exported: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
@@ -488,7 +500,7 @@ impl Metrics {
     /// The webhook listener is up: its own series exist from now.
     pub fn webhook_listener_started(&self) {
         self.changed();
-        for r in ["not_found", "method_not_allowed"] {
+        for r in WEBHOOK_UNROUTABLE_REASONS {
             self.webhook_unroutable.with_label_values(&[r]);
         }
     }
@@ -499,6 +511,21 @@ impl Metrics {
         self.webhook_deliveries
             .with_label_values(&[account, result])
             .inc();
+    }
+
+    /// This replica's shard and how many accounts it polls.
+    pub fn set_shard(&self, shard: crate::shard::Shard, here: usize, elsewhere: usize) {
+        self.changed();
+        self.shard_info.reset();
+        self.shard_info
+            .with_label_values(&[&shard.index.to_string(), &shard.total.to_string()])
+            .set(1);
+        self.shard_accounts
+            .with_label_values(&["here"])
+            .set(here as i64);
+        self.shard_accounts
+            .with_label_values(&["elsewhere"])
+            .set(elsewhere as i64);
     }
 
     pub fn webhook_unroutable(&self, reason: &'static str) {
@@ -821,20 +848,37 @@ impl Metrics {
     /// changes or [`RENDER_MAX_AGE`] passes (the `process_*` metrics move on
     /// their own), so a thousand concurrent scrapes cost one render.
     pub fn scrape(&self) -> bytes::Bytes {
+        self.rendered(false)
+    }
+
+    /// The same exposition gzip-compressed, for scrapers that send
+    /// `Accept-Encoding: gzip` (Prometheus does): compressed once per
+    /// render, the first time a scraper asks for it, then shared the same way.
+    pub fn scrape_gzip(&self) -> bytes::Bytes {
+        self.rendered(true)
+    }
+
+    fn rendered(&self, gzip: bool) -> bytes::Bytes {
         let generation = self.generation.load(Ordering::Acquire);
         let mut cache = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = cache.as_ref() {
-            if c.generation == generation && c.at.elapsed() < RENDER_MAX_AGE {
-                return c.body.clone();
-            }
+        let fresh = cache
+            .as_ref()
+            .is_some_and(|c| c.generation == generation && c.at.elapsed() < RENDER_MAX_AGE);
+        if !fresh {
+            *cache = Some(Rendered {
+                generation,
+                at: Instant::now(),
+                body: bytes::Bytes::from(self.encode()),
+                gzip: None,
+            });
         }
-        let body = bytes::Bytes::from(self.encode());
-        *cache = Some(Rendered {
-            generation,
-            at: Instant::now(),
-            body: body.clone(),
-        });
-        body
+        let Some(c) = cache.as_mut() else {
+            unreachable!("rendered just above")
+        };
+        if !gzip {
+            return c.body.clone();
+        }
+        c.gzip.get_or_insert_with(|| gzip_bytes(&c.body)).clone()
     }
 
     /// Marks the rendered exposition stale.
@@ -856,6 +900,10 @@ pub const WEBHOOK_RESULTS: [&str; 9] = [
     "queue_full",
 ];
 
+/// Every `reason` of `nexrender_exporter_webhook_requests_unroutable_total`.
+pub const WEBHOOK_UNROUTABLE_REASONS: [&str; 3] =
+    ["not_found", "method_not_allowed", "other_shard"];
+
 /// How long a rendered exposition may be served when nothing changed.
 pub const RENDER_MAX_AGE: Duration = Duration::from_millis(500);
 
@@ -863,6 +911,22 @@ struct Rendered {
     generation: u64,
     at: Instant,
     body: bytes::Bytes,
+    /// `body` gzip-compressed, once a scraper has asked for it.
+    gzip: Option<bytes::Bytes>,
+}
+
+/// gzip at the fastest level: the exposition is mostly repeated metric and
+/// label names, which the fastest level already shrinks about tenfold, and
+/// compressing is on the scrape's path once per render.
+fn gzip_bytes(body: &[u8]) -> bytes::Bytes {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 8),
+        flate2::Compression::fast(),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = gz.write_all(body);
+    bytes::Bytes::from(gz.finish().unwrap_or_default())
 }
 
 struct AccountRequests {
@@ -1012,6 +1076,37 @@ mod tests {
         let after = m.scrape();
         assert_ne!(first.as_ptr(), after.as_ptr());
         assert!(String::from_utf8_lossy(&after).contains("nexrender_up{account=\"a\"} 1"));
+    }
+
+    fn inflate(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body), &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn the_gzip_scrape_is_the_rendered_text_compressed_once_per_render() {
+        let m = Metrics::new(&MetricsConfig::default());
+        m.register_account("a");
+        let (plain, gzip) = (m.scrape(), m.scrape_gzip());
+        assert_eq!(inflate(&gzip), plain);
+        assert!(
+            gzip.len() * 4 < plain.len(),
+            "{} of {}",
+            gzip.len(),
+            plain.len()
+        );
+        assert_eq!(
+            gzip.as_ptr(),
+            m.scrape_gzip().as_ptr(),
+            "shared, not compressed again"
+        );
+        assert_eq!(plain.as_ptr(), m.scrape().as_ptr(), "the same render");
+        m.poll_succeeded("a", 1.0, Duration::from_secs(1));
+        let after = m.scrape_gzip();
+        assert_ne!(gzip.as_ptr(), after.as_ptr());
+        assert_eq!(inflate(&after), m.scrape());
+        assert!(String::from_utf8_lossy(&inflate(&after)).contains("nexrender_up{account=\"a\"} 1"));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! The answer goes out as soon as the delivery is queued. A full queue is
 //! 503, so the API retries: an accepted delivery is never dropped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -46,6 +46,9 @@ pub struct Route {
 /// stops pollers (which keeps the routes current).
 pub struct Receiver {
     routes: RwLock<HashMap<String, Route>>,
+    /// Accounts of the configuration that another shard polls: their
+    /// deliveries belong to that shard's receiver.
+    other_shards: RwLock<HashSet<String>>,
     metrics: Arc<Metrics>,
     secret_header: HeaderName,
     max_body: usize,
@@ -59,6 +62,7 @@ impl Receiver {
         metrics.webhook_listener_started();
         Arc::new(Self {
             routes: RwLock::new(HashMap::new()),
+            other_shards: RwLock::new(HashSet::new()),
             metrics,
             secret_header,
             max_body: cfg.max_body_bytes,
@@ -79,6 +83,13 @@ impl Receiver {
         if routes.remove(account).is_some() {
             self.metrics.remove_webhook_account(account);
         }
+    }
+
+    /// The accounts another shard polls (from the configuration, kept
+    /// current on reload).
+    pub fn set_other_shards(&self, accounts: &[String]) {
+        let mut others = self.other_shards.write().unwrap_or_else(|p| p.into_inner());
+        *others = accounts.iter().cloned().collect();
     }
 
     fn route(&self, account: &str) -> Option<Route> {
@@ -131,9 +142,22 @@ impl Receiver {
             .map(|v| v.as_bytes())
             .unwrap_or_default();
         let Some(route) = self.route(&account) else {
+            let elsewhere = self
+                .other_shards
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&account);
+            if elsewhere {
+                // Not counted as a completion here, and not silently lost:
+                // the API retries, and the counter says deliveries are
+                // reaching the wrong replica.
+                self.metrics.webhook_unroutable("other_shard");
+                tracing::warn!(account = %account, "webhook delivery for an account another shard polls: send it to that shard's receiver");
+            } else {
+                self.metrics.webhook_unroutable("not_found");
+            }
             // The same answer as a wrong secret: the receiver does not say
             // which account names take deliveries.
-            self.metrics.webhook_unroutable("not_found");
             return text(StatusCode::UNAUTHORIZED, UNAUTHORIZED);
         };
         // SHA-256 of both, compared in constant time: neither the secret nor

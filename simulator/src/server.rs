@@ -11,7 +11,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{
+    HeaderValue, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE,
+    RETRY_AFTER, VARY,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
@@ -134,7 +137,8 @@ struct State {
     sim: Simulation,
     faults: FaultPlan,
     requests: u64,
-    /// Body bytes of the API's answers (not `/_sim/status`).
+    /// Body bytes of the API's answers as sent, compressed when the client
+    /// asked for gzip (not `/_sim/status`).
     response_bytes: u64,
 }
 
@@ -569,6 +573,51 @@ impl Simulator {
     }
 }
 
+/// Whether an `Accept-Encoding` header takes gzip (`gzip`, `x-gzip` or `*`,
+/// without `q=0`).
+pub fn accepts_gzip(header: Option<&HeaderValue>) -> bool {
+    let Some(text) = header.and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    text.split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or("");
+        let refused = parts.any(|p| {
+            p.strip_prefix("q=")
+                .and_then(|q| q.parse::<f32>().ok())
+                .is_some_and(|q| q == 0.0)
+        });
+        !refused
+            && ["gzip", "x-gzip", "*"]
+                .iter()
+                .any(|c| coding.eq_ignore_ascii_case(c))
+    })
+}
+
+/// Compresses a whole answer with gzip (zlib's default level, that of
+/// the usual Node.js `compression` middleware), unless a fault has set its
+/// length or cut it short.
+fn gzip_answer(r: &mut Response<SimBody>) {
+    r.headers_mut()
+        .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    if r.headers().contains_key(CONTENT_LENGTH) {
+        return;
+    }
+    let SimBody::Full(Some(body)) = r.body() else {
+        return;
+    };
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::default(),
+    );
+    let compressed = std::io::Write::write_all(&mut gz, body).and_then(|()| gz.finish());
+    if let Ok(compressed) = compressed {
+        *r.body_mut() = SimBody::Full(Some(Bytes::from(compressed)));
+        r.headers_mut()
+            .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+}
+
 /// Bodies of `POST /jobs` larger than this are refused.
 const MAX_REQUEST_BODY: usize = 1 << 20;
 
@@ -577,6 +626,7 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<SimBody>, io::Error> {
     let (parts, body) = req.into_parts();
+    let gzip = accepts_gzip(parts.headers.get(ACCEPT_ENCODING));
     let bytes = match http_body_util::Limited::new(body, MAX_REQUEST_BODY)
         .collect()
         .await
@@ -589,7 +639,7 @@ async fn handle(
             }
         }
     };
-    let reply = sim
+    let mut reply = sim
         .respond(
             &parts.method,
             parts.uri.path(),
@@ -598,6 +648,9 @@ async fn handle(
             &bytes,
         )
         .await;
+    if let (Reply::Answer(r), true) = (&mut reply, gzip) {
+        gzip_answer(r);
+    }
     if let Reply::Answer(r) = &reply {
         if !parts.uri.path().ends_with("/_sim/status") {
             let len = match r.body() {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{HeaderMap, ACCEPT_ENCODING, CONTENT_ENCODING, RETRY_AFTER};
 use reqwest::StatusCode;
 
 use super::job::{parse_job, parse_minimal_page, parse_page, ApiJob, JobId, Page};
@@ -199,6 +199,9 @@ pub struct ClientPolicy {
     /// the header is outside data, and an hour-long or year-9999 answer
     /// must not silence the account until a restart.
     pub max_rate_limit_wait: Duration,
+    /// Ask for gzip-compressed answers (`Accept-Encoding: gzip`). `max_body`
+    /// bounds the answer both as sent and once decompressed.
+    pub gzip: bool,
 }
 
 impl Default for ClientPolicy {
@@ -212,6 +215,7 @@ impl Default for ClientPolicy {
             max_requests_per_second: 10,
             rate_limit_default_wait: Duration::from_secs(30),
             max_rate_limit_wait: Duration::from_secs(600),
+            gzip: true,
         }
     }
 }
@@ -467,21 +471,19 @@ impl ApiClient {
         let inner = &self.inner;
         let started = Instant::now();
         let done = |code: &str| inner.observer.request_done(ep, code, started.elapsed());
-        let resp = inner
-            .http
-            .get(url)
-            .bearer_auth(inner.token.expose())
-            .send()
-            .await
-            .map_err(|e| {
-                let err = transport_error(ep, &e, inner.policy.timeout);
-                done(match &err {
-                    ApiError::Timeout { .. } => "timeout",
-                    ApiError::Connect { .. } => "connect",
-                    _ => "error",
-                });
-                err
-            })?;
+        let mut req = inner.http.get(url).bearer_auth(inner.token.expose());
+        if inner.policy.gzip {
+            req = req.header(ACCEPT_ENCODING, "gzip");
+        }
+        let resp = req.send().await.map_err(|e| {
+            let err = transport_error(ep, &e, inner.policy.timeout);
+            done(match &err {
+                ApiError::Timeout { .. } => "timeout",
+                ApiError::Connect { .. } => "connect",
+                _ => "error",
+            });
+            err
+        })?;
         let status = resp.status();
         let code = status.as_u16().to_string();
         if !status.is_success() {
@@ -506,9 +508,28 @@ impl ApiClient {
             });
         }
         let server_time = server_time(resp.headers());
+        let encoding = Encoding::of(resp.headers());
         match read_limited(resp, inner.policy.max_body).await {
             Ok(bytes) => {
+                // The bytes the API sent, compressed or not: what it costs.
                 inner.observer.response_bytes(ep, bytes.len() as u64);
+                let bytes = match encoding.decode(bytes, inner.policy.max_body) {
+                    Ok(b) => b,
+                    Err(DecodeError::TooLarge) => {
+                        done("too_large");
+                        return Err(ApiError::TooLarge {
+                            endpoint: ep.label(),
+                            limit: inner.policy.max_body,
+                        });
+                    }
+                    Err(DecodeError::Invalid(detail)) => {
+                        done("decode");
+                        return Err(ApiError::Decode {
+                            endpoint: ep.label(),
+                            detail,
+                        });
+                    }
+                };
                 Ok(Fetched {
                     bytes,
                     code,
@@ -547,6 +568,59 @@ struct Fetched {
 enum ReadError {
     TooLarge,
     Transport(reqwest::Error),
+}
+
+/// How a 2xx body is encoded (`Content-Encoding`).
+#[derive(Debug, Clone, PartialEq)]
+enum Encoding {
+    Identity,
+    Gzip,
+    /// One the client never asks for.
+    Other(String),
+}
+
+enum DecodeError {
+    TooLarge,
+    Invalid(String),
+}
+
+impl Encoding {
+    fn of(headers: &HeaderMap) -> Self {
+        match headers
+            .get(CONTENT_ENCODING)
+            .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+        {
+            None => Encoding::Identity,
+            Some(e) if e.is_empty() || e == "identity" => Encoding::Identity,
+            Some(e) if e == "gzip" || e == "x-gzip" => Encoding::Gzip,
+            Some(e) => Encoding::Other(e),
+        }
+    }
+
+    /// The body as JSON bytes, at most `limit` of them once decompressed
+    /// (a small gzip body can inflate a thousandfold).
+    fn decode(&self, body: Vec<u8>, limit: u64) -> Result<Vec<u8>, DecodeError> {
+        match self {
+            Encoding::Identity => Ok(body),
+            Encoding::Gzip => {
+                use std::io::Read;
+                let mut out = Vec::with_capacity((body.len() * 8).min(limit as usize));
+                flate2::read::GzDecoder::new(&body[..])
+                    .take(limit + 1)
+                    .read_to_end(&mut out)
+                    .map_err(|e| {
+                        DecodeError::Invalid(format!("the gzip answer does not inflate: {e}"))
+                    })?;
+                if out.len() as u64 > limit {
+                    return Err(DecodeError::TooLarge);
+                }
+                Ok(out)
+            }
+            Encoding::Other(e) => Err(DecodeError::Invalid(format!(
+                "the answer is encoded as '{e}', which was not asked for"
+            ))),
+        }
+    }
 }
 
 async fn read_limited(mut resp: reqwest::Response, limit: u64) -> Result<Vec<u8>, ReadError> {
@@ -682,6 +756,106 @@ mod tests {
             Arc::new(Quiet),
         )
         .unwrap()
+    }
+
+    fn gzip(body: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(body).unwrap();
+        gz.finish().unwrap()
+    }
+
+    /// A server answering every request with `body` under `Content-Encoding:
+    /// encoding`, and recording whether the request asked for gzip.
+    async fn encoded_server(
+        body: Vec<u8>,
+        encoding: &'static str,
+    ) -> (std::net::SocketAddr, Arc<Mutex<Vec<bool>>>) {
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let seen = asked.clone();
+        let addr = nexrender_simulator::testkit::fake_server(move |req| {
+            let body = body.clone();
+            let seen = seen.clone();
+            async move {
+                let gzip = req
+                    .headers()
+                    .get(ACCEPT_ENCODING)
+                    .is_some_and(|v| v.as_bytes() == b"gzip");
+                seen.lock().unwrap().push(gzip);
+                let mut r = nexrender_simulator::testkit::ok(body);
+                r.headers_mut()
+                    .insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
+                r
+            }
+        })
+        .await;
+        (addr, asked)
+    }
+
+    const PAGE: &[u8] = br#"[{"id":"01KDWWB6B8Q7N1ZJ0ME8ZC0Z4Y","status":"queued","stats":{"createdAt":"2026-01-01T00:00:00.000Z"}}]"#;
+
+    fn first_page() -> ListPageQuery {
+        ListPageQuery {
+            minimal: true,
+            from: 0,
+            limit: 1000,
+            filter: ListFilter::Live,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_gzip_answer_is_asked_for_and_inflated() {
+        let (addr, asked) = encoded_server(gzip(PAGE), "gzip").await;
+        let page = client(addr, ClientPolicy::default())
+            .list_jobs(&first_page())
+            .await
+            .unwrap();
+        assert_eq!(page.jobs.len(), 1);
+        assert_eq!(page.jobs[0].status.to_string(), "queued");
+        assert_eq!(*asked.lock().unwrap(), [true]);
+    }
+
+    #[tokio::test]
+    async fn with_gzip_off_no_compression_is_asked_for() {
+        let (addr, asked) = encoded_server(PAGE.to_vec(), "identity").await;
+        let policy = ClientPolicy {
+            gzip: false,
+            ..ClientPolicy::default()
+        };
+        let page = client(addr, policy).list_jobs(&first_page()).await.unwrap();
+        assert_eq!(page.jobs.len(), 1);
+        assert_eq!(*asked.lock().unwrap(), [false]);
+    }
+
+    #[tokio::test]
+    async fn a_gzip_answer_that_inflates_past_the_cap_is_refused() {
+        // 10 KiB of gzip inflating to 10 MiB: small on the wire, a bomb in memory.
+        let bomb = gzip(&vec![b' '; 10 << 20]);
+        assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+        let (addr, _) = encoded_server(bomb, "gzip").await;
+        let policy = ClientPolicy {
+            max_body: 1 << 20,
+            ..ClientPolicy::default()
+        };
+        let err = client(addr, policy)
+            .list_jobs(&first_page())
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "too_large", "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_broken_gzip_answer_or_an_encoding_not_asked_for_is_a_decode_error() {
+        let mut broken = gzip(PAGE);
+        broken.truncate(broken.len() / 2);
+        for (body, encoding) in [(broken, "gzip"), (PAGE.to_vec(), "br")] {
+            let (addr, _) = encoded_server(body, encoding).await;
+            let err = client(addr, ClientPolicy::default())
+                .list_jobs(&first_page())
+                .await
+                .unwrap_err();
+            assert_eq!(err.reason(), "decode", "{encoding}: {err}");
+        }
     }
 
     #[tokio::test]

@@ -91,6 +91,8 @@ fn account_poller(
         max_retries: 0,
         max_requests_per_second: 10_000,
         rate_limit_default_wait: Duration::from_millis(1),
+        // Bytes as the naive poll is priced: uncompressed answers.
+        gzip: false,
         ..ClientPolicy::default()
     };
     let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
