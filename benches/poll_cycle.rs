@@ -5,6 +5,7 @@
 //!
 //!   cargo bench --bench poll_cycle                     # 1,000,000 jobs
 //!   NEXRENDER_BENCH_JOBS=100000 cargo bench --bench poll_cycle
+//!   NEXRENDER_BENCH_DEFAULT_ALLOCATOR=1 cargo bench --bench poll_cycle  # glibc untuned
 //!
 //! The cycle is `nexrender_exporter::cycle::poll`, the very function the
 //! poller runs, over a poll that reads the whole window (the first poll, and
@@ -182,6 +183,11 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() {
+    // The allocator set up as the exporter's main sets it, unless asked not
+    // to (to see what it costs).
+    if std::env::var_os("NEXRENDER_BENCH_DEFAULT_ALLOCATOR").is_none() {
+        nexrender_exporter::alloc::return_big_blocks_to_the_system();
+    }
     let bench = std::env::args().any(|a| a == "--bench");
     let jobs: usize = std::env::var("NEXRENDER_BENCH_JOBS")
         .ok()
