@@ -794,9 +794,8 @@ mod tests {
         }
     }
 
-    /// A baseline over `n` queued jobs, then all of them end: the poll that
-    /// sees them end, with every look-up answering 500.
-    async fn n_ends_whose_look_ups_fail(n: usize) -> Result<PollResult, ApiError> {
+    /// A baseline over `n` queued jobs, after which all of them end.
+    async fn baseline_then_all_end(n: usize) -> (Memory, JobTracker) {
         let mut api = Memory::new(
             (0..n)
                 .map(|i| job(i, JobStatus::Queued, NOW - 60_000))
@@ -807,6 +806,12 @@ mod tests {
         for j in &mut api.jobs {
             j.status = JobStatus::Finished;
         }
+        (api, tracker)
+    }
+
+    /// The poll that sees `n` jobs end, with every look-up answering 500.
+    async fn n_ends_whose_look_ups_fail(n: usize) -> Result<PollResult, ApiError> {
+        let (mut api, mut tracker) = baseline_then_all_end(n).await;
         api.look_ups_fail = true;
         poll(&mut tracker, &api, &request(NOW + 60_000)).await
     }
@@ -878,16 +883,7 @@ mod tests {
 
     #[tokio::test]
     async fn look_ups_past_max_lookups_wait_for_the_next_poll_and_count_once() {
-        let mut api = Memory::new(
-            (0..5)
-                .map(|i| job(i, JobStatus::Queued, NOW - 60_000))
-                .collect(),
-        );
-        let mut tracker = JobTracker::new();
-        poll(&mut tracker, &api, &request(NOW)).await.unwrap();
-        for j in &mut api.jobs {
-            j.status = JobStatus::Finished;
-        }
+        let (api, mut tracker) = baseline_then_all_end(5).await;
         let bounded = |now| PollRequest {
             max_lookups: 2,
             ..request(now)
