@@ -30,9 +30,10 @@ use std::hint::black_box;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use nexrender_exporter::api::job::DecodeError;
 use nexrender_exporter::api::{
     parse_job, parse_minimal_page, parse_page, ApiError, ApiJob, JobId, ListFilter, ListPageQuery,
-    Page,
+    MinimalJob, Page,
 };
 use nexrender_exporter::cycle::{self, JobSource, PollRequest, PollResult};
 use nexrender_exporter::tracker::JobTracker;
@@ -80,22 +81,27 @@ impl<'a> Farm<'a> {
     }
 }
 
-/// Decodes a page as the API client does: a minimal page without the
-/// texts the scan does not use.
-fn decode(body: &[u8], minimal: bool) -> Result<Page, ApiError> {
-    let parse = if minimal {
-        parse_minimal_page
-    } else {
-        parse_page
-    };
-    parse(body).map_err(|e| ApiError::Decode {
-        endpoint: "list_jobs",
-        detail: e.to_string(),
-    })
+/// Decodes a page as the API client does.
+fn decode<J>(
+    body: &[u8],
+    parse: fn(&[u8]) -> Result<Page<J>, DecodeError>,
+    now: i64,
+) -> Result<Page<J>, ApiError> {
+    parse(body)
+        .map(|page| Page {
+            // The API says its time, as the real one does in its Date header.
+            server_time: Some(now),
+            ..page
+        })
+        .map_err(|e| ApiError::Decode {
+            endpoint: "list_jobs",
+            detail: e.to_string(),
+        })
 }
 
-impl JobSource for Farm<'_> {
-    fn list_jobs(&self, q: &ListPageQuery) -> impl Future<Output = Result<Page, ApiError>> + Send {
+impl Farm<'_> {
+    /// The page's body, rendered and remembered.
+    fn body(&self, q: &ListPageQuery) -> Vec<u8> {
         let positions: Vec<usize> = match q.filter {
             ListFilter::Created { from_date, to_date } => {
                 let (lo, hi) = self.sim.created_range(Some(from_date), Some(to_date));
@@ -109,16 +115,24 @@ impl JobSource for Farm<'_> {
                 .collect(),
         };
         let body = write_page(self.sim, &positions, q.minimal, self.now);
-        // The API says its time, as the real one does in its Date header.
-        let page = decode(&body, q.minimal).map(|page| Page {
-            server_time: Some(self.now),
-            ..page
-        });
         self.pages
             .lock()
             .expect("not poisoned")
-            .insert(key(q), body);
-        std::future::ready(page)
+            .insert(key(q), body.clone());
+        body
+    }
+}
+
+impl JobSource for Farm<'_> {
+    fn list_jobs(&self, q: &ListPageQuery) -> impl Future<Output = Result<Page, ApiError>> + Send {
+        std::future::ready(decode(&self.body(q), parse_page, self.now))
+    }
+
+    fn list_minimal(
+        &self,
+        q: &ListPageQuery,
+    ) -> impl Future<Output = Result<Page<MinimalJob>, ApiError>> + Send {
+        std::future::ready(decode(&self.body(q), parse_minimal_page, self.now))
     }
 
     fn get_job(&self, id: &JobId) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send {
@@ -143,16 +157,24 @@ struct Replay {
     now: i64,
 }
 
+impl Replay {
+    fn body(&self, q: &ListPageQuery) -> &[u8] {
+        self.pages
+            .get(&key(q))
+            .expect("the same poll asks the same pages")
+    }
+}
+
 impl JobSource for Replay {
     fn list_jobs(&self, q: &ListPageQuery) -> impl Future<Output = Result<Page, ApiError>> + Send {
-        let body = self
-            .pages
-            .get(&key(q))
-            .expect("the same poll asks the same pages");
-        std::future::ready(decode(body, q.minimal).map(|page| Page {
-            server_time: Some(self.now),
-            ..page
-        }))
+        std::future::ready(decode(self.body(q), parse_page, self.now))
+    }
+
+    fn list_minimal(
+        &self,
+        q: &ListPageQuery,
+    ) -> impl Future<Output = Result<Page<MinimalJob>, ApiError>> + Send {
+        std::future::ready(decode(self.body(q), parse_minimal_page, self.now))
     }
 
     fn get_job(&self, id: &JobId) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send {
@@ -230,6 +252,16 @@ fn main() {
     let single_lookups = replay.jobs.len();
     let full_pages = replay.pages.len() - minimal.len() - live_pages;
 
+    // NEXRENDER_BENCH_PROFILE_CYCLES=N: only the cycle, N times, for a profiler.
+    if let Some(n) = std::env::var("NEXRENDER_BENCH_PROFILE_CYCLES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        for _ in 0..n {
+            black_box(poll(&rt, &mut tracker.clone(), &replay, now));
+        }
+        return;
+    }
     let (mut floors, mut owning, mut cycles) = (vec![], vec![], vec![]);
     let mut result = None;
     for _ in 0..rounds {

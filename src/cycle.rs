@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
 
-use crate::api::{ApiClient, ApiError, ApiJob, JobId, ListFilter, ListPageQuery, Page, SkipReason};
+use crate::api::{
+    ApiClient, ApiError, ApiJob, JobId, ListFilter, ListPageQuery, MinimalJob, Page, SkipReason,
+};
 use crate::clock::UnixMillis;
 use crate::scan::{ScanBuilder, ScanError, WindowScan};
 use crate::tracker::{Detail, JobTracker, Outcome, CLOCK_SKEW_MS};
@@ -47,10 +49,22 @@ const ALL_FAILED_MIN: usize = 5;
 
 /// Where a poll reads jobs from: `GET /jobs` pages and `GET /jobs/{id}`.
 pub trait JobSource: Sync {
+    /// A page of whole jobs (`query.minimal` is false).
     fn list_jobs(
         &self,
         query: &ListPageQuery,
     ) -> impl Future<Output = Result<Page, ApiError>> + Send;
+
+    /// A page of a minimal listing (`query.minimal` is true), as the
+    /// window scan reads it. By default the page of [`Self::list_jobs`]
+    /// cut down to it, for sources that hold whole jobs in memory.
+    fn list_minimal(
+        &self,
+        query: &ListPageQuery,
+    ) -> impl Future<Output = Result<Page<MinimalJob>, ApiError>> + Send {
+        let page = self.list_jobs(query);
+        async move { page.await.map(Page::minimal) }
+    }
 
     /// `Ok(None)`: the job does not exist (404).
     fn get_job(&self, id: &JobId) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send;
@@ -64,8 +78,45 @@ impl JobSource for ApiClient {
         ApiClient::list_jobs(self, query)
     }
 
+    fn list_minimal(
+        &self,
+        query: &ListPageQuery,
+    ) -> impl Future<Output = Result<Page<MinimalJob>, ApiError>> + Send {
+        ApiClient::list_minimal(self, query)
+    }
+
     fn get_job(&self, id: &JobId) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send {
         ApiClient::get_job(self, id)
+    }
+}
+
+/// What a listing's pages hold, and so which of [`JobSource`]'s calls
+/// reads them.
+trait Listing: Sized {
+    const MINIMAL: bool;
+    fn read(
+        source: &impl JobSource,
+        query: &ListPageQuery,
+    ) -> impl Future<Output = Result<Page<Self>, ApiError>> + Send;
+}
+
+impl Listing for ApiJob {
+    const MINIMAL: bool = false;
+    fn read(
+        source: &impl JobSource,
+        query: &ListPageQuery,
+    ) -> impl Future<Output = Result<Page, ApiError>> + Send {
+        source.list_jobs(query)
+    }
+}
+
+impl Listing for MinimalJob {
+    const MINIMAL: bool = true;
+    fn read(
+        source: &impl JobSource,
+        query: &ListPageQuery,
+    ) -> impl Future<Output = Result<Page<MinimalJob>, ApiError>> + Send {
+        source.list_minimal(query)
     }
 }
 
@@ -213,8 +264,14 @@ pub async fn poll(
     let usable_live = (!unfiltered).then_some(&live.scan);
     let window_start = now.saturating_sub(millis(request.window));
     let (scan_from, whole_window) = scan_start(tracker, request, usable_live, now, margin);
-    // A whole-window scan is about as long as the last one.
-    let expected = if whole_window { tracker.len() } else { 0 };
+    // A whole-window scan is about as long as the last one, or a little
+    // longer: the room to spare is only reserved, never touched unless
+    // used, and growing a list of a million ids would copy it.
+    let expected = if whole_window {
+        tracker.len() + tracker.len() / 8 + page_size as usize
+    } else {
+        0
+    };
     let read = read_pages(
         source,
         tracker.scan_builder(page_size as usize, expected),
@@ -313,12 +370,11 @@ enum Next {
 /// pages after the first start [`PAGE_OVERLAP`] jobs early, so a job deleted
 /// between two reads cannot push another out of reach. A page shorter than
 /// the limit is the end. Returns the number of requests.
-async fn page_through(
+async fn page_through<J: Listing>(
     source: &impl JobSource,
-    minimal: bool,
     page_size: u32,
     filter: ListFilter,
-    mut each: impl FnMut(Page, usize) -> Result<Next, ApiError>,
+    mut each: impl FnMut(Page<J>, usize) -> Result<Next, ApiError>,
 ) -> Result<u64, ApiError> {
     let limit = page_size as usize;
     let overlap = match filter {
@@ -330,14 +386,16 @@ async fn page_through(
     let mut requests = 0;
     loop {
         let start = next.saturating_sub(if next == 0 { 0 } else { overlap });
-        let page = source
-            .list_jobs(&ListPageQuery {
-                minimal,
+        let page = J::read(
+            source,
+            &ListPageQuery {
+                minimal: J::MINIMAL,
                 from: start,
                 limit: page_size,
                 filter,
-            })
-            .await?;
+            },
+        )
+        .await?;
         requests += 1;
         let raw_len = page.raw_len;
         if let Next::Stop = each(page, next - start)? {
@@ -372,19 +430,24 @@ async fn read_pages(
 ) -> Result<ScanRead, ApiError> {
     let page_size = u32::try_from(builder.limit()).unwrap_or(u32::MAX);
     let mut server_time = None;
-    let requests = page_through(source, true, page_size, filter, |page, repeats| {
-        server_time = server_time.or(page.server_time);
-        builder.add_page(page, repeats).map_err(|e| match e {
-            ScanError::NotPaging { .. } => ApiError::Decode {
-                endpoint: "list_jobs",
-                detail: e.to_string(),
-            },
-            ScanError::Shifted { .. } => ApiError::IncompleteScan {
-                detail: e.to_string(),
-            },
-        })?;
-        Ok(Next::More)
-    })
+    let requests = page_through(
+        source,
+        page_size,
+        filter,
+        |page: Page<MinimalJob>, repeats| {
+            server_time = server_time.or(page.server_time);
+            builder.add_page(page, repeats).map_err(|e| match e {
+                ScanError::NotPaging { .. } => ApiError::Decode {
+                    endpoint: "list_jobs",
+                    detail: e.to_string(),
+                },
+                ScanError::Shifted { .. } => ApiError::IncompleteScan {
+                    detail: e.to_string(),
+                },
+            })?;
+            Ok(Next::More)
+        },
+    )
     .await?;
     let (scan, skipped) = builder.finish();
     Ok(ScanRead {
@@ -429,7 +492,7 @@ async fn details_from_pages(
     let filter = ListFilter::Created { from_date, to_date };
     let mut page_ends = HashSet::new();
     let mut pages = 0;
-    page_through(source, false, page_size, filter, |page, _| {
+    page_through(source, page_size, filter, |page: Page, _| {
         pages += 1;
         // As for minimal pages: the same full page again is not paging.
         if page.raw_len >= page_size as usize {
@@ -578,7 +641,7 @@ async fn fetch_details(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::ScanEntry;
+    use crate::api::MinimalJob;
     use crate::status::{JobStatus, StatusTable};
 
     fn id(i: usize) -> JobId {
@@ -587,7 +650,7 @@ mod tests {
 
     fn scan(n: usize) -> WindowScan {
         let entries = (0..n)
-            .map(|i| ScanEntry {
+            .map(|i| MinimalJob {
                 id: id(i),
                 status: JobStatus::Queued,
             })
@@ -606,7 +669,7 @@ mod tests {
     #[test]
     fn jobs_without_a_ulid_are_batched_the_same() {
         let entries = (0..10_000)
-            .map(|i| ScanEntry {
+            .map(|i| MinimalJob {
                 id: JobId::Other(format!("j{i}").into()),
                 status: JobStatus::Queued,
             })
@@ -644,7 +707,7 @@ mod tests {
         const T0: UnixMillis = 1_767_225_600_000;
         const HOUR: i64 = 3_600_000;
         let day = Duration::from_secs(86_400);
-        let job = |at: i64, n: u128, status| ScanEntry {
+        let job = |at: i64, n: u128, status| MinimalJob {
             id: JobId::Ulid(ulid::Ulid::from_parts(at as u64, n)),
             status,
         };

@@ -7,15 +7,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::api::{JobId, Page, SkipReason};
-use crate::status::{JobStatus, StatusCode, StatusTable};
-
-/// A job as the minimal window scan shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScanEntry {
-    pub id: JobId,
-    pub status: JobStatus,
-}
+use crate::api::{JobId, MinimalJob, Page, SkipReason};
+use crate::status::{StatusCode, StatusTable};
 
 /// One job of a [`WindowScan`], borrowed; its status coded by the table
 /// the scan was built with.
@@ -51,7 +44,7 @@ impl WindowScan {
     /// Indexes `entries`, coding their statuses with `table`; a repeated
     /// id keeps its first place and the repeats are dropped. Returns the
     /// scan and how many were dropped.
-    pub fn new(entries: Vec<ScanEntry>, table: &mut StatusTable) -> (WindowScan, usize) {
+    pub fn new(entries: Vec<MinimalJob>, table: &mut StatusTable) -> (WindowScan, usize) {
         let mut ids = Vec::with_capacity(entries.len());
         let mut statuses = Vec::with_capacity(entries.len());
         for entry in entries {
@@ -287,7 +280,11 @@ impl<'t> ScanBuilder<'t> {
     /// purpose (the overlap between pages): those already read are dropped
     /// without a word. Any other repeat is dropped by [`Self::finish`] and
     /// counted as a duplicate.
-    pub(crate) fn add_page(&mut self, page: Page, repeats: usize) -> Result<(), ScanError> {
+    pub(crate) fn add_page(
+        &mut self,
+        page: Page<MinimalJob>,
+        repeats: usize,
+    ) -> Result<(), ScanError> {
         if page.raw_len >= self.limit {
             if let Some(last) = page.jobs.last() {
                 if !self.page_ends.insert(last.id.clone()) {
@@ -341,34 +338,21 @@ impl<'t> ScanBuilder<'t> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::ApiJob;
+    use crate::status::JobStatus;
 
     fn ulid(n: u64) -> JobId {
         JobId::Ulid(ulid::Ulid::from_parts(1_767_225_600_000 + n, u128::from(n)))
     }
 
-    fn entry(id: JobId) -> ScanEntry {
-        ScanEntry {
+    fn entry(id: JobId) -> MinimalJob {
+        MinimalJob {
             id,
             status: JobStatus::Queued,
         }
     }
 
-    fn page(ids: &[JobId], limit: usize) -> Page {
-        let jobs: Vec<ApiJob> = ids
-            .iter()
-            .map(|id| ApiJob {
-                id: id.clone(),
-                status: JobStatus::Queued,
-                created_at: None,
-                started_at: None,
-                finished_at: None,
-                error_at: None,
-                render_duration: None,
-                template_id: None,
-                error: None,
-            })
-            .collect();
+    fn page(ids: &[JobId], limit: usize) -> Page<MinimalJob> {
+        let jobs: Vec<MinimalJob> = ids.iter().cloned().map(entry).collect();
         Page {
             raw_len: jobs.len().min(limit),
             jobs,

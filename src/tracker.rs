@@ -1039,7 +1039,7 @@ fn observe(tracked: &mut Tracked, id: &JobId, job: Option<&ApiJob>, pass: &mut A
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::ScanEntry;
+    use crate::api::MinimalJob;
 
     const T0: UnixMillis = 1_767_225_600_000;
     const WINDOW_START: UnixMillis = T0 - 86_400_000;
@@ -1053,10 +1053,10 @@ mod tests {
         ))
     }
 
-    fn entries(entries: &[(u64, &str)]) -> Vec<ScanEntry> {
+    fn entries(entries: &[(u64, &str)]) -> Vec<MinimalJob> {
         entries
             .iter()
-            .map(|(n, s)| ScanEntry {
+            .map(|(n, s)| MinimalJob {
                 id: id(*n),
                 status: JobStatus::parse(s),
             })
@@ -1163,11 +1163,11 @@ mod tests {
     #[test]
     fn jobs_whose_ids_are_not_ulids_are_counted_the_same_way() {
         let other = |s: &str| JobId::Other(s.into());
-        let entry = |i: &str, st: &str| ScanEntry {
+        let entry = |i: &str, st: &str| MinimalJob {
             id: other(i),
             status: JobStatus::parse(st),
         };
-        let scan_of = |v: Vec<ScanEntry>| WindowScan::new(v, &mut StatusTable::default()).0;
+        let scan_of = |v: Vec<MinimalJob>| WindowScan::new(v, &mut StatusTable::default()).0;
         let mut t = JobTracker::new();
         let s = scan_of(vec![entry("b", "queued"), entry("a", "render:dorender")]);
         t.apply(&s, &HashMap::new(), WINDOW_START, T0);
@@ -1214,7 +1214,7 @@ mod tests {
     fn an_ended_job_without_a_ulid_missing_from_one_scan_is_not_counted_again() {
         // Its creation time is unknown (never looked up), but it was in the
         // scan at NOW, so it was created by then.
-        let entry = ScanEntry {
+        let entry = MinimalJob {
             id: JobId::Other("a".into()),
             status: JobStatus::Finished,
         };
@@ -1240,10 +1240,10 @@ mod tests {
     #[test]
     fn a_scan_out_of_id_order_is_tracked_like_one_in_order() {
         // Jobs created in the same millisecond come in any id order.
-        let entries = |order: &[u64]| -> Vec<ScanEntry> {
+        let entries = |order: &[u64]| -> Vec<MinimalJob> {
             order
                 .iter()
-                .map(|n| ScanEntry {
+                .map(|n| MinimalJob {
                     id: id(*n),
                     status: JobStatus::parse(if *n % 2 == 0 { "finished" } else { "queued" }),
                 })
@@ -1623,7 +1623,7 @@ mod tests {
     fn scan_of(jobs: &[(&JobId, &str)]) -> WindowScan {
         let entries = jobs
             .iter()
-            .map(|(id, s)| ScanEntry {
+            .map(|(id, s)| MinimalJob {
                 id: (*id).clone(),
                 status: JobStatus::parse(s),
             })
@@ -1773,7 +1773,7 @@ mod tests {
     /// rendering and older than the window: shown by the live listing.
     fn first_poll_with_a_live_job(stuck: &JobId) -> (JobTracker, Outcome) {
         let live = WindowScan::new(
-            vec![ScanEntry {
+            vec![MinimalJob {
                 id: stuck.clone(),
                 status: JobStatus::Rendering,
             }],

@@ -11,7 +11,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, ACCEPT_ENCODING, CONTENT_ENCODING, RETRY_AFTER};
 use reqwest::StatusCode;
 
-use super::job::{parse_job, parse_minimal_page, parse_page, ApiJob, JobId, Page};
+use super::job::{parse_job, parse_minimal_page, parse_page, ApiJob, JobId, MinimalJob, Page};
 use super::template::{parse_templates, TemplateName};
 use crate::clock::UnixMillis;
 use crate::secret::Secret;
@@ -409,15 +409,23 @@ impl ApiClient {
         })
     }
 
-    /// `GET /jobs` for one page.
+    /// `GET /jobs` for one page of whole jobs.
     pub async fn list_jobs(&self, q: &ListPageQuery) -> Result<Page, ApiError> {
+        self.list(q, parse_page).await
+    }
+
+    /// `GET /jobs?minimal=true` for one page, as the window scan reads it.
+    pub async fn list_minimal(&self, q: &ListPageQuery) -> Result<Page<MinimalJob>, ApiError> {
+        self.list(q, parse_minimal_page).await
+    }
+
+    async fn list<J>(
+        &self,
+        q: &ListPageQuery,
+        parse: fn(&[u8]) -> Result<Page<J>, super::job::DecodeError>,
+    ) -> Result<Page<J>, ApiError> {
         let ep = Endpoint::ListJobs;
         let body = self.fetch(ep, &self.list_url(q)).await?;
-        let parse = if q.minimal {
-            parse_minimal_page
-        } else {
-            parse_page
-        };
         let page = parse(&body.bytes).map(|mut page| {
             page.server_time = body.server_time;
             page

@@ -22,12 +22,11 @@ pub enum JobId {
 
 impl JobId {
     pub fn parse(s: &str) -> JobId {
-        // Only the canonical (uppercase) form maps to a ULID, so the id we
-        // send back in `/jobs/{id}` is exactly the one we received.
-        let mut canonical = [0u8; ulid::ULID_LEN];
-        match Ulid::from_string(s) {
-            Ok(u) if u.array_to_str(&mut canonical) == s => JobId::Ulid(u),
-            _ => JobId::Other(s.into()),
+        // Only the canonical form maps to a ULID, so the id we send back in
+        // `/jobs/{id}` is exactly the one we received.
+        match canonical_ulid(s.as_bytes()) {
+            Some(u) => JobId::Ulid(Ulid(u)),
+            None => JobId::Other(s.into()),
         }
     }
 
@@ -38,6 +37,45 @@ impl JobId {
             JobId::Other(_) => None,
         }
     }
+}
+
+/// Crockford's base32 as a ULID is written: the value of each of its 32
+/// upper-case characters, and `INVALID` for any other byte (lower case too).
+const CANONICAL: [u8; 256] = {
+    let alphabet = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let mut table = [INVALID; 256];
+    let mut i = 0;
+    while i < alphabet.len() {
+        table[alphabet[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+const INVALID: u8 = 0x80;
+
+/// The ULID that `s` spells in its canonical form (26 upper-case
+/// characters of Crockford's base32, the first at most 7), if it does.
+/// The same as `Ulid::from_string(s)` where that ULID then spells `s`
+/// again (a test compares them), in one pass and without the encoding back:
+/// a window scan does this for every job. The 128 bits are read as three
+/// runs that fit a `u64`: 2 characters (3 + 5 bits), then 12 and 12 (60
+/// bits each).
+fn canonical_ulid(s: &[u8]) -> Option<u128> {
+    let s: &[u8; ulid::ULID_LEN] = s.try_into().ok()?;
+    if s[0] > b'7' {
+        return None;
+    }
+    let mut seen = 0u8;
+    let mut run = |chars: &[u8]| {
+        chars.iter().fold(0u64, |acc, &c| {
+            let v = CANONICAL[usize::from(c)];
+            seen |= v;
+            (acc << 5) | u64::from(v)
+        })
+    };
+    let (top, mid, low) = (run(&s[..2]), run(&s[2..14]), run(&s[14..]));
+    (seen & INVALID == 0)
+        .then(|| (u128::from(top) << 120) | (u128::from(mid) << 60) | u128::from(low))
 }
 
 impl fmt::Display for JobId {
@@ -97,10 +135,28 @@ impl SkipReason {
     }
 }
 
-/// A decoded `GET /jobs` page.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Page {
-    pub jobs: Vec<ApiJob>,
+/// A job as a minimal listing (`GET /jobs?minimal=true`) shows it to the
+/// window scan: its id and status, all the scan keeps of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinimalJob {
+    pub id: JobId,
+    pub status: JobStatus,
+}
+
+impl From<ApiJob> for MinimalJob {
+    fn from(job: ApiJob) -> Self {
+        MinimalJob {
+            id: job.id,
+            status: job.status,
+        }
+    }
+}
+
+/// A decoded `GET /jobs` page: of whole jobs, or ([`parse_minimal_page`])
+/// of what the window scan keeps of each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<J = ApiJob> {
+    pub jobs: Vec<J>,
     /// Elements of the array, usable or not: the page is "full" when this
     /// equals the limit, whatever was skipped.
     pub raw_len: usize,
@@ -108,6 +164,29 @@ pub struct Page {
     /// When the server answered, by its own clock (its `Date` header), if
     /// it said; set by the client.
     pub server_time: Option<UnixMillis>,
+}
+
+impl<J> Default for Page<J> {
+    fn default() -> Self {
+        Page {
+            jobs: Vec::new(),
+            raw_len: 0,
+            skipped: Vec::new(),
+            server_time: None,
+        }
+    }
+}
+
+impl Page {
+    /// The page as a minimal listing would have shown it.
+    pub fn minimal(self) -> Page<MinimalJob> {
+        Page {
+            jobs: self.jobs.into_iter().map(MinimalJob::from).collect(),
+            raw_len: self.raw_len,
+            skipped: self.skipped,
+            server_time: self.server_time,
+        }
+    }
 }
 
 /// Body that is not the JSON we expect at all.
@@ -123,17 +202,18 @@ impl DecodeError {
 
 /// Decodes a `GET /jobs` body: a JSON array of jobs.
 pub fn parse_page(body: &[u8]) -> Result<Page, DecodeError> {
-    decode_page(body, true)
+    decode_page(body)
 }
 
 /// Decodes a `GET /jobs?minimal=true` body as the window scan uses it: the
-/// same as [`parse_page`] but without `templateId` and `stats.error`, which
-/// the scan does not use, so a page of a thousand jobs allocates no text.
-pub fn parse_minimal_page(body: &[u8]) -> Result<Page, DecodeError> {
-    decode_page(body, false)
+/// id and status of each job, everything else skipped unread, so a page of
+/// a thousand jobs allocates nothing but the list. Which entries are
+/// skipped, and why, is the same as for [`parse_page`].
+pub fn parse_minimal_page(body: &[u8]) -> Result<Page<MinimalJob>, DecodeError> {
+    decode_page(body)
 }
 
-fn decode_page(body: &[u8], texts: bool) -> Result<Page, DecodeError> {
+fn decode_page<J: Listed>(body: &[u8]) -> Result<Page<J>, DecodeError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let page = de
         .deserialize_seq(PageVisitor {
@@ -141,7 +221,7 @@ fn decode_page(body: &[u8], texts: bool) -> Result<Page, DecodeError> {
             // (the id alone is 35); reserving for that avoids growing the
             // vector page after page. 1000 is the API's largest page.
             capacity: (body.len() / 100).min(1000),
-            texts,
+            listed: std::marker::PhantomData,
         })
         .map_err(|e| DecodeError(format!("job list: {e}")))?;
     de.end()
@@ -152,7 +232,7 @@ fn decode_page(body: &[u8], texts: bool) -> Result<Page, DecodeError> {
 /// Decodes a `GET /jobs/{id}` body. An object without a usable id or status
 /// is an error here: we asked for one job and did not get it.
 pub fn parse_job(body: &[u8]) -> Result<ApiJob, DecodeError> {
-    parse_one(body, RawJobVisitor { flat: false })
+    parse_one(body, RawJobVisitor::new(false))
 }
 
 /// Decodes a webhook delivery: the job as `GET /jobs/{id}` shows it, or the
@@ -160,17 +240,98 @@ pub fn parse_job(body: &[u8]) -> Result<ApiJob, DecodeError> {
 /// `createdAt`, `finishedAt`, `renderDuration`... beside the id rather than
 /// under `stats`; where both are present, `status` and `stats` win).
 pub fn parse_delivery(body: &[u8]) -> Result<ApiJob, DecodeError> {
-    parse_one(body, RawJobVisitor { flat: true })
+    parse_one(body, RawJobVisitor::new(true))
 }
 
-fn parse_one(body: &[u8], visitor: RawJobVisitor) -> Result<ApiJob, DecodeError> {
+fn parse_one(body: &[u8], visitor: RawJobVisitor<RawJob>) -> Result<ApiJob, DecodeError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let raw = de
         .deserialize_any(visitor)
         .map_err(|e| DecodeError(format!("job: {e}")))?;
     de.end().map_err(|e| DecodeError(format!("job: {e}")))?;
-    raw.into_job(true)
+    raw.into_job()
         .map_err(|r| DecodeError(format!("job: {}", r.label().replace('_', " "))))
+}
+
+/// What a page is a list of: how one element of its array is read, and
+/// what is kept of it.
+trait Listed: Sized {
+    /// The element as read, its strings borrowed from the body.
+    type Raw<'de>: Fields<'de>;
+    fn from_raw(raw: Self::Raw<'_>) -> Result<Self, SkipReason>;
+}
+
+impl Listed for ApiJob {
+    type Raw<'de> = RawJob<'de>;
+    fn from_raw(raw: RawJob<'_>) -> Result<Self, SkipReason> {
+        raw.into_job()
+    }
+}
+
+impl Listed for MinimalJob {
+    type Raw<'de> = RawMinimal<'de>;
+    fn from_raw(raw: RawMinimal<'_>) -> Result<Self, SkipReason> {
+        let (id, status) = usable(raw.not_object, raw.id, raw.status)?;
+        Ok(MinimalJob { id, status })
+    }
+}
+
+/// An element read field by field; anything but an object is a skipped
+/// entry, not an error.
+trait Fields<'de>: Default {
+    fn not_object() -> Self;
+    /// Reads the value of `key`, or skips it.
+    fn read<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+        flat: bool,
+    ) -> Result<(), A::Error>;
+}
+
+/// The id and status of an element, or why it is skipped.
+fn usable(
+    not_object: bool,
+    id: Option<Cow<'_, str>>,
+    status: Option<Cow<'_, str>>,
+) -> Result<(JobId, JobStatus), SkipReason> {
+    if not_object {
+        return Err(SkipReason::NotAnObject);
+    }
+    let id = id.filter(|s| !s.is_empty()).ok_or(SkipReason::MissingId)?;
+    let status = status
+        .filter(|s| !s.is_empty())
+        .ok_or(SkipReason::MissingStatus)?;
+    Ok((JobId::parse(&id), JobStatus::parse(&status)))
+}
+
+/// A job of a minimal listing as read: only what the scan keeps, so that
+/// it is small to move (a page holds a thousand).
+#[derive(Default)]
+struct RawMinimal<'de> {
+    not_object: bool,
+    id: Option<Cow<'de, str>>,
+    status: Option<Cow<'de, str>>,
+}
+
+impl<'de> Fields<'de> for RawMinimal<'de> {
+    fn not_object() -> Self {
+        RawMinimal {
+            not_object: true,
+            ..RawMinimal::default()
+        }
+    }
+
+    fn read<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A, _: bool) -> Result<(), A::Error> {
+        match key {
+            "id" => self.id = map.next_value::<Lenient<Cow<str>>>()?.0,
+            "status" => self.status = map.next_value::<Lenient<Cow<str>>>()?.0,
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A job as read, its strings borrowed from the body where it has no escapes.
@@ -192,8 +353,7 @@ struct RawJob<'de> {
 }
 
 impl RawJob<'_> {
-    /// `texts`: keep `templateId` and `stats.error` (each a copy of text).
-    fn into_job(mut self, texts: bool) -> Result<ApiJob, SkipReason> {
+    fn into_job(mut self) -> Result<ApiJob, SkipReason> {
         if let Some(flat) = self.flat.take() {
             let Stats {
                 created_at,
@@ -211,57 +371,85 @@ impl RawJob<'_> {
             self.error_at = self.error_at.or(error_at);
             self.render_duration = self.render_duration.or(render_duration);
         }
-        if self.not_object {
-            return Err(SkipReason::NotAnObject);
-        }
-        let id = self
-            .id
-            .filter(|s| !s.is_empty())
-            .ok_or(SkipReason::MissingId)?;
-        let status = self
-            .status
-            .filter(|s| !s.is_empty())
-            .ok_or(SkipReason::MissingStatus)?;
+        let (id, status) = usable(self.not_object, self.id, self.status)?;
         Ok(ApiJob {
-            id: JobId::parse(&id),
-            status: JobStatus::parse(&status),
+            id,
+            status,
             created_at: self.created_at,
             started_at: self.started_at,
             finished_at: self.finished_at,
             error_at: self.error_at,
             render_duration: self.render_duration.filter(|d| d.is_finite()),
-            template_id: self
-                .template_id
-                .filter(|t| texts && !t.is_empty())
-                .map(|t| t.into()),
-            error: self
-                .error
-                .filter(|e| texts && !e.is_empty())
-                .map(|e| e.into()),
+            template_id: self.template_id.filter(|t| !t.is_empty()).map(|t| t.into()),
+            error: self.error.filter(|e| !e.is_empty()).map(|e| e.into()),
         })
     }
 }
 
-struct PageVisitor {
-    capacity: usize,
-    texts: bool,
+impl<'de> Fields<'de> for RawJob<'de> {
+    fn not_object() -> Self {
+        RawJob {
+            not_object: true,
+            ..RawJob::default()
+        }
+    }
+
+    fn read<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+        flat: bool,
+    ) -> Result<(), A::Error> {
+        match key {
+            "id" => self.id = map.next_value::<Lenient<Cow<str>>>()?.0,
+            "status" => self.status = map.next_value::<Lenient<Cow<str>>>()?.0,
+            "templateId" => self.template_id = map.next_value::<Lenient<Cow<str>>>()?.0,
+            "stats" => {
+                let s = map
+                    .next_value::<Lenient<Stats<'de>>>()?
+                    .0
+                    .unwrap_or_default();
+                self.created_at = s.created_at;
+                self.started_at = s.started_at;
+                self.finished_at = s.finished_at;
+                self.error_at = s.error_at;
+                self.render_duration = s.render_duration;
+                self.error = s.error;
+            }
+            "state" if flat => self.state = map.next_value::<Lenient<Cow<str>>>()?.0,
+            field if flat && Stats::FIELDS.contains(&field) => {
+                self.flat
+                    .get_or_insert_with(Box::default)
+                    .read(field, map)?;
+            }
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
 }
 
-impl<'de> Visitor<'de> for PageVisitor {
-    type Value = Page;
+struct PageVisitor<J> {
+    capacity: usize,
+    listed: std::marker::PhantomData<J>,
+}
+
+impl<'de, J: Listed> Visitor<'de> for PageVisitor<J> {
+    type Value = Page<J>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON array of jobs")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Page, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Page<J>, A::Error> {
         let mut page = Page {
             jobs: Vec::with_capacity(seq.size_hint().unwrap_or(self.capacity)),
             ..Page::default()
         };
-        while let Some(raw) = seq.next_element_seed(RawJobSeed)? {
+        while let Some(raw) = seq.next_element_seed(RawJobVisitor::<J::Raw<'de>>::new(false))? {
             page.raw_len += 1;
-            match raw.into_job(self.texts) {
+            match J::from_raw(raw) {
                 Ok(j) => page.jobs.push(j),
                 Err(r) => page.skipped.push(r),
             }
@@ -270,31 +458,40 @@ impl<'de> Visitor<'de> for PageVisitor {
     }
 }
 
-struct RawJobSeed;
+/// Reads one element into `R`: accepts anything, only an object yields
+/// fields.
+struct RawJobVisitor<R> {
+    /// Also read the flat shape of a webhook delivery.
+    flat: bool,
+    raw: std::marker::PhantomData<R>,
+}
 
-impl<'de> DeserializeSeed<'de> for RawJobSeed {
-    type Value = RawJob<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawJob<'de>, D::Error> {
-        d.deserialize_any(RawJobVisitor { flat: false })
+impl<R> RawJobVisitor<R> {
+    fn new(flat: bool) -> Self {
+        RawJobVisitor {
+            flat,
+            raw: std::marker::PhantomData,
+        }
     }
 }
 
-/// Accepts anything; only an object yields fields.
-struct RawJobVisitor {
-    /// Also read the flat shape of a webhook delivery.
-    flat: bool,
+impl<'de, R: Fields<'de>> DeserializeSeed<'de> for RawJobVisitor<R> {
+    type Value = R;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<R, D::Error> {
+        d.deserialize_any(self)
+    }
 }
 
 macro_rules! not_object {
     ($($name:ident: $t:ty),*) => {
-        $(fn $name<E: de::Error>(self, _: $t) -> Result<RawJob<'de>, E> {
-            Ok(RawJob { not_object: true, ..RawJob::default() })
+        $(fn $name<E: de::Error>(self, _: $t) -> Result<R, E> {
+            Ok(R::not_object())
         })*
     };
 }
 
-impl<'de> Visitor<'de> for RawJobVisitor {
-    type Value = RawJob<'de>;
+impl<'de, R: Fields<'de>> Visitor<'de> for RawJobVisitor<R> {
+    type Value = R;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a job object")
@@ -302,49 +499,19 @@ impl<'de> Visitor<'de> for RawJobVisitor {
 
     not_object!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_str: &str);
 
-    fn visit_unit<E: de::Error>(self) -> Result<RawJob<'de>, E> {
-        Ok(RawJob {
-            not_object: true,
-            ..RawJob::default()
-        })
+    fn visit_unit<E: de::Error>(self) -> Result<R, E> {
+        Ok(R::not_object())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawJob<'de>, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<R, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(RawJob {
-            not_object: true,
-            ..RawJob::default()
-        })
+        Ok(R::not_object())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawJob<'de>, A::Error> {
-        let mut job = RawJob::default();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<R, A::Error> {
+        let mut job = R::default();
         while let Some(key) = map.next_key::<KeyStr>()? {
-            match key.0.as_ref() {
-                "id" => job.id = map.next_value::<Lenient<Cow<str>>>()?.0,
-                "status" => job.status = map.next_value::<Lenient<Cow<str>>>()?.0,
-                "templateId" => job.template_id = map.next_value::<Lenient<Cow<str>>>()?.0,
-                "stats" => {
-                    let s = map
-                        .next_value::<Lenient<Stats<'de>>>()?
-                        .0
-                        .unwrap_or_default();
-                    job.created_at = s.created_at;
-                    job.started_at = s.started_at;
-                    job.finished_at = s.finished_at;
-                    job.error_at = s.error_at;
-                    job.render_duration = s.render_duration;
-                    job.error = s.error;
-                }
-                "state" if self.flat => job.state = map.next_value::<Lenient<Cow<str>>>()?.0,
-                field if self.flat && Stats::FIELDS.contains(&field) => {
-                    let flat = job.flat.get_or_insert_with(Box::default);
-                    flat.read(field, &mut map)?;
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
+            job.read(key.0.as_ref(), &mut map, self.flat)?;
         }
         Ok(job)
     }
@@ -618,6 +785,74 @@ mod tests {
         assert_eq!(p.jobs[0].id.to_string(), "01JTRDF7HCR8QAHYW8GPCP4S9Y");
         assert!(matches!(p.jobs[0].id, JobId::Ulid(_)));
         assert_eq!(p.jobs[0].status, JobStatus::Finished);
+    }
+
+    #[test]
+    fn an_id_is_a_ulid_exactly_when_the_crate_reads_it_and_spells_it_back() {
+        // The ulid crate's reading, and its spelling of what it read: the
+        // definition `canonical_ulid` must match.
+        let by_the_crate = |s: &str| {
+            let mut out = [0u8; ulid::ULID_LEN];
+            Ulid::from_string(s)
+                .ok()
+                .filter(|u| u.array_to_str(&mut out) == s)
+                .map(|u| u.0)
+        };
+        let mut ids: Vec<String> = vec![
+            String::new(),
+            "0".repeat(26),
+            "7ZZZZZZZZZZZZZZZZZZZZZZZZZ".into(),
+            "8ZZZZZZZZZZZZZZZZZZZZZZZZZ".into(),
+            "01JTRDF7HCR8QAHYW8GPCP4S9Y".into(),
+            "01JTRDF7HCR8QAHYW8GPCP4S9".into(),
+            "01JTRDF7HCR8QAHYW8GPCP4S9YY".into(),
+            "01JTRDF7HCR8QAHYW8GPCP4S9É".into(),
+        ];
+        // Many ULIDs, and each with one character changed to every byte
+        // that can be in a string: other letters (I, L, O, U), lower case,
+        // punctuation, the first character past 7.
+        let mut x: u128 = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
+        for round in 0..2000 {
+            x = x
+                .wrapping_mul(0x2360_ED05_1FC6_5DA4_4385_DF64_9FCC_F645)
+                .wrapping_add(1);
+            let id = Ulid(x).to_string();
+            let at = round % ulid::ULID_LEN;
+            for c in (b' '..=b'~').step_by(1 + round % 7) {
+                let mut changed = id.clone().into_bytes();
+                changed[at] = c;
+                ids.push(String::from_utf8(changed).expect("ASCII"));
+            }
+            ids.push(id);
+        }
+        let mut ulids = 0;
+        for id in &ids {
+            let expected = by_the_crate(id);
+            assert_eq!(canonical_ulid(id.as_bytes()), expected, "{id:?}");
+            ulids += usize::from(expected.is_some());
+        }
+        assert!(
+            ulids > 2000 && ulids < ids.len() / 2,
+            "{ulids} of {}",
+            ids.len()
+        );
+    }
+
+    #[test]
+    fn a_minimal_page_is_read_for_ids_and_statuses_alone() {
+        let body = br#"[{"id":"01JTRDF7HCR8QAHYW8GPCP4S9Y","templateId":"t","status":"finished","progress":100,
+            "outputUrl":"https://x/y.mp4"},{"status":"queued"},7,{"id":"b","status":"render:dorender","stats":{"createdAt":1}}]"#;
+        let whole = parse_page(body).unwrap();
+        let minimal = parse_minimal_page(body).unwrap();
+        assert_eq!(minimal.raw_len, 4);
+        assert_eq!(minimal.skipped, whole.skipped);
+        let cut: Vec<MinimalJob> = whole.jobs.into_iter().map(MinimalJob::from).collect();
+        assert_eq!(minimal.jobs, cut);
+        // A field the scan does not read is not read at all: bytes that are
+        // not UTF-8 there fail the whole reading, not the scan's.
+        let body = b"[{\"id\":\"a\",\"status\":\"queued\",\"templateId\":\"\xff\"}]";
+        assert!(parse_page(body).is_err());
+        assert_eq!(parse_minimal_page(body).unwrap().jobs.len(), 1);
     }
 
     #[test]

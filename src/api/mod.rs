@@ -9,6 +9,7 @@ pub use client::{
     TERMINAL_STATES,
 };
 pub use job::{
-    parse_delivery, parse_job, parse_minimal_page, parse_page, ApiJob, JobId, Page, SkipReason,
+    parse_delivery, parse_job, parse_minimal_page, parse_page, ApiJob, JobId, MinimalJob, Page,
+    SkipReason,
 };
 pub use template::{parse_templates, TemplateName};
