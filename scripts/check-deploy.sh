@@ -118,6 +118,13 @@ kubectl kustomize "$out/kubernetes/overlays/webhooks-example" >"$out/kustomize-w
 python3 deploy/check/validate-manifests.py "$out/kustomize-webhooks.yaml" \
   Deployment Service ConfigMap Secret Ingress
 python3 deploy/check/check-webhook-wiring.py "$out/kustomize-webhooks.yaml"
+# The sharded overlay: a StatefulSet whose pods take their shard from their
+# ordinal, the same pod otherwise as the example overlay's.
+printf %s kustomize-check-token >"$out/kubernetes/overlays/sharded-example/token"
+kubectl kustomize "$out/kubernetes/overlays/sharded-example" >"$out/kustomize-sharded.yaml"
+python3 deploy/check/validate-manifests.py "$out/kustomize-sharded.yaml" \
+  StatefulSet Service ConfigMap Secret ServiceMonitor PrometheusRule
+python3 deploy/check/check-shard-wiring.py "$out/kustomize-sharded.yaml" "$out/kustomize.yaml"
 kubectl kustomize "$out/kubernetes/base" >"$out/base.yaml"
 python3 deploy/check/validate-manifests.py "$out/base.yaml" Deployment Service ConfigMap
 
