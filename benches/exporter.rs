@@ -2,7 +2,8 @@
 //!   cargo bench --bench exporter
 //! - decoding a 1000-job page (minimal and full) with the exporter's lenient
 //!   parser, against plain serde_json derive into the same fields, borrowing
-//!   (the floor) and owning (the earlier floor);
+//!   (the floor), borrowing from the body checked once as text (the
+//!   strongest) and owning (the earlier floor);
 //! - the tracker's work for one poll over a 100,000-job window: a poll that
 //!   sees nothing new, and a poll a minute after the last on a busy farm
 //!   (about 200 jobs created, started and ended, and as many leaving the
@@ -50,6 +51,9 @@ fn parsing(c: &mut Criterion) {
         });
         g.bench_function(format!("{name}/serde_floor"), |b| {
             b.iter(|| common::floor(black_box(&body)))
+        });
+        g.bench_function(format!("{name}/serde_floor_from_text"), |b| {
+            b.iter(|| common::text_floor(black_box(&body)))
         });
         g.bench_function(format!("{name}/serde_floor_owning"), |b| {
             b.iter(|| common::owning_floor(black_box(&body)))
