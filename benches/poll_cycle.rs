@@ -291,41 +291,32 @@ fn main() {
         }
         return;
     }
-    // CPU times, and wall times beside them.
-    let (mut floors, mut owning, mut cycles) = (vec![], vec![], vec![]);
-    let (mut floors_wall, mut owning_wall, mut cycles_wall) = (vec![], vec![], vec![]);
-    let (mut text_floors, mut text_floors_wall) = (vec![], vec![]);
+    // CPU times, and wall times beside them: the three floors, then the cycle.
+    type Decode = fn(&[u8]) -> usize;
+    let references: [(&str, Decode); 3] = [
+        ("borrowing", common::floor),
+        ("text", common::text_floor),
+        ("owning", common::owning_floor),
+    ];
+    let mut floor_times: [(Vec<Duration>, Vec<Duration>); 3] = Default::default();
+    let (mut cycles, mut cycles_wall) = (vec![], vec![]);
     let mut result = None;
     for _ in 0..rounds {
-        let (decoded, wall, cpu) =
-            timed(|| -> usize { minimal.iter().map(|b| common::floor(black_box(b))).sum() });
-        assert!(decoded >= sim.len(), "the borrowing floor read every job");
-        floors.push(cpu);
-        floors_wall.push(wall);
-        let (decoded, wall, cpu) = timed(|| -> usize {
-            minimal
-                .iter()
-                .map(|b| common::text_floor(black_box(b)))
-                .sum()
-        });
-        assert!(decoded >= sim.len(), "the text floor read every job");
-        text_floors.push(cpu);
-        text_floors_wall.push(wall);
-        let (decoded, wall, cpu) = timed(|| -> usize {
-            minimal
-                .iter()
-                .map(|b| common::owning_floor(black_box(b)))
-                .sum()
-        });
-        assert!(decoded >= sim.len(), "the owning floor read every job");
-        owning.push(cpu);
-        owning_wall.push(wall);
+        for ((name, decode), (cpus, walls)) in references.iter().zip(&mut floor_times) {
+            let (decoded, wall, cpu) =
+                timed(|| -> usize { minimal.iter().map(|b| decode(black_box(b))).sum() });
+            assert!(decoded >= sim.len(), "the {name} floor read every job");
+            cpus.push(cpu);
+            walls.push(wall);
+        }
         let mut tr = tracker.clone();
         let (r, wall, cpu) = timed(|| poll(&rt, &mut tr, &replay, now));
         cycles.push(cpu);
         cycles_wall.push(wall);
         result = Some(r);
     }
+    let [(floors, floors_wall), (text_floors, text_floors_wall), (owning, owning_wall)] =
+        floor_times;
     let outcome = result.expect("at least one round").outcome;
     let total: u64 = outcome.jobs_by_status.values().sum();
     assert_eq!(total as usize, sim.len(), "every job of the window counted");
