@@ -12,6 +12,8 @@
 #     a static file: nginx as it was first measured (one worker) and tuned
 #     (a worker per core, sendfile, open_file_cache, long keep-alive).
 #   bash scripts/bench-exporter.sh
+#   bash scripts/bench-exporter.sh static   # memory only: the release binary
+#       beside the static one of the container image (scripts/build-static.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
@@ -60,12 +62,46 @@ accounts:
     api_url: http://127.0.0.1:$2/api/v2
     token: bench
 YAML
-  ./target/release/nexrender-exporter --config "$work/exp-$1.yaml" --web.listen-address 127.0.0.1:"$1" --log.level warn 2>"$work/exp-$1.log" &
+  "${EXPORTER:-./target/release/nexrender-exporter}" --config "$work/exp-$1.yaml" --web.listen-address 127.0.0.1:"$1" --log.level warn 2>"$work/exp-$1.log" &
   pids+=($!)
   exporter_pid[$1]=$!
 }
 
+peak_of() { awk '/VmHWM/ {print $2 * 1024}' "/proc/$1/status"; }
+# The peak and resting memory of a later whole-window read: every poll reads
+# the whole window here (full_scan_interval 0s), 20 s apart; the kernel's
+# peak is reset after the first poll (clear_refs 5), so the peak read is
+# the second poll's, with the first poll's table alive beside the new one
+# and the scan.
+second_read() { # port sim_port
+  start_exporter "$1" "$2" true 20s 0s
+  wait_poll "$1"
+  echo 5 > "/proc/${exporter_pid[$1]}/clear_refs"
+  for _ in $(seq 1 120); do
+    v=$(metric "$1" 'nexrender_exporter_polls_total{account="main",result="success"}' || true)
+    [ -n "$v" ] && [ "${v%.*}" -ge 2 ] && break
+    sleep 0.5
+  done
+  echo "second whole-window read: peak RSS $(peak_of "${exporter_pid[$1]}") bytes, RSS after $(metric "$1" process_resident_memory_bytes) bytes"
+  kill "${exporter_pid[$1]}"
+}
+
 echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {print int($2/1024)" MiB"}' /proc/meminfo), $(uname -r)"
+if [ "${1:-}" = static ]; then
+  static=$(bash scripts/build-static.sh)
+  start_sim 18102 1000000
+  port=19110
+  for bin in ./target/release/nexrender-exporter "$static"; do
+    echo "== $bin ($(file -b "$bin" | cut -d, -f1-2))"
+    EXPORTER=$bin start_exporter $port 18102 true
+    wait_poll $port
+    echo "first poll: $(metric $port 'nexrender_exporter_tracked_jobs{account="main"}') jobs tracked, RSS $(metric $port process_resident_memory_bytes) bytes, peak $(peak_of "${exporter_pid[$port]}") bytes"
+    kill "${exporter_pid[$port]}"
+    EXPORTER=$bin second_read $((port + 1)) 18102
+    port=$((port + 2))
+  done
+  exit 0
+fi
 start_sim 18101 0
 start_exporter 19101 18101
 wait_poll 19101
@@ -93,27 +129,14 @@ start_exporter 19102 18102 true
 wait_poll 19102
 first_poll 19102 "gzip on"
 rss=$(metric 19102 process_resident_memory_bytes)
-peak=$(awk '/VmHWM/ {print $2 * 1024}' "/proc/${exporter_pid[19102]}/status")
+peak=$(peak_of "${exporter_pid[19102]}")
 echo "peak RSS during that poll: $peak bytes"
 echo "RSS with $tracked jobs tracked: $rss bytes; above idle: $(( (${rss%.*} - ${idle_rss%.*}) / ${tracked%.*} )) bytes per job"
 sleep 10
 cpu2=$(cpu_of "${exporter_pid[19102]}")
 echo "CPU between polls over 10 s: $(echo "$cpu2 - $cpu1" | bc -l) s"
 
-# A later whole-window read: every poll reads the whole window here
-# (full_scan_interval 0s), 20 s apart; the kernel's peak is reset after the
-# first poll (clear_refs 5), so the peak read is the second poll's, with
-# the first poll's table alive beside the new one and the scan.
-start_exporter 19104 18102 true 20s 0s
-wait_poll 19104
-echo 5 > "/proc/${exporter_pid[19104]}/clear_refs"
-for _ in $(seq 1 120); do
-  v=$(metric 19104 'nexrender_exporter_polls_total{account="main",result="success"}' || true)
-  [ -n "$v" ] && [ "${v%.*}" -ge 2 ] && break
-  sleep 0.5
-done
-echo "second whole-window read: peak RSS $(awk '/VmHWM/ {print $2 * 1024}' "/proc/${exporter_pid[19104]}/status") bytes, RSS after $(metric 19104 process_resident_memory_bytes) bytes"
-kill "${exporter_pid[19104]}"
+second_read 19104 18102
 
 curl -s http://127.0.0.1:19102/metrics > "$work/metrics.txt"
 curl -s -H 'Accept-Encoding: gzip' http://127.0.0.1:19102/metrics > "$work/metrics.txt.gz"

@@ -16,8 +16,9 @@ pub const MMAP_THRESHOLD: usize = 1 << 20;
 
 /// Sets the allocator up to return big freed blocks at once. Call it once,
 /// first thing in `main` (the memory bench calls it too). Only glibc has
-/// the dynamic threshold; elsewhere (musl, the static build) it does
-/// nothing.
+/// the dynamic threshold, so elsewhere (musl) it does nothing; the static
+/// build of the container image links glibc statically and is set up the
+/// same way (`bash scripts/bench-exporter.sh static` measures both builds).
 pub fn return_big_blocks_to_the_system() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; it is called before
