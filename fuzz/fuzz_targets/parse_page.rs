@@ -4,14 +4,20 @@
 //! unread) fails only where the whole reading fails too, and where both
 //! read the page they agree: the same jobs (ids and statuses), the same
 //! skipped entries. (The whole reading may fail where the scan's does not:
-//! on bytes that are not UTF-8 in a field the scan does not read.)
+//! on bytes that are not UTF-8 in a field the scan does not read.) Both
+//! readings give exactly what they give when the body is read as bytes
+//! (`as_bytes`), without the shortcut for a body that is UTF-8 throughout:
+//! the same jobs, skipped entries and error text.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use nexrender_exporter::api::job::as_bytes;
 use nexrender_exporter::api::{parse_minimal_page, parse_page, MinimalJob};
 
 fuzz_target!(|data: &[u8]| {
     let whole = parse_page(data);
     let minimal = parse_minimal_page(data);
+    assert_eq!(whole, as_bytes::parse_page(data));
+    assert_eq!(minimal, as_bytes::parse_minimal_page(data));
     assert!(minimal.is_ok() || whole.is_err(), "{whole:?} / {minimal:?}");
     if let (Ok(page), Ok(minimal)) = (whole, minimal) {
         assert!(page.jobs.len() + page.skipped.len() == page.raw_len);

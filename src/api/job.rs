@@ -99,8 +99,7 @@ pub struct ApiJob {
     /// `stats.renderDuration`, seconds; only finite values. Negative ones
     /// are kept so the tracker can count them as impossible values.
     pub render_duration: Option<f64>,
-    /// `templateId`: the template the job renders, if any (and if read:
-    /// minimal listings are read without it, see [`parse_minimal_page`]).
+    /// `templateId`: the template the job renders, if any.
     pub template_id: Option<Box<str>>,
     /// `stats.error`: why the job failed, in the API's words; only in full
     /// job bodies (look-ups, full pages, webhook deliveries).
@@ -223,6 +222,23 @@ fn decode_page<J: Listed>(body: &[u8]) -> Result<Page<J>, DecodeError> {
     match std::str::from_utf8(body) {
         Ok(text) => decode_seq(serde_json::Deserializer::from_str(text), body.len()),
         Err(_) => decode_seq(serde_json::Deserializer::from_slice(body), body.len()),
+    }
+}
+
+/// [`parse_page`] and [`parse_minimal_page`] reading any body as bytes,
+/// without the shortcut for a body that is UTF-8: for the tests and the
+/// `parse_page` fuzz target, which check that the shortcut changes no
+/// outcome (jobs, skipped entries, error text).
+#[doc(hidden)]
+pub mod as_bytes {
+    use super::{decode_seq, ApiJob, DecodeError, MinimalJob, Page};
+
+    pub fn parse_page(body: &[u8]) -> Result<Page<ApiJob>, DecodeError> {
+        decode_seq(serde_json::Deserializer::from_slice(body), body.len())
+    }
+
+    pub fn parse_minimal_page(body: &[u8]) -> Result<Page<MinimalJob>, DecodeError> {
+        decode_seq(serde_json::Deserializer::from_slice(body), body.len())
     }
 }
 
@@ -813,44 +829,49 @@ mod tests {
                 .filter(|u| u.array_to_str(&mut out) == s)
                 .map(|u| u.0)
         };
-        let mut ids: Vec<String> = vec![
-            String::new(),
-            "0".repeat(26),
-            "7ZZZZZZZZZZZZZZZZZZZZZZZZZ".into(),
-            "8ZZZZZZZZZZZZZZZZZZZZZZZZZ".into(),
-            "01JTRDF7HCR8QAHYW8GPCP4S9Y".into(),
-            "01JTRDF7HCR8QAHYW8GPCP4S9".into(),
-            "01JTRDF7HCR8QAHYW8GPCP4S9YY".into(),
-            "01JTRDF7HCR8QAHYW8GPCP4S9É".into(),
-        ];
-        // Many ULIDs, and each with one character changed to every byte
-        // that can be in a string: other letters (I, L, O, U), lower case,
-        // punctuation, the first character past 7.
+        let mut checked = 0;
+        let mut ulids = 0;
+        let mut check = |id: &str| {
+            let expected = by_the_crate(id);
+            assert_eq!(canonical_ulid(id.as_bytes()), expected, "{id:?}");
+            checked += 1;
+            ulids += usize::from(expected.is_some());
+        };
+        for id in [
+            "",
+            "00000000000000000000000000",
+            "7ZZZZZZZZZZZZZZZZZZZZZZZZZ",
+            "8ZZZZZZZZZZZZZZZZZZZZZZZZZ",
+            "01JTRDF7HCR8QAHYW8GPCP4S9",
+            "01JTRDF7HCR8QAHYW8GPCP4S9YY",
+            // Not ASCII: 26 bytes with a two-byte letter in them.
+            "01JTRDF7HCR8QAHYW8GPCP4SÉ",
+            "É1JTRDF7HCR8QAHYW8GPCP4S9",
+        ] {
+            check(id);
+        }
+        // 200 ULIDs, each with every character changed in turn to every
+        // ASCII byte (other letters I, L, O, U, lower case, punctuation,
+        // control characters, the first character past 7): 665,600
+        // strings beside the ULIDs themselves.
         let mut x: u128 = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
-        for round in 0..2000 {
+        for _ in 0..200 {
             x = x
                 .wrapping_mul(0x2360_ED05_1FC6_5DA4_4385_DF64_9FCC_F645)
                 .wrapping_add(1);
             let id = Ulid(x).to_string();
-            let at = round % ulid::ULID_LEN;
-            for c in (b' '..=b'~').step_by(1 + round % 7) {
-                let mut changed = id.clone().into_bytes();
-                changed[at] = c;
-                ids.push(String::from_utf8(changed).expect("ASCII"));
+            check(&id);
+            for at in 0..ulid::ULID_LEN {
+                for c in 0..=127u8 {
+                    let mut changed = id.clone().into_bytes();
+                    changed[at] = c;
+                    check(std::str::from_utf8(&changed).expect("ASCII"));
+                }
             }
-            ids.push(id);
         }
-        let mut ulids = 0;
-        for id in &ids {
-            let expected = by_the_crate(id);
-            assert_eq!(canonical_ulid(id.as_bytes()), expected, "{id:?}");
-            ulids += usize::from(expected.is_some());
-        }
-        assert!(
-            ulids > 2000 && ulids < ids.len() / 2,
-            "{ulids} of {}",
-            ids.len()
-        );
+        assert_eq!(checked, 8 + 200 * (1 + 26 * 128));
+        // Per ULID: 32 spellings at 25 places, 8 at the first.
+        assert_eq!(ulids, 200 * (1 + 25 * 32 + 8) + 2, "{ulids} of {checked}");
     }
 
     #[test]
@@ -868,6 +889,42 @@ mod tests {
         let body = b"[{\"id\":\"a\",\"status\":\"queued\",\"templateId\":\"\xff\"}]";
         assert!(parse_page(body).is_err());
         assert_eq!(parse_minimal_page(body).unwrap().jobs.len(), 1);
+        // The same for a lone surrogate escape and a number too large.
+        let bodies: [&[u8]; 2] = [
+            br#"[{"id":"a","status":"queued","templateId":"\ud800"}]"#,
+            br#"[{"id":"a","status":"queued","stats":{"renderDuration":1e400}}]"#,
+        ];
+        for body in bodies {
+            assert!(parse_page(body).is_err());
+            assert_eq!(parse_minimal_page(body).unwrap().jobs.len(), 1);
+        }
+    }
+
+    #[test]
+    fn a_body_read_as_text_gives_what_it_gives_read_as_bytes() {
+        let bodies: [&[u8]; 12] = [
+            br#"[{"id":"a","status":"queued","templateId":"t\u00e9","stats":{"error":"x\ny"}}]"#,
+            br#"[{"id":"\ud800","status":"queued"}]"#,
+            br#"[{"id":"a","status":"queued","templateId":"\ud800"}]"#,
+            br#"[{"id":"a","status":"queued","outputUrl":"\ud800\udc00"}]"#,
+            b"[{\"id\":\"a\x01\",\"status\":\"queued\"}]",
+            b"[{\"id\":\"a\",\"status\":\"queued\",\"outputUrl\":\"\t\"}]",
+            br#"[{"id":"a","status":"queued","x":"\q"}]"#,
+            br#"[{"i\u0064":"a","status":"queued"},{"id":"b","status":"queued","stats":{"renderDuration":1e400}}]"#,
+            br#"[{"id":"a","status":"queued","x":[[[[{"y":null}]]]]}] x"#,
+            "[{\"id\":\"é\",\"status\":\"render:dorender\"}]".as_bytes(),
+            br#"[{"id":"a","status":"queued"},"#,
+            b"[{\"id\":\"a\",\"status\":\"q\xffueued\"}]",
+        ];
+        for body in bodies {
+            let shown = String::from_utf8_lossy(body);
+            assert_eq!(parse_page(body), as_bytes::parse_page(body), "{shown}");
+            assert_eq!(
+                parse_minimal_page(body),
+                as_bytes::parse_minimal_page(body),
+                "{shown}"
+            );
+        }
     }
 
     #[test]
