@@ -32,7 +32,7 @@ pub struct WindowScan {
     /// The status of each job, coded by the table the scan was built with.
     statuses: Vec<StatusCode>,
     /// Positions of the ULID-keyed jobs, in id order.
-    by_ulid: Vec<usize>,
+    by_ulid: ByUlid,
     /// Positions of the jobs whose id is not a ULID, in scan order.
     others: Vec<usize>,
     /// Where the jobs added from the live listing begin (see
@@ -57,10 +57,13 @@ impl WindowScan {
     fn index(mut ids: Vec<JobId>, mut statuses: Vec<StatusCode>) -> (Self, usize) {
         let (by_ulid, others) = index(&ids);
         let mut repeat = vec![];
-        // The sort is stable: among equal ids the first in the scan comes first.
-        for w in by_ulid.windows(2) {
-            if ulid_of(&ids[w[0]]) == ulid_of(&ids[w[1]]) {
-                repeat.push(w[1]);
+        // The sort is stable: among equal ids the first in the scan comes
+        // first. (Ids all in order have no repeats.)
+        if let ByUlid::Sorted(by_ulid) = &by_ulid {
+            for w in by_ulid.windows(2) {
+                if ulid_of(&ids[w[0]]) == ulid_of(&ids[w[1]]) {
+                    repeat.push(w[1]);
+                }
             }
         }
         let mut seen = HashSet::new();
@@ -117,7 +120,7 @@ impl WindowScan {
 
     /// The ULID-keyed jobs in id order, with their ids as numbers.
     pub(crate) fn by_ulid(&self) -> impl Iterator<Item = (u128, ScanJob<'_>)> {
-        self.by_ulid.iter().filter_map(|&i| {
+        self.by_ulid.iter().filter_map(|i| {
             let job = self.get(i)?;
             Some((ulid_of(job.id)?, job))
         })
@@ -177,15 +180,24 @@ impl WindowScan {
     /// Where each of `ids` is in the scan: a binary search for a ULID, one
     /// pass over the others for the rest.
     pub fn positions(&self, ids: &[JobId]) -> Vec<Option<usize>> {
-        let key = |i: &usize| ulid_of(&self.ids[*i]).unwrap_or_default();
+        let key = |k: usize| ulid_of(&self.ids[self.by_ulid.at(k)]).unwrap_or_default();
+        let n = self.by_ulid.len();
         let mut out: Vec<Option<usize>> = ids
             .iter()
             .map(|id| match id {
-                JobId::Ulid(u) => self
-                    .by_ulid
-                    .binary_search_by_key(&u.0, key)
-                    .ok()
-                    .map(|k| self.by_ulid[k]),
+                JobId::Ulid(u) => {
+                    // The first of the ULIDs not below u, by bisection.
+                    let (mut lo, mut hi) = (0, n);
+                    while lo < hi {
+                        let mid = lo + (hi - lo) / 2;
+                        if key(mid) < u.0 {
+                            lo = mid + 1;
+                        } else {
+                            hi = mid;
+                        }
+                    }
+                    (lo < n && key(lo) == u.0).then(|| self.by_ulid.at(lo))
+                }
                 JobId::Other(_) => None,
             })
             .collect();
@@ -206,8 +218,57 @@ impl WindowScan {
     }
 }
 
+/// Where the ULID-keyed jobs of a scan are, in id order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ByUlid {
+    /// Every job's id is a ULID and each is greater than the one before:
+    /// id order is the scan's (an API listing oldest first, as a rule), so
+    /// no index is built (it would be 8 bytes a job).
+    AllInOrder(usize),
+    /// The positions, sorted by id.
+    Sorted(Vec<usize>),
+}
+
+impl Default for ByUlid {
+    fn default() -> Self {
+        ByUlid::AllInOrder(0)
+    }
+}
+
+impl ByUlid {
+    fn len(&self) -> usize {
+        match self {
+            ByUlid::AllInOrder(n) => *n,
+            ByUlid::Sorted(v) => v.len(),
+        }
+    }
+
+    /// The position of the `k`th ULID in id order.
+    fn at(&self, k: usize) -> usize {
+        match self {
+            ByUlid::AllInOrder(_) => k,
+            ByUlid::Sorted(v) => v[k],
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.len()).map(|k| self.at(k))
+    }
+}
+
 /// The positions of the ULID ids in id order, and of the others.
-fn index(ids: &[JobId]) -> (Vec<usize>, Vec<usize>) {
+fn index(ids: &[JobId]) -> (ByUlid, Vec<usize>) {
+    let in_order = ids
+        .iter()
+        .try_fold(None, |last: Option<u128>, id| match (ulid_of(id), last) {
+            (Some(u), Some(l)) if u <= l => Err(()),
+            (Some(u), _) => Ok(Some(u)),
+            (None, _) => Err(()),
+        })
+        .is_ok();
+    if in_order {
+        return (ByUlid::AllInOrder(ids.len()), Vec::new());
+    }
     let mut by_ulid = Vec::with_capacity(ids.len());
     let mut others = Vec::new();
     for (i, id) in ids.iter().enumerate() {
@@ -219,7 +280,7 @@ fn index(ids: &[JobId]) -> (Vec<usize>, Vec<usize>) {
     // Stable, and close to linear: a scan comes in creation order, which a
     // ULID's leading timestamp nearly follows.
     by_ulid.sort_by_key(|&i| ulid_of(&ids[i]));
-    (by_ulid, others)
+    (ByUlid::Sorted(by_ulid), others)
 }
 
 /// A listing that cannot be trusted to hold every job.
@@ -379,6 +440,40 @@ mod tests {
         }
         assert_eq!(scan.positions(&[ulid(9)]), [None]);
         assert_eq!(scan.others().count(), 1);
+    }
+
+    #[test]
+    fn a_scan_already_in_id_order_needs_no_index_and_reads_the_same() {
+        let scan_of = |ids: &[JobId]| {
+            WindowScan::new(
+                ids.iter().cloned().map(entry).collect(),
+                &mut StatusTable::default(),
+            )
+        };
+        let in_order: Vec<JobId> = (0..50).map(ulid).collect();
+        let (scan, dropped) = scan_of(&in_order);
+        assert_eq!((dropped, &scan.by_ulid), (0, &ByUlid::AllInOrder(50)));
+        // The same jobs, two swapped: indexed, and read the same by id.
+        let mut swapped = in_order.clone();
+        swapped.swap(10, 11);
+        let (other, _) = scan_of(&swapped);
+        assert!(matches!(other.by_ulid, ByUlid::Sorted(_)));
+        let keys = |s: &WindowScan| s.by_ulid().map(|(k, _)| k).collect::<Vec<_>>();
+        assert_eq!(keys(&scan), keys(&other));
+        for (i, id) in in_order.iter().enumerate() {
+            assert_eq!(scan.positions(std::slice::from_ref(id)), [Some(i)]);
+        }
+        assert_eq!(scan.positions(&[ulid(99), ulid(0)]), [None, Some(0)]);
+        // A repeat is found through the index, and dropped; what is left is
+        // in order again. An id that is not a ULID takes the index.
+        let mut repeated = in_order.clone();
+        repeated.insert(20, ulid(19));
+        let (scan, dropped) = scan_of(&repeated);
+        assert_eq!((dropped, &scan.by_ulid), (1, &ByUlid::AllInOrder(50)));
+        assert_eq!(keys(&scan), keys(&other));
+        let (scan, _) = scan_of(&[ulid(1), JobId::Other("x".into())]);
+        assert!(matches!(scan.by_ulid, ByUlid::Sorted(_)));
+        assert!(scan_of(&[]).0.positions(&[ulid(1)]) == [None]);
     }
 
     #[test]
