@@ -1,9 +1,10 @@
 //! The exporter's hot paths, each beside its reference:
 //!   cargo bench --bench exporter
 //! - decoding a 1000-job page (minimal and full) with the exporter's lenient
-//!   parser, against plain serde_json derive into the same fields, borrowing
-//!   (the floor), borrowing from the body checked once as text (the
-//!   strongest) and owning (the earlier floor);
+//!   parser, against plain serde_json derive into the same fields (of a
+//!   minimal page, id and status; of a full page, those, the template and
+//!   stats), borrowing (the floor), borrowing from the body checked once as
+//!   text (the strongest) and owning (the earlier floor);
 //! - the tracker's work for one poll over a 100,000-job window: a poll that
 //!   sees nothing new, and a poll a minute after the last on a busy farm
 //!   (about 200 jobs created, started and ended, and as many leaving the
@@ -37,9 +38,28 @@ fn parsing(c: &mut Criterion) {
     let sim = farm(10_000);
     let positions: Vec<usize> = (0..1000).collect();
     let mut g = c.benchmark_group("page_1000_jobs");
-    for (name, minimal) in [("minimal", true), ("full", false)] {
+    type Decode = fn(&[u8]) -> usize;
+    let pages: [(&str, bool, [Decode; 3]); 2] = [
+        (
+            "minimal",
+            true,
+            [common::floor, common::text_floor, common::owning_floor],
+        ),
+        (
+            "full",
+            false,
+            [
+                common::full_floor,
+                common::full_text_floor,
+                common::full_owning_floor,
+            ],
+        ),
+    ];
+    for (name, minimal, floors) in pages {
         let body = write_page(&sim, &positions, minimal, T0);
-        assert_eq!(common::floor(&body), 1000, "the floor decodes the page");
+        for floor in floors {
+            assert_eq!(floor(&body), 1000, "each floor decodes the page");
+        }
         g.throughput(Throughput::Bytes(body.len() as u64));
         // A minimal page is read as the window scan reads it.
         g.bench_function(format!("{name}/exporter_parse"), |b| {
@@ -49,15 +69,11 @@ fn parsing(c: &mut Criterion) {
                 b.iter(|| parse_page(black_box(&body)).unwrap().raw_len)
             }
         });
-        g.bench_function(format!("{name}/serde_floor"), |b| {
-            b.iter(|| common::floor(black_box(&body)))
-        });
-        g.bench_function(format!("{name}/serde_floor_from_text"), |b| {
-            b.iter(|| common::text_floor(black_box(&body)))
-        });
-        g.bench_function(format!("{name}/serde_floor_owning"), |b| {
-            b.iter(|| common::owning_floor(black_box(&body)))
-        });
+        for (floor, kind) in floors.iter().zip(["", "_from_text", "_owning"]) {
+            g.bench_function(format!("{name}/serde_floor{kind}"), |b| {
+                b.iter(|| floor(black_box(&body)))
+            });
+        }
     }
     g.finish();
 }

@@ -1,5 +1,6 @@
 //! The CPU of one poll cycle over a big window, beside three floors:
-//! serde_json deserialising the same page bodies into the same fields,
+//! serde_json's derive reading the same minimal pages for the same fields
+//! (`id` and `status`) into a list reserved up front as the exporter's is,
 //! borrowing the strings from the body (as the exporter's parser does: the
 //! floor issue #14 sets its target against); the same from the body as
 //! text, checked for UTF-8 once (the exporter's own shortcut, so the
