@@ -357,25 +357,22 @@ fn main() {
             d.as_secs_f64() * 1e9 / sim.len() as f64,
         )
     };
-    let wall = |v: Vec<Duration>| median(v).as_secs_f64() * 1e3;
-    let (ms, ns) = ms_per_job(floor);
-    let w = wall(floors_wall);
-    println!(
-        "  serde floor, borrowing           {ms:>7.1} ms CPU  ({ns:.0} ns per job; wall {w:.1} ms)"
-    );
-    let (ms, ns) = ms_per_job(text_floor);
-    let w = wall(text_floors_wall);
-    println!("  serde floor, borrowing from text {ms:>7.1} ms CPU  ({ns:.0} ns per job; wall {w:.1} ms; one UTF-8 check of each body)");
-    let (ms, ns) = ms_per_job(owning);
-    let w = wall(owning_wall);
-    println!(
-        "  serde floor, owning              {ms:>7.1} ms CPU  ({ns:.0} ns per job; wall {w:.1} ms)"
-    );
-    let (ms, ns) = ms_per_job(cyc);
-    let w = wall(cycles_wall);
-    println!(
-        "  whole cycle                      {ms:>7.1} ms CPU  ({ns:.0} ns per job; wall {w:.1} ms)"
-    );
+    let rows = [
+        ("serde floor, borrowing", floor, floors_wall, ""),
+        (
+            "serde floor, borrowing from text",
+            text_floor,
+            text_floors_wall,
+            "; one UTF-8 check of each body",
+        ),
+        ("serde floor, owning", owning, owning_wall, ""),
+        ("whole cycle", cyc, cycles_wall, ""),
+    ];
+    for (name, cpu, walls, note) in rows {
+        let (ms, ns) = ms_per_job(cpu);
+        let w = median(walls).as_secs_f64() * 1e3;
+        println!("  {name:<32} {ms:>7.1} ms CPU  ({ns:.0} ns per job; wall {w:.1} ms{note})");
+    }
     println!(
         "  cycle / borrowing floor {:>8.2}x, / borrowing from text {:.2}x, / owning floor {:.2}x  (medians of CPU times, {rounds} rounds each, taken in turns)",
         cyc.as_secs_f64() / floor.as_secs_f64(),
