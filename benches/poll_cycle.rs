@@ -52,8 +52,8 @@ const WINDOW: Duration = Duration::from_secs(2 * 86_400);
 
 type PageKey = (bool, usize, ListFilter);
 
-fn key(q: &ListPageQuery) -> PageKey {
-    (q.minimal, q.from, q.filter)
+fn key(q: &ListPageQuery, minimal: bool) -> PageKey {
+    (minimal, q.from, q.filter)
 }
 
 /// The API as the simulator's farm stands at `now`, every answer rendered
@@ -105,7 +105,7 @@ fn decode<J>(
 
 impl Farm<'_> {
     /// The page's body, rendered and remembered.
-    fn body(&self, q: &ListPageQuery) -> Vec<u8> {
+    fn body(&self, q: &ListPageQuery, minimal: bool) -> Vec<u8> {
         let positions: Vec<usize> = match q.filter {
             ListFilter::Created { from_date, to_date } => {
                 let (lo, hi) = self.sim.created_range(Some(from_date), Some(to_date));
@@ -118,25 +118,25 @@ impl Farm<'_> {
                 .take(q.limit as usize)
                 .collect(),
         };
-        let body = write_page(self.sim, &positions, q.minimal, self.now);
+        let body = write_page(self.sim, &positions, minimal, self.now);
         self.pages
             .lock()
             .expect("not poisoned")
-            .insert(key(q), body.clone());
+            .insert(key(q, minimal), body.clone());
         body
     }
 }
 
 impl JobSource for Farm<'_> {
     fn list_jobs(&self, q: &ListPageQuery) -> impl Future<Output = Result<Page, ApiError>> + Send {
-        std::future::ready(decode(&self.body(q), parse_page, self.now))
+        std::future::ready(decode(&self.body(q, false), parse_page, self.now))
     }
 
     fn list_minimal(
         &self,
         q: &ListPageQuery,
     ) -> impl Future<Output = Result<Page<MinimalJob>, ApiError>> + Send {
-        std::future::ready(decode(&self.body(q), parse_minimal_page, self.now))
+        std::future::ready(decode(&self.body(q, true), parse_minimal_page, self.now))
     }
 
     fn get_job(&self, id: &JobId) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send {
@@ -162,23 +162,23 @@ struct Replay {
 }
 
 impl Replay {
-    fn body(&self, q: &ListPageQuery) -> &[u8] {
+    fn body(&self, q: &ListPageQuery, minimal: bool) -> &[u8] {
         self.pages
-            .get(&key(q))
+            .get(&key(q, minimal))
             .expect("the same poll asks the same pages")
     }
 }
 
 impl JobSource for Replay {
     fn list_jobs(&self, q: &ListPageQuery) -> impl Future<Output = Result<Page, ApiError>> + Send {
-        std::future::ready(decode(self.body(q), parse_page, self.now))
+        std::future::ready(decode(self.body(q, false), parse_page, self.now))
     }
 
     fn list_minimal(
         &self,
         q: &ListPageQuery,
     ) -> impl Future<Output = Result<Page<MinimalJob>, ApiError>> + Send {
-        std::future::ready(decode(self.body(q), parse_minimal_page, self.now))
+        std::future::ready(decode(self.body(q, true), parse_minimal_page, self.now))
     }
 
     fn get_job(&self, id: &JobId) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send {

@@ -49,14 +49,14 @@ const ALL_FAILED_MIN: usize = 5;
 
 /// Where a poll reads jobs from: `GET /jobs` pages and `GET /jobs/{id}`.
 pub trait JobSource: Sync {
-    /// A page of whole jobs (`query.minimal` is false).
+    /// A page of whole jobs.
     fn list_jobs(
         &self,
         query: &ListPageQuery,
     ) -> impl Future<Output = Result<Page, ApiError>> + Send;
 
-    /// A page of a minimal listing (`query.minimal` is true), as the
-    /// window scan reads it. By default the page of [`Self::list_jobs`]
+    /// A page of a minimal listing (`minimal=true`), as the window scan
+    /// reads it. By default the page of [`Self::list_jobs`]
     /// cut down to it, for sources that hold whole jobs in memory.
     fn list_minimal(
         &self,
@@ -93,7 +93,6 @@ impl JobSource for ApiClient {
 /// What a listing's pages hold, and so which of [`JobSource`]'s calls
 /// reads them.
 trait Listing: Sized {
-    const MINIMAL: bool;
     fn read(
         source: &impl JobSource,
         query: &ListPageQuery,
@@ -101,7 +100,6 @@ trait Listing: Sized {
 }
 
 impl Listing for ApiJob {
-    const MINIMAL: bool = false;
     fn read(
         source: &impl JobSource,
         query: &ListPageQuery,
@@ -111,7 +109,6 @@ impl Listing for ApiJob {
 }
 
 impl Listing for MinimalJob {
-    const MINIMAL: bool = true;
     fn read(
         source: &impl JobSource,
         query: &ListPageQuery,
@@ -389,7 +386,6 @@ async fn page_through<J: Listing>(
         let page = J::read(
             source,
             &ListPageQuery {
-                minimal: J::MINIMAL,
                 from: start,
                 limit: page_size,
                 filter,

@@ -170,10 +170,12 @@ pub enum ListFilter {
 /// The terminal statuses, as `exclude_states` for [`ListFilter::Live`].
 pub const TERMINAL_STATES: &str = "finished,error,manually_cancelled";
 
-/// One `GET /jobs` page request.
+/// One `GET /jobs` page request. Whether it is a minimal listing is not
+/// said here: [`ApiClient::list_jobs`] asks for whole jobs and
+/// [`ApiClient::list_minimal`] for a minimal listing, each with the parser
+/// for its answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListPageQuery {
-    pub minimal: bool,
     pub from: usize,
     pub limit: u32,
     pub filter: ListFilter,
@@ -374,7 +376,7 @@ impl ApiClient {
         }
     }
 
-    pub fn list_url(&self, q: &ListPageQuery) -> String {
+    pub fn list_url(&self, q: &ListPageQuery, minimal: bool) -> String {
         let filter = match q.filter {
             ListFilter::Created { from_date, to_date } => format!(
                 "from_date={}&to_date={}",
@@ -391,7 +393,7 @@ impl ApiClient {
             .map_or(String::new(), |t| format!("&tags={t}"));
         format!(
             "{}/jobs?minimal={}&sort=oldest_first&from={}&limit={}&{filter}{tags}",
-            self.inner.base, q.minimal, q.from, q.limit,
+            self.inner.base, minimal, q.from, q.limit,
         )
     }
 
@@ -411,21 +413,22 @@ impl ApiClient {
 
     /// `GET /jobs` for one page of whole jobs.
     pub async fn list_jobs(&self, q: &ListPageQuery) -> Result<Page, ApiError> {
-        self.list(q, parse_page).await
+        self.list(q, false, parse_page).await
     }
 
     /// `GET /jobs?minimal=true` for one page, as the window scan reads it.
     pub async fn list_minimal(&self, q: &ListPageQuery) -> Result<Page<MinimalJob>, ApiError> {
-        self.list(q, parse_minimal_page).await
+        self.list(q, true, parse_minimal_page).await
     }
 
     async fn list<J>(
         &self,
         q: &ListPageQuery,
+        minimal: bool,
         parse: fn(&[u8]) -> Result<Page<J>, super::job::DecodeError>,
     ) -> Result<Page<J>, ApiError> {
         let ep = Endpoint::ListJobs;
-        let body = self.fetch(ep, &self.list_url(q)).await?;
+        let body = self.fetch(ep, &self.list_url(q, minimal)).await?;
         let page = parse(&body.bytes).map(|mut page| {
             page.server_time = body.server_time;
             page
@@ -804,7 +807,6 @@ mod tests {
 
     fn first_page() -> ListPageQuery {
         ListPageQuery {
-            minimal: true,
             from: 0,
             limit: 1000,
             filter: ListFilter::Live,
