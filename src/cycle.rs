@@ -19,7 +19,9 @@ use crate::api::{
 };
 use crate::clock::UnixMillis;
 use crate::scan::{ScanBuilder, ScanError, WindowScan};
-use crate::tracker::{Detail, JobTracker, Outcome, CLOCK_SKEW_MS};
+use crate::tracker::{
+    Baseline, Detail, JobTracker, Outcome, PollFacts, CLOCK_SKEW_MS, MAX_CLOCK_OFFSET_MS,
+};
 
 /// An incremental scan starts this much before the oldest job still going.
 pub const INCREMENTAL_MARGIN_MS: i64 = 60_000;
@@ -33,8 +35,10 @@ pub const PAGE_OVERLAP: usize = 10;
 pub const LIVE_PAGE_OVERLAP: usize = 100;
 
 /// A `Date` from the API further than this from the exporter's clock is
-/// not believed (a proxy's, or a broken clock); the exporter's clock is
-/// used instead, with the margins it needs.
+/// believed only when the API's own jobs agree with it (the newest job it
+/// lists was created within this of its `Date`, and not after it): else it
+/// is a proxy's, or a broken clock, and the exporter's clock is used, with
+/// the margins it needs. Beyond [`MAX_CLOCK_OFFSET_MS`] it is never believed.
 pub const MAX_TRUSTED_CLOCK_OFFSET_MS: i64 = 3_600_000;
 
 /// Below this many look-ups in a stretch of the window, single `GET
@@ -172,6 +176,9 @@ pub struct PollResult {
     pub lookups_failed: u64,
     /// Look-ups put off to the next poll to keep this one bounded.
     pub lookups_deferred: u64,
+    /// A full page of jobs wanted did not decode (one job in it the parser
+    /// could not read): they were looked up one by one instead.
+    pub full_pages_undecodable: bool,
     /// The API's clock less the exporter's, when the API said its time
     /// (believed or not: see [`MAX_TRUSTED_CLOCK_OFFSET_MS`]).
     pub clock_offset_ms: Option<i64>,
@@ -248,8 +255,21 @@ pub async fn poll(
     let clock_offset_ms = live.server_time.map(|at| at.saturating_sub(request.now));
     let server_time = live
         .server_time
-        .filter(|_| clock_offset_ms.is_some_and(|o| o.abs() <= MAX_TRUSTED_CLOCK_OFFSET_MS));
-    let now = server_time.unwrap_or(request.now);
+        .filter(|date| believed(*date, request.now, live.scan.newest_created()));
+    // Without the API's time, its newest job says how far its clock is at
+    // least: never behind that (a clock ahead of ours would otherwise put
+    // its new jobs in the future, where nothing is counted by them).
+    let raised = |now: UnixMillis, newest: Option<UnixMillis>| match (server_time, newest) {
+        (None, Some(newest)) => {
+            now.max(newest.min(request.now.saturating_add(MAX_CLOCK_OFFSET_MS)))
+        }
+        _ => now,
+    };
+    let now = raised(
+        server_time.unwrap_or(request.now),
+        live.scan.newest_created(),
+    );
+    let baseline = (!tracker.has_baseline()).then(|| Baseline::new(&live.scan, server_time));
     // Our clock may be off the API's by up to CLOCK_SKEW_MS when the API
     // does not say its time; its `Date` is exact to the second.
     let margin = if server_time.is_some() {
@@ -259,7 +279,6 @@ pub async fn poll(
     };
     let unfiltered = live.scan.any_terminal();
     let usable_live = (!unfiltered).then_some(&live.scan);
-    let window_start = now.saturating_sub(millis(request.window));
     let (scan_from, whole_window) = scan_start(tracker, request, usable_live, now, margin);
     // A whole-window scan is about as long as the last one, or a little
     // longer: the room to spare is only reserved, never touched unless
@@ -269,24 +288,31 @@ pub async fn poll(
     } else {
         0
     };
+    // Every job created since `scan_from`, however far the API's clock is
+    // ahead: a job it does not show yet could not be told from one that
+    // ended before the baseline.
+    let to_date = now.saturating_add(MAX_CLOCK_OFFSET_MS);
     let read = read_pages(
         source,
         tracker.scan_builder(page_size as usize, expected),
         ListFilter::Created {
             from_date: scan_from,
-            to_date: now.saturating_add(CLOCK_SKEW_MS),
+            to_date,
         },
     )
     .await?;
+    let now = raised(now, read.scan.newest_created());
+    let window_start = now.saturating_sub(millis(request.window));
     let mut scan = read.scan;
     if let Some(live) = usable_live {
         scan.add_live(live);
     }
-    let mut need = tracker.plan(&scan);
+    let mut need = tracker.plan_poll(&scan, baseline.as_ref());
     // Many look-ups among recent jobs: read them as full pages instead.
     // Jobs added from the live listing are older than the window scan:
     // never in its pages.
     let mut details = HashMap::new();
+    let mut full_pages_undecodable = false;
     let live_from = scan.live_from();
     let positions: Vec<Option<usize>> = scan
         .positions(&need)
@@ -306,28 +332,65 @@ pub async fn poll(
             .filter(|(_, at)| at.is_some_and(|at| at >= pos))
             .map(|(id, _)| id.clone())
             .collect();
-        details = details_from_pages(
-            source,
-            page_size,
-            from,
-            now.saturating_add(CLOCK_SKEW_MS),
-            &wanted,
-            usize::MAX,
-        )
-        .await?;
+        // One job whose full JSON cannot be read fails the page, not the
+        // poll: the jobs wanted from it are looked up one by one instead,
+        // where that one job fails alone.
+        match details_from_pages(source, page_size, from, to_date, &wanted, usize::MAX).await {
+            Ok(found) => details = found,
+            Err(ApiError::Decode { detail, .. }) => {
+                full_pages_undecodable = true;
+                tracing::debug!(error = %detail, "a full page did not decode; its jobs are looked up one by one");
+            }
+            Err(e) => return Err(e),
+        }
         need.retain(|id| !details.contains_key(id));
     }
+    // Those put off wait for the next poll, in turn: the first look-up of
+    // this poll is a later one at each poll, so none is always left out.
+    if need.len() > request.max_lookups {
+        let turn = tracker.lookup_turn().wrapping_mul(request.max_lookups) % need.len();
+        need.rotate_left(turn);
+    }
     let deferred = need.split_off(need.len().min(request.max_lookups));
-    let lookups = fetch_details(source, need, request.detail_concurrency).await?;
+    let mut lookups = fetch_details(source, need, request.detail_concurrency).await?;
+    if let Some(e) = lookups.all_failed.take() {
+        // Every one of many look-ups failed: the API's trouble (a broken
+        // endpoint, a token that may list but not read), or theirs? The
+        // newest job listed and not looked up says: if its look-up fails
+        // too, the poll fails; if it answers, those jobs are broken, not
+        // the API, and the poll goes on without them.
+        let asked = |id: &JobId| lookups.details.contains_key(id) || deferred.contains(id);
+        let probe = (0..scan.len())
+            .rev()
+            .filter_map(|pos| scan.get(pos))
+            .map(|job| job.id.clone())
+            .find(|id| !asked(id))
+            .or_else(|| tracker.newest_known(asked));
+        let Some(probe) = probe else {
+            return Err(e);
+        };
+        match source.get_job(&probe).await {
+            Ok(_) => {}
+            Err(probed) if probed.is_about_one_job() => return Err(e),
+            Err(probed) => return Err(probed),
+        }
+    }
+    let lookups = lookups.details;
     let lookups_failed = lookups
         .values()
-        .filter(|d| matches!(d, Detail::Unknown))
+        .filter(|d| matches!(d, Detail::Failed))
         .count() as u64;
     details.extend(lookups);
     let lookups_deferred = deferred.len() as u64;
     details.extend(deferred.into_iter().map(|id| (id, Detail::Unknown)));
     tracker.set_clock_is_the_apis(server_time.is_some());
-    let outcome = tracker.apply(&scan, &details, window_start, now);
+    let facts = PollFacts {
+        window_start,
+        now,
+        whole_from: whole_window.then_some(scan_from),
+        baseline: baseline.as_ref(),
+    };
+    let outcome = tracker.apply_poll(&scan, &details, &facts);
     let mut skipped = live.skipped;
     skipped.extend(read.skipped);
     Ok(PollResult {
@@ -339,9 +402,24 @@ pub async fn poll(
         live_listing_unfiltered: unfiltered,
         lookups_failed,
         lookups_deferred,
+        full_pages_undecodable,
         clock_offset_ms,
         now,
     })
+}
+
+/// Whether the API's `Date` is its clock, to go by: within
+/// [`MAX_TRUSTED_CLOCK_OFFSET_MS`] of ours, or further (up to
+/// [`MAX_CLOCK_OFFSET_MS`]) when its newest job (`newest`, by its id) was
+/// created within that of its `Date` and not after it (then ours is the
+/// clock that is off).
+fn believed(date: UnixMillis, ours: UnixMillis, newest: Option<UnixMillis>) -> bool {
+    let offset = date.saturating_sub(ours).abs();
+    let agrees = newest.is_some_and(|newest| {
+        newest <= date.saturating_add(CLOCK_SKEW_MS)
+            && newest >= date.saturating_sub(MAX_TRUSTED_CLOCK_OFFSET_MS)
+    });
+    offset <= MAX_TRUSTED_CLOCK_OFFSET_MS || (offset <= MAX_CLOCK_OFFSET_MS && agrees)
 }
 
 /// The jobs of one listing, de-duplicated, oldest first.
@@ -558,7 +636,11 @@ pub async fn confirm_deliveries(
         // Pages about twice the batch: the jobs wanted are usually the
         // newest of their stretch, and a smaller page is cheaper to send
         // and to read than the poll's 1000.
-        let limit = (recent.len() as u32 * 2).clamp(BATCH_MIN as u32 * 4, page_size.max(1));
+        // Not `clamp`: a page_size under 32 is allowed, and clamp panics
+        // when its floor is above its ceiling.
+        let limit = (recent.len() as u32 * 2)
+            .max(BATCH_MIN as u32 * 4)
+            .min(page_size.max(1));
         match details_from_pages(source, limit, from_date, to_date, &wanted, max_pages).await {
             Ok(mut found) => {
                 for id in recent {
@@ -590,16 +672,24 @@ pub async fn confirm_deliveries(
     out
 }
 
+/// What [`fetch_details`] found.
+struct Lookups {
+    details: HashMap<JobId, Detail>,
+    /// Every one of at least [`ALL_FAILED_MIN`] look-ups failed: the
+    /// first failure, for the caller to tell whose trouble it is.
+    all_failed: Option<ApiError>,
+}
+
 /// `GET /jobs/{id}` for each id, `concurrency` at a time. A failure that
 /// concerns that job alone (an error status or an answer that is not a
-/// job) makes its detail [`Detail::Unknown`]; any other (the API down,
+/// job) makes its detail [`Detail::Failed`]; any other (the API down,
 /// rate limiting, the token refused) fails the lot, and the calls still in
 /// flight are dropped.
 async fn fetch_details(
     source: &impl JobSource,
     ids: Vec<JobId>,
     concurrency: usize,
-) -> Result<HashMap<JobId, Detail>, ApiError> {
+) -> Result<Lookups, ApiError> {
     let mut answers = stream::iter(ids)
         .map(|id| async move {
             let answer = source.get_job(&id).await;
@@ -613,25 +703,19 @@ async fn fetch_details(
             Ok(Some(job)) => Detail::Found(job),
             Ok(None) => Detail::Gone,
             Err(e) if e.is_about_one_job() => {
+                tracing::debug!(job = %id, error = %e, "look-up failed for this job");
                 first_failure.get_or_insert(e);
-                Detail::Unknown
+                Detail::Failed
             }
             Err(e) => return Err(e),
         };
         out.insert(id, detail);
     }
-    // Every one of many look-ups failing is the API's trouble, not theirs
-    // (a broken endpoint, a token that may list but not read).
-    let failed = out
-        .values()
-        .filter(|d| matches!(d, Detail::Unknown))
-        .count();
-    if let Some(e) = first_failure {
-        if failed == out.len() && failed >= ALL_FAILED_MIN {
-            return Err(e);
-        }
-    }
-    Ok(out)
+    let failed = out.values().filter(|d| matches!(d, Detail::Failed)).count();
+    Ok(Lookups {
+        all_failed: first_failure.filter(|_| failed == out.len() && failed >= ALL_FAILED_MIN),
+        details: out,
+    })
 }
 
 #[cfg(test)]
@@ -900,10 +984,22 @@ mod tests {
             asked[1],
             ListFilter::Created {
                 from_date: NOW - 3_600_000,
-                to_date: NOW + crate::tracker::CLOCK_SKEW_MS,
+                to_date: NOW + MAX_CLOCK_OFFSET_MS,
             },
-            "the window by the exporter's clock"
+            "the window by the exporter's clock, to a day past it"
         );
+        // Two hours off, and the API's newest job agrees with its Date:
+        // the exporter's clock is the one that is off.
+        let mut api = Memory::new(vec![job(
+            1,
+            JobStatus::Queued,
+            NOW + 2 * 3_600_000 - 60_000,
+        )]);
+        api.server_time = Some(NOW + 2 * 3_600_000);
+        let result = poll(&mut JobTracker::new(), &api, &request(NOW))
+            .await
+            .unwrap();
+        assert_eq!(result.now, NOW + 2 * 3_600_000, "the API's Date believed");
         // Ten minutes off is believed.
         api.server_time = Some(NOW + 600_000);
         api.asked.lock().unwrap().clear();

@@ -49,6 +49,7 @@ pub struct Metrics {
     poller_restarts: IntCounterVec,
     lookup_failures: IntCounterVec,
     lookups_deferred: IntCounterVec,
+    lookups_given_up: IntCounterVec,
     live_unfiltered: IntCounterVec,
     clock_offset: GaugeVec,
     webhook_deliveries: IntCounterVec,
@@ -204,6 +205,11 @@ impl Metrics {
                 "Look-ups put off to the next poll because the poll had made poll.max_lookups already.",
                 &["account"],
             ),
+            lookups_given_up: counter(
+                "nexrender_exporter_lookups_given_up_total",
+                "Jobs whose GET /jobs/{id} look-up failed 5 polls in a row and was given up: an ended one is counted from the listing alone (no render duration, template or error text), one that left the listing of jobs not ended is forgotten until a listing shows it again.",
+                &["account"],
+            ),
             live_unfiltered: counter(
                 "nexrender_exporter_live_listing_unfiltered_total",
                 "Polls whose listing of jobs not ended (exclude_states) held ended jobs: the API ignored the filter, and the poll read from the oldest job still going instead.",
@@ -216,7 +222,7 @@ impl Metrics {
             ),
             webhook_deliveries: counter(
                 "nexrender_exporter_webhook_deliveries_total",
-                "Webhook deliveries by result: accepted (a completion counted now, confirmed by a look-up), duplicate (counted already, by a poll or an earlier delivery), not_counted (left to the polls: before the first poll, the job ended before the baseline or was created before the last poll unseen, or its look-up failed, could not be made or said not ended), unknown_job (the look-up said 404), not_terminal, unauthorized, bad_request (including a body too slow, 408), too_large, queue_full.",
+                "Webhook deliveries by result: accepted (a completion counted now, confirmed by a look-up), duplicate (counted already, by a poll or an earlier delivery), not_counted (left to the polls: before the first poll, the job ended before the baseline or was created before the last poll unseen, or its look-up failed, could not be made or said not ended), unknown_job (the look-up said 404), not_terminal, unauthorized, bad_request (including a body too slow, 408), too_large, queue_full, dropped (answered 202 and queued, then never judged: the poller stopped or died first; the polls count those jobs).",
                 &["account", "result"],
             ),
             webhook_last: fgauge(
@@ -317,6 +323,7 @@ impl Metrics {
         self.poller_restarts.with_label_values(&[account]);
         self.lookup_failures.with_label_values(&[account]);
         self.lookups_deferred.with_label_values(&[account]);
+        self.lookups_given_up.with_label_values(&[account]);
         self.live_unfiltered.with_label_values(&[account]);
         for f in InvalidValues::FIELDS {
             self.invalid.with_label_values(&[account, f]);
@@ -723,6 +730,9 @@ impl Metrics {
         self.lookups_deferred
             .with_label_values(a)
             .inc_by(result.lookups_deferred);
+        self.lookups_given_up
+            .with_label_values(a)
+            .inc_by(result.outcome.given_up.len() as u64);
         if result.live_listing_unfiltered {
             self.live_unfiltered.with_label_values(a).inc();
         }
@@ -786,6 +796,9 @@ impl Metrics {
                     }
                     "nexrender_exporter_lookups_deferred_total" => {
                         self.lookups_deferred.remove(&labels)
+                    }
+                    "nexrender_exporter_lookups_given_up_total" => {
+                        self.lookups_given_up.remove(&labels)
                     }
                     "nexrender_exporter_live_listing_unfiltered_total" => {
                         self.live_unfiltered.remove(&labels)
@@ -888,7 +901,7 @@ impl Metrics {
 }
 
 /// Every `result` of `nexrender_exporter_webhook_deliveries_total`.
-pub const WEBHOOK_RESULTS: [&str; 9] = [
+pub const WEBHOOK_RESULTS: [&str; 10] = [
     "accepted",
     "duplicate",
     "not_counted",
@@ -898,6 +911,7 @@ pub const WEBHOOK_RESULTS: [&str; 9] = [
     "bad_request",
     "too_large",
     "queue_full",
+    "dropped",
 ];
 
 /// Every `reason` of `nexrender_exporter_webhook_requests_unroutable_total`.

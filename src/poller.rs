@@ -74,6 +74,10 @@ struct Bookkeeping {
     /// the next poll, so the jobs it brings into view are in the numbers
     /// at once, not one `full_scan_interval` later.
     window: Option<Duration>,
+    /// A poll was applied to the tracker and its outcome is not yet in the
+    /// metrics: a poller that dies now would keep the bookkeeping and lose
+    /// the completions, so the supervisor starts a fresh baseline instead.
+    unpublished: bool,
 }
 
 /// One account's poller. A clone shares the bookkeeping (the supervisor
@@ -101,6 +105,23 @@ pub struct AccountPoller {
     /// queue outlives a restarted poller, like the bookkeeping.
     deliveries: Arc<tokio::sync::Mutex<mpsc::Receiver<ApiJob>>>,
     delivery_queue: mpsc::Sender<ApiJob>,
+}
+
+/// Deliveries taken from the queue and not judged yet: if the poller stops
+/// or dies before it judges them, they are counted as `dropped` (answered
+/// 202, then never counted by a delivery; the polls count their jobs).
+struct InFlight<'a> {
+    metrics: &'a Metrics,
+    account: &'a str,
+    left: usize,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        for _ in 0..self.left {
+            self.metrics.webhook_refused(self.account, "dropped");
+        }
+    }
 }
 
 /// Deliveries counted under one lock of the bookkeeping, at most.
@@ -163,6 +184,11 @@ impl AccountPoller {
                 Err(_) => break,
             }
         }
+        let mut in_flight = InFlight {
+            metrics: &self.metrics,
+            account: &self.account.name,
+            left: batch.len(),
+        };
         let mut unconfirmed: Vec<JobId> = Vec::new();
         let clock_offset_ms;
         {
@@ -184,10 +210,12 @@ impl AccountPoller {
                 }
                 if done.verdict != DeliveryVerdict::Unconfirmed {
                     self.delivered(&job.id, &done, now);
+                    in_flight.left = in_flight.left.saturating_sub(1);
                 } else if unconfirmed.contains(&job.id) {
                     // The same job twice in one batch: one look-up.
                     let dup = Delivered::judged(DeliveryVerdict::Duplicate);
                     self.delivered(&job.id, &dup, now);
+                    in_flight.left = in_flight.left.saturating_sub(1);
                 } else {
                     unconfirmed.push(job.id);
                 }
@@ -196,15 +224,16 @@ impl AccountPoller {
         if unconfirmed.is_empty() {
             return;
         }
-        let left_to_polls = |ids: Vec<JobId>, why: &str| {
+        let left_to_polls = |ids: Vec<JobId>, why: &str, in_flight: &mut InFlight| {
             tracing::debug!(account = %self.account.name, deliveries = ids.len(), why, "webhook deliveries left to the polls");
             for id in ids {
                 let now = self.clock.now_millis();
                 self.delivered(&id, &Delivered::judged(DeliveryVerdict::NotCounted), now);
+                in_flight.left = in_flight.left.saturating_sub(1);
             }
         };
         if self.client.blocked_for().is_some() {
-            return left_to_polls(unconfirmed, "the API asked to wait (429)");
+            return left_to_polls(unconfirmed, "the API asked to wait (429)", &mut in_flight);
         }
         let now = self.clock.now_millis().saturating_add(clock_offset_ms);
         let lookups = cycle::confirm_deliveries(
@@ -218,6 +247,7 @@ impl AccountPoller {
             return left_to_polls(
                 unconfirmed,
                 "the look-ups took longer than poll.cycle_timeout",
+                &mut in_flight,
             );
         };
         let mut book = self.book.lock().await;
@@ -240,6 +270,7 @@ impl AccountPoller {
                 done
             };
             self.delivered(&id, &done, now);
+            in_flight.left = in_flight.left.saturating_sub(1);
         }
     }
 
@@ -290,6 +321,7 @@ impl AccountPoller {
             },
         };
         let result = cycle::poll(&mut book.tracker, &self.client, &request).await?;
+        book.unpublished = true;
         book.clock_offset_ms = result.now.saturating_sub(now);
         // Only now is the wider window read: a failed read is tried again.
         book.window = Some(settings.window);
@@ -380,9 +412,26 @@ impl AccountPoller {
                 let PollResult {
                     outcome, skipped, ..
                 } = &result;
+                // A fault drill (`--features failpoints`): a panic with the
+                // poll applied and its completions not yet published.
+                fail::fail_point!("poll-publish");
                 self.metrics.apply_outcome(&name, outcome, now);
                 self.metrics.jobs_skipped(&name, skipped);
                 self.metrics.poll_notes(&name, &result);
+                self.book.lock().await.unpublished = false;
+                if !outcome.given_up.is_empty() {
+                    const SHOWN: usize = 10;
+                    let ids: Vec<String> = outcome
+                        .given_up
+                        .iter()
+                        .take(SHOWN)
+                        .map(ToString::to_string)
+                        .collect();
+                    tracing::warn!(account = %name, jobs = outcome.given_up.len(), ids = %ids.join(","), "look-ups failed 5 polls in a row and were given up: these jobs are decided by the listings alone (an ended one counted without render duration, template or error text)");
+                }
+                if result.full_pages_undecodable {
+                    tracing::warn!(account = %name, "a full page of jobs did not decode (a job in it the parser cannot read); its jobs were looked up one by one");
+                }
                 if result.live_listing_unfiltered != self.live_unfiltered {
                     self.live_unfiltered = result.live_listing_unfiltered;
                     if self.live_unfiltered {
@@ -534,7 +583,7 @@ pub async fn supervise(
         };
         let kept = {
             let mut book = poller.book.lock().await;
-            let intact = book.tracker.is_intact();
+            let intact = book.tracker.is_intact() && !book.unpublished;
             if !intact {
                 *book = Bookkeeping::default();
             }

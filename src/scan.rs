@@ -172,6 +172,14 @@ impl WindowScan {
         self.live_from
     }
 
+    /// The creation time of the newest job with a ULID id, by its id: the
+    /// API's clock was at least this when it answered.
+    pub fn newest_created(&self) -> Option<crate::clock::UnixMillis> {
+        self.by_ulid()
+            .last()
+            .and_then(|(_, job)| job.id.created_hint())
+    }
+
     /// Whether any job's status is terminal.
     pub fn any_terminal(&self) -> bool {
         self.statuses.iter().any(|status| status.is_terminal())

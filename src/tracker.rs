@@ -28,11 +28,36 @@ pub enum Detail {
     Found(ApiJob),
     /// 404: the job no longer exists.
     Gone,
-    /// The look-up failed, or was put off to keep the poll bounded: the job
-    /// stays as it was (a job not yet remembered stays unknown), and is
-    /// looked up again next poll.
+    /// The look-up was put off to keep the poll bounded: the job stays as
+    /// it was (a job not yet remembered stays unknown), and is looked up
+    /// again next poll.
     Unknown,
+    /// The look-up failed for this job alone (an error status, an answer
+    /// that is not a job): as [`Detail::Unknown`], and one more failure.
+    /// After [`MAX_LOOKUP_FAILURES`] polls in a row the look-up is given up
+    /// and the job decided by the listings alone.
+    Failed,
 }
+
+impl Detail {
+    /// No answer to go by this poll: put off, or failed.
+    fn is_unknown(&self) -> bool {
+        matches!(self, Detail::Unknown | Detail::Failed)
+    }
+}
+
+/// Polls in a row whose look-up of a job failed, after which the look-up
+/// is given up: an ended job is counted from what the listing shows (its
+/// status, without render duration or template), a job that left the
+/// listing of jobs not ended is forgotten (a whole-window read that shows
+/// it ended brings it back), and a queue wait is not observed.
+pub const MAX_LOOKUP_FAILURES: u8 = 5;
+
+/// The widest offset between the API's clock and the exporter's that the
+/// counting copes with: a time this far ahead is still a time (a job that
+/// far in the future is kept, not forgotten), and scans reach this far
+/// past now.
+pub const MAX_CLOCK_OFFSET_MS: i64 = 86_400_000;
 
 /// No creation time known.
 const UNKNOWN: UnixMillis = i64::MIN;
@@ -68,6 +93,8 @@ struct Tracked {
     created_at: UnixMillis,
     status: StatusCode,
     flags: u8,
+    /// Polls in a row whose look-up of it failed (see [`Detail::Failed`]).
+    failures: u8,
 }
 
 impl Tracked {
@@ -81,7 +108,10 @@ impl Tracked {
     /// unless that is later than `latest`, or `seen_by`): it is forgotten
     /// only once all of them are older than the window, so that a job that
     /// comes back into view is older than the counting horizon by every
-    /// account of its age (see `counts_as_new`).
+    /// account of its age (see `counts_as_new`). `latest` is a day past
+    /// now ([`MAX_CLOCK_OFFSET_MS`]): an id ahead of the exporter's clock
+    /// is the API's clock ahead, and such a job is kept, not forgotten
+    /// while a listing can still show it.
     fn created_latest(
         &self,
         id: &JobId,
@@ -272,8 +302,13 @@ pub struct Outcome {
     /// Values from the API that could not be true, by field; each was
     /// ignored (not observed), the rest of its job used.
     pub invalid: InvalidValues,
-    /// This poll was the first: it set the baseline and counted nothing.
+    /// This poll was the first: it set the baseline, and counted only the
+    /// jobs that ended while it read (see [`Baseline`]).
     pub baseline: bool,
+    /// Jobs whose look-up failed [`MAX_LOOKUP_FAILURES`] polls in a row:
+    /// decided by the listings alone (an ended one counted without render
+    /// duration, template or error text).
+    pub given_up: Vec<JobId>,
     /// Jobs remembered after this poll.
     pub tracked: usize,
 }
@@ -339,6 +374,64 @@ impl Delivered {
     }
 }
 
+/// What the first poll knows of the moment it starts from, so that a job
+/// ending while it reads is counted, not taken into the baseline: a job
+/// the listing of jobs not ended (read first) shows going, or one created
+/// after that listing was read by the API's own clock (its `Date`, one
+/// second added for its rounding), that the window scan then shows ended.
+/// Without the API's `Date` only the first kind is known.
+#[derive(Debug, Clone, Default)]
+pub struct Baseline {
+    /// Jobs the listing of jobs not ended showed, and whether each had started.
+    live: HashMap<JobId, bool>,
+    horizon: Option<UnixMillis>,
+}
+
+impl Baseline {
+    /// `live`: the listing of jobs not ended; `date`: the API's `Date` on
+    /// it, if it said and is believed.
+    pub fn new(live: &WindowScan, date: Option<UnixMillis>) -> Self {
+        Baseline {
+            live: live
+                .iter()
+                .map(|job| (job.id.clone(), job.status.has_started()))
+                .collect(),
+            horizon: date.map(|at| at.saturating_add(1000)),
+        }
+    }
+
+    /// Whether a job the first poll's scan shows ended ended during that
+    /// poll: `Some(started)`, with whether it had started when the poll
+    /// began. `job`: its detail, if read (for a `createdAt`).
+    fn ended_during(&self, id: &JobId, job: Option<&ApiJob>) -> Option<bool> {
+        if let Some(started) = self.live.get(id) {
+            return Some(*started);
+        }
+        let horizon = self.horizon?;
+        let created_at = job.and_then(|found| found.created_at);
+        let created = [id.created_hint(), created_at]
+            .into_iter()
+            .flatten()
+            .min()?;
+        (created >= horizon).then_some(false)
+    }
+}
+
+/// What a poll knows besides its listings and look-ups.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PollFacts<'a> {
+    /// The `from_date` of the window: a terminal job created before it can
+    /// never be seen again and is forgotten.
+    pub window_start: UnixMillis,
+    /// The poll's time (the API's, as far as known).
+    pub now: UnixMillis,
+    /// The `from_date` of the scan when it read the whole window: an ended
+    /// job created well inside it that it does not show was deleted.
+    pub whole_from: Option<UnixMillis>,
+    /// At the first poll, what it knows of the moment it started from.
+    pub baseline: Option<&'a Baseline>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct JobTracker {
     jobs: Jobs,
@@ -358,6 +451,9 @@ pub struct JobTracker {
     applying: bool,
     /// The poll's time is the API's own (its `Date`), not the exporter's.
     clock_is_the_apis: bool,
+    /// Polls applied: where the look-ups put off in turn start (see
+    /// [`JobTracker::lookup_turn`]).
+    polls: usize,
 }
 
 /// One pass of [`JobTracker::apply`] over the jobs: what it works with
@@ -365,6 +461,10 @@ pub struct JobTracker {
 struct ApplyPass<'a> {
     statuses: &'a mut StatusTable,
     first: bool,
+    /// At the first poll: what it knows of the moment it started from.
+    baseline: Option<&'a Baseline>,
+    /// The `from_date` of a scan that read the whole window.
+    whole_from: Option<UnixMillis>,
     now: UnixMillis,
     window_start: UnixMillis,
     /// [`JobTracker::count_from`] as it was before this poll.
@@ -394,10 +494,28 @@ impl ApplyPass<'_> {
             }
         }
         let new = tracked.is_none();
-        if let (Some(Detail::Unknown), Some(mut tracked)) = (detail, tracked) {
+        // A failed look-up is one more failure; past the bound it is given
+        // up, and the job is decided by what the listing shows.
+        let mut failures = tracked.map_or(0, |t| t.failures);
+        let mut given_up = false;
+        let detail = match detail {
+            Some(Detail::Failed) => match self.lookup_failed(tracked.as_ref(), shown.id) {
+                Some(n) => {
+                    failures = n;
+                    detail
+                }
+                None => {
+                    given_up = true;
+                    None
+                }
+            },
+            _ => detail,
+        };
+        if let (Some(true), Some(mut tracked)) = (detail.map(Detail::is_unknown), tracked) {
             // Without its detail, a known job takes the status the scan
             // shows; if it ended, its completion waits for the detail.
             tracked.status = shown.status;
+            tracked.failures = failures;
             tracked.set(GONE, false);
             tracked.set(LEFT, false);
             if shown.status.is_terminal() && !tracked.has(COUNTED) {
@@ -405,7 +523,7 @@ impl ApplyPass<'_> {
             }
             return tracked;
         }
-        if let (Some(Detail::Unknown), true) = (detail, shown.status.is_terminal()) {
+        if let (Some(true), true) = (detail.map(Detail::is_unknown), shown.status.is_terminal()) {
             // A job first seen ended, without the detail that says whether
             // it ended since the baseline: remembered, decided later.
             if !self.first {
@@ -413,6 +531,7 @@ impl ApplyPass<'_> {
                     created_at: UNKNOWN,
                     status: shown.status,
                     flags: WAIT_PENDING | LOOKUP | FIRST_ENDED,
+                    failures,
                 };
             }
         }
@@ -423,21 +542,55 @@ impl ApplyPass<'_> {
         // The detail was fetched after the scan, so it is the later word.
         let status = job.map_or(shown.status, |found| self.statuses.code(&found.status));
         let started = status.has_started();
+        // At the first poll, a job the scan shows ended that ended while
+        // the poll read (see [`Baseline`]) is counted, as any later poll
+        // would; `Some(started)`: whether it had started when the poll began.
+        let during = match (new && self.first && status.is_terminal(), self.baseline) {
+            (true, Some(baseline)) => baseline.ended_during(shown.id, job),
+            _ => None,
+        };
         let mut tracked = tracked.unwrap_or(Tracked {
             created_at: UNKNOWN,
             status,
-            flags: if !self.first || !started {
-                WAIT_PENDING
-            } else {
-                0
+            flags: match during {
+                Some(started) if started => 0,
+                Some(_) => WAIT_PENDING,
+                None if !self.first || !started => WAIT_PENDING,
+                None => 0,
             },
+            failures: 0,
         });
         tracked.status = status;
+        tracked.failures = 0;
         tracked.set(GONE, false);
         tracked.set(LEFT, false);
-        let first_ended = new || tracked.has(FIRST_ENDED);
-        self.settle(&mut tracked, shown.id, job, first_ended);
+        if given_up {
+            tracked.set(
+                WAIT_PENDING,
+                tracked.has(WAIT_PENDING) && status.is_terminal(),
+            );
+        }
+        if during.is_some() {
+            self.first = false;
+            self.settle(&mut tracked, shown.id, job, false);
+            self.first = true;
+        } else {
+            let first_ended = new || tracked.has(FIRST_ENDED);
+            self.settle(&mut tracked, shown.id, job, first_ended);
+        }
         tracked
+    }
+
+    /// A look-up of `id` failed: its failures so far, this one included,
+    /// or `None` when that makes [`MAX_LOOKUP_FAILURES`] and the look-up
+    /// is given up (said in the outcome).
+    fn lookup_failed(&mut self, tracked: Option<&Tracked>, id: &JobId) -> Option<u8> {
+        let failures = tracked.map_or(0, |t| t.failures).saturating_add(1);
+        if failures < MAX_LOOKUP_FAILURES {
+            return Some(failures);
+        }
+        self.out.given_up.push(id.clone());
+        None
     }
 
     /// Counts and observes what a job's latest status and detail call for.
@@ -492,6 +645,32 @@ impl ApplyPass<'_> {
         detail: Option<&Detail>,
         created_by: Option<UnixMillis>,
     ) -> bool {
+        // Whatever a listing said of it, it is no longer the first.
+        tracked.set(DELIVERED, false);
+        let detail = match detail {
+            Some(Detail::Failed) => match self.lookup_failed(Some(tracked), id) {
+                Some(n) => {
+                    tracked.failures = n;
+                    detail
+                }
+                None => {
+                    tracked.failures = 0;
+                    if tracked.has(LOOKUP) {
+                        // Shown ended: counted from that listing alone.
+                        tracked.set(LOOKUP, false);
+                        let first_ended = tracked.has(FIRST_ENDED);
+                        self.settle(tracked, id, None, first_ended);
+                    } else if tracked.going() || tracked.has(LEFT) {
+                        // Left the listing of jobs not ended, and nothing
+                        // says how: forgotten. A whole-window read that
+                        // shows it ended brings it back as a new job.
+                        return false;
+                    }
+                    None
+                }
+            },
+            _ => detail,
+        };
         match detail {
             Some(Detail::Gone) if !tracked.has(COUNTED) => return false,
             Some(Detail::Gone) => {
@@ -507,12 +686,29 @@ impl ApplyPass<'_> {
             }
             // It left the listing of jobs not ended (or the scan that
             // should show it), and nobody says how it ended yet.
-            Some(Detail::Unknown) if tracked.going() => tracked.set(LEFT, true),
-            Some(Detail::Unknown) | None => {}
+            Some(Detail::Unknown | Detail::Failed) if tracked.going() => tracked.set(LEFT, true),
+            Some(Detail::Unknown | Detail::Failed) => {}
+            None => {
+                // A read of the whole window shows every job created in it:
+                // an ended job well inside it that it does not show was
+                // deleted. Out of the numbers, remembered as counted.
+                let inside = |at: UnixMillis| {
+                    self.whole_from.is_some_and(|from| {
+                        at >= from.saturating_add(CLOCK_SKEW_MS) && at <= self.now
+                    })
+                };
+                if tracked.status.is_terminal()
+                    && tracked.has(COUNTED)
+                    && !tracked.unresolved()
+                    && tracked.created(id).is_some_and(inside)
+                {
+                    tracked.set(GONE, true);
+                }
+            }
         }
         // Terminal: forgotten once older than the window; until then still
         // counted (an incremental scan does not read these again).
-        let latest = self.now.saturating_add(CLOCK_SKEW_MS);
+        let latest = self.now.saturating_add(MAX_CLOCK_OFFSET_MS);
         let created = tracked.created_latest(id, latest, created_by);
         // One still to be settled is kept, whatever its age.
         tracked.going() || tracked.unresolved() || created.is_some_and(|at| at >= self.window_start)
@@ -594,6 +790,17 @@ impl JobTracker {
         oldest
     }
 
+    /// The newest remembered job (by its ULID) that `skip` does not take:
+    /// one to look up to tell whether look-ups work at all.
+    pub fn newest_known(&self, skip: impl Fn(&JobId) -> bool) -> Option<JobId> {
+        self.jobs
+            .ulids
+            .iter()
+            .rev()
+            .map(Entry::id)
+            .find(|id| !skip(id))
+    }
+
     /// Whether a poll (or a counted delivery) has made this job known.
     pub fn knows(&self, id: &JobId) -> bool {
         self.jobs.get(id).is_some()
@@ -658,6 +865,18 @@ impl JobTracker {
     /// - the oldest job of each non-terminal status, until its creation time is known;
     /// - remembered non-terminal jobs missing from the scan (left the window, or gone).
     pub fn plan(&self, scan: &WindowScan) -> Vec<JobId> {
+        self.plan_poll(scan, None)
+    }
+
+    /// [`JobTracker::plan`], with what the first poll knows of its start:
+    /// a job that ended while it read is looked up too, to be counted.
+    pub fn plan_poll(&self, scan: &WindowScan, baseline: Option<&Baseline>) -> Vec<JobId> {
+        let ended_during = |shown: ScanJob, tracked: Option<&Tracked>| {
+            !self.baseline_done
+                && tracked.is_none()
+                && shown.status.is_terminal()
+                && baseline.is_some_and(|b| b.ended_during(shown.id, None).is_some())
+        };
         let mut need: Vec<JobId> = Vec::new();
         let mut missing: Vec<JobId> = Vec::new();
         let tracked = self
@@ -668,7 +887,7 @@ impl JobTracker {
         for (key, tracked, shown) in merge(tracked, scan.by_ulid()) {
             match shown {
                 Some(shown) => {
-                    if self.wants(shown, tracked) {
+                    if self.wants(shown, tracked) || ended_during(shown, tracked) {
                         need.push(shown.id.clone());
                     }
                 }
@@ -684,7 +903,8 @@ impl JobTracker {
             if let JobId::Other(text) = shown.id {
                 in_scan.insert(text);
             }
-            if self.wants(shown, self.jobs.get(shown.id)) {
+            let tracked = self.jobs.get(shown.id);
+            if self.wants(shown, tracked) || ended_during(shown, tracked) {
                 need.push(shown.id.clone());
             }
         }
@@ -737,6 +957,8 @@ impl JobTracker {
         let mut pass = ApplyPass {
             statuses: &mut self.statuses,
             first: false,
+            baseline: None,
+            whole_from: None,
             now,
             window_start: UnixMillis::MIN,
             count_from: self.count_from,
@@ -795,6 +1017,7 @@ impl JobTracker {
                     created_at: UNKNOWN,
                     status,
                     flags: WAIT_PENDING | DELIVERED,
+                    failures: 0,
                 };
                 pass.settle(&mut tracked, id, Some(job), false);
                 match id {
@@ -839,11 +1062,37 @@ impl JobTracker {
         window_start: UnixMillis,
         now: UnixMillis,
     ) -> Outcome {
+        let facts = PollFacts {
+            window_start,
+            now,
+            ..PollFacts::default()
+        };
+        self.apply_poll(scan, details, &facts)
+    }
+
+    /// Where this poll's look-ups start among those it cannot all make, so
+    /// that the ones put off take their turn at the next poll.
+    pub fn lookup_turn(&self) -> usize {
+        self.polls
+    }
+
+    /// [`JobTracker::apply`] with all that the poll knows.
+    pub fn apply_poll(
+        &mut self,
+        scan: &WindowScan,
+        details: &HashMap<JobId, Detail>,
+        facts: &PollFacts,
+    ) -> Outcome {
+        let PollFacts {
+            window_start, now, ..
+        } = *facts;
         self.applying = true;
         let first = !self.baseline_done;
         let mut pass = ApplyPass {
             statuses: &mut self.statuses,
             first,
+            baseline: facts.baseline.filter(|_| first),
+            whole_from: facts.whole_from,
             now,
             window_start,
             count_from: self.count_from,
@@ -955,21 +1204,25 @@ impl JobTracker {
         self.last_poll_at = Some(now);
         self.count_from = if first {
             // The baseline saw every job up to now: a job not seen was
-            // created later (or before the window). Without the API's own
-            // clock, the newest id's time stands in for it where it is
-            // behind ours.
+            // created later (or before the window). The newest id's time
+            // is the API's own clock where it is behind the poll's; without
+            // the API's `Date`, the poll's own clock may be up to
+            // CLOCK_SKEW_MS ahead of the API's, so that much less.
             let newest = scan
                 .by_ulid()
                 .last()
                 .and_then(|(_, newest)| newest.id.created_hint());
-            match newest {
-                Some(newest) if !self.clock_is_the_apis => newest.min(now),
-                _ => now,
-            }
+            let now = if self.clock_is_the_apis {
+                now
+            } else {
+                now.saturating_sub(CLOCK_SKEW_MS)
+            };
+            newest.map_or(now, |newest| newest.min(now))
         } else {
             self.count_from
         }
         .max(window_start);
+        self.polls = self.polls.wrapping_add(1);
         self.applying = false;
         out.tracked = self.jobs.len();
         out
@@ -1044,6 +1297,7 @@ mod tests {
     const T0: UnixMillis = 1_767_225_600_000;
     const WINDOW_START: UnixMillis = T0 - 86_400_000;
     const NOW: UnixMillis = T0 + 3_600_000;
+    const HOUR_MS: i64 = 3_600_000;
 
     fn id(n: u64) -> JobId {
         // ULIDs whose time is T0 + n seconds, so creation order is id order.
@@ -1723,6 +1977,205 @@ mod tests {
         assert_eq!(o.completions[0].render_duration, Some(30.0));
         let o = t.apply(&s, &d, WINDOW_START, NOW + 120_000);
         assert!(o.completions.is_empty());
+    }
+
+    #[test]
+    fn a_look_up_failing_five_polls_in_a_row_is_given_up_and_the_job_counted_from_its_listing() {
+        let mut t = after_first_poll(&[(1, "render:dorender")]);
+        let s = scan(&[(1, "finished")]);
+        let failed = HashMap::from([(id(1), Detail::Failed)]);
+        for poll in 1..MAX_LOOKUP_FAILURES as i64 {
+            assert_eq!(t.plan(&s), [id(1)], "poll {poll}: asked again");
+            let o = t.apply(&s, &failed, WINDOW_START, NOW + poll * 60_000);
+            assert!(
+                o.completions.is_empty() && o.given_up.is_empty(),
+                "poll {poll}"
+            );
+        }
+        // Put off (not failed) costs no failure.
+        let put_off = HashMap::from([(id(1), Detail::Unknown)]);
+        let o = t.apply(&s, &put_off, WINDOW_START, NOW + 10 * 60_000);
+        assert!(o.completions.is_empty() && o.given_up.is_empty());
+        let o = t.apply(&s, &failed, WINDOW_START, NOW + 11 * 60_000);
+        assert_eq!(o.given_up, [id(1)]);
+        assert_eq!(o.completions.len(), 1, "counted from the listing");
+        assert_eq!(o.completions[0].render_duration, None);
+        assert!(t.plan(&s).is_empty(), "no more look-ups");
+        let o = t.apply(&s, &HashMap::new(), WINDOW_START, NOW + 12 * 60_000);
+        assert!(o.completions.is_empty(), "counted once");
+    }
+
+    #[test]
+    fn a_job_that_left_the_live_listing_and_cannot_be_looked_up_is_given_up_and_counted_when_a_listing_shows_it_ended(
+    ) {
+        // A job created after the baseline, seen queued, then it leaves
+        // the listings (an incremental scan does not show it) and its
+        // look-up keeps failing.
+        let mut t = after_first_poll(&[]);
+        t.apply(&scan(&[(5, "queued")]), &HashMap::new(), WINDOW_START, NOW);
+        let failed = HashMap::from([(id(5), Detail::Failed)]);
+        for poll in 1..=MAX_LOOKUP_FAILURES as i64 {
+            assert_eq!(t.plan(&scan(&[])), [id(5)]);
+            let o = t.apply(&scan(&[]), &failed, WINDOW_START, NOW + poll * 60_000);
+            assert!(o.jobs_by_status.is_empty(), "out of the numbers");
+        }
+        assert!(t.is_empty(), "forgotten: nothing says how it ended");
+        // A whole-window read shows it ended: a new job, counted once its
+        // detail (or the give-up) says so.
+        let s = scan(&[(5, "finished")]);
+        assert_eq!(t.plan(&s), [id(5)]);
+        let o = t.apply(
+            &s,
+            &details(vec![finished(5, 12.0)]),
+            WINDOW_START,
+            NOW + HOUR_MS,
+        );
+        assert_eq!(o.completions.len(), 1);
+    }
+
+    #[test]
+    fn a_counted_job_created_ahead_of_the_exporters_clock_is_kept_and_not_counted_again() {
+        // The API's clock is 400 s ahead and says no Date: its job's id and
+        // createdAt look like the future.
+        let ahead = 400_000;
+        let mut t = after_first_poll(&[]);
+        let future = JobId::Ulid(ulid::Ulid::from_parts((NOW + ahead) as u64, 9));
+        let live = scan_of(&[(&future, "queued")]);
+        t.apply(&live, &HashMap::new(), WINDOW_START, NOW);
+        let mut ended = job(0, "finished", None, Some(3.0));
+        ended.id = future.clone();
+        ended.created_at = Some(NOW + ahead);
+        // It ends; the scan does not show it (its window ends at now), its
+        // look-up does.
+        let d = HashMap::from([(future.clone(), Detail::Found(ended))]);
+        let o = t.apply(&scan(&[]), &d, WINDOW_START, NOW + 60_000);
+        assert_eq!(o.completions.len(), 1);
+        assert!(t.knows(&future), "kept: a listing can still show it");
+        // Later a scan shows it ended: not counted again.
+        let o = t.apply(
+            &live_ended(&future),
+            &HashMap::new(),
+            WINDOW_START,
+            NOW + ahead,
+        );
+        assert!(o.completions.is_empty());
+        assert_eq!(jobs_in(&o, "finished"), 1);
+    }
+
+    fn live_ended(id: &JobId) -> WindowScan {
+        scan_of(&[(id, "finished")])
+    }
+
+    #[test]
+    fn an_ended_job_a_whole_window_read_no_longer_shows_leaves_the_numbers_and_is_not_counted_if_it_returns(
+    ) {
+        let mut t = after_first_poll(&[(1, "queued"), (2, "queued")]);
+        let s = scan(&[(1, "finished"), (2, "finished")]);
+        let d = details(vec![finished(1, 5.0), finished(2, 6.0)]);
+        let o = t.apply(&s, &d, WINDOW_START, NOW);
+        assert_eq!(o.completions.len(), 2);
+        // An incremental scan that does not show job 2 keeps it.
+        let o = t.apply(&scan(&[]), &HashMap::new(), WINDOW_START, NOW + 60_000);
+        assert_eq!(jobs_in(&o, "finished"), 2);
+        // A read of the whole window that does not show it: deleted.
+        let whole = PollFacts {
+            window_start: WINDOW_START,
+            now: NOW + 120_000,
+            whole_from: Some(WINDOW_START),
+            baseline: None,
+        };
+        let o = t.apply_poll(&scan(&[(1, "finished")]), &HashMap::new(), &whole);
+        assert_eq!(jobs_in(&o, "finished"), 1);
+        assert!(t.knows(&id(2)), "remembered as counted");
+        // It comes back (restored upstream): in the numbers, not counted.
+        let o = t.apply(&s, &HashMap::new(), WINDOW_START, NOW + 180_000);
+        assert_eq!(jobs_in(&o, "finished"), 2);
+        assert!(o.completions.is_empty());
+    }
+
+    #[test]
+    fn the_first_poll_counts_the_jobs_that_end_while_it_reads() {
+        // The listing of jobs not ended, read first (by the API's Date at
+        // T0): job 1 queued, job 2 rendering. Then, before the window scan
+        // reads them, both end, and job 9 (created after T0) starts and
+        // ends; job 0 had ended before.
+        let mut table = StatusTable::default();
+        let live = WindowScan::new(
+            entries(&[(1, "queued"), (2, "render:dorender")]),
+            &mut table,
+        )
+        .0;
+        let mut t = JobTracker::new();
+        let s = scan_for(
+            &mut t,
+            &[
+                (0, "finished"),
+                (1, "finished"),
+                (2, "error"),
+                (9, "finished"),
+            ],
+        );
+        let baseline = Baseline::new(&live, Some(T0 + 1000));
+        assert_eq!(t.plan_poll(&s, Some(&baseline)), [id(1), id(2), id(9)]);
+        let mut failed = job(2, "error", Some(T0), None);
+        failed.error = Some("boom".into());
+        let d = details(vec![
+            job(1, "finished", Some(T0 + 3000), Some(4.0)),
+            failed,
+            job(9, "finished", Some(T0 + 9500), Some(0.5)),
+        ]);
+        let facts = PollFacts {
+            window_start: WINDOW_START,
+            now: T0 + 12_000,
+            whole_from: Some(WINDOW_START),
+            baseline: Some(&baseline),
+        };
+        t.set_clock_is_the_apis(true);
+        let o = t.apply_poll(&s, &d, &facts);
+        assert!(o.baseline);
+        let mut counted: Vec<(JobId, Option<f64>)> = o
+            .completions
+            .iter()
+            .map(|c| (c.id.clone(), c.render_duration))
+            .collect();
+        counted.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            counted,
+            [(id(1), Some(4.0)), (id(2), None), (id(9), Some(0.5))]
+        );
+        // Job 1 waited from its creation (T0 + 1 s) to T0 + 3 s; job 2 had
+        // started before the poll; job 9 waited 0.5 s.
+        assert_eq!(waits(&o), [2.0, 0.5]);
+        // Nothing counted twice later.
+        let o = t.apply(&s, &d, WINDOW_START, T0 + 60_000);
+        assert!(o.completions.is_empty());
+    }
+
+    #[test]
+    fn without_the_apis_date_the_first_poll_counts_only_the_jobs_it_saw_going() {
+        let mut table = StatusTable::default();
+        let live = WindowScan::new(entries(&[(1, "queued")]), &mut table).0;
+        let mut t = JobTracker::new();
+        let s = scan_for(&mut t, &[(1, "finished"), (9, "finished")]);
+        let baseline = Baseline::new(&live, None);
+        assert_eq!(t.plan_poll(&s, Some(&baseline)), [id(1)]);
+    }
+
+    #[test]
+    fn a_delivered_job_a_poll_does_not_list_is_believed_from_the_next_listing() {
+        let mut t = after_first_poll(&[(1, "render:dorender")]);
+        let done = t.deliver(&finished(1, 3.0), NOW, true);
+        assert_eq!(done.verdict, DeliveryVerdict::Counted);
+        // A poll whose scan does not show it (incremental), then, hours
+        // later, a listing shows it queued again: re-queued upstream.
+        t.apply(&scan(&[]), &HashMap::new(), WINDOW_START, NOW + 60_000);
+        let o = t.apply(
+            &scan(&[(1, "queued")]),
+            &HashMap::new(),
+            WINDOW_START,
+            NOW + 3 * HOUR_MS,
+        );
+        assert_eq!(jobs_in(&o, "queued"), 1);
     }
 
     #[test]

@@ -31,7 +31,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use faults::{Endpoint, Fault, FaultRule, RetryAfter, Schedule};
-pub use model::{ApiId, LifecycleConfig, ScriptedJob, Simulation};
+pub use model::{ApiId, LifecycleConfig, Poison, ScriptedJob, Simulation};
 pub use server::{RunningSimulator, Simulator};
 
 /// Whether `from_date`/`to_date` include a job created exactly at the bound.
@@ -136,6 +136,12 @@ pub struct SimulatorConfig {
     /// The simulated API's clock less the clock it is given, in seconds
     /// (negative: behind). Its jobs' times and its `Date` header follow it.
     pub clock_offset_seconds: i64,
+    /// Whether answers carry a `Date` header (the API's clock). Without
+    /// one, a client knows the API's time only from its jobs.
+    pub date_header: bool,
+    /// The status of `GET /jobs/{id}` for a job deleted through
+    /// [`Simulation::delete`]: 410 (gone) or 404 (as if it never was).
+    pub deleted_status: u16,
     /// How long a `hang` fault keeps the connection open before closing it.
     #[serde(with = "humantime_serde")]
     pub hang_for: Duration,
@@ -154,6 +160,8 @@ impl Default for SimulatorConfig {
             webhook: WebhookConfig::default(),
             tick: Duration::from_millis(250),
             clock_offset_seconds: 0,
+            date_header: true,
+            deleted_status: 410,
             hang_for: Duration::from_secs(3600),
             faults: Vec::new(),
         }
@@ -181,6 +189,9 @@ impl SimulatorConfig {
         self.lifecycle
             .validate()
             .map_err(|e| format!("lifecycle.{e}"))?;
+        if !(400..=599).contains(&self.deleted_status) {
+            return Err("deleted_status: must be an error status (400..=599)".into());
+        }
         if self.tick.is_zero() {
             return Err("tick: must be longer than 0s".into());
         }

@@ -6,7 +6,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::model::{tag_bit, SimJob, Simulation};
+use super::model::{tag_bit, Poison, SimJob, Simulation};
 use super::query::{ListQuery, Sort};
 use super::DateBounds;
 use crate::clock::UnixMillis;
@@ -74,11 +74,22 @@ pub struct JobJson<'a> {
     pub minimal: bool,
 }
 
-struct Stats<'a>(&'a SimJob);
+struct Stats<'a>(&'a SimJob, Option<Poison>);
+
+/// Stand-ins written where a poisoned job's JSON goes beyond what serde
+/// writes, replaced in the bytes afterwards by [`unmark`].
+const ERROR_MARK: &str = "\u{10FFFF}";
+const NUMBER_MARK: &str = "\u{10FFFE}";
 
 impl Serialize for Stats<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let j = self.0;
+        let error = match self.1 {
+            Some(Poison::LoneSurrogate | Poison::InvalidUtf8) => {
+                Some(format!("Render crashed {ERROR_MARK}"))
+            }
+            _ => j.error.as_deref().map(str::to_owned),
+        };
         let mut m = s.serialize_map(Some(8))?;
         m.serialize_entry("createdAt", &format_millis(j.created_at))?;
         m.serialize_entry("updatedAt", &format_millis(j.updated_at))?;
@@ -86,8 +97,12 @@ impl Serialize for Stats<'_> {
         m.serialize_entry("finishedAt", &j.finished_at().map(format_millis))?;
         m.serialize_entry("errorAt", &j.error_at().map(format_millis))?;
         m.serialize_entry("totalAssets", &j.total_assets)?;
-        m.serialize_entry("renderDuration", &j.render_duration_seconds())?;
-        m.serialize_entry("error", &j.error.as_deref())?;
+        if self.1 == Some(Poison::HugeNumber) {
+            m.serialize_entry("renderDuration", NUMBER_MARK)?;
+        } else {
+            m.serialize_entry("renderDuration", &j.render_duration_seconds())?;
+        }
+        m.serialize_entry("error", &error)?;
         m.end()
     }
 }
@@ -104,7 +119,7 @@ impl Serialize for JobJson<'_> {
         m.serialize_entry("status", j.status.as_str())?;
         m.serialize_entry("progress", &j.progress(self.now))?;
         if !self.minimal {
-            m.serialize_entry("stats", &Stats(j))?;
+            m.serialize_entry("stats", &Stats(j, self.sim.poisoned(j.id)))?;
         }
         m.serialize_entry(
             "outputUrl",
@@ -138,7 +153,15 @@ pub fn write_page(
             minimal,
         };
         // Writing to a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut out, &job);
+        match sim.poisoned(job.job.id).filter(|_| !minimal) {
+            Some(poison) => {
+                let body = serde_json::to_vec(&job).unwrap_or_default();
+                out.extend(unmark(body, poison));
+            }
+            None => {
+                let _ = serde_json::to_writer(&mut out, &job);
+            }
+        }
     }
     out.push(b']');
     out
@@ -146,13 +169,38 @@ pub fn write_page(
 
 /// The body of a `GET /jobs/{id}` answer.
 pub fn write_job(sim: &Simulation, job: &SimJob, now: UnixMillis) -> Vec<u8> {
-    serde_json::to_vec(&JobJson {
+    let body = serde_json::to_vec(&JobJson {
         sim,
         job,
         now,
         minimal: false,
     })
-    .unwrap_or_default()
+    .unwrap_or_default();
+    match sim.poisoned(job.id) {
+        Some(poison) => unmark(body, poison),
+        None => body,
+    }
+}
+
+/// A poisoned job's JSON with its stand-ins replaced: the error mark by
+/// `\ud83d` (half a surrogate pair) or by a byte that is not UTF-8, the
+/// number mark by `1e400`.
+fn unmark(body: Vec<u8>, poison: Poison) -> Vec<u8> {
+    let text = String::from_utf8(body).unwrap_or_default();
+    let text = text.replace(&format!("\"{NUMBER_MARK}\""), "1e400");
+    match poison {
+        Poison::InvalidUtf8 => {
+            let mut out = Vec::with_capacity(text.len());
+            for (n, part) in text.split(ERROR_MARK).enumerate() {
+                if n > 0 {
+                    out.push(0xFF);
+                }
+                out.extend_from_slice(part.as_bytes());
+            }
+            out
+        }
+        _ => text.replace(ERROR_MARK, "\\ud83d").into_bytes(),
+    }
 }
 
 #[cfg(test)]

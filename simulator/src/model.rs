@@ -459,6 +459,26 @@ pub struct Simulation {
     farm_webhook: Option<Webhook>,
     /// Store keys of the jobs whose API id is not their key, by API id.
     shown_ids: HashMap<Box<str>, Ulid>,
+    /// API ids of jobs deleted through [`Simulation::delete`]: a look-up
+    /// of one is told it is gone, not that it never was.
+    deleted: HashSet<Box<str>>,
+    /// Jobs whose whole JSON carries what a parser may refuse.
+    poisoned: HashMap<Ulid, Poison>,
+}
+
+/// What a poisoned job's whole JSON (look-ups, full pages, webhook
+/// deliveries) carries; its minimal listing entry stays clean, as the
+/// API's would (minimal pages carry no `stats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Poison {
+    /// `stats.error` ends in half a UTF-16 surrogate pair (`"\ud83d"`):
+    /// valid JSON text, which JavaScript can write and serde_json refuses.
+    LoneSurrogate,
+    /// `stats.renderDuration` is `1e400`: valid JSON, beyond any f64.
+    HugeNumber,
+    /// `stats.error` holds a byte that is not UTF-8: not JSON at all, so
+    /// no reader can take the job, and a page holding it fails whole.
+    InvalidUtf8,
 }
 
 impl Simulation {
@@ -487,6 +507,8 @@ impl Simulation {
             webhook_due: Vec::new(),
             farm_webhook: None,
             shown_ids: HashMap::new(),
+            deleted: HashSet::new(),
+            poisoned: HashMap::new(),
         };
         sim.next_arrival = sim.draw_next_arrival(now);
         sim
@@ -574,6 +596,49 @@ impl Simulation {
                 .and_then(|key| self.job(key))
                 .filter(|job| job.shown_id.is_none()),
         }
+    }
+
+    /// No more jobs arrive on their own from now on (scripted ones still
+    /// can be inserted), so a test can let the farm settle.
+    pub fn stop_arrivals(&mut self) {
+        self.cfg.arrivals_per_minute = 0.0;
+        self.next_arrival = None;
+    }
+
+    /// Deletes a job, as the API's `DELETE` would: gone from every listing,
+    /// and a look-up says it is gone. False if there is no such job.
+    pub fn delete(&mut self, id: Ulid) -> bool {
+        let Some(i) = self.position(id) else {
+            return false;
+        };
+        let Some(job) = self.jobs.remove(i) else {
+            return false;
+        };
+        self.ready.retain(|r| *r != id);
+        if job.driver == Driver::Engine && job.status == JobStatus::Rendering {
+            self.busy_workers = self.busy_workers.saturating_sub(1);
+        }
+        if job.shown_id.is_some() {
+            self.shown_ids.retain(|_, key| *key != id);
+        }
+        self.poisoned.remove(&id);
+        self.deleted.insert(job.api_id().into());
+        true
+    }
+
+    /// Whether the API id is of a job deleted through [`Simulation::delete`].
+    pub fn was_deleted(&self, api_id: &str) -> bool {
+        self.deleted.contains(api_id)
+    }
+
+    /// Poisons a job's whole JSON from now on (see [`Poison`]).
+    pub fn poison(&mut self, id: Ulid, poison: Poison) {
+        self.poisoned.insert(id, poison);
+    }
+
+    /// How a job's whole JSON is poisoned, if it is.
+    pub fn poisoned(&self, id: Ulid) -> Option<Poison> {
+        self.poisoned.get(&id).copied()
     }
 
     fn position(&self, id: Ulid) -> Option<usize> {

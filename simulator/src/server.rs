@@ -152,6 +152,8 @@ pub struct Simulator {
     seed: u64,
     webhooks: Dispatcher,
     webhook_payload: WebhookPayload,
+    date_header: bool,
+    deleted_status: StatusCode,
 }
 
 /// A delivery as the vendor's docs show one: the end, not the whole job.
@@ -207,6 +209,8 @@ impl Simulator {
             seed: cfg.seed,
             webhooks: Dispatcher::spawn(cfg.webhook.clone()),
             webhook_payload: cfg.webhook.payload,
+            date_header: cfg.date_header,
+            deleted_status: StatusCode::from_u16(cfg.deleted_status).unwrap_or(StatusCode::GONE),
         })
     }
 
@@ -475,6 +479,9 @@ impl Simulator {
         self.advance(&mut st);
         match st.sim.job_by_api_id(id) {
             Some(job) => answer(StatusCode::OK, write_job(&st.sim, job, st.sim.now())),
+            None if st.sim.was_deleted(id) => {
+                error(self.deleted_status, &format!("Job {id} was deleted"))
+            }
             None => error(StatusCode::NOT_FOUND, &format!("Job {id} not found")),
         }
     }
@@ -661,10 +668,14 @@ async fn handle(
     }
     match reply {
         Reply::Answer(mut r) => {
-            // The API's own clock, not the machine's (hyper's default).
+            // The API's own clock, not the machine's (hyper's default,
+            // turned off where the connection is served).
             let now = sim.clock.now_millis().max(0) as u64;
             let date = std::time::UNIX_EPOCH + Duration::from_millis(now);
-            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(date)) {
+            if let (true, Ok(v)) = (
+                sim.date_header,
+                HeaderValue::from_str(&httpdate::fmt_http_date(date)),
+            ) {
                 r.headers_mut().insert(hyper::header::DATE, v);
             }
             Ok(r)
@@ -751,6 +762,7 @@ async fn accept_loop(listener: TcpListener, sim: Arc<Simulator>, mut stop: watch
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| handle(sim.clone(), req));
             let conn = hyper::server::conn::http1::Builder::new()
+                .auto_date_header(false)
                 .serve_connection(TokioIo::new(stream), svc);
             tokio::select! {
                 _ = conn => {}

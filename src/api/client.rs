@@ -440,7 +440,8 @@ impl ApiClient {
         })
     }
 
-    /// `GET /jobs/{id}`; `None` when the API says 404.
+    /// `GET /jobs/{id}`; `None` when the API says the job does not exist:
+    /// 404, or 410 (deleted: some APIs say it so).
     pub async fn get_job(&self, id: &JobId) -> Result<Option<ApiJob>, ApiError> {
         let ep = Endpoint::GetJob;
         // An id that is not a ULID may hold any character (`/`, `?`, `..`):
@@ -452,7 +453,9 @@ impl ApiClient {
         let url = format!("{}/jobs/{}", self.inner.base, segment);
         let body = match self.fetch(ep, &url).await {
             Ok(b) => b,
-            Err(ApiError::Status { code: 404, .. }) => return Ok(None),
+            Err(ApiError::Status {
+                code: 404 | 410, ..
+            }) => return Ok(None),
             Err(e) => return Err(e),
         };
         let job = parse_job(&body.bytes);

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use ulid::Ulid;
 
 use crate::clock::UnixMillis;
@@ -96,7 +97,7 @@ pub struct ApiJob {
     pub started_at: Option<UnixMillis>,
     pub finished_at: Option<UnixMillis>,
     pub error_at: Option<UnixMillis>,
-    /// `stats.renderDuration`, seconds; only finite values. Negative ones
+    /// `stats.renderDuration`, seconds. Negative and infinite ones
     /// are kept so the tracker can count them as impossible values.
     pub render_duration: Option<f64>,
     /// `templateId`: the template the job renders, if any.
@@ -355,8 +356,8 @@ impl<'de> Fields<'de> for RawMinimal<'de> {
 
     fn read<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A, _: bool) -> Result<(), A::Error> {
         match key {
-            "id" => self.id = map.next_value::<Lenient<Cow<str>>>()?.0,
-            "status" => self.status = map.next_value::<Lenient<Cow<str>>>()?.0,
+            "id" => self.id = map.next_value::<Text>()?.0,
+            "status" => self.status = map.next_value::<Text>()?.0,
             _ => {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -410,7 +411,9 @@ impl RawJob<'_> {
             started_at: self.started_at,
             finished_at: self.finished_at,
             error_at: self.error_at,
-            render_duration: self.render_duration.filter(|d| d.is_finite()),
+            // Infinite (`1e400`) is kept: an impossible value the tracker
+            // counts as such; NaN cannot come from JSON.
+            render_duration: self.render_duration,
             template_id: self.template_id.filter(|t| !t.is_empty()).map(|t| t.into()),
             error: self.error.filter(|e| !e.is_empty()).map(|e| e.into()),
         })
@@ -432,14 +435,11 @@ impl<'de> Fields<'de> for RawJob<'de> {
         flat: bool,
     ) -> Result<(), A::Error> {
         match key {
-            "id" => self.id = map.next_value::<Lenient<Cow<str>>>()?.0,
-            "status" => self.status = map.next_value::<Lenient<Cow<str>>>()?.0,
-            "templateId" => self.template_id = map.next_value::<Lenient<Cow<str>>>()?.0,
+            "id" => self.id = map.next_value::<Text>()?.0,
+            "status" => self.status = map.next_value::<Text>()?.0,
+            "templateId" => self.template_id = map.next_value::<Text>()?.0,
             "stats" => {
-                let s = map
-                    .next_value::<Lenient<Stats<'de>>>()?
-                    .0
-                    .unwrap_or_default();
+                let s = map.next_value::<LenientStats<'de>>()?.0;
                 self.created_at = s.created_at;
                 self.started_at = s.started_at;
                 self.finished_at = s.finished_at;
@@ -447,7 +447,7 @@ impl<'de> Fields<'de> for RawJob<'de> {
                 self.render_duration = s.render_duration;
                 self.error = s.error;
             }
-            "state" if flat => self.state = map.next_value::<Lenient<Cow<str>>>()?.0,
+            "state" if flat => self.state = map.next_value::<Text>()?.0,
             field if flat && Stats::FIELDS.contains(&field) => {
                 self.flat
                     .get_or_insert_with(Box::default)
@@ -580,50 +580,79 @@ struct Stats<'de> {
     error: Option<Cow<'de, str>>,
 }
 
-/// `Some` when the value has the expected type, `None` for null or any
-/// other type (the value is consumed either way).
-struct Lenient<T>(Option<T>);
+/// A string field, read from its raw JSON text: what serde_json refuses to
+/// decode costs that field's exactness, never the page. JavaScript strings
+/// are UTF-16 and may hold a lone surrogate (`"\ud83d"`, valid JSON text
+/// that serde_json rejects): it reads as U+FFFD. Any value that is not a
+/// string is `None`. Text without escapes is borrowed, not copied.
+struct Text<'de>(Option<Cow<'de, str>>);
 
-trait LenientValue<'de>: Sized {
-    fn from_str(_: &str) -> Option<Self> {
-        None
-    }
-    /// A string that lives as long as the body: kept without a copy where
-    /// the type can.
-    fn from_borrowed(s: &'de str) -> Option<Self> {
-        Self::from_str(s)
-    }
-    fn from_f64(_: f64) -> Option<Self> {
-        None
-    }
-    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(None)
+impl<'de> de::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <&'de RawValue>::deserialize(d)?;
+        Ok(Text(json_string(raw.get())))
     }
 }
 
-impl<'de> LenientValue<'de> for Cow<'de, str> {
-    fn from_str(s: &str) -> Option<Self> {
-        Some(Cow::Owned(s.to_owned()))
-    }
-    fn from_borrowed(s: &'de str) -> Option<Self> {
-        Some(Cow::Borrowed(s))
+/// A number field, read from its raw JSON text: `1e400`, which serde_json
+/// refuses as out of range, is infinity here (and so an impossible value
+/// for the tracker to count), not an error that fails the page. Any value
+/// that is not a number is `None`.
+struct Number(Option<f64>);
+
+impl<'de> de::Deserialize<'de> for Number {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <&'de RawValue>::deserialize(d)?.get();
+        let number = raw.starts_with(|c: char| c == '-' || c.is_ascii_digit());
+        Ok(Number(number.then(|| raw.parse::<f64>().ok()).flatten()))
     }
 }
 
-/// A timestamp field: an RFC 3339 string.
-struct Timestamp(UnixMillis);
-
-impl LenientValue<'_> for Timestamp {
-    fn from_str(s: &str) -> Option<Self> {
-        parse_millis(s).map(Timestamp)
+/// The text of a JSON string literal (`raw`, quotes included, already
+/// checked as JSON by the parser), with escapes decoded; lone surrogates
+/// become U+FFFD. `None` for any other value.
+fn json_string(raw: &str) -> Option<Cow<'_, str>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
     }
-}
-
-impl LenientValue<'_> for f64 {
-    fn from_f64(v: f64) -> Option<Self> {
-        Some(v)
+    let mut out = String::with_capacity(inner.len());
+    // UTF-16 units of a run of `\u` escapes, decoded together so that a
+    // surrogate pair makes one character and a lone half makes U+FFFD.
+    let mut units: Vec<u16> = Vec::new();
+    let flush = |units: &mut Vec<u16>, out: &mut String| {
+        out.extend(
+            char::decode_utf16(units.drain(..)).map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER)),
+        );
+    };
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            flush(&mut units, &mut out);
+            out.push(c);
+            continue;
+        }
+        let escaped = match chars.next()? {
+            'u' => {
+                let hex: String = chars.by_ref().take(4).collect();
+                units.push(u16::from_str_radix(&hex, 16).ok()?);
+                continue;
+            }
+            '"' => '"',
+            '\\' => '\\',
+            '/' => '/',
+            'b' => '\u{8}',
+            'f' => '\u{c}',
+            'n' => '\n',
+            'r' => '\r',
+            't' => '\t',
+            _ => return None,
+        };
+        flush(&mut units, &mut out);
+        out.push(escaped);
     }
+    flush(&mut units, &mut out);
+    Some(Cow::Owned(out))
 }
 
 impl<'de> Stats<'de> {
@@ -638,14 +667,14 @@ impl<'de> Stats<'de> {
 
     /// Reads the value of `field` (any other is skipped).
     fn read<A: MapAccess<'de>>(&mut self, field: &str, map: &mut A) -> Result<(), A::Error> {
-        let ts = |v: Lenient<Timestamp>| v.0.map(|t| t.0);
+        let ts = |v: Text| v.0.and_then(|t| parse_millis(&t));
         match field {
             "createdAt" => self.created_at = ts(map.next_value()?),
             "startedAt" => self.started_at = ts(map.next_value()?),
             "finishedAt" => self.finished_at = ts(map.next_value()?),
             "errorAt" => self.error_at = ts(map.next_value()?),
-            "renderDuration" => self.render_duration = map.next_value::<Lenient<f64>>()?.0,
-            "error" => self.error = map.next_value::<Lenient<Cow<str>>>()?.0,
+            "renderDuration" => self.render_duration = map.next_value::<Number>()?.0,
+            "error" => self.error = map.next_value::<Text>()?.0,
             _ => {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -654,57 +683,34 @@ impl<'de> Stats<'de> {
     }
 }
 
-impl<'de> LenientValue<'de> for Stats<'de> {
-    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
-        let mut s = Stats::default();
-        while let Some(key) = map.next_key::<KeyStr>()? {
-            s.read(key.0.as_ref(), &mut map)?;
-        }
-        Ok(Some(s))
-    }
-}
+/// `stats`: an object read field by field; any other value is no stats.
+/// Read from its raw text, so that a string or number in it that serde_json
+/// refuses cannot fail the job (see [`Text`]).
+struct LenientStats<'de>(Stats<'de>);
 
-impl<'de, T: LenientValue<'de>> de::Deserialize<'de> for Lenient<T> {
+impl<'de> de::Deserialize<'de> for LenientStats<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(std::marker::PhantomData<T>);
-        impl<'de, T: LenientValue<'de>> Visitor<'de> for V<T> {
-            type Value = Lenient<T>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
+        let raw = <&'de RawValue>::deserialize(d)?.get();
+        let mut stats = Stats::default();
+        if raw.starts_with('{') {
+            struct V<'a, 'de>(&'a mut Stats<'de>);
+            impl<'de> Visitor<'de> for V<'_, 'de> {
+                type Value = ();
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("the job's stats")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+                    while let Some(key) = map.next_key::<KeyStr>()? {
+                        self.0.read(key.0.as_ref(), &mut map)?;
+                    }
+                    Ok(())
+                }
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Lenient<T>, E> {
-                Ok(Lenient(T::from_str(v)))
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Lenient<T>, E> {
-                Ok(Lenient(T::from_borrowed(v)))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Lenient<T>, E> {
-                Ok(Lenient(T::from_f64(v)))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Lenient<T>, E> {
-                Ok(Lenient(T::from_f64(v as f64)))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Lenient<T>, E> {
-                Ok(Lenient(T::from_f64(v as f64)))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Lenient<T>, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Lenient<T>, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Lenient<T>, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Lenient<T>, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Lenient(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Lenient<T>, A::Error> {
-                Ok(Lenient(T::from_map(map)?))
-            }
+            serde_json::Deserializer::from_str(raw)
+                .deserialize_map(V(&mut stats))
+                .map_err(de::Error::custom)?;
         }
-        d.deserialize_any(V(std::marker::PhantomData))
+        Ok(LenientStats(stats))
     }
 }
 
@@ -734,6 +740,37 @@ mod tests {
         let p = parse_page(br#"[{"id":"abc","status":"queued","progress":0}]"#).unwrap();
         assert_eq!(p.jobs[0].id, JobId::Other("abc".into()));
         assert_eq!(p.jobs[0].created_at, None);
+    }
+
+    #[test]
+    fn a_lone_surrogate_or_a_number_out_of_range_costs_that_field_not_the_page() {
+        // JavaScript strings are UTF-16: an API written in it can send half
+        // a surrogate pair, valid JSON text that serde_json refuses.
+        let body = br#"[
+            {"id":"a","status":"error","stats":{"error":"Render crashed \ud83d","createdAt":"2026-01-01T00:00:00Z"}},
+            {"id":"b","status":"finished","stats":{"renderDuration":1e400},"templateId":"t\udc00"},
+            {"id":"c","status":"finished","stats":"\ud83d"},
+            {"id":"d","status":"error","stats":{"error":"ok \ud83d\ude00 \"q\" \\ \/ \u00e9\n"}}
+        ]"#;
+        for parsed in [parse_page(body), as_bytes::parse_page(body)] {
+            let p = parsed.unwrap();
+            assert_eq!(p.jobs.len(), 4);
+            assert_eq!(p.jobs[0].error.as_deref(), Some("Render crashed \u{fffd}"));
+            assert_eq!(p.jobs[0].created_at, parse_millis("2026-01-01T00:00:00Z"));
+            assert_eq!(p.jobs[1].render_duration, Some(f64::INFINITY));
+            assert_eq!(p.jobs[1].template_id.as_deref(), Some("t\u{fffd}"));
+            assert_eq!(p.jobs[2].created_at, None);
+            assert_eq!(
+                p.jobs[3].error.as_deref(),
+                Some("ok \u{1f600} \"q\" \\ / \u{e9}\n")
+            );
+        }
+        let job =
+            parse_job(br#"{"id":"a","status":"error","stats":{"error":"\udc00\ud800"}}"#).unwrap();
+        assert_eq!(job.error.as_deref(), Some("\u{fffd}\u{fffd}"));
+        let minimal =
+            parse_minimal_page(br#"[{"id":"a","status":"error","stats":{"error":"\ud83d"}}]"#);
+        assert_eq!(minimal.unwrap().jobs.len(), 1);
     }
 
     #[test]
@@ -889,13 +926,15 @@ mod tests {
         let body = b"[{\"id\":\"a\",\"status\":\"queued\",\"templateId\":\"\xff\"}]";
         assert!(parse_page(body).is_err());
         assert_eq!(parse_minimal_page(body).unwrap().jobs.len(), 1);
-        // The same for a lone surrogate escape and a number too large.
+        // A lone surrogate escape and a number too large, which serde_json
+        // refuses, cost the whole reading nothing: that field is read as
+        // well as it can be (see a_lone_surrogate_or_...).
         let bodies: [&[u8]; 2] = [
             br#"[{"id":"a","status":"queued","templateId":"\ud800"}]"#,
             br#"[{"id":"a","status":"queued","stats":{"renderDuration":1e400}}]"#,
         ];
         for body in bodies {
-            assert!(parse_page(body).is_err());
+            assert_eq!(parse_page(body).unwrap().jobs.len(), 1);
             assert_eq!(parse_minimal_page(body).unwrap().jobs.len(), 1);
         }
     }
