@@ -307,7 +307,7 @@ pub async fn poll(
     if let Some(live) = usable_live {
         scan.add_live(live);
     }
-    let mut need = tracker.plan_poll(&scan, baseline.as_ref());
+    let mut need = tracker.plan_poll(&scan, baseline.as_ref(), Some(scan_from));
     // Many look-ups among recent jobs: read them as full pages instead.
     // Jobs added from the live listing are older than the window scan:
     // never in its pages.
@@ -854,6 +854,10 @@ mod tests {
         look_ups_fail: bool,
         /// The live listing ignores `exclude_states`.
         unfiltered: bool,
+        /// Full (not minimal) pages do not decode.
+        bad_full_pages: bool,
+        /// `GET /jobs/{id}` of these answers 500.
+        failing: HashSet<JobId>,
         asked: std::sync::Mutex<Vec<ListFilter>>,
     }
 
@@ -864,16 +868,15 @@ mod tests {
                 server_time: None,
                 look_ups_fail: false,
                 unfiltered: false,
+                bad_full_pages: false,
+                failing: HashSet::new(),
                 asked: Default::default(),
             }
         }
     }
 
-    impl JobSource for Memory {
-        fn list_jobs(
-            &self,
-            q: &ListPageQuery,
-        ) -> impl Future<Output = Result<Page, ApiError>> + Send {
+    impl Memory {
+        fn page(&self, q: &ListPageQuery) -> Page {
             self.asked.lock().unwrap().push(q.filter);
             let listed: Vec<ApiJob> = self
                 .jobs
@@ -888,19 +891,43 @@ mod tests {
                 .take(q.limit as usize)
                 .cloned()
                 .collect();
-            std::future::ready(Ok(Page {
+            Page {
                 raw_len: listed.len(),
                 jobs: listed,
                 skipped: vec![],
                 server_time: self.server_time,
-            }))
+            }
+        }
+    }
+
+    impl JobSource for Memory {
+        fn list_jobs(
+            &self,
+            q: &ListPageQuery,
+        ) -> impl Future<Output = Result<Page, ApiError>> + Send {
+            let page = self.page(q);
+            std::future::ready(if self.bad_full_pages {
+                Err(ApiError::Decode {
+                    endpoint: "list_jobs",
+                    detail: "job list: invalid unicode code point".into(),
+                })
+            } else {
+                Ok(page)
+            })
+        }
+
+        fn list_minimal(
+            &self,
+            q: &ListPageQuery,
+        ) -> impl Future<Output = Result<Page<MinimalJob>, ApiError>> + Send {
+            std::future::ready(Ok(self.page(q).minimal()))
         }
 
         fn get_job(
             &self,
             id: &JobId,
         ) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send {
-            std::future::ready(if self.look_ups_fail {
+            std::future::ready(if self.look_ups_fail || self.failing.contains(id) {
                 Err(ApiError::Status {
                     endpoint: "get_job",
                     code: 500,
@@ -1076,6 +1103,42 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_deliveries_is_confirmed_with_any_allowed_page_size() {
+        // poll.page_size may be anything from 1: the batch's pages are no
+        // larger, and every delivery is still confirmed.
+        let jobs: Vec<ApiJob> = (0..12)
+            .map(|i| job(i, JobStatus::Finished, NOW - 60_000 + i as i64 * 1000))
+            .collect();
+        let api = Memory::new(jobs.clone());
+        for page_size in [1, 7, 31, 32, 1000] {
+            let ids: Vec<JobId> = jobs.iter().map(|j| j.id.clone()).collect();
+            let got = confirm_deliveries(&api, ids, NOW, page_size, 4).await;
+            assert_eq!(got.len(), 12, "page_size {page_size}");
+            assert!(
+                got.iter()
+                    .all(|(id, a)| matches!(a, Ok(Some(j)) if &j.id == id)),
+                "page_size {page_size}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_page_that_does_not_decode_is_read_as_single_look_ups() {
+        // Twelve jobs end at once: read as a full page, which one of them
+        // makes undecodable; the others are looked up one by one and
+        // counted, the bad one fails alone.
+        let (mut api, mut tracker) = baseline_then_all_end(12).await;
+        api.bad_full_pages = true;
+        api.failing = HashSet::from([api.jobs[3].id.clone()]);
+        let result = poll(&mut tracker, &api, &request(NOW + 60_000))
+            .await
+            .unwrap();
+        assert!(result.full_pages_undecodable);
+        assert_eq!(result.outcome.completions.len(), 11);
+        assert_eq!(result.lookups_failed, 1);
     }
 
     #[tokio::test]

@@ -182,7 +182,7 @@ impl Metrics {
             ),
             invalid: counter(
                 "nexrender_exporter_invalid_values_total",
-                "Impossible values from the API (createdAt or startedAt in the future or out of order, renderDuration negative or over 7 days), ignored, by field.",
+                "Impossible values from the API (createdAt or startedAt in the future or out of order, renderDuration negative, over 7 days or beyond any float such as 1e400), ignored, by field.",
                 &["account", "field"],
             ),
             tracked: gauge(
@@ -197,7 +197,7 @@ impl Metrics {
             ),
             lookup_failures: counter(
                 "nexrender_exporter_lookup_failures_total",
-                "GET /jobs/{id} look-ups that failed for that job alone (an error status or not a job); the job stays as it was and is looked up again next poll.",
+                "GET /jobs/{id} look-ups that failed for that job alone (an error status or not a job); the job stays as it was and is looked up again at the next polls, up to 5 in a row.",
                 &["account"],
             ),
             lookups_deferred: counter(

@@ -74,10 +74,23 @@ struct Bookkeeping {
     /// the next poll, so the jobs it brings into view are in the numbers
     /// at once, not one `full_scan_interval` later.
     window: Option<Duration>,
-    /// A poll was applied to the tracker and its outcome is not yet in the
-    /// metrics: a poller that dies now would keep the bookkeeping and lose
-    /// the completions, so the supervisor starts a fresh baseline instead.
-    unpublished: bool,
+    /// A poll applied to the tracker whose outcome is not in the metrics
+    /// yet. A poller that dies before publishing it leaves it here: the
+    /// restarted one publishes it first, so the bookkeeping and the
+    /// completions are never parted. If publishing it kills the poller
+    /// twice, the supervisor drops it with the bookkeeping (a fresh
+    /// baseline).
+    unpublished: Option<Unpublished>,
+}
+
+#[derive(Debug)]
+struct Unpublished {
+    result: PollResult,
+    /// The exporter's clock when the poll began.
+    at: UnixMillis,
+    took: Duration,
+    /// Attempts to publish it so far.
+    tries: u8,
 }
 
 /// One account's poller. A clone shares the bookkeeping (the supervisor
@@ -292,8 +305,9 @@ impl AccountPoller {
         self.settings = settings;
     }
 
-    /// One poll at `now`, with nothing applied unless every call succeeded.
-    async fn poll_once(&mut self, now: UnixMillis) -> Result<PollResult, ApiError> {
+    /// One poll at `now`, with nothing applied unless every call succeeded;
+    /// what it applied waits in the bookkeeping to be published.
+    async fn poll_once(&mut self, now: UnixMillis, started: Instant) -> Result<(), ApiError> {
         let mut book = self.book.lock().await;
         let book = &mut *book;
         let settings = &self.settings;
@@ -321,13 +335,18 @@ impl AccountPoller {
             },
         };
         let result = cycle::poll(&mut book.tracker, &self.client, &request).await?;
-        book.unpublished = true;
         book.clock_offset_ms = result.now.saturating_sub(now);
         // Only now is the wider window read: a failed read is tried again.
         book.window = Some(settings.window);
         book.catch_up_given_up = false;
         tracing::debug!(account = %self.account.name, pages = result.scan_pages, live_pages = result.live_pages, whole_window = result.whole_window, "scanned");
-        Ok(result)
+        book.unpublished = Some(Unpublished {
+            result,
+            at: now,
+            took: started.elapsed(),
+            tries: 0,
+        });
+        Ok(())
     }
 
     /// A poll that ran out of time while reaching back past the window to
@@ -391,6 +410,68 @@ impl AccountPoller {
         }
     }
 
+    /// Puts the poll waiting in the bookkeeping into the metrics, the
+    /// status board and the log (see [`Bookkeeping::unpublished`]).
+    async fn publish(&mut self) {
+        let name = self.account.name.clone();
+        let mut book = self.book.lock().await;
+        let Some(left) = book.unpublished.as_mut() else {
+            return;
+        };
+        left.tries += 1;
+        let (result, now) = (&left.result, left.at);
+        let outcome = &result.outcome;
+        // A fault drill (`--features failpoints`): a panic with the poll
+        // applied and its completions not yet published.
+        fail::fail_point!("poll-publish");
+        self.metrics.apply_outcome(&name, outcome, now);
+        self.metrics.jobs_skipped(&name, &result.skipped);
+        self.metrics.poll_notes(&name, result);
+        if !outcome.given_up.is_empty() {
+            const SHOWN: usize = 10;
+            let ids: Vec<String> = outcome
+                .given_up
+                .iter()
+                .take(SHOWN)
+                .map(ToString::to_string)
+                .collect();
+            tracing::warn!(account = %name, jobs = outcome.given_up.len(), ids = %ids.join(","), "look-ups failed 5 polls in a row and were given up: these jobs are decided by the listings alone (an ended one counted without render duration, template or error text)");
+        }
+        if result.full_pages_undecodable {
+            tracing::warn!(account = %name, "a full page of jobs did not decode (a job in it the parser cannot read); its jobs were looked up one by one");
+        }
+        if result.live_listing_unfiltered != self.live_unfiltered {
+            self.live_unfiltered = result.live_listing_unfiltered;
+            if self.live_unfiltered {
+                tracing::warn!(account = %name, "the API listed ended jobs among the jobs not ended (it ignored exclude_states); polls read from the oldest job still going instead, and jobs older than the window are not seen");
+            } else {
+                tracing::info!(account = %name, "the API filters the listing of jobs not ended again");
+            }
+        }
+        if result.lookups_failed > 0 {
+            tracing::debug!(account = %name, failed = result.lookups_failed, "look-ups failed for their jobs alone; those jobs are looked up again next poll, up to 5 polls in a row");
+        }
+        self.metrics
+            .poll_succeeded(&name, now as f64 / 1000.0, left.took);
+        tracing::debug!(
+            account = %name,
+            took_ms = left.took.as_millis() as u64,
+            completions = outcome.completions.len(),
+            tracked = outcome.tracked,
+            baseline = outcome.baseline,
+            "poll done"
+        );
+        book.unpublished = None;
+        drop(book);
+        // After the poll, outside its deadline: names are never worth a
+        // failed poll.
+        self.refresh_template_names(now).await;
+        self.board.record(&name, now, None);
+        if self.failing.take().is_some() {
+            tracing::info!(account = %name, "poll succeeded again");
+        }
+    }
+
     /// Polls once, updates metrics, the status board and the log.
     pub async fn cycle(&mut self) {
         let started = Instant::now();
@@ -399,7 +480,7 @@ impl AccountPoller {
         let timeout = self.settings.cycle_timeout;
         // A fault drill (`--features failpoints`): a panic between polls.
         fail::fail_point!("poll-cycle");
-        let result = match tokio::time::timeout(timeout, self.poll_once(now)).await {
+        let result = match tokio::time::timeout(timeout, self.poll_once(now, started)).await {
             Ok(r) => r,
             Err(_) => {
                 self.give_up_catch_up(now).await;
@@ -407,60 +488,7 @@ impl AccountPoller {
             }
         };
         match result {
-            Ok(result) => {
-                let took = started.elapsed();
-                let PollResult {
-                    outcome, skipped, ..
-                } = &result;
-                // A fault drill (`--features failpoints`): a panic with the
-                // poll applied and its completions not yet published.
-                fail::fail_point!("poll-publish");
-                self.metrics.apply_outcome(&name, outcome, now);
-                self.metrics.jobs_skipped(&name, skipped);
-                self.metrics.poll_notes(&name, &result);
-                self.book.lock().await.unpublished = false;
-                if !outcome.given_up.is_empty() {
-                    const SHOWN: usize = 10;
-                    let ids: Vec<String> = outcome
-                        .given_up
-                        .iter()
-                        .take(SHOWN)
-                        .map(ToString::to_string)
-                        .collect();
-                    tracing::warn!(account = %name, jobs = outcome.given_up.len(), ids = %ids.join(","), "look-ups failed 5 polls in a row and were given up: these jobs are decided by the listings alone (an ended one counted without render duration, template or error text)");
-                }
-                if result.full_pages_undecodable {
-                    tracing::warn!(account = %name, "a full page of jobs did not decode (a job in it the parser cannot read); its jobs were looked up one by one");
-                }
-                if result.live_listing_unfiltered != self.live_unfiltered {
-                    self.live_unfiltered = result.live_listing_unfiltered;
-                    if self.live_unfiltered {
-                        tracing::warn!(account = %name, "the API listed ended jobs among the jobs not ended (it ignored exclude_states); polls read from the oldest job still going instead, and jobs older than the window are not seen");
-                    } else {
-                        tracing::info!(account = %name, "the API filters the listing of jobs not ended again");
-                    }
-                }
-                if result.lookups_failed > 0 {
-                    tracing::debug!(account = %name, failed = result.lookups_failed, "look-ups failed for their jobs alone; those jobs are looked up again next poll");
-                }
-                self.metrics
-                    .poll_succeeded(&name, now as f64 / 1000.0, took);
-                // After the poll, outside its deadline: names are never
-                // worth a failed poll.
-                self.refresh_template_names(now).await;
-                self.board.record(&name, now, None);
-                if self.failing.take().is_some() {
-                    tracing::info!(account = %name, "poll succeeded again");
-                }
-                tracing::debug!(
-                    account = %name,
-                    took_ms = took.as_millis() as u64,
-                    completions = outcome.completions.len(),
-                    tracked = outcome.tracked,
-                    baseline = outcome.baseline,
-                    "poll done"
-                );
-            }
+            Ok(()) => self.publish().await,
             Err(e) => {
                 let reason = e.reason();
                 self.metrics.poll_failed(&name, reason, started.elapsed());
@@ -493,6 +521,8 @@ impl AccountPoller {
         let deliveries = self.deliveries.clone();
         // Held for this poller's life; a restarted one takes it over.
         let mut deliveries = deliveries.lock().await;
+        // A poll the last incarnation applied and died before publishing.
+        self.publish().await;
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
@@ -583,7 +613,10 @@ pub async fn supervise(
         };
         let kept = {
             let mut book = poller.book.lock().await;
-            let intact = book.tracker.is_intact() && !book.unpublished;
+            // A poll whose publishing killed the poller twice is dropped,
+            // and the bookkeeping with it.
+            let intact =
+                book.tracker.is_intact() && book.unpublished.as_ref().is_none_or(|u| u.tries < 2);
             if !intact {
                 *book = Bookkeeping::default();
             }

@@ -561,7 +561,9 @@ impl ApplyPass<'_> {
             failures: 0,
         });
         tracked.status = status;
-        tracked.failures = 0;
+        if job.is_some() || given_up || !status.is_terminal() {
+            tracked.failures = 0;
+        }
         tracked.set(GONE, false);
         tracked.set(LEFT, false);
         if given_up {
@@ -577,6 +579,11 @@ impl ApplyPass<'_> {
         } else {
             let first_ended = new || tracked.has(FIRST_ENDED);
             self.settle(&mut tracked, shown.id, job, first_ended);
+        }
+        if status.is_terminal() && (given_up || job.is_some()) && tracked.created_at == UNKNOWN {
+            // Looked up (or given up) and still no `createdAt`: not asked
+            // for it again (see `plan_poll`).
+            tracked.failures = MAX_LOOKUP_FAILURES;
         }
         tracked
     }
@@ -688,28 +695,31 @@ impl ApplyPass<'_> {
             // should show it), and nobody says how it ended yet.
             Some(Detail::Unknown | Detail::Failed) if tracked.going() => tracked.set(LEFT, true),
             Some(Detail::Unknown | Detail::Failed) => {}
-            None => {
-                // A read of the whole window shows every job created in it:
-                // an ended job well inside it that it does not show was
-                // deleted. Out of the numbers, remembered as counted.
-                let inside = |at: UnixMillis| {
-                    self.whole_from.is_some_and(|from| {
-                        at >= from.saturating_add(CLOCK_SKEW_MS) && at <= self.now
-                    })
-                };
-                if tracked.status.is_terminal()
-                    && tracked.has(COUNTED)
-                    && !tracked.unresolved()
-                    && tracked.created(id).is_some_and(inside)
-                {
-                    tracked.set(GONE, true);
-                }
+            None => {}
+        }
+        let latest = self.now.saturating_add(MAX_CLOCK_OFFSET_MS);
+        let created = tracked.created_latest(id, latest, created_by);
+        if self.whole_from.is_some()
+            && detail.is_none()
+            && tracked.status.is_terminal()
+            && tracked.has(COUNTED)
+            && !tracked.unresolved()
+        {
+            // A read of the whole window shows every job the API has created
+            // in it: an ended job it does not show was deleted, or left the
+            // window by its `createdAt` whatever its id says. Out of the
+            // numbers; remembered as counted unless it was created before
+            // the counting horizon (then, listed again, it is judged old by
+            // that time, its `createdAt` where known, and never counted).
+            let created_at = (tracked.created_at != UNKNOWN).then_some(tracked.created_at);
+            let earliest = [created_at, id.created_hint()].into_iter().flatten().min();
+            if earliest.or(created).is_none_or(|at| at < self.count_from) {
+                return false;
             }
+            tracked.set(GONE, true);
         }
         // Terminal: forgotten once older than the window; until then still
         // counted (an incremental scan does not read these again).
-        let latest = self.now.saturating_add(MAX_CLOCK_OFFSET_MS);
-        let created = tracked.created_latest(id, latest, created_by);
         // One still to be settled is kept, whatever its age.
         tracked.going() || tracked.unresolved() || created.is_some_and(|at| at >= self.window_start)
     }
@@ -717,6 +727,15 @@ impl ApplyPass<'_> {
     /// Counts a job that is kept.
     fn count(&mut self, tracked: &Tracked, id: impl FnOnce() -> JobId) {
         if tracked.has(GONE) || tracked.has(LEFT) {
+            return;
+        }
+        // An ended job whose `createdAt` (the API's window) is older than
+        // the window is out of the numbers, whatever its id says; it is
+        // remembered while its id says otherwise.
+        if tracked.status.is_terminal()
+            && tracked.created_at != UNKNOWN
+            && tracked.created_at < self.window_start
+        {
             return;
         }
         let code = tracked.status.index();
@@ -865,17 +884,40 @@ impl JobTracker {
     /// - the oldest job of each non-terminal status, until its creation time is known;
     /// - remembered non-terminal jobs missing from the scan (left the window, or gone).
     pub fn plan(&self, scan: &WindowScan) -> Vec<JobId> {
-        self.plan_poll(scan, None)
+        self.plan_poll(scan, None, None)
     }
 
-    /// [`JobTracker::plan`], with what the first poll knows of its start:
-    /// a job that ended while it read is looked up too, to be counted.
-    pub fn plan_poll(&self, scan: &WindowScan, baseline: Option<&Baseline>) -> Vec<JobId> {
+    /// [`JobTracker::plan`], with what the poll knows besides the scan:
+    /// - at the first poll, its start: a job that ended while it read is
+    ///   looked up too, to be counted;
+    /// - `listed_from`, the `from_date` of the window scan: an ended job it
+    ///   shows whose id says it was created before that (or whose id is
+    ///   not a ULID) is looked up once, for the `createdAt` that says when
+    ///   it leaves the window.
+    pub fn plan_poll(
+        &self,
+        scan: &WindowScan,
+        baseline: Option<&Baseline>,
+        listed_from: Option<UnixMillis>,
+    ) -> Vec<JobId> {
         let ended_during = |shown: ScanJob, tracked: Option<&Tracked>| {
             !self.baseline_done
                 && tracked.is_none()
                 && shown.status.is_terminal()
                 && baseline.is_some_and(|b| b.ended_during(shown.id, None).is_some())
+        };
+        let creation_unknown = |shown: ScanJob, tracked: Option<&Tracked>| {
+            shown.status.is_terminal()
+                && listed_from
+                    .is_some_and(|from| shown.id.created_hint().is_none_or(|at| at < from))
+                && tracked.is_none_or(|t| {
+                    t.created_at == UNKNOWN && t.failures < MAX_LOOKUP_FAILURES && !t.has(GONE)
+                })
+        };
+        let wanted = |shown: ScanJob, tracked: Option<&Tracked>| {
+            self.wants(shown, tracked)
+                || ended_during(shown, tracked)
+                || creation_unknown(shown, tracked)
         };
         let mut need: Vec<JobId> = Vec::new();
         let mut missing: Vec<JobId> = Vec::new();
@@ -887,7 +929,7 @@ impl JobTracker {
         for (key, tracked, shown) in merge(tracked, scan.by_ulid()) {
             match shown {
                 Some(shown) => {
-                    if self.wants(shown, tracked) || ended_during(shown, tracked) {
+                    if wanted(shown, tracked) {
                         need.push(shown.id.clone());
                     }
                 }
@@ -904,7 +946,7 @@ impl JobTracker {
                 in_scan.insert(text);
             }
             let tracked = self.jobs.get(shown.id);
-            if self.wants(shown, tracked) || ended_during(shown, tracked) {
+            if wanted(shown, tracked) {
                 need.push(shown.id.clone());
             }
         }
@@ -2116,7 +2158,10 @@ mod tests {
             ],
         );
         let baseline = Baseline::new(&live, Some(T0 + 1000));
-        assert_eq!(t.plan_poll(&s, Some(&baseline)), [id(1), id(2), id(9)]);
+        assert_eq!(
+            t.plan_poll(&s, Some(&baseline), None),
+            [id(1), id(2), id(9)]
+        );
         let mut failed = job(2, "error", Some(T0), None);
         failed.error = Some("boom".into());
         let d = details(vec![
@@ -2158,7 +2203,7 @@ mod tests {
         let mut t = JobTracker::new();
         let s = scan_for(&mut t, &[(1, "finished"), (9, "finished")]);
         let baseline = Baseline::new(&live, None);
-        assert_eq!(t.plan_poll(&s, Some(&baseline)), [id(1)]);
+        assert_eq!(t.plan_poll(&s, Some(&baseline), None), [id(1)]);
     }
 
     #[test]

@@ -202,7 +202,7 @@ async fn a_poisoned_job_three_deleted_finished_jobs_and_five_deleted_queued_ones
     assert_eq!(old_finished.len(), 3);
     r.sim.sim.with_farm(|f| {
         for id in doomed.iter().chain(&old_finished) {
-            assert!(f.delete(*id));
+            assert!(f.remove(*id));
         }
     });
     // The burst ends: the unreadable one and the half-surrogate one fail.
@@ -434,4 +434,65 @@ async fn jobs_that_end_while_the_first_poll_reads_are_counted_once() {
     assert_eq!(histogram(&m, "main", "queue_wait", "count"), Some(4.0));
     let m = step(&mut r, MIN, &mut ended).await;
     assert_completions_exact(&m, &ended, "the next poll adds nothing");
+}
+
+#[tokio::test]
+async fn deliveries_taken_from_the_queue_and_never_judged_are_counted_as_dropped() {
+    let r = Rig::start(
+        busy_farm(|c| {
+            c.lifecycle.arrivals_per_minute = 0.0;
+            c.prefill.jobs = 10;
+        }),
+        settings(Duration::from_secs(3600), Duration::from_secs(3600)),
+    )
+    .await;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (_settings_tx, settings_rx) =
+        tokio::sync::watch::channel(settings(Duration::from_secs(3600), DAY));
+    let running = tokio::spawn(r.poller.clone().run(stop, settings_rx));
+    let polled = |m: &str| {
+        support::value(
+            m,
+            "nexrender_exporter_polls_total{account=\"main\",result=\"success\"}",
+        ) == Some(1.0)
+    };
+    while !polled(&r.metrics()) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Three jobs created since the poll end; their deliveries are answered
+    // 202 and queued, and their confirming look-ups hang.
+    let ended = scripted_now(&r, 3, 100);
+    set(&r, &ended, JobStatus::Finished);
+    r.sim.sim.add_fault(FaultRule::new(
+        Endpoint::GetJob,
+        Fault::Slow {
+            delay: Duration::from_secs(30),
+        },
+        Schedule::Always,
+    ));
+    let requests = r.sim.sim.requests();
+    let queue = r.poller.delivery_queue();
+    for id in &ended {
+        let job = r.sim.sim.with_farm(|f| {
+            let body = nexrender_simulator::listing::write_job(f, f.job(*id).unwrap(), f.now());
+            nexrender_exporter::api::parse_delivery(&body).unwrap()
+        });
+        queue.send(job).await.unwrap();
+    }
+    while r.sim.sim.requests() < requests + 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The poller stops (a reload, shutdown) with the three in its hands.
+    stop_tx.send(true).unwrap();
+    running.await.unwrap();
+    let m = r.metrics();
+    assert_eq!(
+        main_counter(
+            &m,
+            "nexrender_exporter_webhook_deliveries_total",
+            "result",
+            "dropped"
+        ),
+        3.0
+    );
 }

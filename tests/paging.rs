@@ -48,10 +48,14 @@ async fn deletions_and_status_changes_between_page_reads_lose_no_job_and_repeat_
         Schedule::EveryNth { n: 3 },
     ));
     let c = client(&sim);
+    let asked = sim.sim.requests();
     let scan = tokio::spawn(async move {
         scan_window(&c, JobTracker::new().scan_builder(50, 0), t - 3_600_000, t).await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The third page is asked for (and held back): two pages are read.
+    while sim.sim.requests() < asked + 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     sim.sim.with_farm(|f| {
         // Five jobs already read are deleted: later offsets shift left by 5.
         for id in &ids[10..15] {

@@ -224,4 +224,65 @@ async fn two_shards_add_up_to_one_unsharded_exporter_and_no_account_is_polled_tw
         )
         .await;
     assert!(!m0.contains(&format!("account=\"{stranger}\"")));
+
+    // Every queued job ends; all three processes poll every second from
+    // now on (SIGHUP). Once each has polled each of its accounts twice
+    // more, the shards' farm numbers equal the unsharded exporter's, value
+    // for value, completions and histograms included.
+    let t = now();
+    for (_, sim) in &accounts {
+        let queued: Vec<ulid::Ulid> = sim.sim.with_farm(|f| {
+            f.jobs()
+                .iter()
+                .filter(|j| !j.status.is_terminal())
+                .map(|j| j.id)
+                .collect()
+        });
+        for id in queued {
+            sim.sim
+                .with_farm(|f| {
+                    f.script_status(id, nexrender_simulator::status::JobStatus::Finished, t)
+                })
+                .unwrap();
+        }
+    }
+    for exp in [&shard0, &shard1, &whole] {
+        exp.reconfigure("interval: 1h", "interval: 1s");
+    }
+    for (i, name) in names.iter().enumerate() {
+        let shard = if owners[i] == 0 { &shard0 } else { &shard1 };
+        shard.polls(name, 2).await;
+        whole.polls(name, 2).await;
+    }
+    let (m0, m1, all) = (
+        shard0.metrics().await,
+        shard1.metrics().await,
+        whole.metrics().await,
+    );
+    let farm = |text: &str| -> BTreeMap<String, String> {
+        text.lines()
+            .filter(|l| {
+                [
+                    "nexrender_jobs{",
+                    "nexrender_jobs_completed_total{",
+                    "nexrender_job_render_duration_seconds_",
+                    "nexrender_job_queue_wait_seconds_",
+                    "nexrender_oldest_job_created_timestamp_seconds{",
+                ]
+                .iter()
+                .any(|p| l.starts_with(p))
+            })
+            .filter_map(|l| l.rsplit_once(' '))
+            .map(|(series, value)| (series.to_owned(), value.to_owned()))
+            .collect()
+    };
+    let mut union = farm(&m0);
+    union.extend(farm(&m1));
+    assert_eq!(union, farm(&all), "the shards' numbers, value for value");
+    let ended: f64 = (0..8).map(|i| i as f64).sum();
+    let counted: f64 = names
+        .iter()
+        .map(|n| completed(&all, n, "finished").unwrap_or(0.0))
+        .sum();
+    assert_eq!(counted, ended, "every queued job's end counted once");
 }

@@ -139,3 +139,48 @@ async fn a_poller_that_panics_while_applying_a_poll_starts_a_fresh_baseline_and_
     let m = exp.polls("main", 2).await;
     assert_eq!(completed(&m, "main", "finished"), Some(1.0), "counted once");
 }
+
+#[tokio::test]
+async fn a_poller_that_panics_before_publishing_an_applied_poll_publishes_it_when_restarted() {
+    let (sim, queued) = one_ended_one_queued().await;
+    // The baseline is published; the poll after it is applied and the
+    // poller dies before its outcome reaches the metrics.
+    let exp = exporter(
+        &sim,
+        "poll-publish=1*off->1*panic(drill: before publishing)->off",
+    );
+    exp.polls("main", 1).await;
+    set_status(&sim, queued, JobStatus::Finished);
+    let m = exp
+        .wait_for(
+            |m| restarts(m) == Some(1.0) && completed(m, "main", "finished") == Some(1.0),
+            "a restart that publishes the applied poll",
+        )
+        .await;
+    assert_eq!(jobs(&m, "main", "finished"), Some(2.0));
+    assert!(exp.log().contains("bookkeeping=kept"), "{}", exp.log());
+    let m = exp.polls("main", 2).await;
+    assert_eq!(completed(&m, "main", "finished"), Some(1.0), "counted once");
+    assert_eq!(value(&m, "nexrender_up{account=\"main\"}"), Some(1.0));
+}
+
+#[tokio::test]
+async fn a_poll_whose_publishing_kills_the_poller_twice_is_dropped_for_a_fresh_baseline() {
+    let (sim, queued) = one_ended_one_queued().await;
+    let exp = exporter(
+        &sim,
+        "poll-publish=1*off->2*panic(drill: publishing fails)->off",
+    );
+    exp.polls("main", 1).await;
+    set_status(&sim, queued, JobStatus::Finished);
+    let m = exp
+        .wait_for(
+            |m| restarts(m) == Some(2.0) && value(m, "nexrender_up{account=\"main\"}") == Some(1.0),
+            "two restarts, then a good poll",
+        )
+        .await;
+    assert!(exp.log().contains("the next poll is a fresh baseline"));
+    // The completion went with the dropped poll; nothing is counted twice.
+    assert_eq!(completed(&m, "main", "finished"), Some(0.0));
+    assert_eq!(jobs(&m, "main", "finished"), Some(2.0));
+}

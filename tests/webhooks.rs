@@ -178,14 +178,7 @@ async fn each_completion_is_on_metrics_long_before_the_next_poll_and_the_poll_ag
     assert_eq!(completions(&m), truth_since(&before, &sim));
 
     // The next poll sees the same ends and counts none of them again.
-    std::fs::write(
-        exp.config.path(),
-        std::fs::read_to_string(exp.config.path())
-            .unwrap()
-            .replace("interval: 60s", "interval: 1s"),
-    )
-    .unwrap();
-    exp.signal("HUP");
+    poll_every_second(&exp);
     let m = exp.polls("main", 2).await;
     assert_eq!(completions(&m), truth_since(&before, &sim));
     assert_eq!(histogram(&m, "main", "render_duration", "count"), Some(2.0));
@@ -200,10 +193,25 @@ async fn each_completion_is_on_metrics_long_before_the_next_poll_and_the_poll_ag
     assert!(!log.contains(SECRET) && !log.contains(TOKEN), "{log}");
 }
 
+/// Switches the running exporter's polls to every second (SIGHUP), so the
+/// next poll comes a second later instead of a minute.
+fn poll_every_second(exp: &Exporter) {
+    exp.reconfigure("interval: 60s", "interval: 1s");
+}
+
 /// A farm of 30 jobs created after the baseline, each with a webhook,
-/// delivered as `edit` says; every counter must end equal to the truth.
-async fn farm_of_thirty(edit: impl FnOnce(&mut SimulatorConfig), poll_every: &str) -> String {
+/// delivered as `edit` says, the exporter polling every `poll_every`.
+/// Once every delivery is made (by the simulator's log) and judged (by
+/// the exporter's counters), `check` sees the metrics; then polls every
+/// second must bring every counter equal to the truth, counting nothing
+/// twice.
+async fn farm_of_thirty(
+    edit: impl FnOnce(&mut SimulatorConfig),
+    poll_every: &str,
+    check: impl FnOnce(&str, &RunningSimulator, &BTreeMap<String, HashSet<ulid::Ulid>>),
+) -> String {
     let port = free_port();
+    let mut copies = 1;
     let sim = quick_retries(|c| {
         c.lifecycle = LifecycleConfig {
             arrivals_per_minute: 0.0,
@@ -218,6 +226,7 @@ async fn farm_of_thirty(edit: impl FnOnce(&mut SimulatorConfig), poll_every: &st
             ..LifecycleConfig::default()
         };
         edit(c);
+        copies = c.webhook.copies.max(1) as usize;
     })
     .await;
     let exp = webhook_exporter(&sim, port, &[("interval", poll_every)], "");
@@ -232,16 +241,48 @@ async fn farm_of_thirty(edit: impl FnOnce(&mut SimulatorConfig), poll_every: &st
             });
         }
     });
+    // Every job's deliveries made: lost on purpose, or taken `copies` times.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while sim
-        .sim
-        .with_farm(|f| f.jobs().iter().any(|j| !j.status.is_terminal()))
-    {
-        assert!(std::time::Instant::now() < deadline, "the farm never ended");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let delivered = loop {
+        let log = sim.sim.webhook_log();
+        let mut per_job: BTreeMap<&str, (bool, usize)> = BTreeMap::new();
+        for d in &log {
+            let e = per_job.entry(d.job_id.as_str()).or_default();
+            e.0 |= d.attempt == 0;
+            e.1 += usize::from(d.delivered);
+        }
+        let settled =
+            per_job.len() == 30 && per_job.values().all(|(lost, n)| *lost || *n == copies);
+        if settled {
+            break log.iter().filter(|d| d.delivered).count() as f64;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deliveries never settled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // ... and each taken delivery judged.
+    let judged = |m: &str| {
+        [
+            "accepted",
+            "duplicate",
+            "not_counted",
+            "unknown_job",
+            "not_terminal",
+        ]
+        .iter()
+        .map(|r| deliveries(m, r))
+        .sum::<f64>()
+    };
+    let m = exp
+        .wait_for(|m| judged(m) >= delivered, "every delivery judged")
+        .await;
+    assert_eq!(judged(&m), delivered, "{m}");
+    check(&m, &sim, &before);
+    if poll_every != "1s" {
+        exp.reconfigure(&format!("interval: {poll_every}"), "interval: 1s");
     }
-    // Let late deliveries and their retries land, then two polls.
-    tokio::time::sleep(Duration::from_secs(4)).await;
     let m = exp.polls("main", 2).await;
     assert_eq!(completions(&m), truth_since(&before, &sim), "{m}");
     let finished = truth_since(&before, &sim)["finished"];
@@ -256,43 +297,83 @@ async fn farm_of_thirty(edit: impl FnOnce(&mut SimulatorConfig), poll_every: &st
     m
 }
 
+/// The truth less the jobs whose deliveries were all lost: what deliveries
+/// alone can count.
+fn delivered_truth(
+    sim: &RunningSimulator,
+    before: &BTreeMap<String, HashSet<ulid::Ulid>>,
+) -> BTreeMap<&'static str, f64> {
+    let lost: HashSet<String> = sim
+        .sim
+        .webhook_log()
+        .into_iter()
+        .filter(|d| d.attempt == 0)
+        .map(|d| d.job_id)
+        .collect();
+    ended_between(before, &terminal_ids(sim))
+        .into_iter()
+        .map(|(s, ids)| {
+            let n = ids
+                .iter()
+                .filter(|id| !lost.contains(&id.to_string()))
+                .count();
+            (s, n as f64)
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicated_and_lost_deliveries_leave_every_counter_equal_to_the_truth() {
-    // Each delivery sent twice; every third never sent (the poll finds it).
+    // Each delivery sent twice; every third never sent. No poll runs while
+    // they arrive: deliveries alone count the jobs they carry, once each;
+    // the polls after find the lost ones.
     let m = farm_of_thirty(
         |c| {
             c.webhook.copies = 2;
             c.webhook.lose_one_in = 3;
         },
-        "3s",
+        "60s",
+        |m, sim, before| {
+            assert_eq!(completions(m), delivered_truth(sim, before), "{m}");
+            assert_eq!(deliveries(m, "accepted"), 20.0, "{m}");
+            assert_eq!(deliveries(m, "duplicate"), 20.0, "{m}");
+        },
     )
     .await;
-    let accepted = deliveries(&m, "accepted");
-    assert!((1.0..=20.0).contains(&accepted), "{accepted} accepted");
-    assert!(deliveries(&m, "duplicate") >= accepted, "{m}");
+    assert_eq!(deliveries(&m, "accepted"), 20.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_with_only_what_the_docs_show_still_give_every_queue_wait() {
     // The vendor's example payload has no createdAt or startedAt: each
-    // delivery is confirmed by a look-up, whose answer has them.
-    // Renders long enough that polls see the jobs waiting and running first.
-    let m = farm_of_thirty(
-        |c| {
-            c.webhook.payload = nexrender_simulator::WebhookPayload::Documented;
-            c.lifecycle.pickup_delay = Duration::from_millis(1500);
-            c.lifecycle.render_median = Duration::from_secs(3);
+    // delivery is confirmed by a look-up, whose answer has them. No poll
+    // runs while they arrive: every completion and queue wait comes from
+    // the deliveries.
+    farm_of_thirty(
+        |c| c.webhook.payload = nexrender_simulator::WebhookPayload::Documented,
+        "60s",
+        |m, sim, before| {
+            assert_eq!(completions(m), truth_since(before, sim), "{m}");
+            assert_eq!(deliveries(m, "accepted"), 30.0, "{m}");
+            assert_eq!(
+                histogram(m, "main", "queue_wait", "count"),
+                Some(started_since(before, sim)),
+                "{m}"
+            );
         },
-        "1s",
     )
     .await;
-    assert!(deliveries(&m, "accepted") >= 10.0, "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_that_come_after_the_poll_counted_the_job_are_duplicates() {
     // Every delivery 3 s late, polls every second: the polls count first.
-    let m = farm_of_thirty(|c| c.webhook.delay = Duration::from_secs(3), "1s").await;
+    let m = farm_of_thirty(
+        |c| c.webhook.delay = Duration::from_secs(3),
+        "1s",
+        |_, _, _| {},
+    )
+    .await;
     assert!(deliveries(&m, "duplicate") >= 1.0, "{m}");
 }
 

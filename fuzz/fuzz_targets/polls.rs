@@ -2,10 +2,16 @@
 //! empty line: its first line sets the poll's clock and window, the others
 //! are `GET /jobs` page bodies whose jobs, in order, are the API's list of
 //! jobs at that poll. Each poll is `nexrender_exporter::cycle::poll`, the
-//! function the poller runs, with the API answered from that list: pages
-//! cut from it by offset and limit, the live listing as its jobs not ended,
-//! look-ups by id. Clocks step back and windows widen and narrow as the
-//! input says. A line that starts with `@` is a webhook delivery (the rest
+//! function the poller runs, with the API answered from that list as the
+//! real API answers: pages cut from it by offset and limit among the jobs
+//! created within `from_date`/`to_date` (by `createdAt`, else the id's
+//! time), the live listing as its jobs not ended whatever their age,
+//! look-ups by id of any job in the list (one not in it is deleted: 404).
+//! Clocks step back and windows widen and narrow as the input says; the
+//! API's clock is off the exporter's by up to ±21 minutes, and its `Date`
+//! says it, says nothing, or is a proxy's two hours off. A job whose
+//! `templateId` is `poison` is one no parser can read: a full page holding
+//! it and its look-up fail to decode, as its minimal entry does not. A line that starts with `@` is a webhook delivery (the rest
 //! of the line is its body), taken after that block's poll, as deliveries
 //! come between polls; a delivery that would count is "looked up" in that
 //! poll's list, as the poller does. Never a panic, and the bookkeeping holds:
@@ -27,7 +33,8 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use nexrender_exporter::api::{
-    parse_delivery, parse_page, ApiError, ApiJob, JobId, ListFilter, ListPageQuery, Page,
+    parse_delivery, parse_page, ApiError, ApiJob, JobId, ListFilter, ListPageQuery, MinimalJob,
+    Page,
 };
 use nexrender_exporter::cycle::{self, JobSource, PollRequest};
 use nexrender_exporter::tracker::{DeliveryVerdict, JobTracker};
@@ -38,34 +45,71 @@ const LIMIT: u32 = 4;
 /// One poll's API: the list of jobs, in the API's order.
 struct Api {
     jobs: Vec<ApiJob>,
-    now: i64,
+    /// Its `Date` header, if it sends one.
+    date: Option<i64>,
     asked: Mutex<Vec<JobId>>,
 }
 
-impl JobSource for Api {
-    fn list_jobs(&self, q: &ListPageQuery) -> impl Future<Output = Result<Page, ApiError>> + Send {
+fn poisoned(job: &ApiJob) -> bool {
+    job.template_id.as_deref() == Some("poison")
+}
+
+fn undecodable(endpoint: &'static str) -> ApiError {
+    ApiError::Decode {
+        endpoint,
+        detail: "job list: invalid unicode code point".into(),
+    }
+}
+
+impl Api {
+    fn page(&self, q: &ListPageQuery) -> Page {
         let listed: Vec<ApiJob> = self
             .jobs
             .iter()
             .filter(|j| match q.filter {
                 ListFilter::Live => !j.status.is_terminal(),
-                ListFilter::Created { .. } => true,
+                ListFilter::Created { from_date, to_date } => j
+                    .created_at
+                    .or_else(|| j.id.created_hint())
+                    .is_none_or(|at| (from_date..=to_date).contains(&at)),
             })
             .skip(q.from)
             .take(q.limit as usize)
             .cloned()
             .collect();
-        std::future::ready(Ok(Page {
+        Page {
             raw_len: listed.len(),
             jobs: listed,
             skipped: vec![],
-            server_time: Some(self.now),
-        }))
+            server_time: self.date,
+        }
+    }
+}
+
+impl JobSource for Api {
+    fn list_jobs(&self, q: &ListPageQuery) -> impl Future<Output = Result<Page, ApiError>> + Send {
+        let page = self.page(q);
+        std::future::ready(if page.jobs.iter().any(poisoned) {
+            Err(undecodable("list_jobs"))
+        } else {
+            Ok(page)
+        })
+    }
+
+    fn list_minimal(
+        &self,
+        q: &ListPageQuery,
+    ) -> impl Future<Output = Result<Page<MinimalJob>, ApiError>> + Send {
+        std::future::ready(Ok(self.page(q).minimal()))
     }
 
     fn get_job(&self, id: &JobId) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send {
         self.asked.lock().unwrap().push(id.clone());
-        std::future::ready(Ok(self.jobs.iter().find(|j| j.id == *id).cloned()))
+        let found = self.jobs.iter().find(|j| j.id == *id);
+        std::future::ready(match found {
+            Some(job) if poisoned(job) => Err(undecodable("get_job")),
+            found => Ok(found.cloned()),
+        })
     }
 }
 
@@ -92,10 +136,19 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         // The head's first byte moves the clock (back, now and then), its
-        // second sets the window (1 to 256 minutes).
+        // second sets the window (1 to 256 minutes), its third how far the
+        // API's clock is off ours (10 s a step, ±21 minutes), its fourth
+        // what its `Date` says: nothing (0 mod 3), its clock (1), or a
+        // proxy's clock two hours off (2).
         let step = head.first().map_or(1, |b| i64::from(*b as i8));
         now += step * 60_000;
         let window = Duration::from_secs(60 * (1 + u64::from(head.get(1).copied().unwrap_or(59))));
+        let api_now = now + i64::from(head.get(2).copied().unwrap_or(0) as i8) * 10_000;
+        let date = match head.get(3).copied().unwrap_or(1) % 3 {
+            0 => None,
+            1 => Some(api_now),
+            _ => Some(api_now + 2 * 3_600_000),
+        };
         let mut jobs: Vec<ApiJob> = Vec::new();
         let (deliveries, bodies): (Vec<&[u8]>, Vec<&[u8]>) =
             bodies.iter().partition(|b| b.first() == Some(&b'@'));
@@ -119,7 +172,7 @@ fuzz_target!(|data: &[u8]| {
             .collect();
         let api = Api {
             jobs,
-            now,
+            date,
             asked: Mutex::default(),
         };
         let request = PollRequest {
@@ -155,12 +208,12 @@ fuzz_target!(|data: &[u8]| {
         // each taken as the poller takes it: a delivery that would count is
         // confirmed by its look-up (here, in this poll's list).
         let take = |tracker: &mut JobTracker, job: &ApiJob| {
-            let done = tracker.deliver(job, now, false);
+            let done = tracker.deliver(job, api_now, false);
             if done.verdict != DeliveryVerdict::Unconfirmed {
                 return done;
             }
-            match api.jobs.iter().find(|j| j.id == job.id) {
-                Some(found) => tracker.deliver(found, now, true),
+            match api.jobs.iter().find(|j| j.id == job.id && !poisoned(j)) {
+                Some(found) => tracker.deliver(found, api_now, true),
                 None => done,
             }
         };

@@ -140,7 +140,7 @@ pub struct SimulatorConfig {
     /// one, a client knows the API's time only from its jobs.
     pub date_header: bool,
     /// The status of `GET /jobs/{id}` for a job deleted through
-    /// [`Simulation::delete`]: 410 (gone) or 404 (as if it never was).
+    /// [`Simulation::remove`]: 410 (gone) or 404 (as if it never was).
     pub deleted_status: u16,
     /// How long a `hang` fault keeps the connection open before closing it.
     #[serde(with = "humantime_serde")]

@@ -605,28 +605,7 @@ impl Simulation {
         self.next_arrival = None;
     }
 
-    /// Deletes a job, as the API's `DELETE` would: gone from every listing,
-    /// and a look-up says it is gone. False if there is no such job.
-    pub fn delete(&mut self, id: Ulid) -> bool {
-        let Some(i) = self.position(id) else {
-            return false;
-        };
-        let Some(job) = self.jobs.remove(i) else {
-            return false;
-        };
-        self.ready.retain(|r| *r != id);
-        if job.driver == Driver::Engine && job.status == JobStatus::Rendering {
-            self.busy_workers = self.busy_workers.saturating_sub(1);
-        }
-        if job.shown_id.is_some() {
-            self.shown_ids.retain(|_, key| *key != id);
-        }
-        self.poisoned.remove(&id);
-        self.deleted.insert(job.api_id().into());
-        true
-    }
-
-    /// Whether the API id is of a job deleted through [`Simulation::delete`].
+    /// Whether the API id is of a job deleted through [`Simulation::remove`].
     pub fn was_deleted(&self, api_id: &str) -> bool {
         self.deleted.contains(api_id)
     }
@@ -1188,17 +1167,26 @@ impl Simulation {
         Ok(())
     }
 
-    /// Deletes a job, as when a team removes it upstream. Returns whether it existed.
+    /// Deletes a job, as when a team removes it upstream: gone from every
+    /// listing, and a look-up says it is gone (the simulator's
+    /// `deleted_status`), not that it never was. Returns whether it existed.
     pub fn remove(&mut self, id: Ulid) -> bool {
-        match self.position(id) {
-            Some(i) => {
-                if let Some(shown) = self.jobs.remove(i).and_then(|j| j.shown_id) {
-                    self.shown_ids.remove(&shown);
-                }
-                true
-            }
-            None => false,
+        let Some(i) = self.position(id) else {
+            return false;
+        };
+        let Some(job) = self.jobs.remove(i) else {
+            return false;
+        };
+        self.ready.retain(|r| *r != id);
+        if job.driver == Driver::Engine && job.status == JobStatus::Rendering {
+            self.busy_workers = self.busy_workers.saturating_sub(1);
         }
+        if let Some(shown) = &job.shown_id {
+            self.shown_ids.remove(shown);
+        }
+        self.poisoned.remove(&id);
+        self.deleted.insert(job.api_id().into());
+        true
     }
 
     /// Cancels a queued or pending job now (`PATCH /jobs/{id}/cancel`).

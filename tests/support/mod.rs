@@ -207,6 +207,15 @@ impl Exporter {
             .unwrap();
     }
 
+    /// Replaces `from` by `to` in the config file and reloads it (SIGHUP).
+    pub fn reconfigure(&self, from: &str, to: &str) {
+        let path = self.config.path();
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.contains(from), "{from} not in the config:\n{text}");
+        std::fs::write(path, text.replace(from, to)).unwrap();
+        self.signal("HUP");
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(mut self) -> (std::process::ExitStatus, Duration, String) {
         let t = Instant::now();
