@@ -62,6 +62,7 @@ fn busy_farm(edit: impl FnOnce(&mut SimulatorConfig)) -> SimulatorConfig {
 
 /// Every job that ended since the baseline, by terminal status, gathered
 /// poll by poll: a job deleted after it ended stays ended.
+#[derive(Debug)]
 struct Ended {
     before: BTreeMap<String, HashSet<Ulid>>,
     since: BTreeMap<&'static str, HashSet<Ulid>>,
@@ -494,5 +495,88 @@ async fn deliveries_taken_from_the_queue_and_never_judged_are_counted_as_dropped
             "dropped"
         ),
         3.0
+    );
+}
+
+/// The real binary, polling every second the real simulator on the real
+/// clock: a farm with a job no parser can read, one with half a surrogate
+/// pair, one with 1e400, three ended jobs deleted and five queued ones
+/// deleted (their look-ups answer 410). `nexrender_up` is 1 on every poll
+/// and the numbers end equal to the farm's.
+#[tokio::test]
+async fn the_binary_keeps_a_poisoned_farm_with_deletions_up_and_its_numbers_true() {
+    let sim = support::scripted_simulator_with(|c| {
+        c.prefill = PrefillConfig {
+            jobs: 300,
+            span: Duration::from_secs(3000),
+        };
+    })
+    .await;
+    let exp = support::exporter(&sim, &[("full_scan_interval", "3s")]);
+    exp.polls("main", 1).await;
+    let mut ended = Ended::from_now(&sim);
+    let (burst, doomed) = sim.sim.with_farm(|f| {
+        let t = f.now();
+        let burst: Vec<Ulid> = (0..12)
+            .map(|i| f.insert_scripted(ScriptedJob::queued(t - (12 - i) * SEC)))
+            .collect();
+        let doomed: Vec<Ulid> = (0..5)
+            .map(|i| f.insert_scripted(ScriptedJob::queued(t - 30 * SEC - i * SEC)))
+            .collect();
+        f.poison(burst[0], Poison::InvalidUtf8);
+        f.poison(burst[1], Poison::LoneSurrogate);
+        f.poison(burst[2], Poison::HugeNumber);
+        (burst, doomed)
+    });
+    let m = exp.polls("main", 2).await;
+    assert_eq!(jobs(&m, "main", "queued"), Some(17.0));
+    sim.sim.with_farm(|f| {
+        let old: Vec<Ulid> = f
+            .jobs()
+            .iter()
+            .filter(|j| j.status == JobStatus::Finished)
+            .map(|j| j.id)
+            .take(3)
+            .collect();
+        for id in doomed.iter().chain(&old) {
+            assert!(f.remove(*id));
+        }
+        let at = f.now();
+        for (i, id) in burst.iter().enumerate() {
+            let status = if i < 2 {
+                JobStatus::Error
+            } else {
+                JobStatus::Finished
+            };
+            f.script_status(*id, status, at).unwrap();
+        }
+    });
+    ended.note(&sim);
+    // Seven polls: five for the unreadable job's look-up to be given up,
+    // and whole-window reads for the deleted ended jobs.
+    for poll in 1..=7 {
+        let m = exp.polls("main", 1).await;
+        assert_eq!(up(&m), Some(1.0), "poll {poll}\n{}", exp.log());
+        assert_completions_at_most(&m, &ended, &format!("poll {poll}"));
+    }
+    let m = exp.polls("main", 1).await;
+    assert_completions_exact(&m, &ended, "seven polls on");
+    for (status, n) in in_view(&sim, 3_600_000) {
+        assert_eq!(
+            jobs(&m, "main", &status),
+            Some(n),
+            "nexrender_jobs{{status=\"{status}\"}}"
+        );
+    }
+    assert_eq!(
+        histogram(&m, "main", "render_duration", "count"),
+        Some(ended.count("finished") - 1.0),
+        "the 1e400 one is an impossible value"
+    );
+    let log = exp.log();
+    assert!(log.contains("were given up"), "{log}");
+    assert!(
+        log.contains(&burst[0].to_string()),
+        "the warning names the job\n{log}"
     );
 }
