@@ -23,6 +23,9 @@ use crate::tracker::{
     Baseline, Detail, JobTracker, Outcome, PollFacts, CLOCK_SKEW_MS, MAX_CLOCK_OFFSET_MS,
 };
 
+#[cfg(any(test, feature = "testkit"))]
+pub mod memory;
+
 /// An incremental scan starts this much before the oldest job still going.
 pub const INCREMENTAL_MARGIN_MS: i64 = 60_000;
 
@@ -720,6 +723,7 @@ async fn fetch_details(
 
 #[cfg(test)]
 mod tests {
+    use super::memory::MemoryApi;
     use super::*;
     use crate::api::MinimalJob;
     use crate::status::{JobStatus, StatusTable};
@@ -845,100 +849,6 @@ mod tests {
         assert_eq!(from, now - 26 * HOUR);
     }
 
-    /// An API answering from a list of jobs held in memory, oldest first.
-    struct Memory {
-        jobs: Vec<ApiJob>,
-        /// Its `Date`, if it says one.
-        server_time: Option<UnixMillis>,
-        /// Every `GET /jobs/{id}` answers 500.
-        look_ups_fail: bool,
-        /// The live listing ignores `exclude_states`.
-        unfiltered: bool,
-        /// Full (not minimal) pages do not decode.
-        bad_full_pages: bool,
-        /// `GET /jobs/{id}` of these answers 500.
-        failing: HashSet<JobId>,
-        asked: std::sync::Mutex<Vec<ListFilter>>,
-    }
-
-    impl Memory {
-        fn new(jobs: Vec<ApiJob>) -> Self {
-            Memory {
-                jobs,
-                server_time: None,
-                look_ups_fail: false,
-                unfiltered: false,
-                bad_full_pages: false,
-                failing: HashSet::new(),
-                asked: Default::default(),
-            }
-        }
-    }
-
-    impl Memory {
-        fn page(&self, q: &ListPageQuery) -> Page {
-            self.asked.lock().unwrap().push(q.filter);
-            let listed: Vec<ApiJob> = self
-                .jobs
-                .iter()
-                .filter(|j| match q.filter {
-                    ListFilter::Live => self.unfiltered || !j.status.is_terminal(),
-                    ListFilter::Created { from_date, to_date } => j
-                        .created_at
-                        .is_some_and(|at| (from_date..=to_date).contains(&at)),
-                })
-                .skip(q.from)
-                .take(q.limit as usize)
-                .cloned()
-                .collect();
-            Page {
-                raw_len: listed.len(),
-                jobs: listed,
-                skipped: vec![],
-                server_time: self.server_time,
-            }
-        }
-    }
-
-    impl JobSource for Memory {
-        fn list_jobs(
-            &self,
-            q: &ListPageQuery,
-        ) -> impl Future<Output = Result<Page, ApiError>> + Send {
-            let page = self.page(q);
-            std::future::ready(if self.bad_full_pages {
-                Err(ApiError::Decode {
-                    endpoint: "list_jobs",
-                    detail: "job list: invalid unicode code point".into(),
-                })
-            } else {
-                Ok(page)
-            })
-        }
-
-        fn list_minimal(
-            &self,
-            q: &ListPageQuery,
-        ) -> impl Future<Output = Result<Page<MinimalJob>, ApiError>> + Send {
-            std::future::ready(Ok(self.page(q).minimal()))
-        }
-
-        fn get_job(
-            &self,
-            id: &JobId,
-        ) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send {
-            std::future::ready(if self.look_ups_fail || self.failing.contains(id) {
-                Err(ApiError::Status {
-                    endpoint: "get_job",
-                    code: 500,
-                    message: "boom".into(),
-                })
-            } else {
-                Ok(self.jobs.iter().find(|j| j.id == *id).cloned())
-            })
-        }
-    }
-
     const NOW: UnixMillis = 1_767_225_600_000 + 3_600_000;
 
     fn job(i: usize, status: JobStatus, created_at: UnixMillis) -> ApiJob {
@@ -965,8 +875,8 @@ mod tests {
     }
 
     /// A baseline over `n` queued jobs, after which all of them end.
-    async fn baseline_then_all_end(n: usize) -> (Memory, JobTracker) {
-        let mut api = Memory::new(
+    async fn baseline_then_all_end(n: usize) -> (MemoryApi, JobTracker) {
+        let mut api = MemoryApi::new(
             (0..n)
                 .map(|i| job(i, JobStatus::Queued, NOW - 60_000))
                 .collect(),
@@ -1000,13 +910,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_date_an_hour_off_is_shown_but_not_believed() {
-        let mut api = Memory::new(vec![job(1, JobStatus::Queued, NOW - 60_000)]);
-        api.server_time = Some(NOW + 2 * 3_600_000);
+        let mut api = MemoryApi::new(vec![job(1, JobStatus::Queued, NOW - 60_000)]);
+        api.date = Some(NOW + 2 * 3_600_000);
         let result = poll(&mut JobTracker::new(), &api, &request(NOW))
             .await
             .unwrap();
         assert_eq!(result.clock_offset_ms, Some(2 * 3_600_000));
-        let asked = api.asked.lock().unwrap().clone();
+        let asked = api.listed.lock().unwrap().clone();
         assert_eq!(
             asked[1],
             ListFilter::Created {
@@ -1017,23 +927,23 @@ mod tests {
         );
         // Two hours off, and the API's newest job agrees with its Date:
         // the exporter's clock is the one that is off.
-        let mut api = Memory::new(vec![job(
+        let mut api = MemoryApi::new(vec![job(
             1,
             JobStatus::Queued,
             NOW + 2 * 3_600_000 - 60_000,
         )]);
-        api.server_time = Some(NOW + 2 * 3_600_000);
+        api.date = Some(NOW + 2 * 3_600_000);
         let result = poll(&mut JobTracker::new(), &api, &request(NOW))
             .await
             .unwrap();
         assert_eq!(result.now, NOW + 2 * 3_600_000, "the API's Date believed");
         // Ten minutes off is believed.
-        api.server_time = Some(NOW + 600_000);
-        api.asked.lock().unwrap().clear();
+        api.date = Some(NOW + 600_000);
+        api.listed.lock().unwrap().clear();
         poll(&mut JobTracker::new(), &api, &request(NOW))
             .await
             .unwrap();
-        let asked = api.asked.lock().unwrap().clone();
+        let asked = api.listed.lock().unwrap().clone();
         assert!(
             matches!(asked[1], ListFilter::Created { from_date, .. } if from_date == NOW + 600_000 - 3_600_000),
             "{asked:?}"
@@ -1043,7 +953,7 @@ mod tests {
     #[tokio::test]
     async fn a_live_listing_with_ended_jobs_in_it_is_not_used() {
         // A job waiting for two hours (older than the window) and one ended.
-        let mut api = Memory::new(vec![
+        let mut api = MemoryApi::new(vec![
             job(1, JobStatus::Queued, NOW - 2 * 3_600_000),
             job(2, JobStatus::Finished, NOW - 60_000),
         ]);
@@ -1087,7 +997,7 @@ mod tests {
             .map(|i| job(i, JobStatus::Finished, NOW - 300_000 + i as i64 * 1000))
             .collect();
         jobs.push(job(100, JobStatus::Finished, NOW - 86_400_000));
-        let api = Memory::new(jobs.clone());
+        let api = MemoryApi::new(jobs.clone());
         let forged = JobId::Ulid(ulid::Ulid::from_parts(NOW as u64, 999));
         let mut ids: Vec<JobId> = jobs.iter().map(|j| j.id.clone()).collect();
         ids.push(forged.clone());
@@ -1095,7 +1005,11 @@ mod tests {
         assert_eq!(got.len(), 22);
         // The forged id is the newest: the batch starts from it, and the
         // page read finds the 20; the old job and the forged one go alone.
-        assert_eq!(api.asked.lock().unwrap().len(), 1, "one page for the batch");
+        assert_eq!(
+            api.listed.lock().unwrap().len(),
+            1,
+            "one page for the batch"
+        );
         for (id, answer) in &got {
             match answer {
                 Ok(Some(found)) => assert_eq!(&found.id, id),
@@ -1112,7 +1026,7 @@ mod tests {
         let jobs: Vec<ApiJob> = (0..12)
             .map(|i| job(i, JobStatus::Finished, NOW - 60_000 + i as i64 * 1000))
             .collect();
-        let api = Memory::new(jobs.clone());
+        let api = MemoryApi::new(jobs.clone());
         for page_size in [1, 7, 31, 32, 1000] {
             let ids: Vec<JobId> = jobs.iter().map(|j| j.id.clone()).collect();
             let got = confirm_deliveries(&api, ids, NOW, page_size, 4).await;
@@ -1131,8 +1045,7 @@ mod tests {
         // makes undecodable; the others are looked up one by one and
         // counted, the bad one fails alone.
         let (mut api, mut tracker) = baseline_then_all_end(12).await;
-        api.bad_full_pages = true;
-        api.failing = HashSet::from([api.jobs[3].id.clone()]);
+        api.poisoned = HashSet::from([api.jobs[3].id.clone()]);
         let result = poll(&mut tracker, &api, &request(NOW + 60_000))
             .await
             .unwrap();
@@ -1146,7 +1059,7 @@ mod tests {
         let jobs: Vec<ApiJob> = (0..3)
             .map(|i| job(i, JobStatus::Error, NOW - 1000))
             .collect();
-        let api = Memory::new(jobs.clone());
+        let api = MemoryApi::new(jobs.clone());
         let got = confirm_deliveries(
             &api,
             jobs.iter().map(|j| j.id.clone()).collect(),
@@ -1155,7 +1068,7 @@ mod tests {
             4,
         )
         .await;
-        assert!(api.asked.lock().unwrap().is_empty(), "no page read");
+        assert!(api.listed.lock().unwrap().is_empty(), "no page read");
         assert!(got.iter().all(|(_, a)| matches!(a, Ok(Some(_)))));
     }
 }

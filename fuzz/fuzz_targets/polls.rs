@@ -27,90 +27,20 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::pin;
-use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use nexrender_exporter::api::{
-    parse_delivery, parse_page, ApiError, ApiJob, JobId, ListFilter, ListPageQuery, MinimalJob,
-    Page,
-};
-use nexrender_exporter::cycle::{self, JobSource, PollRequest};
+use nexrender_exporter::api::{parse_delivery, parse_page, ApiJob, JobId};
+use nexrender_exporter::cycle::memory::MemoryApi;
+use nexrender_exporter::cycle::{self, PollRequest};
 use nexrender_exporter::tracker::{DeliveryVerdict, JobTracker};
 
 const T0: i64 = 1_767_225_600_000;
 const LIMIT: u32 = 4;
 
-/// One poll's API: the list of jobs, in the API's order.
-struct Api {
-    jobs: Vec<ApiJob>,
-    /// Its `Date` header, if it sends one.
-    date: Option<i64>,
-    asked: Mutex<Vec<JobId>>,
-}
-
 fn poisoned(job: &ApiJob) -> bool {
     job.template_id.as_deref() == Some("poison")
-}
-
-fn undecodable(endpoint: &'static str) -> ApiError {
-    ApiError::Decode {
-        endpoint,
-        detail: "job list: invalid unicode code point".into(),
-    }
-}
-
-impl Api {
-    fn page(&self, q: &ListPageQuery) -> Page {
-        let listed: Vec<ApiJob> = self
-            .jobs
-            .iter()
-            .filter(|j| match q.filter {
-                ListFilter::Live => !j.status.is_terminal(),
-                ListFilter::Created { from_date, to_date } => j
-                    .created_at
-                    .or_else(|| j.id.created_hint())
-                    .is_none_or(|at| (from_date..=to_date).contains(&at)),
-            })
-            .skip(q.from)
-            .take(q.limit as usize)
-            .cloned()
-            .collect();
-        Page {
-            raw_len: listed.len(),
-            jobs: listed,
-            skipped: vec![],
-            server_time: self.date,
-        }
-    }
-}
-
-impl JobSource for Api {
-    fn list_jobs(&self, q: &ListPageQuery) -> impl Future<Output = Result<Page, ApiError>> + Send {
-        let page = self.page(q);
-        std::future::ready(if page.jobs.iter().any(poisoned) {
-            Err(undecodable("list_jobs"))
-        } else {
-            Ok(page)
-        })
-    }
-
-    fn list_minimal(
-        &self,
-        q: &ListPageQuery,
-    ) -> impl Future<Output = Result<Page<MinimalJob>, ApiError>> + Send {
-        std::future::ready(Ok(self.page(q).minimal()))
-    }
-
-    fn get_job(&self, id: &JobId) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send {
-        self.asked.lock().unwrap().push(id.clone());
-        let found = self.jobs.iter().find(|j| j.id == *id);
-        std::future::ready(match found {
-            Some(job) if poisoned(job) => Err(undecodable("get_job")),
-            found => Ok(found.cloned()),
-        })
-    }
 }
 
 /// Runs a future that never waits (every answer is in memory).
@@ -170,10 +100,11 @@ fuzz_target!(|data: &[u8]| {
             .filter(|j| j.status.is_terminal())
             .map(|j| j.id.clone())
             .collect();
-        let api = Api {
+        let api = MemoryApi {
+            poisoned: jobs.iter().filter(|j| poisoned(j)).map(|j| j.id.clone()).collect(),
             jobs,
             date,
-            asked: Mutex::default(),
+            ..MemoryApi::default()
         };
         let request = PollRequest {
             now,
@@ -187,7 +118,7 @@ fuzz_target!(|data: &[u8]| {
         let polled = ready(cycle::poll(&mut tracker, &api, &request));
         // A failed poll applies nothing.
         if let Ok(result) = polled {
-            let asked = api.asked.lock().unwrap().clone();
+            let asked = api.looked_up.lock().unwrap().clone();
             let distinct: HashSet<&JobId> = asked.iter().collect();
             assert_eq!(distinct.len(), asked.len(), "an id asked twice");
             let out = result.outcome;

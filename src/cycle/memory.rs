@@ -1,0 +1,116 @@
+//! An API answering from a list of jobs held in memory, as the real API
+//! answers: the one in-memory [`JobSource`] of the poll cycle's unit tests
+//! and the `polls` fuzz target (feature `testkit`), so they cannot drift
+//! apart. The benchmarks answer from the simulator's farm instead, as
+//! bytes, since decoding is part of what they measure.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Mutex;
+
+use super::JobSource;
+use crate::api::{ApiError, ApiJob, JobId, ListFilter, ListPageQuery, MinimalJob, Page};
+use crate::clock::UnixMillis;
+
+/// The jobs, in the API's order (oldest first), and how it misbehaves.
+#[derive(Debug, Default)]
+pub struct MemoryApi {
+    pub jobs: Vec<ApiJob>,
+    /// Its `Date` header, if it sends one.
+    pub date: Option<UnixMillis>,
+    /// The listing of jobs not ended ignores `exclude_states`.
+    pub unfiltered: bool,
+    /// Every `GET /jobs/{id}` answers 500.
+    pub look_ups_fail: bool,
+    /// `GET /jobs/{id}` of these answers 500.
+    pub failing: HashSet<JobId>,
+    /// Jobs no parser can read: a full page holding one fails to decode,
+    /// and so does its look-up; its minimal entry does not.
+    pub poisoned: HashSet<JobId>,
+    /// The filter of every page asked for, in order.
+    pub listed: Mutex<Vec<ListFilter>>,
+    /// Every job looked up, in order.
+    pub looked_up: Mutex<Vec<JobId>>,
+}
+
+fn undecodable(endpoint: &'static str) -> ApiError {
+    ApiError::Decode {
+        endpoint,
+        detail: "job list: invalid unicode code point".into(),
+    }
+}
+
+impl MemoryApi {
+    pub fn new(jobs: Vec<ApiJob>) -> Self {
+        MemoryApi {
+            jobs,
+            ..MemoryApi::default()
+        }
+    }
+
+    /// A page as the API cuts it: jobs created within the dates (by
+    /// `createdAt`, else the id's time; one with neither is in every
+    /// window), or the jobs not ended whatever their age; then offset and
+    /// limit.
+    fn page(&self, q: &ListPageQuery) -> Page {
+        if let Ok(mut listed) = self.listed.lock() {
+            listed.push(q.filter);
+        }
+        let jobs: Vec<ApiJob> = self
+            .jobs
+            .iter()
+            .filter(|j| match q.filter {
+                ListFilter::Live => self.unfiltered || !j.status.is_terminal(),
+                ListFilter::Created { from_date, to_date } => j
+                    .created_at
+                    .or_else(|| j.id.created_hint())
+                    .is_none_or(|at| (from_date..=to_date).contains(&at)),
+            })
+            .skip(q.from)
+            .take(q.limit as usize)
+            .cloned()
+            .collect();
+        Page {
+            raw_len: jobs.len(),
+            jobs,
+            skipped: vec![],
+            server_time: self.date,
+        }
+    }
+}
+
+impl JobSource for MemoryApi {
+    fn list_jobs(&self, q: &ListPageQuery) -> impl Future<Output = Result<Page, ApiError>> + Send {
+        let page = self.page(q);
+        std::future::ready(if page.jobs.iter().any(|j| self.poisoned.contains(&j.id)) {
+            Err(undecodable("list_jobs"))
+        } else {
+            Ok(page)
+        })
+    }
+
+    fn list_minimal(
+        &self,
+        q: &ListPageQuery,
+    ) -> impl Future<Output = Result<Page<MinimalJob>, ApiError>> + Send {
+        std::future::ready(Ok(self.page(q).minimal()))
+    }
+
+    fn get_job(&self, id: &JobId) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send {
+        if let Ok(mut looked_up) = self.looked_up.lock() {
+            looked_up.push(id.clone());
+        }
+        let answer = if self.look_ups_fail || self.failing.contains(id) {
+            Err(ApiError::Status {
+                endpoint: "get_job",
+                code: 500,
+                message: "boom".into(),
+            })
+        } else if self.poisoned.contains(id) {
+            Err(undecodable("get_job"))
+        } else {
+            Ok(self.jobs.iter().find(|j| j.id == *id).cloned())
+        };
+        std::future::ready(answer)
+    }
+}
