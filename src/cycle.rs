@@ -259,20 +259,7 @@ pub async fn poll(
     let server_time = live
         .server_time
         .filter(|date| believed(*date, request.now, live.scan.newest_created()));
-    // Without the API's time, its newest job says how far its clock is at
-    // least: never behind that (a clock ahead of ours would otherwise put
-    // its new jobs in the future, where nothing is counted by them).
-    let raised = |now: UnixMillis, newest: Option<UnixMillis>| match (server_time, newest) {
-        (None, Some(newest)) => {
-            now.max(newest.min(request.now.saturating_add(MAX_CLOCK_OFFSET_MS)))
-        }
-        _ => now,
-    };
-    let now = raised(
-        server_time.unwrap_or(request.now),
-        live.scan.newest_created(),
-    );
-    let baseline = (!tracker.has_baseline()).then(|| Baseline::new(&live.scan, server_time));
+    let now = server_time.unwrap_or(request.now);
     // Our clock may be off the API's by up to CLOCK_SKEW_MS when the API
     // does not say its time; its `Date` is exact to the second.
     let margin = if server_time.is_some() {
@@ -282,6 +269,12 @@ pub async fn poll(
     };
     let unfiltered = live.scan.any_terminal();
     let usable_live = (!unfiltered).then_some(&live.scan);
+    // A live listing that holds ended jobs says nothing of which were going
+    // when the first poll began.
+    let baseline = (!tracker.has_baseline()).then(|| match usable_live {
+        Some(live) => Baseline::new(live, server_time),
+        None => Baseline::default(),
+    });
     let (scan_from, whole_window) = scan_start(tracker, request, usable_live, now, margin);
     // A whole-window scan is about as long as the last one, or a little
     // longer: the room to spare is only reserved, never touched unless
@@ -304,8 +297,20 @@ pub async fn poll(
         },
     )
     .await?;
-    let now = raised(now, read.scan.newest_created());
     let window_start = now.saturating_sub(millis(request.window));
+    // Without the API's time, its newest job says how far its clock is at
+    // least: a job it created up to then is not "in the future" (a clock
+    // ahead of ours would otherwise put every new job there, where nothing
+    // is counted by it). It moves no window and no horizon: one job with a
+    // bogus id cannot move them a day.
+    let api_at_least = match server_time {
+        Some(_) => None,
+        None => [live.scan.newest_created(), read.scan.newest_created()]
+            .into_iter()
+            .flatten()
+            .max()
+            .map(|newest| newest.min(request.now.saturating_add(MAX_CLOCK_OFFSET_MS))),
+    };
     let mut scan = read.scan;
     if let Some(live) = usable_live {
         scan.add_live(live);
@@ -357,8 +362,9 @@ pub async fn poll(
     let deferred = need.split_off(need.len().min(request.max_lookups));
     let mut lookups = fetch_details(source, need, request.detail_concurrency).await?;
     if let Some(e) = lookups.all_failed.take() {
-        // Every one of many look-ups failed: the API's trouble (a broken
-        // endpoint, a token that may list but not read), or theirs? The
+        // Every one of many look-ups failed, or one failed the API's way
+        // and none got through: the API's trouble (a broken endpoint, a
+        // token that may list but not read, a gateway), or theirs? The
         // newest job listed and not looked up says: if its look-up fails
         // too, the poll fails; if it answers, those jobs are broken, not
         // the API, and the poll goes on without them.
@@ -373,7 +379,8 @@ pub async fn poll(
             return Err(e);
         };
         match source.get_job(&probe).await {
-            Ok(_) => {}
+            Ok(Some(job)) if job.id == probe => {}
+            Ok(_) => return Err(e),
             Err(probed) if probed.is_about_one_job() => return Err(e),
             Err(probed) => return Err(probed),
         }
@@ -392,6 +399,7 @@ pub async fn poll(
         now,
         whole_from: whole_window.then_some(scan_from),
         baseline: baseline.as_ref(),
+        api_at_least,
     };
     let outcome = tracker.apply_poll(&scan, &details, &facts);
     let mut skipped = live.skipped;
@@ -678,16 +686,21 @@ pub async fn confirm_deliveries(
 /// What [`fetch_details`] found.
 struct Lookups {
     details: HashMap<JobId, Detail>,
-    /// Every one of at least [`ALL_FAILED_MIN`] look-ups failed: the
-    /// first failure, for the caller to tell whose trouble it is.
+    /// Every one of at least [`ALL_FAILED_MIN`] look-ups failed, or a
+    /// look-up failed the API's way (a timeout, a gateway error, a lost
+    /// connection) and none got through: the first failure, for the caller
+    /// to tell whose trouble it is.
     all_failed: Option<ApiError>,
 }
 
 /// `GET /jobs/{id}` for each id, `concurrency` at a time. A failure that
 /// concerns that job alone (an error status or an answer that is not a
-/// job) makes its detail [`Detail::Failed`]; any other (the API down,
-/// rate limiting, the token refused) fails the lot, and the calls still in
-/// flight are dropped.
+/// job) makes its detail [`Detail::Failed`]. A refused token or rate
+/// limiting fails the lot, and the calls still in flight are dropped; so
+/// do [`ALL_FAILED_MIN`] failures the API's way (a timeout, a gateway
+/// error, a lost connection) before any look-up got through. One such
+/// failure among look-ups that got through is that job's: one job whose
+/// look-up always times out does not fail every poll.
 async fn fetch_details(
     source: &impl JobSource,
     ids: Vec<JobId>,
@@ -701,22 +714,45 @@ async fn fetch_details(
         .buffer_unordered(concurrency.max(1));
     let mut out = HashMap::new();
     let mut first_failure = None;
+    let mut api_failure = None;
+    let (mut answered, mut api_failures) = (false, 0);
     while let Some((id, answer)) = answers.next().await {
         let detail = match answer {
-            Ok(Some(job)) => Detail::Found(job),
-            Ok(None) => Detail::Gone,
+            Ok(Some(job)) => {
+                answered = true;
+                Detail::Found(job)
+            }
+            Ok(None) => {
+                answered = true;
+                Detail::Gone
+            }
             Err(e) if e.is_about_one_job() => {
                 tracing::debug!(job = %id, error = %e, "look-up failed for this job");
                 first_failure.get_or_insert(e);
                 Detail::Failed
             }
-            Err(e) => return Err(e),
+            Err(e @ (ApiError::Unauthorized { .. } | ApiError::RateLimited { .. })) => {
+                return Err(e)
+            }
+            Err(e) => {
+                api_failures += 1;
+                if !answered && api_failures >= ALL_FAILED_MIN {
+                    return Err(e);
+                }
+                tracing::debug!(job = %id, error = %e, "look-up failed the API's way");
+                api_failure.get_or_insert(e);
+                Detail::Failed
+            }
         };
         out.insert(id, detail);
     }
     let failed = out.values().filter(|d| matches!(d, Detail::Failed)).count();
+    let all_failed = failed == out.len() && failed >= ALL_FAILED_MIN;
     Ok(Lookups {
-        all_failed: first_failure.filter(|_| failed == out.len() && failed >= ALL_FAILED_MIN),
+        all_failed: match api_failure {
+            Some(e) if !answered => Some(e),
+            _ => first_failure.filter(|_| all_failed),
+        },
         details: out,
     })
 }
@@ -1052,6 +1088,69 @@ mod tests {
         assert!(result.full_pages_undecodable);
         assert_eq!(result.outcome.completions.len(), 11);
         assert_eq!(result.lookups_failed, 1);
+    }
+
+    #[tokio::test]
+    async fn a_first_poll_whose_live_listing_holds_ended_jobs_counts_none_of_them() {
+        // The API ignores exclude_states: the live listing shows every job.
+        let mut api = MemoryApi::new(
+            (0..10)
+                .map(|i| job(i, JobStatus::Finished, NOW - 600_000 + i as i64 * 1000))
+                .collect(),
+        );
+        api.unfiltered = true;
+        api.date = Some(NOW);
+        let result = poll(&mut JobTracker::new(), &api, &request(NOW))
+            .await
+            .unwrap();
+        assert!(result.live_listing_unfiltered);
+        assert!(
+            result.outcome.completions.is_empty(),
+            "{:?}",
+            result.outcome.completions
+        );
+    }
+
+    #[tokio::test]
+    async fn one_job_with_an_id_years_ahead_moves_no_window_and_no_horizon() {
+        // No Date; one job's id says 2030, its createdAt says now.
+        let mut bogus = job(1, JobStatus::Queued, NOW - 60_000);
+        bogus.id = JobId::Ulid(ulid::Ulid::from_parts(1_900_000_000_000, 1));
+        let mut api = MemoryApi::new(vec![job(2, JobStatus::Queued, NOW - 30_000), bogus]);
+        let mut tracker = JobTracker::new();
+        let result = poll(&mut tracker, &api, &request(NOW)).await.unwrap();
+        assert_eq!(result.now, NOW, "the poll goes by the exporter's clock");
+        // A job created and ended after the start is counted.
+        api.jobs.push(job(3, JobStatus::Finished, NOW + 10_000));
+        let result = poll(&mut tracker, &api, &request(NOW + 60_000))
+            .await
+            .unwrap();
+        assert_eq!(result.outcome.completions.len(), 1);
+        assert_eq!(result.now, NOW + 60_000);
+    }
+
+    #[tokio::test]
+    async fn one_look_up_that_times_out_among_answered_ones_is_that_jobs_trouble() {
+        let (mut api, mut tracker) = baseline_then_all_end(3).await;
+        api.date = Some(NOW + 60_000);
+        api.timing_out = HashSet::from([api.jobs[0].id.clone()]);
+        let result = poll(&mut tracker, &api, &request(NOW + 60_000))
+            .await
+            .unwrap();
+        assert_eq!(result.outcome.completions.len(), 2);
+        assert_eq!(result.lookups_failed, 1);
+        // Alone, it is tried against a probe of another job, which answers.
+        api.jobs[1].status = JobStatus::Finished;
+        let result = poll(&mut tracker, &api, &request(NOW + 120_000))
+            .await
+            .unwrap();
+        assert_eq!(result.lookups_failed, 1);
+        // With every look-up timing out, the API is down: the poll fails.
+        api.timing_out = api.jobs.iter().map(|j| j.id.clone()).collect();
+        let err = poll(&mut tracker, &api, &request(NOW + 180_000))
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "timeout");
     }
 
     #[tokio::test]

@@ -91,6 +91,9 @@ struct Unpublished {
     took: Duration,
     /// Attempts to publish it so far.
     tries: u8,
+    /// Its numbers went to the metrics (or began to: a panic half-way is
+    /// not repeated, so nothing is counted twice).
+    counted: bool,
 }
 
 /// One account's poller. A clone shares the bookkeeping (the supervisor
@@ -345,6 +348,7 @@ impl AccountPoller {
             at: now,
             took: started.elapsed(),
             tries: 0,
+            counted: false,
         });
         Ok(())
     }
@@ -419,14 +423,16 @@ impl AccountPoller {
             return;
         };
         left.tries += 1;
-        let (result, now) = (&left.result, left.at);
-        let outcome = &result.outcome;
         // A fault drill (`--features failpoints`): a panic with the poll
         // applied and its completions not yet published.
         fail::fail_point!("poll-publish");
-        self.metrics.apply_outcome(&name, outcome, now);
-        self.metrics.jobs_skipped(&name, &result.skipped);
-        self.metrics.poll_notes(&name, result);
+        let (result, now) = (&left.result, left.at);
+        let outcome = &result.outcome;
+        if !std::mem::replace(&mut left.counted, true) {
+            self.metrics.apply_outcome(&name, outcome, now);
+            self.metrics.jobs_skipped(&name, &result.skipped);
+            self.metrics.poll_notes(&name, result);
+        }
         if !outcome.given_up.is_empty() {
             const SHOWN: usize = 10;
             let ids: Vec<String> = outcome

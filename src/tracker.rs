@@ -86,6 +86,9 @@ const LEFT: u8 = 32;
 /// the next listing that shows it waiting or running (read before it ended,
 /// or behind) does not take it back. Cleared by the next listing.
 const DELIVERED: u8 = 64;
+/// Ended, and looked up (or its look-up given up) without a `createdAt`:
+/// not looked up again for one (see `plan_poll`).
+const NO_CREATED_AT: u8 = 128;
 
 /// What is remembered of one job: 16 bytes.
 #[derive(Debug, Clone, Copy)]
@@ -430,6 +433,11 @@ pub struct PollFacts<'a> {
     pub whole_from: Option<UnixMillis>,
     /// At the first poll, what it knows of the moment it started from.
     pub baseline: Option<&'a Baseline>,
+    /// Where the API's own jobs show its clock at least (the newest job's
+    /// id, when no `Date` is believed): a time up to this plus
+    /// [`CLOCK_SKEW_MS`] is plausible, not "in the future". It moves no
+    /// window and no horizon, so one job with a bogus id cannot either.
+    pub api_at_least: Option<UnixMillis>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -454,6 +462,8 @@ pub struct JobTracker {
     /// Polls applied: where the look-ups put off in turn start (see
     /// [`JobTracker::lookup_turn`]).
     polls: usize,
+    /// [`PollFacts::api_at_least`] of the last poll, for deliveries.
+    api_at_least: Option<UnixMillis>,
 }
 
 /// One pass of [`JobTracker::apply`] over the jobs: what it works with
@@ -466,6 +476,9 @@ struct ApplyPass<'a> {
     /// The `from_date` of a scan that read the whole window.
     whole_from: Option<UnixMillis>,
     now: UnixMillis,
+    /// The latest plausible time: `now` plus [`CLOCK_SKEW_MS`], or later
+    /// when the API's own jobs show its clock ahead (see [`PollFacts`]).
+    latest: UnixMillis,
     window_start: UnixMillis,
     /// [`JobTracker::count_from`] as it was before this poll.
     count_from: UnixMillis,
@@ -561,9 +574,11 @@ impl ApplyPass<'_> {
             failures: 0,
         });
         tracked.status = status;
-        if job.is_some() || given_up || !status.is_terminal() {
-            tracked.failures = 0;
-        }
+        tracked.failures = if job.is_some() || given_up || detail.is_none() {
+            0
+        } else {
+            failures
+        };
         tracked.set(GONE, false);
         tracked.set(LEFT, false);
         if given_up {
@@ -580,11 +595,14 @@ impl ApplyPass<'_> {
             let first_ended = new || tracked.has(FIRST_ENDED);
             self.settle(&mut tracked, shown.id, job, first_ended);
         }
-        if status.is_terminal() && (given_up || job.is_some()) && tracked.created_at == UNKNOWN {
-            // Looked up (or given up) and still no `createdAt`: not asked
-            // for it again (see `plan_poll`).
-            tracked.failures = MAX_LOOKUP_FAILURES;
-        }
+        // Looked up (or given up) and still no `createdAt`: not asked for
+        // it again (see `plan_poll`).
+        tracked.set(
+            NO_CREATED_AT,
+            status.is_terminal()
+                && tracked.created_at == UNKNOWN
+                && (given_up || job.is_some() || tracked.has(NO_CREATED_AT)),
+        );
         tracked
     }
 
@@ -632,7 +650,7 @@ impl ApplyPass<'_> {
     /// taken for new). Without either, it is not counted (a missed
     /// completion rather than a false one).
     fn counts_as_new(&self, id: &JobId, job: Option<&ApiJob>) -> bool {
-        let latest = self.now.saturating_add(CLOCK_SKEW_MS);
+        let latest = self.latest;
         let created_at = job
             .and_then(|found| found.created_at)
             .filter(|at| *at <= latest);
@@ -685,8 +703,9 @@ impl ApplyPass<'_> {
                 tracked.set(LEFT, false);
                 tracked.set(LOOKUP, false);
             }
-            Some(Detail::Found(found)) => {
+            Some(Detail::Found(found)) if found.id == *id => {
                 tracked.status = self.statuses.code(&found.status);
+                tracked.failures = 0;
                 tracked.set(LEFT, false);
                 let first_ended = tracked.has(FIRST_ENDED);
                 self.settle(tracked, id, Some(found), first_ended);
@@ -694,8 +713,8 @@ impl ApplyPass<'_> {
             // It left the listing of jobs not ended (or the scan that
             // should show it), and nobody says how it ended yet.
             Some(Detail::Unknown | Detail::Failed) if tracked.going() => tracked.set(LEFT, true),
-            Some(Detail::Unknown | Detail::Failed) => {}
-            None => {}
+            // Unknown, failed, or an answer about another job.
+            Some(_) | None => {}
         }
         let latest = self.now.saturating_add(MAX_CLOCK_OFFSET_MS);
         let created = tracked.created_latest(id, latest, created_by);
@@ -708,12 +727,10 @@ impl ApplyPass<'_> {
             // A read of the whole window shows every job the API has created
             // in it: an ended job it does not show was deleted, or left the
             // window by its `createdAt` whatever its id says. Out of the
-            // numbers; remembered as counted unless it was created before
-            // the counting horizon (then, listed again, it is judged old by
-            // that time, its `createdAt` where known, and never counted).
-            let created_at = (tracked.created_at != UNKNOWN).then_some(tracked.created_at);
-            let earliest = [created_at, id.created_hint()].into_iter().flatten().min();
-            if earliest.or(created).is_none_or(|at| at < self.count_from) {
+            // numbers; remembered as counted unless every account of its
+            // age is older than the counting horizon (then, listed again,
+            // it is judged old whatever it is judged by, and never counted).
+            if created.is_none_or(|at| at < self.count_from) {
                 return false;
             }
             tracked.set(GONE, true);
@@ -809,13 +826,15 @@ impl JobTracker {
         oldest
     }
 
-    /// The newest remembered job (by its ULID) that `skip` does not take:
+    /// The newest remembered job (by its ULID), not known to be gone, that
+    /// `skip` does not take:
     /// one to look up to tell whether look-ups work at all.
     pub fn newest_known(&self, skip: impl Fn(&JobId) -> bool) -> Option<JobId> {
         self.jobs
             .ulids
             .iter()
             .rev()
+            .filter(|entry| !entry.tracked.has(GONE))
             .map(Entry::id)
             .find(|id| !skip(id))
     }
@@ -911,7 +930,7 @@ impl JobTracker {
                 && listed_from
                     .is_some_and(|from| shown.id.created_hint().is_none_or(|at| at < from))
                 && tracked.is_none_or(|t| {
-                    t.created_at == UNKNOWN && t.failures < MAX_LOOKUP_FAILURES && !t.has(GONE)
+                    t.created_at == UNKNOWN && !t.has(NO_CREATED_AT) && !t.has(GONE)
                 })
         };
         let wanted = |shown: ScanJob, tracked: Option<&Tracked>| {
@@ -1002,6 +1021,9 @@ impl JobTracker {
             baseline: None,
             whole_from: None,
             now,
+            latest: now
+                .max(self.api_at_least.unwrap_or(now))
+                .saturating_add(CLOCK_SKEW_MS),
             window_start: UnixMillis::MIN,
             count_from: self.count_from,
             out: Outcome::default(),
@@ -1042,7 +1064,7 @@ impl JobTracker {
                 }
             }
             None => {
-                let latest = now.saturating_add(CLOCK_SKEW_MS);
+                let latest = pass.latest;
                 let created_at = job.created_at.filter(|at| *at <= latest);
                 let hint = id.created_hint().filter(|at| *at <= latest);
                 let created = [hint, created_at].into_iter().flatten().min();
@@ -1136,6 +1158,9 @@ impl JobTracker {
             baseline: facts.baseline.filter(|_| first),
             whole_from: facts.whole_from,
             now,
+            latest: now
+                .max(facts.api_at_least.unwrap_or(now))
+                .saturating_add(CLOCK_SKEW_MS),
             window_start,
             count_from: self.count_from,
             out: Outcome {
@@ -1265,6 +1290,7 @@ impl JobTracker {
         }
         .max(window_start);
         self.polls = self.polls.wrapping_add(1);
+        self.api_at_least = facts.api_at_least;
         self.applying = false;
         out.tracked = self.jobs.len();
         out
@@ -1275,7 +1301,7 @@ impl JobTracker {
 /// Impossible values are counted in `out.invalid` and not observed.
 fn observe(tracked: &mut Tracked, id: &JobId, job: Option<&ApiJob>, pass: &mut ApplyPass) {
     let (first, statuses, out) = (pass.first, &*pass.statuses, &mut pass.out);
-    let latest = pass.now.saturating_add(CLOCK_SKEW_MS);
+    let latest = pass.latest;
     if let Some(at) = job.and_then(|found| found.created_at) {
         if at > latest {
             out.invalid.created_at += 1;
@@ -2125,6 +2151,7 @@ mod tests {
             now: NOW + 120_000,
             whole_from: Some(WINDOW_START),
             baseline: None,
+            api_at_least: None,
         };
         let o = t.apply_poll(&scan(&[(1, "finished")]), &HashMap::new(), &whole);
         assert_eq!(jobs_in(&o, "finished"), 1);
@@ -2174,6 +2201,7 @@ mod tests {
             now: T0 + 12_000,
             whole_from: Some(WINDOW_START),
             baseline: Some(&baseline),
+            api_at_least: None,
         };
         t.set_clock_is_the_apis(true);
         let o = t.apply_poll(&s, &d, &facts);

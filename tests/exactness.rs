@@ -383,8 +383,11 @@ async fn one_job_whose_look_up_always_fails_does_not_freeze_the_account() {
         .for_job(bad.to_string()),
     );
     let before = terminal_ids(&sim);
+    // Fewer than 5 polls in a row see its look-up fail before the fault
+    // lifts (at most 2, then 2): not given up (tests/exact_once.rs has
+    // the give-up).
     let exp = exporter(&sim, &[("max_retries", "1")]);
-    let m = exp.polls("main", 2).await;
+    let m = exp.polls("main", 1).await;
     assert_eq!(up(&m), Some(1.0));
     assert_in_view(&m, &sim, HOUR, "start");
     let failures = lookup_failures(&m);
@@ -395,7 +398,7 @@ async fn one_job_whose_look_up_always_fails_does_not_freeze_the_account() {
         set_status(&sim, *id, JobStatus::Finished);
     }
     set_status(&sim, others[3], JobStatus::Error);
-    let m = exp.polls("main", 3).await;
+    let m = exp.polls("main", 1).await;
     assert_eq!(up(&m), Some(1.0), "the account goes on");
     assert_counted(&m, &sim, &before, &[bad], "the bad job still unread");
     assert_eq!(completed(&m, "main", "finished"), Some(3.0));
@@ -758,19 +761,22 @@ async fn jobs_with_odd_ids(in_view_too: bool) {
     }
 
     // The jobs created before the start are older than the window now:
-    // forgotten, the ones that ended before the start included.
+    // out of the numbers, the ones that ended before the start included;
+    // forgotten, but for the two whose id is 10 minutes later than their
+    // createdAt, remembered (counted, out of the numbers) until their id's
+    // time leaves the window, so that listed again they count nothing.
     let started = sim.sim.with_farm(|f| f.now()) - t;
     tokio::time::sleep(Duration::from_millis((16 * SEC - started).max(0) as u64)).await;
     let held: f64 = in_view(&sim, WINDOW).values().sum();
     assert_eq!(held, 3.0, "the jobs created after the start");
     let m = exp
         .wait_for(
-            |m| tracked_jobs(m) == Some(held),
-            "the jobs older than the window forgotten",
+            |m| tracked_jobs(m) == Some(held + 2.0),
+            "the jobs older than the window out of the numbers",
         )
         .await;
-    assert_in_view(&m, &sim, WINDOW, "the old jobs forgotten");
-    ends.assert_counted(&m, &sim, "the old jobs forgotten");
+    assert_in_view(&m, &sim, WINDOW, "the old jobs out of the numbers");
+    ends.assert_counted(&m, &sim, "the old jobs out of the numbers");
 }
 
 #[tokio::test]

@@ -24,6 +24,8 @@ pub struct MemoryApi {
     pub look_ups_fail: bool,
     /// `GET /jobs/{id}` of these answers 500.
     pub failing: HashSet<JobId>,
+    /// `GET /jobs/{id}` of these never answers (a timeout).
+    pub timing_out: HashSet<JobId>,
     /// Jobs no parser can read: a full page holding one fails to decode,
     /// and so does its look-up; its minimal entry does not.
     pub poisoned: HashSet<JobId>,
@@ -100,7 +102,12 @@ impl JobSource for MemoryApi {
         if let Ok(mut looked_up) = self.looked_up.lock() {
             looked_up.push(id.clone());
         }
-        let answer = if self.look_ups_fail || self.failing.contains(id) {
+        let answer = if self.timing_out.contains(id) {
+            Err(ApiError::Timeout {
+                endpoint: "get_job",
+                timeout: std::time::Duration::from_secs(10),
+            })
+        } else if self.look_ups_fail || self.failing.contains(id) {
             Err(ApiError::Status {
                 endpoint: "get_job",
                 code: 500,
