@@ -697,6 +697,14 @@ impl ApplyPass<'_> {
             _ => detail,
         };
         match detail {
+            Some(Detail::Gone) if tracked.has(LOOKUP) && tracked.status.is_terminal() => {
+                // A listing showed it ended, and it was deleted before its
+                // detail came: counted from that listing, then gone.
+                tracked.set(LOOKUP, false);
+                let first_ended = tracked.has(FIRST_ENDED);
+                self.settle(tracked, id, None, first_ended);
+                tracked.set(GONE, true);
+            }
             Some(Detail::Gone) if !tracked.has(COUNTED) => return false,
             Some(Detail::Gone) => {
                 tracked.set(GONE, true);
@@ -2249,6 +2257,28 @@ mod tests {
             NOW + 3 * HOUR_MS,
         );
         assert_eq!(jobs_in(&o, "queued"), 1);
+    }
+
+    #[test]
+    fn an_ended_job_deleted_before_its_detail_came_is_counted_from_its_listing() {
+        let mut t = after_first_poll(&[(1, "render:dorender")]);
+        // Shown ended, its look-up fails; then it is gone from the listings
+        // and its look-up says 404.
+        let failed = HashMap::from([(id(1), Detail::Failed)]);
+        let o = t.apply(&scan(&[(1, "finished")]), &failed, WINDOW_START, NOW);
+        assert!(o.completions.is_empty());
+        assert_eq!(t.plan(&scan(&[])), [id(1)]);
+        let gone = HashMap::from([(id(1), Detail::Gone)]);
+        let o = t.apply(&scan(&[]), &gone, WINDOW_START, NOW + 60_000);
+        assert_eq!(o.completions.len(), 1);
+        assert_eq!(jobs_in(&o, "finished"), 0, "out of the numbers");
+        let o = t.apply(
+            &scan(&[(1, "finished")]),
+            &HashMap::new(),
+            WINDOW_START,
+            NOW + 120_000,
+        );
+        assert!(o.completions.is_empty(), "back, not counted again");
     }
 
     #[test]
