@@ -21,8 +21,9 @@
 //!   between polls and deliveries, unless it was shown not ended again
 //!   after its first count (re-queued upstream: counted again only once
 //!   forgotten, older than the window);
-//! - a job a poll counted was shown ended in that poll's list, and so was a
-//!   job counted on a delivery (its look-up).
+//! - a job a poll counted was shown ended in that poll's list (or, gone
+//!   from it, in the last list that showed it), and so was a job counted
+//!   on a delivery (its look-up).
 #![no_main]
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -56,6 +57,10 @@ fuzz_target!(|data: &[u8]| {
     let mut counted: HashSet<JobId> = HashSet::new();
     // Counted jobs since shown not ended (re-queued): they may count again.
     let mut requeued: HashSet<JobId> = HashSet::new();
+    // Whether the last list that showed each job showed it ended: a job
+    // deleted (missing from the list) after a list showed it ended may be
+    // counted from that list.
+    let mut last_shown_ended: HashMap<JobId, bool> = HashMap::new();
     // A job's createdAt is the one it was first shown with: the API does
     // not change when a job was created.
     let mut created: HashMap<JobId, Option<i64>> = HashMap::new();
@@ -127,13 +132,19 @@ fuzz_target!(|data: &[u8]| {
             assert!(out.jobs_by_status.values().sum::<u64>() as usize <= out.tracked);
             assert_eq!(out.tracked, tracker.len());
             for c in &out.completions {
-                assert!(ended.contains(&c.id), "{:?} counted but not shown ended", c.id);
+                let listed = api.jobs.iter().any(|j| j.id == c.id);
+                let shown_ended = ended.contains(&c.id)
+                    || (!listed && last_shown_ended.get(&c.id) == Some(&true));
+                assert!(shown_ended, "{:?} counted but not shown ended", c.id);
                 assert!(
                     counted.insert(c.id.clone()) || requeued.remove(&c.id),
                     "{:?} counted twice",
                     c.id
                 );
             }
+        }
+        for job in &api.jobs {
+            last_shown_ended.insert(job.id.clone(), job.status.is_terminal());
         }
         // Deliveries between this poll and the next, whatever the poll did,
         // each taken as the poller takes it: a delivery that would count is
