@@ -1154,6 +1154,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_probe_that_finds_its_job_gone_does_not_vouch_for_the_api() {
+        // Six jobs end; every look-up of them fails. The probe is the
+        // newest job remembered and not looked up: deleted meanwhile, its
+        // look-up says 404, which says nothing of whether look-ups work.
+        let mut jobs: Vec<ApiJob> = (0..6)
+            .map(|i| job(i, JobStatus::Queued, NOW - 60_000))
+            .collect();
+        jobs.push(job(9, JobStatus::Finished, NOW - 30_000));
+        let mut api = MemoryApi::new(jobs);
+        let mut tracker = JobTracker::new();
+        poll(&mut tracker, &api, &request(NOW)).await.unwrap();
+        api.jobs.pop();
+        for j in &mut api.jobs {
+            j.status = JobStatus::Finished;
+        }
+        api.failing = api.jobs.iter().map(|j| j.id.clone()).collect();
+        let err = poll(&mut tracker, &api, &request(NOW + 60_000))
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "server_error");
+        // The probe answering with its own job: those six are broken.
+        api.jobs.push(job(9, JobStatus::Finished, NOW - 30_000));
+        let result = poll(&mut tracker, &api, &request(NOW + 120_000))
+            .await
+            .unwrap();
+        assert_eq!(result.lookups_failed, 6);
+    }
+
+    #[tokio::test]
     async fn a_few_deliveries_are_looked_up_one_by_one() {
         let jobs: Vec<ApiJob> = (0..3)
             .map(|i| job(i, JobStatus::Error, NOW - 1000))
