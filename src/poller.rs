@@ -76,8 +76,9 @@ struct Bookkeeping {
     window: Option<Duration>,
     /// A poll applied to the tracker whose outcome is not in the metrics
     /// yet. A poller that dies before publishing it leaves it here: the
-    /// restarted one publishes it first, so the bookkeeping and the
-    /// completions are never parted. If publishing it kills the poller
+    /// restarted one publishes it first (its counters at most once: a
+    /// death half-way through them loses the rest rather than count
+    /// twice). If publishing it kills the poller
     /// twice, the supervisor drops it with the bookkeeping (a fresh
     /// baseline).
     unpublished: Option<Unpublished>,
