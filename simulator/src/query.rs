@@ -76,84 +76,89 @@ impl ListQuery {
             ..ListQuery::default()
         };
         for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
-            match k.as_ref() {
-                "minimal" => {
-                    q.minimal = match v.as_ref() {
-                        "true" => true,
-                        "false" => false,
-                        _ => {
-                            return Err(QueryError::new(
-                                "minimal",
-                                format!("minimal must be 'true' or 'false', got '{v}'"),
-                            ))
-                        }
-                    }
-                }
-                "from" => {
-                    q.from = v.parse::<usize>().map_err(|_| {
-                        QueryError::new(
-                            "from",
-                            format!("from must be an integer >= 0, got '{v}'"),
-                        )
-                    })?
-                }
-                "limit" => {
-                    q.limit = v
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|l| (1..=MAX_LIMIT).contains(l))
-                        .ok_or_else(|| {
-                            QueryError::new(
-                                "limit",
-                                format!("limit must be an integer between 1 and {MAX_LIMIT}, got '{v}'"),
-                            )
-                        })?
-                }
-                "from_date" | "to_date" => {
-                    let t = parse_millis(&v).ok_or_else(|| {
-                        let field = if k == "from_date" { "from_date" } else { "to_date" };
-                        QueryError::new(
-                            field,
-                            format!("{field} must be an ISO 8601 date-time like 2025-08-14T08:01:10Z, got '{v}'"),
-                        )
-                    })?;
-                    if k == "from_date" {
-                        q.from_date = Some(t)
-                    } else {
-                        q.to_date = Some(t)
-                    }
-                }
-                "states" => q.states = Some(parse_states("states", &v)?),
-                "exclude_states" => q.exclude_states = Some(parse_states("exclude_states", &v)?),
-                "sort" => {
-                    q.sort = match v.as_ref() {
-                        "oldest_first" => Sort::OldestFirst,
-                        "newest_first" => Sort::NewestFirst,
-                        "random" => Sort::Random,
-                        "priority" => Sort::Priority,
-                        _ => {
-                            return Err(QueryError::new(
-                                "sort",
-                                format!("sort must be one of oldest_first, newest_first, random, priority; got '{v}'"),
-                            ))
-                        }
-                    }
-                }
-                "tags" => {
-                    if !valid_tags(&v) {
-                        return Err(QueryError::new(
-                            "tags",
-                            format!("tags must match ^[a-zA-Z0-9-_]+(,[a-zA-Z0-9-_]+)*$, got '{v}'"),
-                        ));
-                    }
-                    q.tags = Some(v.split(',').map(str::to_owned).collect());
-                }
-                // Unknown parameters are ignored, as an OpenAPI validator does.
-                _ => {}
-            }
+            q.take(&k, &v)?;
         }
         Ok(q)
     }
+
+    /// Takes one parameter, `k=v`.
+    fn take(&mut self, k: &str, v: &str) -> Result<(), QueryError> {
+        match k {
+            "minimal" => self.minimal = parse_minimal(v)?,
+            "from" => self.from = parse_from(v)?,
+            "limit" => self.limit = parse_limit(v)?,
+            "from_date" => self.from_date = Some(parse_date("from_date", v)?),
+            "to_date" => self.to_date = Some(parse_date("to_date", v)?),
+            "states" => self.states = Some(parse_states("states", v)?),
+            "exclude_states" => self.exclude_states = Some(parse_states("exclude_states", v)?),
+            "sort" => self.sort = parse_sort(v)?,
+            "tags" => self.tags = Some(parse_tags(v)?),
+            // Unknown parameters are ignored, as an OpenAPI validator does.
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn parse_minimal(v: &str) -> Result<bool, QueryError> {
+    match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(QueryError::new(
+            "minimal",
+            format!("minimal must be 'true' or 'false', got '{v}'"),
+        )),
+    }
+}
+
+fn parse_from(v: &str) -> Result<usize, QueryError> {
+    v.parse::<usize>()
+        .map_err(|_| QueryError::new("from", format!("from must be an integer >= 0, got '{v}'")))
+}
+
+fn parse_limit(v: &str) -> Result<usize, QueryError> {
+    v.parse::<usize>()
+        .ok()
+        .filter(|l| (1..=MAX_LIMIT).contains(l))
+        .ok_or_else(|| {
+            QueryError::new(
+                "limit",
+                format!("limit must be an integer between 1 and {MAX_LIMIT}, got '{v}'"),
+            )
+        })
+}
+
+/// `from_date` or `to_date`.
+fn parse_date(field: &'static str, v: &str) -> Result<UnixMillis, QueryError> {
+    parse_millis(v).ok_or_else(|| {
+        QueryError::new(
+            field,
+            format!("{field} must be an ISO 8601 date-time like 2025-08-14T08:01:10Z, got '{v}'"),
+        )
+    })
+}
+
+fn parse_sort(v: &str) -> Result<Sort, QueryError> {
+    match v {
+        "oldest_first" => Ok(Sort::OldestFirst),
+        "newest_first" => Ok(Sort::NewestFirst),
+        "random" => Ok(Sort::Random),
+        "priority" => Ok(Sort::Priority),
+        _ => Err(QueryError::new(
+            "sort",
+            format!("sort must be one of oldest_first, newest_first, random, priority; got '{v}'"),
+        )),
+    }
+}
+
+fn parse_tags(v: &str) -> Result<Vec<String>, QueryError> {
+    if !valid_tags(v) {
+        return Err(QueryError::new(
+            "tags",
+            format!("tags must match ^[a-zA-Z0-9-_]+(,[a-zA-Z0-9-_]+)*$, got '{v}'"),
+        ));
+    }
+    Ok(v.split(',').map(str::to_owned).collect())
 }
 
 #[cfg(test)]

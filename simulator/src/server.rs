@@ -344,71 +344,96 @@ impl Simulator {
             st.faults.decide(&request, now)
         };
         match fault {
-            None => {}
-            Some(Fault::Slow { delay }) => tokio::time::sleep(delay).await,
-            Some(Fault::Hang) => {
-                tokio::time::sleep(self.hang_for).await;
-                return Reply::Reset;
+            None => self.serve(route, query, auth, body),
+            Some(fault) => self.faulted(fault, route, query, auth, body).await,
+        }
+    }
+
+    /// Answers a request as `fault` has it: in place of the API, or (slow)
+    /// as the API would, late.
+    async fn faulted(
+        &self,
+        fault: Fault,
+        route: Route,
+        query: &str,
+        auth: Option<&HeaderValue>,
+        body: &[u8],
+    ) -> Reply {
+        match fault {
+            Fault::Slow { delay } => {
+                tokio::time::sleep(delay).await;
+                self.serve(route, query, auth, body)
             }
-            Some(Fault::ConnectionReset) => return Reply::Reset,
-            Some(Fault::Unauthorized) => return empty(StatusCode::UNAUTHORIZED),
-            Some(Fault::Status { code }) => {
+            Fault::Hang => {
+                tokio::time::sleep(self.hang_for).await;
+                Reply::Reset
+            }
+            Fault::ConnectionReset => Reply::Reset,
+            Fault::Unauthorized => empty(StatusCode::UNAUTHORIZED),
+            Fault::Status { code } => {
                 let status =
                     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                return error(status, status.canonical_reason().unwrap_or("Server error"));
+                error(status, status.canonical_reason().unwrap_or("Server error"))
             }
-            Some(Fault::RateLimited { retry_after }) => {
-                let value = match retry_after {
-                    RetryAfter::Seconds(s) => s.to_string(),
-                    RetryAfter::HttpDate(s) => {
-                        // httpdate formats years up to 9999 only.
-                        let at = (self.clock.now_millis().max(0) as u64 / 1000)
-                            .saturating_add(s)
-                            .min(253_402_300_799);
-                        httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(at))
-                    }
-                    RetryAfter::Raw(v) => v,
-                };
-                let mut reply = error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
-                if let (Reply::Answer(r), Ok(v)) = (&mut reply, HeaderValue::from_str(&value)) {
-                    r.headers_mut().insert(RETRY_AFTER, v);
-                }
-                return reply;
-            }
-            Some(Fault::Answer { body }) => {
-                return answer(
-                    StatusCode::OK,
-                    serde_json::to_vec(&body).unwrap_or_default(),
-                )
-            }
-            Some(Fault::MalformedJson) => {
-                return answer(
-                    StatusCode::OK,
-                    br#"[{"id":"01JTRDF7HCR8QAHYW8GPCP4S9Y","status":"queued",}"#.to_vec(),
-                )
-            }
-            Some(Fault::Truncated) => {
-                let whole = match self.serve(route, query, auth, body) {
-                    Reply::Answer(r) => r,
-                    Reply::Reset => return Reply::Reset,
-                };
-                let (parts, b) = whole.into_parts();
-                let SimBody::Full(Some(bytes)) = b else {
-                    return Reply::Reset;
-                };
-                let mut r = Response::from_parts(
-                    parts,
-                    SimBody::Cut(
-                        Some(bytes.slice(..bytes.len() / 2)),
-                        Box::pin(tokio::time::sleep(Duration::from_millis(50))),
-                    ),
-                );
-                r.headers_mut()
-                    .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-                return Reply::Answer(r);
-            }
+            Fault::RateLimited { retry_after } => self.rate_limited(retry_after),
+            Fault::Answer { body } => answer(
+                StatusCode::OK,
+                serde_json::to_vec(&body).unwrap_or_default(),
+            ),
+            Fault::MalformedJson => answer(
+                StatusCode::OK,
+                br#"[{"id":"01JTRDF7HCR8QAHYW8GPCP4S9Y","status":"queued",}"#.to_vec(),
+            ),
+            Fault::Truncated => self.truncated(route, query, auth, body),
         }
-        self.serve(route, query, auth, body)
+    }
+
+    /// A 429 with its `Retry-After`.
+    fn rate_limited(&self, retry_after: RetryAfter) -> Reply {
+        let value = match retry_after {
+            RetryAfter::Seconds(s) => s.to_string(),
+            RetryAfter::HttpDate(s) => {
+                // httpdate formats years up to 9999 only.
+                let at = (self.clock.now_millis().max(0) as u64 / 1000)
+                    .saturating_add(s)
+                    .min(253_402_300_799);
+                httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(at))
+            }
+            RetryAfter::Raw(v) => v,
+        };
+        let mut reply = error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
+        if let (Reply::Answer(r), Ok(v)) = (&mut reply, HeaderValue::from_str(&value)) {
+            r.headers_mut().insert(RETRY_AFTER, v);
+        }
+        reply
+    }
+
+    /// The usual answer, its body cut in half (its `Content-Length` whole).
+    fn truncated(
+        &self,
+        route: Route,
+        query: &str,
+        auth: Option<&HeaderValue>,
+        body: &[u8],
+    ) -> Reply {
+        let whole = match self.serve(route, query, auth, body) {
+            Reply::Answer(r) => r,
+            Reply::Reset => return Reply::Reset,
+        };
+        let (parts, b) = whole.into_parts();
+        let SimBody::Full(Some(bytes)) = b else {
+            return Reply::Reset;
+        };
+        let mut r = Response::from_parts(
+            parts,
+            SimBody::Cut(
+                Some(bytes.slice(..bytes.len() / 2)),
+                Box::pin(tokio::time::sleep(Duration::from_millis(50))),
+            ),
+        );
+        r.headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        Reply::Answer(r)
     }
 
     fn serve(&self, route: Route, query: &str, auth: Option<&HeaderValue>, body: &[u8]) -> Reply {
