@@ -171,7 +171,7 @@ fn tracking(c: &mut Criterion) {
 
 fn scraping(c: &mut Criterion) {
     let metrics = Metrics::new(&Default::default());
-    metrics.register_account("main");
+    let _main = metrics.account("main");
     let mut g = c.benchmark_group("metrics");
     g.bench_function("encode_one_account", |b| b.iter(|| metrics.encode()));
     g.bench_function("scrape_one_account_unchanged", |b| {

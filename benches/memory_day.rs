@@ -23,17 +23,15 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nexrender_exporter::api::{ApiClient, ClientPolicy};
 use nexrender_exporter::board::StatusBoard;
-use nexrender_exporter::config::Account;
+use nexrender_exporter::clock::ManualClock;
+use nexrender_exporter::config::{Account, PollConfig};
 use nexrender_exporter::metrics::Metrics;
-use nexrender_exporter::poller::{AccountPoller, PollSettings};
+use nexrender_exporter::poller::AccountPoller;
 use nexrender_exporter::secret::Secret;
-use nexrender_simulator::clock::ManualClock;
 use nexrender_simulator::{LifecycleConfig, PrefillConfig, SimulatorConfig};
 
 /// 2026-01-01T00:00:00Z.
@@ -52,7 +50,7 @@ fn env_or(key: &str, default: usize) -> usize {
 fn simulator_child(jobs: usize) {
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
     rt.block_on(async {
-        let clock = ManualClock::new(T0);
+        let clock = nexrender_simulator::clock::ManualClock::new(T0);
         let per_minute = jobs as f64 / 1440.0;
         let cfg = SimulatorConfig {
             tokens: vec!["t".into()],
@@ -84,14 +82,6 @@ fn simulator_child(jobs: usize) {
             println!("ok");
         }
     });
-}
-
-struct Time(AtomicI64);
-
-impl nexrender_exporter::clock::Clock for Time {
-    fn now_millis(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
 }
 
 fn status_kb(field: &str) -> u64 {
@@ -160,7 +150,7 @@ fn main() {
 
     // The exporter's runtime, as its main sets it up.
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
-    let time = Arc::new(Time(AtomicI64::new(T0)));
+    let time = ManualClock::new(T0);
     let metrics = Metrics::new(&Default::default());
     let policy = ClientPolicy {
         // The default 10 requests/s would only make each whole-window read
@@ -169,8 +159,9 @@ fn main() {
         timeout: Duration::from_secs(120),
         ..ClientPolicy::default()
     };
-    let client = ApiClient::new(&api_url, Secret::new("t"), policy, metrics.observer("main"))
-        .expect("a client");
+    let handle = metrics.account("main");
+    let client =
+        ApiClient::new(&api_url, Secret::new("t"), policy, handle.clone()).expect("a client");
     let account = Account {
         name: "main".into(),
         api_url: api_url.clone(),
@@ -178,12 +169,12 @@ fn main() {
         webhook_secret: None,
         tags: Vec::new(),
     };
-    let settings = PollSettings::default();
+    let settings = PollConfig::default();
     let interval = settings.interval.as_millis() as i64;
     let mut poller = AccountPoller::new(
         account,
         client,
-        metrics.clone(),
+        handle,
         StatusBoard::new(&["main".into()]),
         time.clone(),
         settings,
@@ -207,10 +198,10 @@ fn main() {
         let mut hour_peak = 0;
         for i in 0..polls_per_hour {
             let t = T0 + (hour * polls_per_hour + i) * interval;
-            time.0.store(t, Ordering::SeqCst);
+            time.set(t);
             set_time(t);
             reset_peak();
-            rt.block_on(poller.cycle());
+            rt.block_on(poller.poll());
             std::hint::black_box(metrics.scrape_gzip());
             let peak = status_kb("VmHWM:");
             hour_peak = hour_peak.max(peak);

@@ -11,7 +11,7 @@
 //!   NEXRENDER_BENCH_JOBS=100000 cargo bench --bench poll_cycle
 //!   NEXRENDER_BENCH_DEFAULT_ALLOCATOR=1 cargo bench --bench poll_cycle  # glibc untuned
 //!
-//! The cycle is `nexrender_exporter::cycle::poll`, the very function the
+//! The cycle is `nexrender_exporter::poll::poll`, the very function the
 //! poller runs, over a poll that reads the whole window (the first poll, and
 //! the hourly full rescan): paging, decoding every minimal page, putting the
 //! scan together (overlap, repeats), planning the look-ups, choosing which to
@@ -28,18 +28,17 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::hint::black_box;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use nexrender_exporter::api::job::DecodeError;
 use nexrender_exporter::api::{
-    parse_job, parse_minimal_page, parse_page, ApiError, ApiJob, JobId, ListFilter, ListPageQuery,
-    MinimalJob, Page,
+    parse_job, ApiError, ApiJob, JobId, ListFilter, ListPageQuery, MinimalJob, Page,
 };
-use nexrender_exporter::cycle::{self, JobSource, PollRequest, PollResult};
+use nexrender_exporter::config::PollConfig;
+use nexrender_exporter::poll::memory::Recorded;
+use nexrender_exporter::poll::{self, JobSource, PollRequest, PollResult};
 use nexrender_exporter::tracker::JobTracker;
 use nexrender_simulator::listing::{write_job, write_page};
 use nexrender_simulator::{LifecycleConfig, Simulation};
@@ -50,62 +49,33 @@ const PAGE: u32 = 1000;
 /// Longer than the farm's day of history: every poll reads every job.
 const WINDOW: Duration = Duration::from_secs(2 * 86_400);
 
-type PageKey = (bool, usize, ListFilter);
-
-fn key(q: &ListPageQuery, minimal: bool) -> PageKey {
-    (minimal, q.from, q.filter)
-}
-
-/// The API as the simulator's farm stands at `now`, every answer rendered
-/// when asked and remembered, so that the same poll can be replayed from
-/// memory with nothing left to render.
+/// The API as the simulator's farm stands at `now`: every answer rendered
+/// when asked, and recorded, so that the same poll can be replayed from
+/// memory ([`Recorded`]) with nothing left to render.
 struct Farm<'a> {
     sim: &'a Simulation,
     now: i64,
-    pages: Mutex<HashMap<PageKey, Vec<u8>>>,
-    jobs: Mutex<HashMap<JobId, Option<ApiJob>>>,
+    recorded: Mutex<Recorded>,
 }
 
 impl<'a> Farm<'a> {
     fn new(sim: &'a Simulation, now: i64) -> Self {
+        let mut recorded = Recorded::default();
+        // The API says its time, as the real one does in its Date header.
+        recorded.date = Some(now);
         Farm {
             sim,
             now,
-            pages: Mutex::default(),
-            jobs: Mutex::default(),
+            recorded: Mutex::new(recorded),
         }
     }
 
-    fn replay(self) -> Replay {
-        Replay {
-            pages: self.pages.into_inner().expect("not poisoned"),
-            jobs: self.jobs.into_inner().expect("not poisoned"),
-            now: self.now,
-        }
+    fn recorded(&self) -> std::sync::MutexGuard<'_, Recorded> {
+        self.recorded.lock().expect("not poisoned")
     }
-}
 
-/// Decodes a page as the API client does.
-fn decode<J>(
-    body: &[u8],
-    parse: fn(&[u8]) -> Result<Page<J>, DecodeError>,
-    now: i64,
-) -> Result<Page<J>, ApiError> {
-    parse(body)
-        .map(|page| Page {
-            // The API says its time, as the real one does in its Date header.
-            server_time: Some(now),
-            ..page
-        })
-        .map_err(|e| ApiError::Decode {
-            endpoint: "list_jobs",
-            detail: e.to_string(),
-        })
-}
-
-impl Farm<'_> {
-    /// The page's body, rendered and remembered.
-    fn body(&self, q: &ListPageQuery, minimal: bool) -> Vec<u8> {
+    /// Renders the page's body and records it.
+    fn render(&self, q: &ListPageQuery, minimal: bool) {
         let positions: Vec<usize> = match q.filter {
             ListFilter::Created { from_date, to_date } => {
                 let (lo, hi) = self.sim.created_range(Some(from_date), Some(to_date));
@@ -119,24 +89,22 @@ impl Farm<'_> {
                 .collect(),
         };
         let body = write_page(self.sim, &positions, minimal, self.now);
-        self.pages
-            .lock()
-            .expect("not poisoned")
-            .insert(key(q, minimal), body.clone());
-        body
+        self.recorded().add_page(q, minimal, body);
     }
 }
 
 impl JobSource for Farm<'_> {
     fn list_jobs(&self, q: &ListPageQuery) -> impl Future<Output = Result<Page, ApiError>> + Send {
-        std::future::ready(decode(&self.body(q, false), parse_page, self.now))
+        self.render(q, false);
+        std::future::ready(block_on_ready(self.recorded().list_jobs(q)))
     }
 
     fn list_minimal(
         &self,
         q: &ListPageQuery,
     ) -> impl Future<Output = Result<Page<MinimalJob>, ApiError>> + Send {
-        std::future::ready(decode(&self.body(q, true), parse_minimal_page, self.now))
+        self.render(q, true);
+        std::future::ready(block_on_ready(self.recorded().list_minimal(q)))
     }
 
     fn get_job(&self, id: &JobId) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send {
@@ -145,44 +113,17 @@ impl JobSource for Farm<'_> {
             JobId::Other(_) => None,
         };
         let job = found.map(|j| parse_job(&write_job(self.sim, j, self.now)).expect("valid job"));
-        self.jobs
-            .lock()
-            .expect("not poisoned")
-            .insert(id.clone(), job.clone());
+        self.recorded().add_job(id.clone(), job.clone());
         std::future::ready(Ok(job))
     }
 }
 
-/// The answers of one poll, from memory: pages decoded when asked (that is
-/// part of the cycle), look-ups already decoded.
-struct Replay {
-    pages: HashMap<PageKey, Vec<u8>>,
-    jobs: HashMap<JobId, Option<ApiJob>>,
-    now: i64,
-}
-
-impl Replay {
-    fn body(&self, q: &ListPageQuery, minimal: bool) -> &[u8] {
-        self.pages
-            .get(&key(q, minimal))
-            .expect("the same poll asks the same pages")
-    }
-}
-
-impl JobSource for Replay {
-    fn list_jobs(&self, q: &ListPageQuery) -> impl Future<Output = Result<Page, ApiError>> + Send {
-        std::future::ready(decode(self.body(q, false), parse_page, self.now))
-    }
-
-    fn list_minimal(
-        &self,
-        q: &ListPageQuery,
-    ) -> impl Future<Output = Result<Page<MinimalJob>, ApiError>> + Send {
-        std::future::ready(decode(self.body(q, true), parse_minimal_page, self.now))
-    }
-
-    fn get_job(&self, id: &JobId) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send {
-        std::future::ready(Ok(self.jobs.get(id).cloned().flatten()))
+/// The value of a future that is ready at once (every answer in memory).
+fn block_on_ready<F: Future>(f: F) -> F::Output {
+    let waker = std::task::Waker::noop();
+    match std::pin::pin!(f).poll(&mut std::task::Context::from_waker(waker)) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => unreachable!("answered from memory"),
     }
 }
 
@@ -197,9 +138,9 @@ fn poll(
         window: WINDOW,
         full_scan_due: true,
         page_size: PAGE,
-        ..PollRequest::default()
+        ..PollRequest::new(&PollConfig::default(), 0, true)
     };
-    rt.block_on(cycle::poll(tracker, source, &request))
+    rt.block_on(poll::poll(tracker, source, &request))
         .expect("the farm answers every request")
 }
 
@@ -265,22 +206,20 @@ fn main() {
     // The measured poll, once against the farm to record its answers.
     let farm = Farm::new(&sim, now);
     poll(&rt, &mut tracker.clone(), &farm, now);
-    let replay = farm.replay();
+    let replay = farm.recorded.into_inner().expect("not poisoned");
     // The window's minimal pages: what the floor decodes.
-    let minimal: Vec<&Vec<u8>> = replay
-        .pages
-        .iter()
-        .filter(|(k, _)| k.0 && k.2 != ListFilter::Live)
-        .map(|(_, body)| body)
+    let minimal: Vec<&[u8]> = replay
+        .pages()
+        .filter(|(min, filter, _)| *min && *filter != ListFilter::Live)
+        .map(|(_, _, body)| body)
         .collect();
     let live_pages = replay
-        .pages
-        .keys()
-        .filter(|k| k.2 == ListFilter::Live)
+        .pages()
+        .filter(|(_, filter, _)| *filter == ListFilter::Live)
         .count();
     let bytes: usize = minimal.iter().map(|b| b.len()).sum();
-    let single_lookups = replay.jobs.len();
-    let full_pages = replay.pages.len() - minimal.len() - live_pages;
+    let single_lookups = replay.lookups();
+    let full_pages = replay.pages().count() - minimal.len() - live_pages;
 
     // NEXRENDER_BENCH_PROFILE_CYCLES=N: only the cycle, N times, for a profiler.
     if let Some(n) = std::env::var("NEXRENDER_BENCH_PROFILE_CYCLES")

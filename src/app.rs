@@ -12,10 +12,10 @@ use tokio::task::JoinHandle;
 use crate::api::{ApiClient, ApiError, ClientPolicy};
 use crate::board::StatusBoard;
 use crate::clock::SharedClock;
-use crate::config::{Account, ConfigError, Loaded};
+use crate::config::{Account, Config, ConfigError, Loaded, PollConfig};
 use crate::http::{serve, ServerLimits, WebState};
-use crate::metrics::Metrics;
-use crate::poller::{supervise, AccountPoller, PollSettings};
+use crate::metrics::{AccountMetrics, Metrics};
+use crate::poller::{supervise, AccountPoller};
 use crate::webconfig::{TlsReloader, WebSecurity};
 use crate::webhook::{self, Route};
 
@@ -132,7 +132,7 @@ struct RunningPoller {
     /// poller with a new client can take it over.
     poller: AccountPoller,
     stop: watch::Sender<bool>,
-    settings: watch::Sender<PollSettings>,
+    settings: watch::Sender<PollConfig>,
     task: JoinHandle<()>,
 }
 
@@ -155,12 +155,16 @@ fn same_api(a: &Account, b: &Account) -> bool {
 }
 
 impl Pollers {
-    fn client(&self, account: &Account, policy: &ClientPolicy) -> Result<ApiClient, AppError> {
+    fn client(
+        account: &Account,
+        policy: &ClientPolicy,
+        metrics: Arc<AccountMetrics>,
+    ) -> Result<ApiClient, AppError> {
         ApiClient::new(
             &account.api_url,
             account.token.clone(),
             policy.clone(),
-            self.metrics.observer(&account.name),
+            metrics,
         )
         .map(|client| client.with_tags(&account.tags))
         .map_err(|source| AppError::Client {
@@ -174,14 +178,15 @@ impl Pollers {
         &mut self,
         account: &Account,
         policy: &ClientPolicy,
-        settings: &PollSettings,
+        settings: &PollConfig,
     ) -> Result<(), AppError> {
-        let client = self.client(account, policy)?;
+        let metrics = self.metrics.account(&account.name);
+        let client = Self::client(account, policy, metrics.clone())?;
         self.board.add(&account.name);
         let poller = AccountPoller::new(
             account.clone(),
             client,
-            self.metrics.clone(),
+            metrics,
             self.board.clone(),
             self.clock.clone(),
             settings.clone(),
@@ -203,6 +208,7 @@ impl Pollers {
                 Route {
                     secret: secret.clone(),
                     queue: poller.delivery_queue(),
+                    metrics: poller.metrics(),
                 },
             ),
             None => webhooks.remove_route(&account.name),
@@ -214,7 +220,7 @@ impl Pollers {
         poller: AccountPoller,
         account: &Account,
         policy: &ClientPolicy,
-        settings: &PollSettings,
+        settings: &PollConfig,
     ) {
         let (stop, stop_rx) = watch::channel(false);
         let (settings_tx, settings_rx) = watch::channel(settings.clone());
@@ -244,7 +250,7 @@ impl Pollers {
 
     /// Brings the running pollers in line with `loaded`. Returns what changed.
     async fn apply(&mut self, loaded: &Loaded) -> Result<Vec<String>, AppError> {
-        let settings = PollSettings::from(&loaded.config.poll);
+        let settings = loaded.config.poll.clone();
         let policy = loaded.config.poll.client_policy();
         let mut changes = Vec::new();
         let wanted: Vec<&str> = loaded.accounts.iter().map(|a| a.name.as_str()).collect();
@@ -258,8 +264,9 @@ impl Pollers {
             if let Some(webhooks) = &self.webhooks {
                 webhooks.remove_route(&name);
             }
+            // Its metrics handle goes with its poller and route, and
+            // with it every series of the account.
             self.stop(&name).await;
-            self.metrics.remove_account(&name);
             self.board.remove(&name);
             changes.push(format!("removed {name}"));
         }
@@ -287,18 +294,22 @@ impl Pollers {
                     // rate limit): the same API and jobs, so a poller with
                     // the new client takes over the bookkeeping.
                     let taken_over = r.poller.clone();
-                    let client = self.client(account, &policy)?;
+                    let client = Self::client(account, &policy, taken_over.metrics())?;
                     self.stop(&account.name).await;
                     let mut poller = taken_over.with_client(client);
                     poller.set_settings(settings.clone());
                     self.spawn(poller, account, &policy, &settings);
                     changes.push(format!("new client policy for {}", account.name));
                 }
-                Some(_) => {
+                Some(r) => {
                     // A new URL or token: maybe another team's jobs. A fresh
-                    // poller, whose first poll is a baseline again.
+                    // poller, whose first poll is a baseline again. Its
+                    // series go on (held across the restart): counters of
+                    // an account that stays are never reset.
+                    let series = r.poller.metrics();
                     self.stop(&account.name).await;
                     self.start(account, &policy, &settings)?;
+                    drop(series);
                     changes.push(format!("restarted {}", account.name));
                 }
                 None => {
@@ -333,115 +344,75 @@ impl Pollers {
     }
 }
 
-/// Runs the exporter until `stop` turns true. Each message on `reloads` is
-/// a freshly loaded configuration (SIGHUP): applied if it loaded, logged
-/// and ignored if not. With `demo`, an in-process simulator with lively
-/// defaults is the only account and reloads are ignored.
-pub async fn run(
-    mut loaded: Loaded,
-    demo: bool,
-    web: Option<WebSecurity>,
-    webhook_tls: Option<Arc<TlsReloader>>,
-    clock: SharedClock,
-    mut stop: watch::Receiver<bool>,
-    mut reloads: mpsc::UnboundedReceiver<Result<Loaded, ConfigError>>,
-) -> Result<(), AppError> {
-    // The webhook receiver's port first: the demo's jobs deliver to it. In
-    // demo mode it listens on a loopback port of its own unless one is set.
-    let webhook_address = match (&loaded.config.webhook.listen_address, demo) {
-        (Some(address), _) => Some(address.clone()),
-        (None, true) => Some("127.0.0.1:0".to_owned()),
-        (None, false) => None,
-    };
-    let webhook_listener = match &webhook_address {
-        Some(address) => {
-            Some(
-                TcpListener::bind(address)
-                    .await
-                    .map_err(|source| AppError::Listen {
-                        key: "webhook.listen_address",
-                        address: address.clone(),
-                        source,
-                    })?,
-            )
-        }
-        None => None,
-    };
-    let _simulator = if demo {
-        let webhook_port = webhook_listener
-            .as_ref()
-            .and_then(|l| l.local_addr().ok())
-            .map(|a| a.port());
-        let (sim, account) = start_demo(webhook_port).await?;
-        loaded.accounts = demo_accounts(account);
-        loaded.other_shards.clear();
-        loaded.config.shard = Default::default();
-        loaded.config.poll.interval = loaded.config.poll.interval.min(DEMO_INTERVAL);
-        demo_breakdowns(&mut loaded.config.metrics);
-        Some(sim)
-    } else {
-        None
-    };
-    let cfg = loaded.config.clone();
-    let address = cfg.web.listen_address.clone();
-    let listener = TcpListener::bind(&address)
+/// Binds `address` (the value of config key `key`, for the error).
+async fn listen(key: &'static str, address: &str) -> Result<TcpListener, AppError> {
+    TcpListener::bind(address)
         .await
         .map_err(|source| AppError::Listen {
-            key: "web.listen_address",
-            address: address.clone(),
+            key,
+            address: address.to_owned(),
             source,
-        })?;
-    let local = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or(address);
-    let metrics = Metrics::new(&cfg.metrics);
-    let board = StatusBoard::new(&[]);
-    let webhooks = webhook_listener
-        .as_ref()
-        .map(|_| webhook::Receiver::new(&cfg.webhook, metrics.clone()));
-    let mut pollers = Pollers {
-        metrics: metrics.clone(),
-        board: board.clone(),
-        clock,
-        running: HashMap::new(),
-        webhooks: webhooks.clone(),
-        delivery_queue_capacity: cfg.webhook.queue_capacity,
-    };
-    pollers.apply(&loaded).await?;
-    pollers.show_shard(&loaded);
+        })
+}
+
+fn local_address(listener: &TcpListener) -> Option<String> {
+    listener.local_addr().ok().map(|a| a.to_string())
+}
+
+/// The demo's simulator started, and `loaded` made the demo's
+/// configuration: its accounts, no shards, a lively interval, every
+/// breakdown. Its jobs deliver to `webhooks` when that listens.
+#[cfg_attr(not(feature = "demo"), allow(unused_variables, unreachable_code))]
+async fn demo(loaded: &mut Loaded, webhooks: Option<&TcpListener>) -> Result<impl Sized, AppError> {
+    let webhook_port = webhooks.and_then(|l| l.local_addr().ok()).map(|a| a.port());
+    let (sim, account) = start_demo(webhook_port).await?;
+    loaded.accounts = demo_accounts(account);
+    loaded.other_shards.clear();
+    loaded.config.shard = Default::default();
+    loaded.config.poll.interval = loaded.config.poll.interval.min(DEMO_INTERVAL);
+    demo_breakdowns(&mut loaded.config.metrics);
+    Ok(sim)
+}
+
+/// The webhook receiver's server, when it listens; warns about secrets
+/// that no listener takes, or a listener no secret uses.
+fn serve_webhooks(
+    listener: Option<TcpListener>,
+    receiver: Option<Arc<webhook::Receiver>>,
+    tls: Option<Arc<TlsReloader>>,
+    loaded: &Loaded,
+    stop: &watch::Receiver<bool>,
+) -> Option<JoinHandle<()>> {
     let with_secret: Vec<&str> = loaded
         .accounts
         .iter()
         .filter(|a| a.webhook_secret.is_some())
         .map(|a| a.name.as_str())
         .collect();
-    let webhook_server = match (webhook_listener, webhooks) {
-        (Some(listener), Some(receiver)) => {
-            let local = listener
-                .local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default();
-            tracing::info!(address = %local, tls = webhook_tls.is_some(), accounts = %with_secret.join(","), "webhook receiver listening on /webhooks/<account>");
-            if with_secret.is_empty() {
-                tracing::warn!("webhook.listen_address is set but no account has a webhook_secret: every delivery gets 404");
-            }
-            Some(tokio::spawn(serve(
-                listener,
-                receiver,
-                webhook_tls,
-                ServerLimits::from(&cfg.web),
-                stop.clone(),
-                Duration::from_secs(5),
-            )))
+    let (Some(listener), Some(receiver)) = (listener, receiver) else {
+        if !with_secret.is_empty() {
+            tracing::warn!(accounts = %with_secret.join(","), "accounts have a webhook_secret but webhook.listen_address is not set: no deliveries are taken");
         }
-        _ => {
-            if !with_secret.is_empty() {
-                tracing::warn!(accounts = %with_secret.join(","), "accounts have a webhook_secret but webhook.listen_address is not set: no deliveries are taken");
-            }
-            None
-        }
+        return None;
     };
+    let local = local_address(&listener).unwrap_or_default();
+    tracing::info!(address = %local, tls = tls.is_some(), accounts = %with_secret.join(","), "webhook receiver listening on /webhooks/<account>");
+    if with_secret.is_empty() {
+        tracing::warn!("webhook.listen_address is set but no account has a webhook_secret: every delivery gets 404");
+    }
+    Some(tokio::spawn(serve(
+        listener,
+        receiver,
+        tls,
+        ServerLimits::from(&loaded.config.web),
+        stop.clone(),
+        Duration::from_secs(5),
+    )))
+}
+
+/// The log line that says the exporter is up, and what it polls.
+fn log_started(loaded: &Loaded, local: &str) {
+    let cfg = &loaded.config;
     let names: Vec<&str> = loaded.accounts.iter().map(|a| a.name.as_str()).collect();
     if cfg.shard.is_sharded() {
         tracing::info!(
@@ -460,42 +431,100 @@ pub async fn run(
         window = ?cfg.poll.window,
         "nexrender-exporter listening"
     );
-    let (tls, auth) = match web {
-        Some(w) => (w.tls, w.auth),
-        None => (None, None),
+}
+
+impl Pollers {
+    /// A configuration loaded on SIGHUP (or its error): the pollers follow
+    /// it; settings read only at start are said to wait for a restart.
+    async fn reload(&mut self, running: &Config, reload: Result<Loaded, ConfigError>) {
+        let new = match reload {
+            Err(e) => {
+                return tracing::error!(error = %e, "reload rejected; the running configuration stays")
+            }
+            Ok(new) => new,
+        };
+        let c = &new.config;
+        if c.web != running.web
+            || c.metrics != running.metrics
+            || c.log != running.log
+            || c.webhook != running.webhook
+        {
+            tracing::warn!("web, webhook, metrics and log settings take effect only after a restart (accounts' webhook secrets are reloaded)");
+        }
+        let applied = self.apply(&new).await;
+        self.show_shard(&new);
+        match applied {
+            Ok(changes) if changes.is_empty() => {
+                tracing::info!("configuration reloaded: nothing changed")
+            }
+            Ok(changes) => {
+                tracing::info!(changes = %changes.join("; "), "configuration reloaded")
+            }
+            Err(e) => tracing::error!(error = %e, "reload partly failed"),
+        }
+    }
+}
+
+/// Runs the exporter until `stop` turns true. Each message on `reloads` is
+/// a freshly loaded configuration (SIGHUP): applied if it loaded, logged
+/// and ignored if not. With `demo`, an in-process simulator with lively
+/// defaults is the only account and reloads are ignored.
+pub async fn run(
+    mut loaded: Loaded,
+    demo: bool,
+    web: Option<WebSecurity>,
+    webhook_tls: Option<Arc<TlsReloader>>,
+    clock: SharedClock,
+    mut stop: watch::Receiver<bool>,
+    mut reloads: mpsc::UnboundedReceiver<Result<Loaded, ConfigError>>,
+) -> Result<(), AppError> {
+    // The webhook receiver's port first: the demo's jobs deliver to it. In
+    // demo mode it listens on a loopback port of its own unless one is set.
+    let webhook_listener = match (&loaded.config.webhook.listen_address, demo) {
+        (Some(address), _) => Some(listen("webhook.listen_address", address).await?),
+        (None, true) => Some(listen("webhook.listen_address", "127.0.0.1:0").await?),
+        (None, false) => None,
     };
+    let _simulator = match demo {
+        true => Some(self::demo(&mut loaded, webhook_listener.as_ref()).await?),
+        false => None,
+    };
+    let cfg = loaded.config.clone();
+    let listener = listen("web.listen_address", &cfg.web.listen_address).await?;
+    let local = local_address(&listener).unwrap_or(cfg.web.listen_address.clone());
+    let metrics = Metrics::new(&cfg.metrics);
+    let board = StatusBoard::new(&[]);
+    let webhooks = webhook_listener
+        .as_ref()
+        .map(|_| webhook::Receiver::new(&cfg.webhook, metrics.clone()));
+    let mut pollers = Pollers {
+        metrics: metrics.clone(),
+        board: board.clone(),
+        clock,
+        running: HashMap::new(),
+        webhooks: webhooks.clone(),
+        delivery_queue_capacity: cfg.webhook.queue_capacity,
+    };
+    pollers.apply(&loaded).await?;
+    pollers.show_shard(&loaded);
+    let webhook_server = serve_webhooks(webhook_listener, webhooks, webhook_tls, &loaded, &stop);
+    log_started(&loaded, &local);
+    let (tls, auth) = web.map_or((None, None), |w| (w.tls, w.auth));
     let state = Arc::new(WebState {
         metrics,
         board,
         telemetry_path: cfg.web.telemetry_path.clone(),
         auth,
     });
-    let server = tokio::spawn(serve(
-        listener,
-        state,
-        tls,
-        ServerLimits::from(&cfg.web),
-        stop.clone(),
-        Duration::from_secs(5),
-    ));
+    let limits = ServerLimits::from(&cfg.web);
+    let grace = Duration::from_secs(5);
+    let server = tokio::spawn(serve(listener, state, tls, limits, stop.clone(), grace));
     loop {
         tokio::select! {
             _ = stop.changed() => break,
-            Some(reload) = reloads.recv() => match reload {
-                _ if demo => tracing::warn!("reload ignored in demo mode"),
-                Err(e) => tracing::error!(error = %e, "reload rejected; the running configuration stays"),
-                Ok(new) => {
-                    if new.config.web != cfg.web || new.config.metrics != cfg.metrics || new.config.log != cfg.log || new.config.webhook != cfg.webhook {
-                        tracing::warn!("web, webhook, metrics and log settings take effect only after a restart (accounts' webhook secrets are reloaded)");
-                    }
-                    let applied = pollers.apply(&new).await;
-                    pollers.show_shard(&new);
-                    match applied {
-                        Ok(changes) if changes.is_empty() => tracing::info!("configuration reloaded: nothing changed"),
-                        Ok(changes) => tracing::info!(changes = %changes.join("; "), "configuration reloaded"),
-                        Err(e) => tracing::error!(error = %e, "reload partly failed"),
-                    }
-                }
+            Some(reload) = reloads.recv() => match demo {
+                true => tracing::warn!("reload ignored in demo mode"),
+                false => pollers.reload(&cfg, reload).await,
             },
         }
     }

@@ -97,10 +97,6 @@ impl TemplateSlots {
         self.slots.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
     /// Whether a template that took its slot after `since` has no display
     /// name yet: a list read before it came may not have held it, so
     /// reading the list again may name it (one that was in a later list
@@ -405,7 +401,7 @@ mod tests {
         assert_eq!(id_of(&s.place(Some(OTHER), 0)), OTHER);
         assert_eq!(id_of(&s.place(Some(NO_TEMPLATE), 0)), OTHER);
         assert_eq!(id_of(&s.place(Some(&"x".repeat(200)), 0)), OTHER);
-        assert!(s.is_empty());
+        assert_eq!(s.len(), 0);
     }
 
     #[test]

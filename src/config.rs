@@ -510,94 +510,120 @@ pub fn load(
     })
 }
 
-fn validate(c: &Config) -> Result<(), (String, String)> {
-    let err = |k: &str, m: String| Err((k.to_owned(), m));
-    if c.poll.interval < Duration::from_secs(1) {
+/// A configuration key and what is wrong with its value.
+type Checked = Result<(), (String, String)>;
+
+fn err(key: &str, why: String) -> Checked {
+    Err((key.to_owned(), why))
+}
+
+/// Checks every value a file or the environment can get wrong, section by
+/// section; the first error names its key.
+fn validate(c: &Config) -> Checked {
+    check_poll(&c.poll)?;
+    check_web(&c.web)?;
+    check_log(&c.log)?;
+    check_metrics(&c.metrics)?;
+    check_webhook(&c.webhook)?;
+    check_shard(&c.shard)?;
+    check_accounts(&c.accounts)
+}
+
+fn check_poll(p: &PollConfig) -> Checked {
+    if p.interval < Duration::from_secs(1) {
         return err(
             "poll.interval",
-            format!("must be at least 1s, got {:?}", c.poll.interval),
+            format!("must be at least 1s, got {:?}", p.interval),
         );
     }
-    if c.poll.window < Duration::from_secs(60) {
+    if p.window < Duration::from_secs(60) {
         return err(
             "poll.window",
-            format!("must be at least 1m, got {:?}", c.poll.window),
+            format!("must be at least 1m, got {:?}", p.window),
         );
     }
     // The API keeps jobs for a while, not for ages; a window of years is a
     // typo, and would overflow the arithmetic of dates.
-    if c.poll.window > Duration::from_secs(366 * 86_400) {
+    if p.window > Duration::from_secs(366 * 86_400) {
         return err(
             "poll.window",
-            format!("must be at most 366d, got {:?}", c.poll.window),
+            format!("must be at most 366d, got {:?}", p.window),
         );
     }
-    if c.poll.max_catch_up > Duration::from_secs(366 * 86_400) {
+    if p.max_catch_up > Duration::from_secs(366 * 86_400) {
         return err(
             "poll.max_catch_up",
-            format!("must be at most 366d, got {:?}", c.poll.max_catch_up),
+            format!("must be at most 366d, got {:?}", p.max_catch_up),
         );
     }
-    if c.poll.max_lookups == 0 {
+    if p.max_lookups == 0 {
         return err(
             "poll.max_lookups",
             "must be at least 1 (jobs that ended outside the window are looked up by id)".into(),
         );
     }
-    if !(1..=1000).contains(&c.poll.page_size) {
+    if !(1..=1000).contains(&p.page_size) {
         return err(
             "poll.page_size",
             format!(
                 "must be between 1 and 1000 (the API's limit), got {}",
-                c.poll.page_size
+                p.page_size
             ),
         );
     }
-    if c.poll.request_timeout.is_zero() {
+    if p.request_timeout.is_zero() {
         return err("poll.request_timeout", "must be longer than 0s".into());
     }
-    if c.poll.detail_concurrency == 0 {
+    if p.detail_concurrency == 0 {
         return err("poll.detail_concurrency", "must be at least 1".into());
     }
-    if c.poll.max_response_bytes < 1024 {
+    if p.max_response_bytes < 1024 {
         return err(
             "poll.max_response_bytes",
-            format!("must be at least 1024, got {}", c.poll.max_response_bytes),
+            format!("must be at least 1024, got {}", p.max_response_bytes),
         );
     }
-    if c.poll.max_rate_limit_wait.is_zero() {
+    if p.max_rate_limit_wait.is_zero() {
         return err("poll.max_rate_limit_wait", "must be longer than 0s".into());
     }
-    if c.poll.rate_limit_wait > c.poll.max_rate_limit_wait {
+    if p.rate_limit_wait > p.max_rate_limit_wait {
         return err(
             "poll.rate_limit_wait",
             format!(
                 "must not be longer than poll.max_rate_limit_wait ({:?}), got {:?}",
-                c.poll.max_rate_limit_wait, c.poll.rate_limit_wait
+                p.max_rate_limit_wait, p.rate_limit_wait
             ),
         );
     }
-    if !c.web.telemetry_path.starts_with('/') || c.web.telemetry_path == "/" {
+    Ok(())
+}
+
+fn check_web(w: &WebConfig) -> Checked {
+    if !w.telemetry_path.starts_with('/') || w.telemetry_path == "/" {
         return err(
             "web.telemetry_path",
             format!(
                 "must start with / and not be / itself, got '{}'",
-                c.web.telemetry_path
+                w.telemetry_path
             ),
         );
     }
-    if c.web.max_connections == 0 {
+    if w.max_connections == 0 {
         return err("web.max_connections", "must be at least 1".into());
     }
     for (key, d) in [
-        ("web.header_timeout", c.web.header_timeout),
-        ("web.idle_timeout", c.web.idle_timeout),
+        ("web.header_timeout", w.header_timeout),
+        ("web.idle_timeout", w.idle_timeout),
     ] {
         if d < Duration::from_secs(1) {
             return err(key, format!("must be at least 1s, got {d:?}"));
         }
     }
-    let lvl = c.log.level.to_ascii_lowercase();
+    Ok(())
+}
+
+fn check_log(l: &LogConfig) -> Checked {
+    let lvl = l.level.to_ascii_lowercase();
     let plain = ["error", "warn", "info", "debug", "trace", "off"].contains(&lvl.as_str());
     // Besides the plain levels, tracing directives such as `info,nexrender_exporter=debug`.
     let directive = lvl.contains('=') && tracing_subscriber::EnvFilter::try_new(&lvl).is_ok();
@@ -606,16 +632,20 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
             "log.level",
             format!(
                 "expected error, warn, info, debug or trace, got '{}'",
-                c.log.level
+                l.level
             ),
         );
     }
+    Ok(())
+}
+
+fn check_metrics(m: &MetricsConfig) -> Checked {
     for (key, b) in [
         (
             "metrics.render_duration_buckets",
-            &c.metrics.render_duration_buckets,
+            &m.render_duration_buckets,
         ),
-        ("metrics.queue_wait_buckets", &c.metrics.queue_wait_buckets),
+        ("metrics.queue_wait_buckets", &m.queue_wait_buckets),
     ] {
         if b.is_empty()
             || b.iter().any(|x| !x.is_finite() || *x < 0.0)
@@ -627,28 +657,7 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
             );
         }
     }
-    if hyper::header::HeaderName::from_bytes(c.webhook.secret_header.as_bytes()).is_err() {
-        return err(
-            "webhook.secret_header",
-            format!("not an HTTP header name: '{}'", c.webhook.secret_header),
-        );
-    }
-    if c.webhook.max_body_bytes < 1024 {
-        return err(
-            "webhook.max_body_bytes",
-            format!("must be at least 1024, got {}", c.webhook.max_body_bytes),
-        );
-    }
-    if c.webhook.queue_capacity == 0 {
-        return err("webhook.queue_capacity", "must be at least 1".into());
-    }
-    if c.webhook.listen_address.as_deref() == Some("") {
-        return err(
-            "webhook.listen_address",
-            "must be host:port; leave it unset to turn the receiver off".into(),
-        );
-    }
-    let t = &c.metrics.templates;
+    let t = &m.templates;
     if !(1..=1000).contains(&t.max_per_account) {
         return err(
             "metrics.templates.max_per_account",
@@ -663,17 +672,23 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
             return err(key, format!("must be at least 1m, got {d:?}"));
         }
     }
-    if c.metrics.error_reasons.len() > MAX_ERROR_REASONS {
+    check_error_reasons(&m.error_reasons)
+}
+
+/// `metrics.error_reasons`: each reason a label value of its own, each
+/// pattern a regular expression.
+fn check_error_reasons(configured: &[ErrorReason]) -> Checked {
+    if configured.len() > MAX_ERROR_REASONS {
         return err(
             "metrics.error_reasons",
             format!(
                 "at most {MAX_ERROR_REASONS} reasons (each is a label value), got {}",
-                c.metrics.error_reasons.len()
+                configured.len()
             ),
         );
     }
     let mut reasons = HashSet::new();
-    for (i, r) in c.metrics.error_reasons.iter().enumerate() {
+    for (i, r) in configured.iter().enumerate() {
         let label_like = r.reason.len() <= 40
             && r.reason.starts_with(|ch: char| ch.is_ascii_lowercase())
             && r.reason
@@ -704,20 +719,53 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
             );
         }
     }
-    if c.shard.total == 0 {
+    Ok(())
+}
+
+fn check_webhook(w: &WebhookConfig) -> Checked {
+    if hyper::header::HeaderName::from_bytes(w.secret_header.as_bytes()).is_err() {
+        return err(
+            "webhook.secret_header",
+            format!("not an HTTP header name: '{}'", w.secret_header),
+        );
+    }
+    if w.max_body_bytes < 1024 {
+        return err(
+            "webhook.max_body_bytes",
+            format!("must be at least 1024, got {}", w.max_body_bytes),
+        );
+    }
+    if w.queue_capacity == 0 {
+        return err("webhook.queue_capacity", "must be at least 1".into());
+    }
+    if w.listen_address.as_deref() == Some("") {
+        return err(
+            "webhook.listen_address",
+            "must be host:port; leave it unset to turn the receiver off".into(),
+        );
+    }
+    Ok(())
+}
+
+fn check_shard(s: &Shard) -> Checked {
+    if s.total == 0 {
         return err("shard.total", "must be at least 1".into());
     }
-    if c.shard.index >= c.shard.total {
+    if s.index >= s.total {
         return err(
             "shard.index",
             format!(
                 "must be below shard.total ({}): shards are numbered from 0, got {}",
-                c.shard.total, c.shard.index
+                s.total, s.index
             ),
         );
     }
+    Ok(())
+}
+
+fn check_accounts(accounts: &[AccountConfig]) -> Checked {
     let mut names = HashSet::new();
-    for (i, a) in c.accounts.iter().enumerate() {
+    for (i, a) in accounts.iter().enumerate() {
         for tag in &a.tags {
             let ok = !tag.is_empty()
                 && tag
@@ -743,6 +791,27 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
     Ok(())
 }
 
+/// A secret given as `key` or read from the file `key`_file (trimmed),
+/// not both; `None` if neither is set.
+fn read_secret(
+    key: &str,
+    value: &Option<Secret>,
+    file: &Option<PathBuf>,
+) -> Result<Option<Secret>, (String, String)> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err((key.to_owned(), format!("set {key} or {key}_file, not both"))),
+        (Some(s), None) => Ok(Some(s.clone())),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(s) => Ok(Some(Secret::new(s.trim()))),
+            Err(e) => Err((
+                format!("{key}_file"),
+                format!("cannot read {}: {e}", path.display()),
+            )),
+        },
+        (None, None) => Ok(None),
+    }
+}
+
 fn resolve(a: &AccountConfig) -> Result<Account, (String, String)> {
     let url = a.api_url.trim_end_matches('/');
     match reqwest::Url::parse(url) {
@@ -754,52 +823,19 @@ fn resolve(a: &AccountConfig) -> Result<Account, (String, String)> {
             ))
         }
     }
-    let token = match (&a.token, &a.token_file) {
-        (Some(_), Some(_)) => {
-            return Err(("token".into(), "set token or token_file, not both".into()))
-        }
-        (Some(t), None) => t.clone(),
-        (None, Some(path)) => match std::fs::read_to_string(path) {
-            Ok(s) => Secret::new(s.trim()),
-            Err(e) => {
-                return Err((
-                    "token_file".into(),
-                    format!("cannot read {}: {e}", path.display()),
-                ))
-            }
-        },
-        (None, None) => {
-            return Err((
-                "token".into(),
-                format!("account '{}' has no token: set token or token_file", a.name),
-            ))
-        }
-    };
+    let token = read_secret("token", &a.token, &a.token_file)?.ok_or_else(|| {
+        (
+            "token".to_owned(),
+            format!("account '{}' has no token: set token or token_file", a.name),
+        )
+    })?;
     if token.is_empty() {
         return Err((
             "token".into(),
             format!("account '{}' has an empty token", a.name),
         ));
     }
-    let webhook_secret = match (&a.webhook_secret, &a.webhook_secret_file) {
-        (Some(_), Some(_)) => {
-            return Err((
-                "webhook_secret".into(),
-                "set webhook_secret or webhook_secret_file, not both".into(),
-            ))
-        }
-        (Some(s), None) => Some(s.clone()),
-        (None, Some(path)) => match std::fs::read_to_string(path) {
-            Ok(s) => Some(Secret::new(s.trim())),
-            Err(e) => {
-                return Err((
-                    "webhook_secret_file".into(),
-                    format!("cannot read {}: {e}", path.display()),
-                ))
-            }
-        },
-        (None, None) => None,
-    };
+    let webhook_secret = read_secret("webhook_secret", &a.webhook_secret, &a.webhook_secret_file)?;
     if let Some(secret) = &webhook_secret {
         // It travels as a header value; the value itself is never shown.
         if secret.is_empty()

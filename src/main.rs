@@ -1,13 +1,15 @@
 //! `nexrender-exporter`: flags, config, logging; the rest is the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use nexrender_exporter::app;
 use nexrender_exporter::clock::SystemClock;
-use nexrender_exporter::config::{self, FlagOverrides, LogFormat, ProcessEnv};
+use nexrender_exporter::config::{self, ConfigError, FlagOverrides, Loaded, LogFormat, ProcessEnv};
+use nexrender_exporter::webconfig::{self, TlsReloader, WebSecurity};
+use tokio::sync::{mpsc, watch};
 use tracing_subscriber::prelude::*;
 
 #[derive(Parser)]
@@ -174,90 +176,153 @@ fn main() -> ExitCode {
     nexrender_exporter::alloc::return_big_blocks_to_the_system();
     let cli = Cli::parse();
     let flags = FlagOverrides {
-        listen_address: cli.listen_address,
-        telemetry_path: cli.telemetry_path,
-        log_level: cli.log_level,
+        listen_address: cli.listen_address.clone(),
+        telemetry_path: cli.telemetry_path.clone(),
+        log_level: cli.log_level.clone(),
         log_format: cli.log_format,
-        webhook_listen_address: cli.webhook_listen_address,
-        webhook_config_file: cli.webhook_config_file,
+        webhook_listen_address: cli.webhook_listen_address.clone(),
+        webhook_config_file: cli.webhook_config_file.clone(),
         shard_index: cli.shard_index,
         shard_total: cli.shard_total,
     };
-    if let Some(Command::CheckConfig { file }) = &cli.command {
-        return match config::load(Some(file), &flags, &ProcessEnv, true) {
-            Ok(l) => {
-                let names: Vec<&str> = l.accounts.iter().map(|a| a.name.as_str()).collect();
-                let shard = l.config.shard;
-                let elsewhere = if shard.is_sharded() {
-                    format!(
-                        "; shard {} of {}, {} more polled by the other shards",
-                        shard.index,
-                        shard.total,
-                        l.other_shards.len()
-                    )
-                } else {
-                    String::new()
-                };
-                println!(
-                    "{}: OK ({} account(s): {}{elsewhere})",
-                    file.display(),
-                    names.len(),
-                    names.join(", ")
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    if let Some(Command::Healthcheck { url }) = &cli.command {
-        let listen = flags
-            .listen_address
-            .as_deref()
-            .unwrap_or(config::DEFAULT_LISTEN_ADDRESS);
-        return healthcheck(url.as_deref().unwrap_or(&readyz_url(listen)));
+    match &cli.command {
+        Some(Command::CheckConfig { file }) => return check_config(file, &flags),
+        Some(Command::Healthcheck { url }) => {
+            let listen = flags
+                .listen_address
+                .as_deref()
+                .unwrap_or(config::DEFAULT_LISTEN_ADDRESS);
+            return healthcheck(url.as_deref().unwrap_or(&readyz_url(listen)));
+        }
+        None => {}
     }
     if cli.demo && !app::DEMO_AVAILABLE {
         // A usage error, so clap's exit code for one.
         eprintln!("error: {}", app::AppError::NoDemo);
         return ExitCode::from(2);
     }
-    let loaded = match config::load(cli.config.as_deref(), &flags, &ProcessEnv, !cli.demo) {
+    match Startup::load(&cli, &flags) {
+        Ok(startup) => startup.run(cli.config, flags),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `check-config FILE`: loads it as a start would, says the accounts (and
+/// the shard) or the error.
+fn check_config(file: &Path, flags: &FlagOverrides) -> ExitCode {
+    let l = match config::load(Some(file), flags, &ProcessEnv, true) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let web = match &cli.web_config_file {
-        None => None,
-        Some(f) => match nexrender_exporter::webconfig::load(f) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
+    let names: Vec<&str> = l.accounts.iter().map(|a| a.name.as_str()).collect();
+    let shard = l.config.shard;
+    let elsewhere = if shard.is_sharded() {
+        format!(
+            "; shard {} of {}, {} more polled by the other shards",
+            shard.index,
+            shard.total,
+            l.other_shards.len()
+        )
+    } else {
+        String::new()
     };
-    let webhook_tls = match &loaded.config.webhook.config_file {
-        None => None,
-        Some(f) => match nexrender_exporter::webconfig::load(f) {
-            Ok(w) if w.auth.is_some() => {
-                eprintln!("error: webhook.config_file {}: basic_auth_users is not used by the webhook listener; deliveries are checked with each account's webhook_secret", f.display());
-                return ExitCode::FAILURE;
-            }
-            Ok(w) => w.tls,
+    println!(
+        "{}: OK ({} account(s): {}{elsewhere})",
+        file.display(),
+        names.len(),
+        names.join(", ")
+    );
+    ExitCode::SUCCESS
+}
+
+/// Everything read before the exporter starts: a bad file is an error
+/// here, before anything listens.
+struct Startup {
+    loaded: Loaded,
+    demo: bool,
+    web: Option<WebSecurity>,
+    webhook_tls: Option<Arc<TlsReloader>>,
+}
+
+impl Startup {
+    fn load(cli: &Cli, flags: &FlagOverrides) -> Result<Self, String> {
+        let loaded = config::load(cli.config.as_deref(), flags, &ProcessEnv, !cli.demo)
+            .map_err(|e| e.to_string())?;
+        let web = match &cli.web_config_file {
+            None => None,
+            Some(f) => Some(webconfig::load(f).map_err(|e| e.to_string())?),
+        };
+        let webhook_tls = match &loaded.config.webhook.config_file {
+            None => None,
+            Some(f) => match webconfig::load(f) {
+                Ok(w) if w.auth.is_some() => return Err(format!("webhook.config_file {}: basic_auth_users is not used by the webhook listener; deliveries are checked with each account's webhook_secret", f.display())),
+                Ok(w) => w.tls,
+                Err(e) => return Err(format!("webhook.config_file: {e}")),
+            },
+        };
+        Ok(Self {
+            loaded,
+            demo: cli.demo,
+            web,
+            webhook_tls,
+        })
+    }
+
+    /// Logs, the panic hook and the runtime; then the exporter until
+    /// SIGTERM or Ctrl-C, reloading on SIGHUP.
+    fn run(self, config_file: Option<PathBuf>, flags: FlagOverrides) -> ExitCode {
+        let log = &self.loaded.config.log;
+        init_logging(&log.level, log.format);
+        log_panics();
+        // Fault drills for the tests (FAILPOINTS=name=action;...), only in
+        // a build with the `failpoints` feature.
+        #[cfg(feature = "failpoints")]
+        let _drills = fail::FailScenario::setup();
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
             Err(e) => {
-                eprintln!("error: webhook.config_file: {e}");
+                eprintln!("error: cannot start the async runtime: {e}");
                 return ExitCode::FAILURE;
             }
-        },
-    };
-    init_logging(&loaded.config.log.level, loaded.config.log.format);
-    // A panic is one structured log line (with where it happened) instead of
-    // bare text on stderr; the poller supervisor then logs the restart.
+        };
+        let require_accounts = !self.demo;
+        runtime.block_on(async move {
+            let stop = stop_on_signal();
+            let reloads = reload_on_hangup(config_file, flags, require_accounts);
+            let ran = app::run(
+                self.loaded,
+                self.demo,
+                self.web,
+                self.webhook_tls,
+                Arc::new(SystemClock),
+                stop,
+                reloads,
+            )
+            .await;
+            match ran {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "exiting");
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        })
+    }
+}
+
+/// A panic is one structured log line (with where it happened) instead of
+/// bare text on stderr; the poller supervisor then logs the restart.
+fn log_panics() {
     std::panic::set_hook(Box::new(|info| {
         let location = info
             .location()
@@ -271,66 +336,45 @@ fn main() -> ExitCode {
             .unwrap_or("a panic without a message");
         tracing::error!(%location, panic = message, "panicked");
     }));
-    // Fault drills for the tests (FAILPOINTS=name=action;...), only in a
-    // build with the `failpoints` feature.
-    #[cfg(feature = "failpoints")]
-    let _drills = fail::FailScenario::setup();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let config_file = cli.config.clone();
-    let require_accounts = !cli.demo;
-    runtime.block_on(async move {
-        let (tx, rx) = tokio::sync::watch::channel(false);
+}
+
+/// Turns true on SIGTERM or Ctrl-C.
+fn stop_on_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// SIGHUP: the config file (and the environment) read again, each result
+/// sent to the running exporter.
+fn reload_on_hangup(
+    config_file: Option<PathBuf>,
+    flags: FlagOverrides,
+    require_accounts: bool,
+) -> mpsc::UnboundedReceiver<Result<Loaded, ConfigError>> {
+    let (reload_tx, reload_rx) = mpsc::unbounded_channel();
+    #[cfg(unix)]
+    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         tokio::spawn(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down");
-            let _ = tx.send(true);
-        });
-        // SIGHUP: read the config file (and the environment) again.
-        let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
-        #[cfg(unix)]
-        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        {
-            tokio::spawn(async move {
-                while hup.recv().await.is_some() {
-                    tracing::info!("SIGHUP: reloading the configuration");
-                    let loaded = config::load(
-                        config_file.as_deref(),
-                        &flags,
-                        &ProcessEnv,
-                        require_accounts,
-                    );
-                    if reload_tx.send(loaded).is_err() {
-                        return;
-                    }
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the configuration");
+                let loaded = config::load(
+                    config_file.as_deref(),
+                    &flags,
+                    &ProcessEnv,
+                    require_accounts,
+                );
+                if reload_tx.send(loaded).is_err() {
+                    return;
                 }
-            });
-        }
-        match nexrender_exporter::app::run(
-            loaded,
-            cli.demo,
-            web,
-            webhook_tls,
-            Arc::new(SystemClock),
-            rx,
-            reload_rx,
-        )
-        .await
-        {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(error = %e, "exiting");
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
             }
-        }
-    })
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (config_file, flags, require_accounts, reload_tx);
+    reload_rx
 }

@@ -18,6 +18,7 @@ use crate::api::{
     ApiClient, ApiError, ApiJob, JobId, ListFilter, ListPageQuery, MinimalJob, Page, SkipReason,
 };
 use crate::clock::UnixMillis;
+use crate::config::PollConfig;
 use crate::scan::{ScanBuilder, ScanError, WindowScan};
 use crate::tracker::{
     Baseline, Detail, JobTracker, Outcome, PollFacts, CLOCK_SKEW_MS, MAX_CLOCK_OFFSET_MS,
@@ -146,16 +147,17 @@ pub struct PollRequest {
     pub max_catch_up: Duration,
 }
 
-impl Default for PollRequest {
-    fn default() -> Self {
+impl PollRequest {
+    /// The poll at `now` that `poll` (the configuration's section) asks for.
+    pub fn new(poll: &PollConfig, now: UnixMillis, full_scan_due: bool) -> Self {
         PollRequest {
-            now: 0,
-            window: Duration::from_secs(86_400),
-            full_scan_due: false,
-            page_size: 1000,
-            detail_concurrency: 8,
-            max_lookups: 500,
-            max_catch_up: Duration::from_secs(7 * 86_400),
+            now,
+            window: poll.window,
+            full_scan_due,
+            page_size: poll.page_size,
+            detail_concurrency: poll.detail_concurrency as usize,
+            max_lookups: poll.max_lookups as usize,
+            max_catch_up: poll.max_catch_up,
         }
     }
 }
@@ -255,135 +257,40 @@ pub async fn poll(
         ListFilter::Live,
     )
     .await?;
-    let clock_offset_ms = live.server_time.map(|at| at.saturating_sub(request.now));
-    let server_time = live
-        .server_time
-        .filter(|date| believed(*date, request.now, live.scan.newest_created()));
-    let now = server_time.unwrap_or(request.now);
-    // Our clock may be off the API's by up to CLOCK_SKEW_MS when the API
-    // does not say its time; its `Date` is exact to the second.
-    let margin = if server_time.is_some() {
-        INCREMENTAL_MARGIN_MS
-    } else {
-        CLOCK_SKEW_MS
-    };
+    let clock = ApiClock::of(&live, request.now);
+    let now = clock.now;
     let unfiltered = live.scan.any_terminal();
     let usable_live = (!unfiltered).then_some(&live.scan);
     // A live listing that holds ended jobs says nothing of which were going
     // when the first poll began.
     let baseline = (!tracker.has_baseline()).then(|| match usable_live {
-        Some(live) => Baseline::new(live, server_time),
+        Some(live) => Baseline::new(live, clock.server_time),
         None => Baseline::default(),
     });
-    let (scan_from, whole_window) = scan_start(tracker, request, usable_live, now, margin);
-    // A whole-window scan is about as long as the last one, or a little
-    // longer: the room to spare is only reserved, never touched unless
-    // used, and growing a list of a million ids would copy it.
-    let expected = if whole_window {
-        tracker.len() + tracker.len() / 8 + page_size as usize
-    } else {
-        0
-    };
+    let (scan_from, whole_window) = scan_start(tracker, request, usable_live, now, clock.margin);
     // Every job created since `scan_from`, however far the API's clock is
     // ahead: a job it does not show yet could not be told from one that
     // ended before the baseline.
     let to_date = now.saturating_add(MAX_CLOCK_OFFSET_MS);
-    let read = read_pages(
-        source,
-        tracker.scan_builder(page_size as usize, expected),
-        ListFilter::Created {
-            from_date: scan_from,
-            to_date,
-        },
-    )
-    .await?;
-    let window_start = now.saturating_sub(millis(request.window));
-    // Without the API's time, its newest job says how far its clock is at
-    // least: a job it created up to then is not "in the future" (a clock
-    // ahead of ours would otherwise put every new job there, where nothing
-    // is counted by it). It moves no window and no horizon: one job with a
-    // bogus id cannot move them a day.
-    let api_at_least = match server_time {
-        Some(_) => None,
-        None => [live.scan.newest_created(), read.scan.newest_created()]
-            .into_iter()
-            .flatten()
-            .max()
-            .map(|newest| newest.min(request.now.saturating_add(MAX_CLOCK_OFFSET_MS))),
-    };
+    let read = read_window(source, tracker, page_size, whole_window, scan_from, to_date).await?;
+    let api_at_least = clock.at_least(&[&live.scan, &read.scan], request.now);
     let mut scan = read.scan;
     if let Some(live) = usable_live {
         scan.add_live(live);
     }
     let mut need = tracker.plan_poll(&scan, baseline.as_ref(), Some(scan_from));
-    // Many look-ups among recent jobs: read them as full pages instead.
-    // Jobs added from the live listing are older than the window scan:
-    // never in its pages.
-    let mut details = HashMap::new();
-    let mut full_pages_undecodable = false;
-    let live_from = scan.live_from();
-    let positions: Vec<Option<usize>> = scan
-        .positions(&need)
-        .into_iter()
-        .map(|at| at.filter(|at| *at < live_from))
-        .collect();
-    if let Some(pos) = batch_start(&positions, scan.len(), page_size as usize) {
-        let from = scan
-            .get(pos)
-            .and_then(|job| job.id.created_hint())
-            .map_or(scan_from, |created| {
-                created.saturating_sub(margin).max(scan_from)
-            });
-        let wanted: HashSet<JobId> = need
-            .iter()
-            .zip(&positions)
-            .filter(|(_, at)| at.is_some_and(|at| at >= pos))
-            .map(|(id, _)| id.clone())
-            .collect();
-        // One job whose full JSON cannot be read fails the page, not the
-        // poll: the jobs wanted from it are looked up one by one instead,
-        // where that one job fails alone.
-        match details_from_pages(source, page_size, from, to_date, &wanted, usize::MAX).await {
-            Ok(found) => details = found,
-            Err(ApiError::Decode { detail, .. }) => {
-                full_pages_undecodable = true;
-                tracing::debug!(error = %detail, "a full page did not decode; its jobs are looked up one by one");
-            }
-            Err(e) => return Err(e),
-        }
-        need.retain(|id| !details.contains_key(id));
-    }
-    // Those put off wait for the next poll, in turn: the first look-up of
-    // this poll is a later one at each poll, so none is always left out.
-    if need.len() > request.max_lookups {
-        let turn = tracker.lookup_turn().wrapping_mul(request.max_lookups) % need.len();
-        need.rotate_left(turn);
-    }
-    let deferred = need.split_off(need.len().min(request.max_lookups));
+    let pages = Pages {
+        page_size,
+        from: scan_from,
+        to_date,
+        margin: clock.margin,
+    };
+    let (mut details, full_pages_undecodable) =
+        details_as_pages(source, &scan, &mut need, &pages).await?;
+    let deferred = defer_lookups(tracker, &mut need, request.max_lookups);
     let mut lookups = fetch_details(source, need, request.detail_concurrency).await?;
     if let Some(e) = lookups.all_failed.take() {
-        // Every one of many look-ups failed, or one failed the API's way
-        // and none got through: the API's trouble (a broken endpoint, a
-        // token that may list but not read, a gateway), or theirs? The
-        // newest job listed and not looked up says: if its look-up fails
-        // too, the poll fails; if it answers, those jobs are broken, not
-        // the API, and the poll goes on without them.
-        let asked = |id: &JobId| lookups.details.contains_key(id) || deferred.contains(id);
-        let probe = (0..scan.len())
-            .rev()
-            .filter_map(|pos| scan.get(pos))
-            .map(|job| job.id.clone())
-            .find(|id| !asked(id))
-            .or_else(|| tracker.newest_known(asked));
-        let Some(probe) = probe else {
-            return Err(e);
-        };
-        match source.get_job(&probe).await {
-            Ok(Some(job)) if job.id == probe => {}
-            Ok(_) => return Err(e),
-            Err(probed) if probed.is_about_one_job() => return Err(e),
-            Err(probed) => return Err(probed),
-        }
+        probe_the_api(source, tracker, &scan, &lookups.details, &deferred, e).await?;
     }
     let lookups = lookups.details;
     let lookups_failed = lookups
@@ -393,9 +300,9 @@ pub async fn poll(
     details.extend(lookups);
     let lookups_deferred = deferred.len() as u64;
     details.extend(deferred.into_iter().map(|id| (id, Detail::Unknown)));
-    tracker.set_clock_is_the_apis(server_time.is_some());
+    tracker.set_clock_is_the_apis(clock.server_time.is_some());
     let facts = PollFacts {
-        window_start,
+        window_start: now.saturating_sub(millis(request.window)),
         now,
         whole_from: whole_window.then_some(scan_from),
         baseline: baseline.as_ref(),
@@ -414,9 +321,187 @@ pub async fn poll(
         lookups_failed,
         lookups_deferred,
         full_pages_undecodable,
-        clock_offset_ms,
+        clock_offset_ms: clock.offset_ms,
         now,
     })
+}
+
+/// The time a poll goes by, from the live listing's `Date`.
+struct ApiClock {
+    /// The API's clock less the exporter's, where its `Date` said.
+    offset_ms: Option<i64>,
+    /// The API's `Date`, where it said and is believed.
+    server_time: Option<UnixMillis>,
+    /// `server_time`, else the exporter's clock.
+    now: UnixMillis,
+    /// How far back of the last poll an incremental scan starts: our clock
+    /// may be off the API's by up to [`CLOCK_SKEW_MS`] when the API does
+    /// not say its time; its `Date` is exact to the second.
+    margin: i64,
+}
+
+impl ApiClock {
+    fn of(live: &ScanRead, ours: UnixMillis) -> Self {
+        let server_time = live
+            .server_time
+            .filter(|date| believed(*date, ours, live.scan.newest_created()));
+        ApiClock {
+            offset_ms: live.server_time.map(|at| at.saturating_sub(ours)),
+            server_time,
+            now: server_time.unwrap_or(ours),
+            margin: match server_time {
+                Some(_) => INCREMENTAL_MARGIN_MS,
+                None => CLOCK_SKEW_MS,
+            },
+        }
+    }
+
+    /// Without the API's time, its newest job says how far its clock is at
+    /// least: a job it created up to then is not "in the future" (a clock
+    /// ahead of ours would otherwise put every new job there, where nothing
+    /// is counted by it). It moves no window and no horizon: one job with a
+    /// bogus id cannot move them a day.
+    fn at_least(&self, scans: &[&WindowScan], ours: UnixMillis) -> Option<UnixMillis> {
+        if self.server_time.is_some() {
+            return None;
+        }
+        scans
+            .iter()
+            .filter_map(|s| s.newest_created())
+            .max()
+            .map(|newest| newest.min(ours.saturating_add(MAX_CLOCK_OFFSET_MS)))
+    }
+}
+
+/// The window scan from `from_date` on.
+async fn read_window(
+    source: &impl JobSource,
+    tracker: &mut JobTracker,
+    page_size: u32,
+    whole_window: bool,
+    from_date: UnixMillis,
+    to_date: UnixMillis,
+) -> Result<ScanRead, ApiError> {
+    // A whole-window scan is about as long as the last one, or a little
+    // longer: the room to spare is only reserved, never touched unless
+    // used, and growing a list of a million ids would copy it.
+    let expected = if whole_window {
+        tracker.len() + tracker.len() / 8 + page_size as usize
+    } else {
+        0
+    };
+    read_pages(
+        source,
+        tracker.scan_builder(page_size as usize, expected),
+        ListFilter::Created { from_date, to_date },
+    )
+    .await
+}
+
+/// Where full pages of the window scan's jobs are read from.
+struct Pages {
+    page_size: u32,
+    from: UnixMillis,
+    to_date: UnixMillis,
+    margin: i64,
+}
+
+/// Many look-ups among recent jobs: read as full pages instead, and taken
+/// out of `need`. Jobs added from the live listing are older than the
+/// window scan: never in its pages. Says whether a full page did not
+/// decode (its jobs are then left in `need`, to be looked up one by one).
+async fn details_as_pages(
+    source: &impl JobSource,
+    scan: &WindowScan,
+    need: &mut Vec<JobId>,
+    pages: &Pages,
+) -> Result<(HashMap<JobId, Detail>, bool), ApiError> {
+    let live_from = scan.live_from();
+    let positions: Vec<Option<usize>> = scan
+        .positions(need)
+        .into_iter()
+        .map(|at| at.filter(|at| *at < live_from))
+        .collect();
+    let Some(pos) = batch_start(&positions, scan.len(), pages.page_size as usize) else {
+        return Ok((HashMap::new(), false));
+    };
+    let from = scan
+        .get(pos)
+        .and_then(|job| job.id.created_hint())
+        .map_or(pages.from, |created| {
+            created.saturating_sub(pages.margin).max(pages.from)
+        });
+    let wanted: HashSet<JobId> = need
+        .iter()
+        .zip(&positions)
+        .filter(|(_, at)| at.is_some_and(|at| at >= pos))
+        .map(|(id, _)| id.clone())
+        .collect();
+    // One job whose full JSON cannot be read fails the page, not the
+    // poll: the jobs wanted from it are looked up one by one instead,
+    // where that one job fails alone.
+    let read = details_from_pages(
+        source,
+        pages.page_size,
+        from,
+        pages.to_date,
+        &wanted,
+        usize::MAX,
+    );
+    match read.await {
+        Ok(found) => {
+            need.retain(|id| !found.contains_key(id));
+            Ok((found, false))
+        }
+        Err(ApiError::Decode { detail, .. }) => {
+            tracing::debug!(error = %detail, "a full page did not decode; its jobs are looked up one by one");
+            Ok((HashMap::new(), true))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// At most `max` look-ups stay in `need`; the rest, returned, wait for the
+/// next poll, in turn: the first look-up of this poll is a later one at
+/// each poll, so none is always left out.
+fn defer_lookups(tracker: &JobTracker, need: &mut Vec<JobId>, max: usize) -> Vec<JobId> {
+    if need.len() > max {
+        let turn = tracker.lookup_turn().wrapping_mul(max) % need.len();
+        need.rotate_left(turn);
+    }
+    need.split_off(need.len().min(max))
+}
+
+/// Every one of many look-ups failed, or one failed the API's way and
+/// none got through (`failed`): the API's trouble (a broken endpoint, a
+/// token that may list but not read, a gateway), or theirs? The newest
+/// job listed and not looked up says: if its look-up fails too, the poll
+/// fails; if it answers, those jobs are broken, not the API, and the poll
+/// goes on without them.
+async fn probe_the_api(
+    source: &impl JobSource,
+    tracker: &JobTracker,
+    scan: &WindowScan,
+    looked_up: &HashMap<JobId, Detail>,
+    deferred: &[JobId],
+    failed: ApiError,
+) -> Result<(), ApiError> {
+    let asked = |id: &JobId| looked_up.contains_key(id) || deferred.contains(id);
+    let probe = (0..scan.len())
+        .rev()
+        .filter_map(|pos| scan.get(pos))
+        .map(|job| job.id.clone())
+        .find(|id| !asked(id))
+        .or_else(|| tracker.newest_known(asked));
+    let Some(probe) = probe else {
+        return Err(failed);
+    };
+    match source.get_job(&probe).await {
+        Ok(Some(job)) if job.id == probe => Ok(()),
+        Ok(_) => Err(failed),
+        Err(probed) if probed.is_about_one_job() => Err(failed),
+        Err(probed) => Err(probed),
+    }
 }
 
 /// Whether the API's `Date` is its clock, to go by: within
@@ -835,7 +920,7 @@ mod tests {
         let request = PollRequest {
             now: T0,
             window: day,
-            ..PollRequest::default()
+            ..PollRequest::new(&PollConfig::default(), 0, false)
         };
         let (from, whole) = scan_start(&tracker, &request, None, T0, 60_000);
         assert_eq!((from, whole), (T0 - 24 * HOUR, true), "nothing known yet");
@@ -906,7 +991,7 @@ mod tests {
             now,
             window: Duration::from_secs(3600),
             page_size: 50,
-            ..PollRequest::default()
+            ..PollRequest::new(&PollConfig::default(), 0, false)
         }
     }
 

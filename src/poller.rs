@@ -1,6 +1,6 @@
 //! One account's poll loop: when to poll, and what a poll's result does to
 //! the metrics, the status board and the log (the poll itself is
-//! [`crate::cycle::poll`]). Polls of one account never overlap; each
+//! [`crate::poll::poll`]). Polls of one account never overlap; each
 //! account has its own task, so one slow account stalls no other.
 
 use std::sync::Arc;
@@ -14,46 +14,9 @@ use crate::api::{ApiClient, ApiError, ApiJob, JobId};
 use crate::board::StatusBoard;
 use crate::clock::{SharedClock, UnixMillis};
 use crate::config::{Account, PollConfig};
-use crate::cycle::{self, PollRequest, PollResult};
-use crate::metrics::Metrics;
+use crate::metrics::{AccountMetrics, PollNotes};
+use crate::poll::{self, PollRequest, PollResult};
 use crate::tracker::{Delivered, DeliveryVerdict, JobTracker};
-
-/// The settings a poll needs. They can change while the poller runs
-/// (SIGHUP) without losing its bookkeeping.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PollSettings {
-    pub interval: Duration,
-    pub window: Duration,
-    pub page_size: u32,
-    pub detail_concurrency: usize,
-    pub cycle_timeout: Duration,
-    /// How often the whole window is read again; in between, scans read
-    /// only what changed. Zero: always read it all.
-    pub full_scan_interval: Duration,
-    pub max_lookups: usize,
-    pub max_catch_up: Duration,
-}
-
-impl Default for PollSettings {
-    fn default() -> Self {
-        PollSettings::from(&PollConfig::default())
-    }
-}
-
-impl From<&PollConfig> for PollSettings {
-    fn from(p: &PollConfig) -> Self {
-        Self {
-            interval: p.interval,
-            window: p.window,
-            page_size: p.page_size,
-            detail_concurrency: p.detail_concurrency as usize,
-            cycle_timeout: p.cycle_timeout,
-            full_scan_interval: p.full_scan_interval,
-            max_lookups: p.max_lookups as usize,
-            max_catch_up: p.max_catch_up,
-        }
-    }
-}
 
 /// What an account's poller keeps from one poll to the next. It lives
 /// outside the poller's task, so a poller that dies is restarted with it.
@@ -105,11 +68,11 @@ pub struct AccountPoller {
     client: ApiClient,
     /// Locked for the whole of a poll; a poller that panics mid-poll drops
     /// the lock with its task.
-    book: Arc<tokio::sync::Mutex<Bookkeeping>>,
-    metrics: Arc<Metrics>,
+    bookkeeping: Arc<tokio::sync::Mutex<Bookkeeping>>,
+    metrics: Arc<AccountMetrics>,
     board: Arc<StatusBoard>,
     clock: SharedClock,
-    settings: PollSettings,
+    settings: PollConfig,
     /// Reason of the last failure, to log a new kind of trouble once.
     failing: Option<&'static str>,
     /// The last poll found the live listing unfiltered (logged on change).
@@ -128,15 +91,14 @@ pub struct AccountPoller {
 /// or dies before it judges them, they are counted as `dropped` (answered
 /// 202, then never counted by a delivery; the polls count their jobs).
 struct InFlight<'a> {
-    metrics: &'a Metrics,
-    account: &'a str,
+    metrics: &'a AccountMetrics,
     left: usize,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         for _ in 0..self.left {
-            self.metrics.webhook_refused(self.account, "dropped");
+            self.metrics.webhook_refused("dropped");
         }
     }
 }
@@ -150,21 +112,22 @@ const DELIVERY_BATCH: usize = 256;
 pub const TEMPLATE_NAMES_RETRY: Duration = Duration::from_secs(60);
 
 impl AccountPoller {
+    /// The account's poller; `metrics` is its handle (the one `client`
+    /// reports its requests to).
     pub fn new(
         account: Account,
         client: ApiClient,
-        metrics: Arc<Metrics>,
+        metrics: Arc<AccountMetrics>,
         board: Arc<StatusBoard>,
         clock: SharedClock,
-        settings: PollSettings,
+        settings: PollConfig,
         delivery_queue_capacity: usize,
     ) -> Self {
-        metrics.register_account(&account.name);
         let (delivery_queue, deliveries) = mpsc::channel(delivery_queue_capacity.max(1));
         Self {
             account,
             client,
-            book: Arc::default(),
+            bookkeeping: Arc::default(),
             metrics,
             board,
             clock,
@@ -178,6 +141,11 @@ impl AccountPoller {
         }
     }
 
+    /// The account's metrics handle.
+    pub fn metrics(&self) -> Arc<AccountMetrics> {
+        self.metrics.clone()
+    }
+
     /// Where the webhook receiver puts this account's deliveries.
     pub fn delivery_queue(&self) -> mpsc::Sender<ApiJob> {
         self.delivery_queue.clone()
@@ -187,7 +155,7 @@ impl AccountPoller {
     /// delivery that would count is confirmed first by the API (full pages
     /// of the listing for a batch of recent jobs, else `GET /jobs/{id}`, as
     /// many at once as `poll.detail_concurrency`; see
-    /// [`cycle::confirm_deliveries`]), all within `poll.cycle_timeout`, and
+    /// [`poll::confirm_deliveries`]), all within `poll.cycle_timeout`, and
     /// counted on the API's word; one that would
     /// not (a duplicate, before the baseline) costs no request. While the
     /// API has asked to wait (429), nothing is looked up: those deliveries
@@ -203,44 +171,58 @@ impl AccountPoller {
         }
         let mut in_flight = InFlight {
             metrics: &self.metrics,
-            account: &self.account.name,
             left: batch.len(),
         };
+        let (unconfirmed, clock_offset_ms) = self.judge(batch, &mut in_flight).await;
+        if !unconfirmed.is_empty() {
+            self.confirm(unconfirmed, clock_offset_ms, &mut in_flight)
+                .await;
+        }
+    }
+
+    /// Judges a batch of deliveries by the bookkeeping alone; returns those
+    /// the API must confirm first, and the API's clock offset.
+    async fn judge(&self, batch: Vec<ApiJob>, in_flight: &mut InFlight<'_>) -> (Vec<JobId>, i64) {
         let mut unconfirmed: Vec<JobId> = Vec::new();
-        let clock_offset_ms;
-        {
-            let mut book = self.book.lock().await;
-            clock_offset_ms = book.clock_offset_ms;
-            for job in batch {
-                let now = self.clock.now_millis();
-                // The tracker's times are the API's: judge by its clock.
-                let api_now = now.saturating_add(book.clock_offset_ms);
-                let mut done = book.tracker.deliver(&job, api_now, false);
-                if done.verdict == DeliveryVerdict::Unconfirmed
-                    && !self.account.tags.is_empty()
-                    && !book.tracker.knows(&job.id)
-                {
-                    // A delivery does not say the job's tags, and a look-up
-                    // does not either: a job no poll of this tag filter has
-                    // seen may be another pipeline's. Left to the polls.
-                    done = Delivered::judged(DeliveryVerdict::NotCounted);
-                }
-                if done.verdict != DeliveryVerdict::Unconfirmed {
-                    self.delivered(&job.id, &done, now);
-                    in_flight.left = in_flight.left.saturating_sub(1);
-                } else if unconfirmed.contains(&job.id) {
-                    // The same job twice in one batch: one look-up.
-                    let dup = Delivered::judged(DeliveryVerdict::Duplicate);
-                    self.delivered(&job.id, &dup, now);
-                    in_flight.left = in_flight.left.saturating_sub(1);
-                } else {
-                    unconfirmed.push(job.id);
-                }
+        let mut bookkeeping = self.bookkeeping.lock().await;
+        for job in batch {
+            let now = self.clock.now_millis();
+            // The tracker's times are the API's: judge by its clock.
+            let api_now = now.saturating_add(bookkeeping.clock_offset_ms);
+            let mut done = bookkeeping.tracker.deliver(&job, api_now, false);
+            if done.verdict == DeliveryVerdict::Unconfirmed
+                && !self.account.tags.is_empty()
+                && !bookkeeping.tracker.knows(&job.id)
+            {
+                // A delivery does not say the job's tags, and a look-up
+                // does not either: a job no poll of this tag filter has
+                // seen may be another pipeline's. Left to the polls.
+                done = Delivered::judged(DeliveryVerdict::NotCounted);
+            }
+            if done.verdict != DeliveryVerdict::Unconfirmed {
+                self.delivered(&job.id, &done, now);
+                in_flight.left = in_flight.left.saturating_sub(1);
+            } else if unconfirmed.contains(&job.id) {
+                // The same job twice in one batch: one look-up.
+                let dup = Delivered::judged(DeliveryVerdict::Duplicate);
+                self.delivered(&job.id, &dup, now);
+                in_flight.left = in_flight.left.saturating_sub(1);
+            } else {
+                unconfirmed.push(job.id);
             }
         }
-        if unconfirmed.is_empty() {
-            return;
-        }
+        (unconfirmed, bookkeeping.clock_offset_ms)
+    }
+
+    /// Looks up the deliveries the API must confirm, and counts them on
+    /// its answers; without answers (a 429's wait, the deadline), they are
+    /// left to the polls.
+    async fn confirm(
+        &self,
+        unconfirmed: Vec<JobId>,
+        clock_offset_ms: i64,
+        in_flight: &mut InFlight<'_>,
+    ) {
         let left_to_polls = |ids: Vec<JobId>, why: &str, in_flight: &mut InFlight| {
             tracing::debug!(account = %self.account.name, deliveries = ids.len(), why, "webhook deliveries left to the polls");
             for id in ids {
@@ -250,29 +232,29 @@ impl AccountPoller {
             }
         };
         if self.client.blocked_for().is_some() {
-            return left_to_polls(unconfirmed, "the API asked to wait (429)", &mut in_flight);
+            return left_to_polls(unconfirmed, "the API asked to wait (429)", in_flight);
         }
         let now = self.clock.now_millis().saturating_add(clock_offset_ms);
-        let lookups = cycle::confirm_deliveries(
+        let lookups = poll::confirm_deliveries(
             &self.client,
             unconfirmed.clone(),
             now,
             self.settings.page_size,
-            self.settings.detail_concurrency,
+            self.settings.detail_concurrency as usize,
         );
         let Ok(looked_up) = tokio::time::timeout(self.settings.cycle_timeout, lookups).await else {
             return left_to_polls(
                 unconfirmed,
                 "the look-ups took longer than poll.cycle_timeout",
-                &mut in_flight,
+                in_flight,
             );
         };
-        let mut book = self.book.lock().await;
+        let mut bookkeeping = self.bookkeeping.lock().await;
         for (id, found) in looked_up {
             let now = self.clock.now_millis();
-            let api_now = now.saturating_add(book.clock_offset_ms);
+            let api_now = now.saturating_add(bookkeeping.clock_offset_ms);
             let done = match found {
-                Ok(Some(job)) if job.id == id => book.tracker.deliver(&job, api_now, true),
+                Ok(Some(job)) if job.id == id => bookkeeping.tracker.deliver(&job, api_now, true),
                 Ok(_) => Delivered::judged(DeliveryVerdict::UnknownJob),
                 Err(e) => {
                     tracing::debug!(account = %self.account.name, job = %id, error = %e, "look-up of a delivered job failed; the polls will count it");
@@ -292,9 +274,8 @@ impl AccountPoller {
     }
 
     fn delivered(&self, id: &JobId, done: &Delivered, now: UnixMillis) {
-        let name = &self.account.name;
-        self.metrics.apply_delivery(name, done, now as f64 / 1000.0);
-        tracing::debug!(account = %name, job = %id, result = done.verdict.label(), "webhook delivery");
+        self.metrics.delivery(done, now);
+        tracing::debug!(account = %self.account.name, job = %id, result = done.verdict.label(), "webhook delivery");
     }
 
     /// This poller with another client (a new client policy), sharing the
@@ -305,46 +286,37 @@ impl AccountPoller {
         self
     }
 
-    pub(crate) fn set_settings(&mut self, settings: PollSettings) {
+    pub(crate) fn set_settings(&mut self, settings: PollConfig) {
         self.settings = settings;
     }
 
     /// One poll at `now`, with nothing applied unless every call succeeded;
     /// what it applied waits in the bookkeeping to be published.
-    async fn poll_once(&mut self, now: UnixMillis, started: Instant) -> Result<(), ApiError> {
-        let mut book = self.book.lock().await;
-        let book = &mut *book;
+    async fn poll_and_apply(&mut self, now: UnixMillis, started: Instant) -> Result<(), ApiError> {
+        let mut bookkeeping = self.bookkeeping.lock().await;
+        let bookkeeping = &mut *bookkeeping;
         let settings = &self.settings;
-        if book.window.is_some_and(|was| settings.window > was) {
-            book.last_full_scan = None;
+        if bookkeeping.window.is_some_and(|was| settings.window > was) {
+            bookkeeping.last_full_scan = None;
         }
         let full_scan_due = settings.full_scan_interval.is_zero()
-            || book.last_full_scan.is_none_or(|t| {
+            || bookkeeping.last_full_scan.is_none_or(|t| {
                 now.saturating_sub(t) >= settings.full_scan_interval.as_millis() as i64
             });
         if full_scan_due {
-            book.last_full_scan = Some(now);
+            bookkeeping.last_full_scan = Some(now);
         }
-        let request = PollRequest {
-            now,
-            window: settings.window,
-            full_scan_due,
-            page_size: settings.page_size,
-            detail_concurrency: settings.detail_concurrency,
-            max_lookups: settings.max_lookups,
-            max_catch_up: if book.catch_up_given_up {
-                Duration::ZERO
-            } else {
-                settings.max_catch_up
-            },
-        };
-        let result = cycle::poll(&mut book.tracker, &self.client, &request).await?;
-        book.clock_offset_ms = result.now.saturating_sub(now);
+        let mut request = PollRequest::new(settings, now, full_scan_due);
+        if bookkeeping.catch_up_given_up {
+            request.max_catch_up = Duration::ZERO;
+        }
+        let result = poll::poll(&mut bookkeeping.tracker, &self.client, &request).await?;
+        bookkeeping.clock_offset_ms = result.now.saturating_sub(now);
         // Only now is the wider window read: a failed read is tried again.
-        book.window = Some(settings.window);
-        book.catch_up_given_up = false;
+        bookkeeping.window = Some(settings.window);
+        bookkeeping.catch_up_given_up = false;
         tracing::debug!(account = %self.account.name, pages = result.scan_pages, live_pages = result.live_pages, whole_window = result.whole_window, "scanned");
-        book.unpublished = Some(Unpublished {
+        bookkeeping.unpublished = Some(Unpublished {
             result,
             at: now,
             took: started.elapsed(),
@@ -358,20 +330,20 @@ impl AccountPoller {
     /// catch up after an outage: the next polls read only the window, and
     /// what ended in between is not counted (said once in the log).
     async fn give_up_catch_up(&mut self, now: UnixMillis) {
-        let mut book = self.book.lock().await;
+        let mut bookkeeping = self.bookkeeping.lock().await;
         let window = self.settings.window.as_millis() as i64;
-        let Some(last) = book.tracker.last_poll_at() else {
+        let Some(last) = bookkeeping.tracker.last_poll_at() else {
             return;
         };
         // The last poll's time is the API's: compare it with the API's now.
-        let api_now = now.saturating_add(book.clock_offset_ms);
-        if book.catch_up_given_up
+        let api_now = now.saturating_add(bookkeeping.clock_offset_ms);
+        if bookkeeping.catch_up_given_up
             || self.settings.max_catch_up.is_zero()
             || api_now.saturating_sub(last) <= window
         {
             return;
         }
-        book.catch_up_given_up = true;
+        bookkeeping.catch_up_given_up = true;
         tracing::warn!(
             account = %self.account.name,
             last_good_poll = %crate::timefmt::format_millis(last),
@@ -395,7 +367,7 @@ impl AccountPoller {
         };
         let newcomer = self
             .names_read_at
-            .is_some_and(|at| self.metrics.templates_unnamed_since(name, at));
+            .is_some_and(|at| self.metrics.templates_unnamed_since(at));
         let retry = (newcomer || self.names_failed) && since(TEMPLATE_NAMES_RETRY);
         if !(since(refresh) || retry) {
             return;
@@ -406,11 +378,11 @@ impl AccountPoller {
         match listed {
             Ok(listed) => {
                 tracing::debug!(account = %name, templates = listed.len(), "template names read");
-                self.metrics.template_names(name, Some(&listed));
+                self.metrics.template_names(Some(&listed));
             }
             Err(e) => {
                 tracing::warn!(account = %name, error = %e, "reading template names failed; templates keep the names they had (or their ids)");
-                self.metrics.template_names(name, None);
+                self.metrics.template_names(None);
             }
         }
     }
@@ -419,8 +391,8 @@ impl AccountPoller {
     /// status board and the log (see [`Bookkeeping::unpublished`]).
     async fn publish(&mut self) {
         let name = self.account.name.clone();
-        let mut book = self.book.lock().await;
-        let Some(left) = book.unpublished.as_mut() else {
+        let mut bookkeeping = self.bookkeeping.lock().await;
+        let Some(left) = bookkeeping.unpublished.as_mut() else {
             return;
         };
         left.tries += 1;
@@ -430,9 +402,14 @@ impl AccountPoller {
         let (result, now) = (&left.result, left.at);
         let outcome = &result.outcome;
         if !std::mem::replace(&mut left.counted, true) {
-            self.metrics.apply_outcome(&name, outcome, now);
-            self.metrics.jobs_skipped(&name, &result.skipped);
-            self.metrics.poll_notes(&name, result);
+            let notes = PollNotes {
+                lookups_failed: result.lookups_failed,
+                lookups_deferred: result.lookups_deferred,
+                live_listing_unfiltered: result.live_listing_unfiltered,
+                clock_offset_ms: result.clock_offset_ms,
+            };
+            self.metrics
+                .poll_applied(outcome, &result.skipped, &notes, now);
         }
         if !outcome.given_up.is_empty() {
             const SHOWN: usize = 10;
@@ -458,8 +435,7 @@ impl AccountPoller {
         if result.lookups_failed > 0 {
             tracing::debug!(account = %name, failed = result.lookups_failed, "look-ups failed for their jobs alone; those jobs are looked up again next poll, up to 5 polls in a row");
         }
-        self.metrics
-            .poll_succeeded(&name, now as f64 / 1000.0, left.took);
+        self.metrics.poll_succeeded(now, left.took);
         tracing::debug!(
             account = %name,
             took_ms = left.took.as_millis() as u64,
@@ -468,8 +444,8 @@ impl AccountPoller {
             baseline = outcome.baseline,
             "poll done"
         );
-        book.unpublished = None;
-        drop(book);
+        bookkeeping.unpublished = None;
+        drop(bookkeeping);
         // After the poll, outside its deadline: names are never worth a
         // failed poll.
         self.refresh_template_names(now).await;
@@ -480,14 +456,14 @@ impl AccountPoller {
     }
 
     /// Polls once, updates metrics, the status board and the log.
-    pub async fn cycle(&mut self) {
+    pub async fn poll(&mut self) {
         let started = Instant::now();
         let now = self.clock.now_millis();
         let name = self.account.name.clone();
         let timeout = self.settings.cycle_timeout;
         // A fault drill (`--features failpoints`): a panic between polls.
         fail::fail_point!("poll-cycle");
-        let result = match tokio::time::timeout(timeout, self.poll_once(now, started)).await {
+        let result = match tokio::time::timeout(timeout, self.poll_and_apply(now, started)).await {
             Ok(r) => r,
             Err(_) => {
                 self.give_up_catch_up(now).await;
@@ -498,7 +474,7 @@ impl AccountPoller {
             Ok(()) => self.publish().await,
             Err(e) => {
                 let reason = e.reason();
-                self.metrics.poll_failed(&name, reason, started.elapsed());
+                self.metrics.poll_failed(reason, started.elapsed());
                 self.board.record(&name, now, Some(e.to_string()));
                 if self.failing != Some(reason) {
                     tracing::warn!(account = %name, reason, error = %e, "poll failed; keeping the last numbers, nexrender_up is 0");
@@ -511,12 +487,12 @@ impl AccountPoller {
     }
 
     /// Polls every `interval` until `stop` turns true, taking new settings
-    /// from `settings` as they come. A cycle longer than the interval delays
-    /// the next one; cycles never overlap.
+    /// from `settings` as they come. A poll longer than the interval delays
+    /// the next one; polls never overlap.
     pub async fn run(
         mut self,
         mut stop: watch::Receiver<bool>,
-        mut settings: watch::Receiver<PollSettings>,
+        mut settings: watch::Receiver<PollConfig>,
     ) {
         let ticker_for = |every: Duration| {
             let mut t = tokio::time::interval(every);
@@ -555,7 +531,7 @@ impl AccountPoller {
                 }
             }
             tokio::select! {
-                _ = self.cycle() => {}
+                _ = self.poll() => {}
                 _ = stop.changed() => return,
             }
         }
@@ -601,7 +577,7 @@ fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
 pub async fn supervise(
     poller: AccountPoller,
     mut stop: watch::Receiver<bool>,
-    settings: watch::Receiver<PollSettings>,
+    settings: watch::Receiver<PollConfig>,
 ) {
     let name = poller.account.name.clone();
     let mut delays = restart_delays();
@@ -619,17 +595,17 @@ pub async fn supervise(
             Err(_) => "its task was cancelled".to_owned(),
         };
         let kept = {
-            let mut book = poller.book.lock().await;
+            let mut bookkeeping = poller.bookkeeping.lock().await;
             // A poll whose publishing killed the poller twice is dropped,
             // and the bookkeeping with it.
-            let intact =
-                book.tracker.is_intact() && book.unpublished.as_ref().is_none_or(|u| u.tries < 2);
+            let intact = bookkeeping.tracker.is_intact()
+                && bookkeeping.unpublished.as_ref().is_none_or(|u| u.tries < 2);
             if !intact {
-                *book = Bookkeeping::default();
+                *bookkeeping = Bookkeeping::default();
             }
             intact
         };
-        poller.metrics.poller_died(&name);
+        poller.metrics.poller_died();
         poller.board.poller_died(&name, &why);
         if started.elapsed() >= HEALTHY_RUN {
             delays = restart_delays();

@@ -8,14 +8,14 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::api::{JobId, MinimalJob, Page, SkipReason};
-use crate::status::{StatusCode, StatusTable};
+use crate::status::{StatusByte, StatusTable};
 
 /// One job of a [`WindowScan`], borrowed; its status coded by the table
 /// the scan was built with.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ScanJob<'a> {
     pub id: &'a JobId,
-    pub status: StatusCode,
+    pub status: StatusByte,
 }
 
 fn ulid_of(id: &JobId) -> Option<u128> {
@@ -30,7 +30,7 @@ fn ulid_of(id: &JobId) -> Option<u128> {
 pub struct WindowScan {
     ids: Vec<JobId>,
     /// The status of each job, coded by the table the scan was built with.
-    statuses: Vec<StatusCode>,
+    statuses: Vec<StatusByte>,
     /// Positions of the ULID-keyed jobs, in id order.
     by_ulid: ByUlid,
     /// Positions of the jobs whose id is not a ULID, in scan order.
@@ -54,7 +54,7 @@ impl WindowScan {
         Self::index(ids, statuses)
     }
 
-    fn index(mut ids: Vec<JobId>, mut statuses: Vec<StatusCode>) -> (Self, usize) {
+    fn index(mut ids: Vec<JobId>, mut statuses: Vec<StatusByte>) -> (Self, usize) {
         let (by_ulid, others) = index(&ids);
         let mut repeat = vec![];
         // The sort is stable: among equal ids the first in the scan comes
@@ -311,7 +311,7 @@ pub enum ScanError {
 pub struct ScanBuilder<'t> {
     limit: usize,
     ids: Vec<JobId>,
-    statuses: Vec<StatusCode>,
+    statuses: Vec<StatusByte>,
     table: &'t mut StatusTable,
     skipped: Vec<SkipReason>,
     /// Jobs read so far, repeats included (the next page's offset).

@@ -88,15 +88,15 @@ pub const OTHER_STATUS: &str = "other";
 /// (their place in [`JobStatus::KNOWN`]), so what a code means for the
 /// lifecycle needs no table; only the names of undocumented statuses do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StatusCode(u8);
+pub struct StatusByte(u8);
 
-impl StatusCode {
-    pub const QUEUED: StatusCode = StatusCode(0);
-    pub const PENDING: StatusCode = StatusCode(1);
-    pub const RENDERING: StatusCode = StatusCode(2);
-    pub const FINISHED: StatusCode = StatusCode(3);
-    pub const ERROR: StatusCode = StatusCode(4);
-    pub const MANUALLY_CANCELLED: StatusCode = StatusCode(5);
+impl StatusByte {
+    pub const QUEUED: StatusByte = StatusByte(0);
+    pub const PENDING: StatusByte = StatusByte(1);
+    pub const RENDERING: StatusByte = StatusByte(2);
+    pub const FINISHED: StatusByte = StatusByte(3);
+    pub const ERROR: StatusByte = StatusByte(4);
+    pub const MANUALLY_CANCELLED: StatusByte = StatusByte(5);
 
     /// `finished`, `error` or `manually_cancelled`.
     pub fn is_terminal(self) -> bool {
@@ -137,44 +137,44 @@ impl StatusTable {
     /// table without end.
     pub const COUNT: usize = 256;
 
-    pub fn code(&mut self, status: &JobStatus) -> StatusCode {
+    pub fn code(&mut self, status: &JobStatus) -> StatusByte {
         let known = match status {
-            JobStatus::Queued => StatusCode::QUEUED,
-            JobStatus::Pending => StatusCode::PENDING,
-            JobStatus::Rendering => StatusCode::RENDERING,
-            JobStatus::Finished => StatusCode::FINISHED,
-            JobStatus::Error => StatusCode::ERROR,
-            JobStatus::ManuallyCancelled => StatusCode::MANUALLY_CANCELLED,
+            JobStatus::Queued => StatusByte::QUEUED,
+            JobStatus::Pending => StatusByte::PENDING,
+            JobStatus::Rendering => StatusByte::RENDERING,
+            JobStatus::Finished => StatusByte::FINISHED,
+            JobStatus::Error => StatusByte::ERROR,
+            JobStatus::ManuallyCancelled => StatusByte::MANUALLY_CANCELLED,
             JobStatus::Other(_) => return self.code_undocumented(status),
         };
         debug_assert_eq!(&JobStatus::KNOWN[known.index()], status);
         known
     }
 
-    fn code_undocumented(&mut self, status: &JobStatus) -> StatusCode {
+    fn code_undocumented(&mut self, status: &JobStatus) -> StatusByte {
         let known = JobStatus::KNOWN.len();
         if let Some(i) = self.names[known..].iter().position(|n| n == status) {
-            return StatusCode((known + i) as u8);
+            return StatusByte((known + i) as u8);
         }
         if self.names.len() < Self::COUNT - 1 {
             self.names.push(status.clone());
         } else if self.names.len() == Self::COUNT - 1 {
             self.names.push(JobStatus::Other(OTHER_STATUS.into()));
         }
-        StatusCode((self.names.len() - 1) as u8)
+        StatusByte((self.names.len() - 1) as u8)
     }
 
-    pub fn name(&self, code: StatusCode) -> &JobStatus {
+    pub fn name(&self, code: StatusByte) -> &JobStatus {
         // Every code was handed out by this table (or is a fixed one).
         &self.names[code.index().min(self.names.len() - 1)]
     }
 
     /// Every code handed out so far, with its name.
-    pub fn iter(&self) -> impl Iterator<Item = (StatusCode, &JobStatus)> {
+    pub fn iter(&self) -> impl Iterator<Item = (StatusByte, &JobStatus)> {
         self.names
             .iter()
             .enumerate()
-            .map(|(i, name)| (StatusCode(i as u8), name))
+            .map(|(i, name)| (StatusByte(i as u8), name))
     }
 }
 
@@ -200,7 +200,7 @@ mod tests {
     #[test]
     fn status_codes_are_fixed_for_known_statuses_and_bounded_for_others() {
         let mut c = StatusTable::default();
-        assert_eq!(c.code(&JobStatus::Finished), StatusCode::FINISHED);
+        assert_eq!(c.code(&JobStatus::Finished), StatusByte::FINISHED);
         for s in JobStatus::KNOWN {
             let code = c.code(&s);
             assert_eq!(c.name(code), &s);

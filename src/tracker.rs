@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::api::{ApiJob, JobId};
 use crate::clock::UnixMillis;
 use crate::scan::{ScanBuilder, ScanJob, WindowScan};
-use crate::status::{JobStatus, StatusCode, StatusTable};
+use crate::status::{JobStatus, StatusByte, StatusTable};
 
 /// The answer to a detail look-up.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,7 +94,7 @@ const NO_CREATED_AT: u8 = 128;
 #[derive(Debug, Clone, Copy)]
 struct Tracked {
     created_at: UnixMillis,
-    status: StatusCode,
+    status: StatusByte,
     flags: u8,
     /// Polls in a row whose look-up of it failed (see [`Detail::Failed`]).
     failures: u8,
@@ -188,6 +188,31 @@ impl Jobs {
                 .ok()
                 .map(|i| &self.ulids[i].tracked),
             JobId::Other(s) => self.others.get(s).map(|o| &o.tracked),
+        }
+    }
+
+    fn get_mut(&mut self, id: &JobId) -> Option<&mut Tracked> {
+        match id {
+            JobId::Ulid(u) => self
+                .ulids
+                .binary_search_by_key(&u.0, |e| e.key)
+                .ok()
+                .map(|i| &mut self.ulids[i].tracked),
+            JobId::Other(text) => self.others.get_mut(text).map(|o| &mut o.tracked),
+        }
+    }
+
+    /// Remembers a job not remembered yet; `seen_at` as for [`OtherJob`].
+    fn insert(&mut self, id: &JobId, tracked: Tracked, seen_at: UnixMillis) {
+        match id {
+            JobId::Ulid(u) => {
+                let at = self.ulids.partition_point(|e| e.key < u.0);
+                self.ulids.insert(at, Entry { key: u.0, tracked });
+            }
+            JobId::Other(text) => {
+                self.others
+                    .insert(text.clone(), OtherJob { tracked, seen_at });
+            }
         }
     }
 
@@ -375,7 +400,29 @@ impl Delivered {
             moved: None,
         }
     }
+
+    /// A delivery taken into the bookkeeping: what settling it gave
+    /// (`out`), and where it `moved` in the numbers.
+    fn settled(out: Outcome, moved: Moved) -> Self {
+        let completion = out.completions.into_iter().next();
+        let (verdict, moved) = if completion.is_some() {
+            (DeliveryVerdict::Counted, moved)
+        } else {
+            // Decided old (ended before the baseline): as the poll would.
+            (DeliveryVerdict::NotCounted, None)
+        };
+        Delivered {
+            verdict,
+            completion,
+            queue_wait: out.queue_waits.into_iter().next(),
+            invalid: out.invalid,
+            moved,
+        }
+    }
 }
+
+/// Where a delivered job moved in the numbers (see [`Delivered::moved`]).
+type Moved = Option<(Option<JobStatus>, JobStatus)>;
 
 /// What the first poll knows of the moment it starts from, so that a job
 /// ending while it reads is counted, not taken into the baseline: a job
@@ -506,7 +553,6 @@ impl ApplyPass<'_> {
                 shown.status = tracked.status;
             }
         }
-        let new = tracked.is_none();
         // A failed look-up is one more failure; past the bound it is given
         // up, and the job is decided by what the listing shows.
         let mut failures = tracked.map_or(0, |t| t.failures);
@@ -524,7 +570,25 @@ impl ApplyPass<'_> {
             },
             _ => detail,
         };
-        if let (Some(true), Some(mut tracked)) = (detail.map(Detail::is_unknown), tracked) {
+        if detail.is_some_and(Detail::is_unknown) {
+            if let Some(tracked) = self.seen_undetailed(tracked, shown, failures) {
+                return tracked;
+            }
+        }
+        self.seen_detailed(tracked, shown, detail, failures, given_up)
+    }
+
+    /// A job the scan shows whose detail did not come this poll (put off,
+    /// or failed): what it is remembered as, or `None` for a new job that
+    /// is not ended, or is seen at the first poll: decided by the listing
+    /// alone (see `seen_detailed`).
+    fn seen_undetailed(
+        &self,
+        tracked: Option<Tracked>,
+        shown: ScanJob,
+        failures: u8,
+    ) -> Option<Tracked> {
+        if let Some(mut tracked) = tracked {
             // Without its detail, a known job takes the status the scan
             // shows; if it ended, its completion waits for the detail.
             tracked.status = shown.status;
@@ -534,27 +598,37 @@ impl ApplyPass<'_> {
             if shown.status.is_terminal() && !tracked.has(COUNTED) {
                 tracked.set(LOOKUP, true);
             }
-            return tracked;
+            return Some(tracked);
         }
-        if let (Some(true), true) = (detail.map(Detail::is_unknown), shown.status.is_terminal()) {
-            // A job first seen ended, without the detail that says whether
-            // it ended since the baseline: remembered, decided later.
-            if !self.first {
-                return Tracked {
-                    created_at: UNKNOWN,
-                    status: shown.status,
-                    flags: WAIT_PENDING | LOOKUP | FIRST_ENDED,
-                    failures,
-                };
-            }
-        }
+        // A job first seen ended, without the detail that says whether
+        // it ended since the baseline: remembered, decided later.
+        (shown.status.is_terminal() && !self.first).then_some(Tracked {
+            created_at: UNKNOWN,
+            status: shown.status,
+            flags: WAIT_PENDING | LOOKUP | FIRST_ENDED,
+            failures,
+        })
+    }
+
+    /// A job the scan shows, settled with its detail if that came
+    /// (`detail` is `None` when none was asked for, or when its look-up was
+    /// just given up: `given_up`). `failures`: its look-ups that failed in
+    /// a row, this poll's included.
+    fn seen_detailed(
+        &mut self,
+        tracked: Option<Tracked>,
+        shown: ScanJob,
+        detail: Option<&Detail>,
+        failures: u8,
+        given_up: bool,
+    ) -> Tracked {
+        let new = tracked.is_none();
         let job = match detail {
             Some(Detail::Found(found)) if found.id == *shown.id => Some(found),
             _ => None,
         };
         // The detail was fetched after the scan, so it is the later word.
         let status = job.map_or(shown.status, |found| self.statuses.code(&found.status));
-        let started = status.has_started();
         // At the first poll, a job the scan shows ended that ended while
         // the poll read (see [`Baseline`]) is counted, as any later poll
         // would; `Some(started)`: whether it had started when the poll began.
@@ -562,17 +636,7 @@ impl ApplyPass<'_> {
             (true, Some(baseline)) => baseline.ended_during(shown.id, job),
             _ => None,
         };
-        let mut tracked = tracked.unwrap_or(Tracked {
-            created_at: UNKNOWN,
-            status,
-            flags: match during {
-                Some(started) if started => 0,
-                Some(_) => WAIT_PENDING,
-                None if !self.first || !started => WAIT_PENDING,
-                None => 0,
-            },
-            failures: 0,
-        });
+        let mut tracked = tracked.unwrap_or_else(|| self.first_seen(status, during));
         tracked.status = status;
         tracked.failures = if job.is_some() || given_up || detail.is_none() {
             0
@@ -604,6 +668,25 @@ impl ApplyPass<'_> {
                 && (given_up || job.is_some() || tracked.has(NO_CREATED_AT)),
         );
         tracked
+    }
+
+    /// A job seen for the first time, in `status`; `during`: at the first
+    /// poll, `Some(started)` for a job that ended while it read (see
+    /// `seen_detailed`). Its queue wait is to be observed, unless the first
+    /// poll finds it started already.
+    fn first_seen(&self, status: StatusByte, during: Option<bool>) -> Tracked {
+        let started = status.has_started();
+        Tracked {
+            created_at: UNKNOWN,
+            status,
+            flags: match during {
+                Some(started) if started => 0,
+                Some(_) => WAIT_PENDING,
+                None if !self.first || !started => WAIT_PENDING,
+                None => 0,
+            },
+            failures: 0,
+        }
     }
 
     /// A look-up of `id` failed: its failures so far, this one included,
@@ -679,16 +762,7 @@ impl ApplyPass<'_> {
                     detail
                 }
                 None => {
-                    tracked.failures = 0;
-                    if tracked.has(LOOKUP) {
-                        // Shown ended: counted from that listing alone.
-                        tracked.set(LOOKUP, false);
-                        let first_ended = tracked.has(FIRST_ENDED);
-                        self.settle(tracked, id, None, first_ended);
-                    } else if tracked.going() || tracked.has(LEFT) {
-                        // Left the listing of jobs not ended, and nothing
-                        // says how: forgotten. A whole-window read that
-                        // shows it ended brings it back as a new job.
+                    if !self.unseen_given_up(tracked, id) {
                         return false;
                     }
                     None
@@ -696,6 +770,38 @@ impl ApplyPass<'_> {
             },
             _ => detail,
         };
+        if !self.unseen_answered(tracked, id, detail) {
+            return false;
+        }
+        self.unseen_kept(tracked, id, detail.is_some(), created_by)
+    }
+
+    /// The look-up of a job the scan does not show is given up: settled
+    /// from what the listings showed. Whether to keep it.
+    fn unseen_given_up(&mut self, tracked: &mut Tracked, id: &JobId) -> bool {
+        tracked.failures = 0;
+        if tracked.has(LOOKUP) {
+            // Shown ended: counted from that listing alone.
+            tracked.set(LOOKUP, false);
+            let first_ended = tracked.has(FIRST_ENDED);
+            self.settle(tracked, id, None, first_ended);
+        } else if tracked.going() || tracked.has(LEFT) {
+            // Left the listing of jobs not ended, and nothing says how:
+            // forgotten. A whole-window read that shows it ended brings it
+            // back as a new job.
+            return false;
+        }
+        true
+    }
+
+    /// What the look-up of a job the scan does not show says of it, if
+    /// anything (`detail`). False: it is forgotten now.
+    fn unseen_answered(
+        &mut self,
+        tracked: &mut Tracked,
+        id: &JobId,
+        detail: Option<&Detail>,
+    ) -> bool {
         match detail {
             Some(Detail::Gone) if tracked.has(LOOKUP) && tracked.status.is_terminal() => {
                 // A listing showed it ended, and it was deleted before its
@@ -724,10 +830,23 @@ impl ApplyPass<'_> {
             // Unknown, failed, or an answer about another job.
             Some(_) | None => {}
         }
+        true
+    }
+
+    /// Whether to keep a job the scan does not show, once what its look-up
+    /// said is taken in. `detail_asked`: it was looked up this poll (or
+    /// the look-up put off), and not given up. `created_by` as for `unseen`.
+    fn unseen_kept(
+        &self,
+        tracked: &mut Tracked,
+        id: &JobId,
+        detail_asked: bool,
+        created_by: Option<UnixMillis>,
+    ) -> bool {
         let latest = self.now.saturating_add(MAX_CLOCK_OFFSET_MS);
         let created = tracked.created_latest(id, latest, created_by);
         if self.whole_from.is_some()
-            && detail.is_none()
+            && !detail_asked
             && tracked.status.is_terminal()
             && tracked.has(COUNTED)
             && !tracked.unresolved()
@@ -747,6 +866,186 @@ impl ApplyPass<'_> {
         // counted (an incremental scan does not read these again).
         // One still to be settled is kept, whatever its age.
         tracked.going() || tracked.unresolved() || created.is_some_and(|at| at >= self.window_start)
+    }
+
+    /// A delivery of a job the tracker knows, settled with `job` (in
+    /// `status`) once `confirmed`: where it moved in the numbers, or the
+    /// verdict when nothing changed.
+    fn deliver_known(
+        &mut self,
+        tracked: &mut Tracked,
+        job: &ApiJob,
+        status: StatusByte,
+        confirmed: bool,
+    ) -> Result<Moved, DeliveryVerdict> {
+        if tracked.has(COUNTED) {
+            return Err(DeliveryVerdict::Duplicate);
+        }
+        if !confirmed {
+            return Err(DeliveryVerdict::Unconfirmed);
+        }
+        let was = tracked
+            .going()
+            .then(|| self.statuses.name(tracked.status).clone());
+        let first_ended = tracked.has(FIRST_ENDED);
+        tracked.status = status;
+        tracked.set(LEFT, false);
+        tracked.set(DELIVERED, true);
+        self.settle(tracked, &job.id, Some(job), first_ended);
+        Ok(was.map(|was| (Some(was), job.status.clone())))
+    }
+
+    /// A delivery of a job no poll has seen: remembered in `jobs` and
+    /// settled once `confirmed`, if it was created since the last poll
+    /// (`last_poll_at`) and counts as new. Where it moved in the numbers,
+    /// or the verdict when nothing changed.
+    fn deliver_new(
+        &mut self,
+        jobs: &mut Jobs,
+        job: &ApiJob,
+        status: StatusByte,
+        confirmed: bool,
+        last_poll_at: UnixMillis,
+    ) -> Result<Moved, DeliveryVerdict> {
+        let id = &job.id;
+        let latest = self.latest;
+        let created_at = job.created_at.filter(|at| *at <= latest);
+        let hint = id.created_hint().filter(|at| *at <= latest);
+        let created = [hint, created_at].into_iter().flatten().min();
+        let recent = created.is_some_and(|at| at >= last_poll_at.saturating_sub(CLOCK_SKEW_MS));
+        if !recent || !self.counts_as_new(id, Some(job)) {
+            return Err(DeliveryVerdict::NotCounted);
+        }
+        if !confirmed {
+            return Err(DeliveryVerdict::Unconfirmed);
+        }
+        let mut tracked = Tracked {
+            created_at: UNKNOWN,
+            status,
+            flags: WAIT_PENDING | DELIVERED,
+            failures: 0,
+        };
+        self.settle(&mut tracked, id, Some(job), false);
+        jobs.insert(id, tracked, self.now);
+        Ok(Some((None, job.status.clone())))
+    }
+
+    /// The jobs with ULID ids: `ulids` (sorted by id), the scan's and the
+    /// details walked together in id order, each job kept or forgotten.
+    fn apply_ulids(
+        &mut self,
+        ulids: &mut Vec<Entry>,
+        scan: &WindowScan,
+        details: &HashMap<JobId, Detail>,
+    ) {
+        // The details of ULID jobs in id order, walked beside the rest.
+        let mut by_ulid: Vec<(u128, &Detail)> = details
+            .iter()
+            .filter_map(|(id, detail)| match id {
+                JobId::Ulid(u) => Some((u.0, detail)),
+                JobId::Other(_) => None,
+            })
+            .collect();
+        by_ulid.sort_unstable_by_key(|detail| detail.0);
+        let old = std::mem::take(ulids);
+        let mut kept: Vec<Entry> = Vec::with_capacity(old.len() + scan.len());
+        let jobs = merge(
+            merge(
+                old.iter().map(|entry| (entry.key, entry.tracked)),
+                scan.by_ulid(),
+            )
+            .map(|(key, tracked, shown)| (key, (tracked, shown))),
+            by_ulid,
+        );
+        for (key, job, detail) in jobs {
+            let Some((tracked, shown)) = job else {
+                continue;
+            };
+            let tracked = match (tracked, shown) {
+                (tracked, Some(shown)) => self.seen(tracked, shown, detail),
+                (Some(mut tracked), None) => {
+                    if !self.unseen(&mut tracked, &JobId::Ulid(ulid::Ulid(key)), detail, None) {
+                        continue;
+                    }
+                    tracked
+                }
+                (None, None) => continue,
+            };
+            self.count(&tracked, || JobId::Ulid(ulid::Ulid(key)));
+            kept.push(Entry { key, tracked });
+        }
+        // A fault drill (`--features failpoints`): a panic with the ULID
+        // jobs taken out of the table.
+        fail::fail_point!("tracker-apply");
+        drop(old);
+        kept.shrink_to_fit();
+        *ulids = kept;
+    }
+
+    /// The jobs whose ids are not ULIDs, each kept or forgotten.
+    fn apply_others(
+        &mut self,
+        others: &mut HashMap<Box<str>, OtherJob>,
+        scan: &WindowScan,
+        details: &HashMap<JobId, Detail>,
+    ) {
+        let mut in_scan: HashSet<&str> = HashSet::new();
+        for shown in scan.others() {
+            let JobId::Other(text) = shown.id else {
+                continue;
+            };
+            in_scan.insert(text);
+            let tracked = self.seen(
+                others.get(text).map(|other| other.tracked),
+                shown,
+                details.get(shown.id),
+            );
+            others.insert(
+                text.clone(),
+                OtherJob {
+                    tracked,
+                    seen_at: self.now,
+                },
+            );
+        }
+        others.retain(|text, other| {
+            let id = JobId::Other(text.clone());
+            if !in_scan.contains(&**text)
+                && !self.unseen(
+                    &mut other.tracked,
+                    &id,
+                    details.get(&id),
+                    Some(other.seen_at),
+                )
+            {
+                return false;
+            }
+            self.count(&other.tracked, || id);
+            true
+        });
+    }
+
+    /// The outcome, with the jobs kept counted by status.
+    fn tally(self) -> Outcome {
+        let ApplyPass {
+            statuses,
+            counts,
+            oldest,
+            mut out,
+            ..
+        } = self;
+        for (code, name) in statuses.iter() {
+            let jobs = counts[code.index()];
+            if jobs > 0 {
+                *out.jobs_by_status.entry(name.clone()).or_insert(0) += jobs;
+            }
+            let oldest = oldest[code.index()];
+            if oldest != UnixMillis::MAX {
+                let entry = out.oldest_created.entry(name.clone()).or_insert(oldest);
+                *entry = (*entry).min(oldest);
+            }
+        }
+        out
     }
 
     /// Counts a job that is kept.
@@ -1015,13 +1314,11 @@ impl JobTracker {
     /// before the first poll, or for a delivery not counted: the polls
     /// decide those.
     pub fn deliver(&mut self, job: &ApiJob, now: UnixMillis, confirmed: bool) -> Delivered {
-        let mut done = Delivered::judged(DeliveryVerdict::NotCounted);
         if !job.status.is_terminal() {
-            done.verdict = DeliveryVerdict::NotTerminal;
-            return done;
+            return Delivered::judged(DeliveryVerdict::NotTerminal);
         }
         let Some(last_poll_at) = self.last_poll_at.filter(|_| self.baseline_done) else {
-            return done;
+            return Delivered::judged(DeliveryVerdict::NotCounted);
         };
         let mut pass = ApplyPass {
             statuses: &mut self.statuses,
@@ -1039,89 +1336,14 @@ impl JobTracker {
             oldest: Vec::new(),
         };
         let status = pass.statuses.code(&job.status);
-        let id = &job.id;
-        let known = match id {
-            JobId::Ulid(u) => self
-                .jobs
-                .ulids
-                .binary_search_by_key(&u.0, |e| e.key)
-                .ok()
-                .map(|i| &mut self.jobs.ulids[i].tracked),
-            JobId::Other(text) => self.jobs.others.get_mut(text).map(|o| &mut o.tracked),
+        let taken = match self.jobs.get_mut(&job.id) {
+            Some(tracked) => pass.deliver_known(tracked, job, status, confirmed),
+            None => pass.deliver_new(&mut self.jobs, job, status, confirmed, last_poll_at),
         };
-        match known {
-            Some(tracked) if tracked.has(COUNTED) => {
-                done.verdict = DeliveryVerdict::Duplicate;
-                return done;
-            }
-            Some(_) if !confirmed => {
-                done.verdict = DeliveryVerdict::Unconfirmed;
-                return done;
-            }
-            Some(tracked) => {
-                let was = tracked
-                    .going()
-                    .then(|| pass.statuses.name(tracked.status).clone());
-                let first_ended = tracked.has(FIRST_ENDED);
-                tracked.status = status;
-                tracked.set(LEFT, false);
-                tracked.set(DELIVERED, true);
-                pass.settle(tracked, id, Some(job), first_ended);
-                if let Some(was) = was {
-                    done.moved = Some((Some(was), job.status.clone()));
-                }
-            }
-            None => {
-                let latest = pass.latest;
-                let created_at = job.created_at.filter(|at| *at <= latest);
-                let hint = id.created_hint().filter(|at| *at <= latest);
-                let created = [hint, created_at].into_iter().flatten().min();
-                let recent =
-                    created.is_some_and(|at| at >= last_poll_at.saturating_sub(CLOCK_SKEW_MS));
-                if !recent || !pass.counts_as_new(id, Some(job)) {
-                    return done;
-                }
-                if !confirmed {
-                    done.verdict = DeliveryVerdict::Unconfirmed;
-                    return done;
-                }
-                let mut tracked = Tracked {
-                    created_at: UNKNOWN,
-                    status,
-                    flags: WAIT_PENDING | DELIVERED,
-                    failures: 0,
-                };
-                pass.settle(&mut tracked, id, Some(job), false);
-                match id {
-                    JobId::Ulid(u) => {
-                        let at = self.jobs.ulids.partition_point(|e| e.key < u.0);
-                        self.jobs.ulids.insert(at, Entry { key: u.0, tracked });
-                    }
-                    JobId::Other(text) => {
-                        self.jobs.others.insert(
-                            text.clone(),
-                            OtherJob {
-                                tracked,
-                                seen_at: now,
-                            },
-                        );
-                    }
-                }
-                done.moved = Some((None, job.status.clone()));
-            }
+        match taken {
+            Ok(moved) => Delivered::settled(pass.out, moved),
+            Err(verdict) => Delivered::judged(verdict),
         }
-        let out = pass.out;
-        done.invalid = out.invalid;
-        done.queue_wait = out.queue_waits.into_iter().next();
-        done.completion = out.completions.into_iter().next();
-        done.verdict = if done.completion.is_some() {
-            DeliveryVerdict::Counted
-        } else {
-            // Decided old (ended before the baseline): as the poll would.
-            done.moved = None;
-            DeliveryVerdict::NotCounted
-        };
-        done
     }
 
     /// Applies one poll made at `now`. `window_start` is the `from_date` of
@@ -1178,130 +1400,40 @@ impl JobTracker {
             counts: vec![0; StatusTable::COUNT],
             oldest: vec![UnixMillis::MAX; StatusTable::COUNT],
         };
-        // The details of ULID jobs in id order, walked beside the rest.
-        let mut by_ulid: Vec<(u128, &Detail)> = details
-            .iter()
-            .filter_map(|(id, duration)| match id {
-                JobId::Ulid(u) => Some((u.0, duration)),
-                JobId::Other(_) => None,
-            })
-            .collect();
-        by_ulid.sort_unstable_by_key(|duration| duration.0);
-        let old = std::mem::take(&mut self.jobs.ulids);
-        let mut kept: Vec<Entry> = Vec::with_capacity(old.len() + scan.len());
-        let jobs = merge(
-            merge(
-                old.iter().map(|entry| (entry.key, entry.tracked)),
-                scan.by_ulid(),
-            )
-            .map(|(key, tracked, shown)| (key, (tracked, shown))),
-            by_ulid,
-        );
-        for (key, job, detail) in jobs {
-            let Some((tracked, shown)) = job else {
-                continue;
-            };
-            let tracked = match (tracked, shown) {
-                (tracked, Some(shown)) => pass.seen(tracked, shown, detail),
-                (Some(mut tracked), None) => {
-                    if !pass.unseen(&mut tracked, &JobId::Ulid(ulid::Ulid(key)), detail, None) {
-                        continue;
-                    }
-                    tracked
-                }
-                (None, None) => continue,
-            };
-            pass.count(&tracked, || JobId::Ulid(ulid::Ulid(key)));
-            kept.push(Entry { key, tracked });
-        }
-        // A fault drill (`--features failpoints`): a panic with the ULID
-        // jobs taken out of the table.
-        fail::fail_point!("tracker-apply");
-        drop(old);
-        kept.shrink_to_fit();
-        self.jobs.ulids = kept;
-
-        let others = &mut self.jobs.others;
-        let mut in_scan: HashSet<&str> = HashSet::new();
-        for shown in scan.others() {
-            let JobId::Other(text) = shown.id else {
-                continue;
-            };
-            in_scan.insert(text);
-            let tracked = pass.seen(
-                others.get(text).map(|other| other.tracked),
-                shown,
-                details.get(shown.id),
-            );
-            others.insert(
-                text.clone(),
-                OtherJob {
-                    tracked,
-                    seen_at: now,
-                },
-            );
-        }
-        others.retain(|text, other| {
-            let id = JobId::Other(text.clone());
-            if !in_scan.contains(&**text)
-                && !pass.unseen(
-                    &mut other.tracked,
-                    &id,
-                    details.get(&id),
-                    Some(other.seen_at),
-                )
-            {
-                return false;
-            }
-            pass.count(&other.tracked, || id);
-            true
-        });
-
-        let ApplyPass {
-            statuses,
-            counts,
-            oldest,
-            mut out,
-            ..
-        } = pass;
-        for (code, name) in statuses.iter() {
-            let jobs = counts[code.index()];
-            if jobs > 0 {
-                *out.jobs_by_status.entry(name.clone()).or_insert(0) += jobs;
-            }
-            let oldest = oldest[code.index()];
-            if oldest != UnixMillis::MAX {
-                let entry = out.oldest_created.entry(name.clone()).or_insert(oldest);
-                *entry = (*entry).min(oldest);
-            }
-        }
+        pass.apply_ulids(&mut self.jobs.ulids, scan, details);
+        pass.apply_others(&mut self.jobs.others, scan, details);
+        let mut out = pass.tally();
         self.baseline_done = true;
         self.last_poll_at = Some(now);
-        self.count_from = if first {
-            // The baseline saw every job up to now: a job not seen was
-            // created later (or before the window). The newest id's time
-            // is the API's own clock where it is behind the poll's; without
-            // the API's `Date`, the poll's own clock may be up to
-            // CLOCK_SKEW_MS ahead of the API's, so that much less.
-            let newest = scan
-                .by_ulid()
-                .last()
-                .and_then(|(_, newest)| newest.id.created_hint());
-            let now = if self.clock_is_the_apis {
-                now
-            } else {
-                now.saturating_sub(CLOCK_SKEW_MS)
-            };
-            newest.map_or(now, |newest| newest.min(now))
-        } else {
-            self.count_from
-        }
-        .max(window_start);
+        self.count_from = self.next_count_from(scan, first, now).max(window_start);
         self.polls = self.polls.wrapping_add(1);
         self.api_at_least = facts.api_at_least;
         self.applying = false;
         out.tracked = self.jobs.len();
         out
+    }
+
+    /// Where [`JobTracker::count_from`] moves after a poll made at `now`,
+    /// before it is kept inside the window.
+    fn next_count_from(&self, scan: &WindowScan, first: bool, now: UnixMillis) -> UnixMillis {
+        if !first {
+            return self.count_from;
+        }
+        // The baseline saw every job up to now: a job not seen was
+        // created later (or before the window). The newest id's time
+        // is the API's own clock where it is behind the poll's; without
+        // the API's `Date`, the poll's own clock may be up to
+        // CLOCK_SKEW_MS ahead of the API's, so that much less.
+        let newest = scan
+            .by_ulid()
+            .last()
+            .and_then(|(_, newest)| newest.id.created_hint());
+        let now = if self.clock_is_the_apis {
+            now
+        } else {
+            now.saturating_sub(CLOCK_SKEW_MS)
+        };
+        newest.map_or(now, |newest| newest.min(now))
     }
 }
 
@@ -1320,7 +1452,7 @@ fn observe(tracked: &mut Tracked, id: &JobId, job: Option<&ApiJob>, pass: &mut A
     if tracked.status.is_terminal() && !tracked.has(COUNTED) {
         tracked.set(COUNTED, true);
         if !first {
-            let render_duration = if tracked.status == StatusCode::FINISHED {
+            let render_duration = if tracked.status == StatusByte::FINISHED {
                 job.and_then(|found| found.render_duration)
                     .filter(|duration| {
                         let ok = (0.0..=MAX_RENDER_SECONDS).contains(duration);

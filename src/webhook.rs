@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use crate::api::{parse_delivery, ApiJob};
 use crate::config::WebhookConfig;
 use crate::http::{text, Handler};
-use crate::metrics::Metrics;
+use crate::metrics::{AccountMetrics, Metrics};
 use crate::secret::Secret;
 
 /// Path prefix of the per-account endpoints.
@@ -40,6 +40,8 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Route {
     pub secret: Secret,
     pub queue: mpsc::Sender<ApiJob>,
+    /// The account's metrics, where its deliveries are counted.
+    pub metrics: Arc<AccountMetrics>,
 }
 
 /// The receiver: routes by account, shared with the code that starts and
@@ -72,16 +74,15 @@ impl Receiver {
     /// Takes deliveries for `account` from now, into `route.queue`.
     pub fn set_route(&self, account: &str, route: Route) {
         let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
-        if routes.insert(account.to_owned(), route).is_none() {
-            self.metrics.register_webhook_account(account);
-        }
+        route.metrics.takes_webhooks(true);
+        routes.insert(account.to_owned(), route);
     }
 
     /// Takes no more deliveries for `account` (404 from now).
     pub fn remove_route(&self, account: &str) {
         let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
-        if routes.remove(account).is_some() {
-            self.metrics.remove_webhook_account(account);
+        if let Some(route) = routes.remove(account) {
+            route.metrics.takes_webhooks(false);
         }
     }
 
@@ -107,14 +108,32 @@ impl Receiver {
         status: StatusCode,
         why: &str,
     ) -> Response<Full<Bytes>> {
-        if self.route(account).is_some() {
-            self.metrics.webhook_refused(account, result);
+        if let Some(route) = self.route(account) {
+            route.metrics.webhook_refused(result);
         }
         tracing::debug!(account, result, why, "webhook delivery refused");
         text(status, format!("{why}\n"))
     }
 
     async fn receive(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let account = match self.account(&req) {
+            Ok(account) => account,
+            Err(answer) => return *answer,
+        };
+        let route = match self.authenticate(&req, &account) {
+            Ok(route) => route,
+            Err(answer) => return *answer,
+        };
+        let body = match self.read_body(&account, req).await {
+            Ok(body) => body,
+            Err(answer) => return *answer,
+        };
+        self.queue(&account, &route, &body)
+    }
+
+    /// The account a delivery is for, by its path; or the answer to a
+    /// request that is not a delivery.
+    fn account(&self, req: &Request<Incoming>) -> Result<String, Box<Response<Full<Bytes>>>> {
         if req.method() != Method::POST && req.method() != Method::PUT {
             self.metrics.webhook_unroutable("method_not_allowed");
             let mut r = text(
@@ -123,42 +142,39 @@ impl Receiver {
             );
             r.headers_mut()
                 .insert(hyper::header::ALLOW, HeaderValue::from_static("POST, PUT"));
-            return r;
+            return Err(Box::new(r));
         }
-        let Some(account) = req.uri().path().strip_prefix(PATH_PREFIX).map(|a| {
-            percent_encoding::percent_decode_str(a)
-                .decode_utf8_lossy()
-                .into_owned()
-        }) else {
-            self.metrics.webhook_unroutable("not_found");
-            return text(
-                StatusCode::NOT_FOUND,
-                "not found: deliveries go to /webhooks/<account>\n",
-            );
-        };
+        req.uri()
+            .path()
+            .strip_prefix(PATH_PREFIX)
+            .map(|a| {
+                percent_encoding::percent_decode_str(a)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .ok_or_else(|| {
+                self.metrics.webhook_unroutable("not_found");
+                Box::new(text(
+                    StatusCode::NOT_FOUND,
+                    "not found: deliveries go to /webhooks/<account>\n",
+                ))
+            })
+    }
+
+    /// The route of `account`, if it takes deliveries and the request
+    /// holds its secret; or the answer to a request that does not.
+    fn authenticate(
+        &self,
+        req: &Request<Incoming>,
+        account: &str,
+    ) -> Result<Route, Box<Response<Full<Bytes>>>> {
         let given = req
             .headers()
             .get(&self.secret_header)
             .map(|v| v.as_bytes())
             .unwrap_or_default();
-        let Some(route) = self.route(&account) else {
-            let elsewhere = self
-                .other_shards
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&account);
-            if elsewhere {
-                // Not counted as a completion here, and not silently lost:
-                // the API retries, and the counter says deliveries are
-                // reaching the wrong replica.
-                self.metrics.webhook_unroutable("other_shard");
-                tracing::warn!(account = %account, "webhook delivery for an account another shard polls: send it to that shard's receiver");
-            } else {
-                self.metrics.webhook_unroutable("not_found");
-            }
-            // The same answer as a wrong secret: the receiver does not say
-            // which account names take deliveries.
-            return text(StatusCode::UNAUTHORIZED, UNAUTHORIZED);
+        let Some(route) = self.route(account) else {
+            return Err(Box::new(self.unroutable(account)));
         };
         // SHA-256 of both, compared in constant time: neither the secret nor
         // its length shows in the timing. Neither value is ever logged.
@@ -167,49 +183,80 @@ impl Receiver {
             .as_ref()
             .ct_eq(digest(route.secret.expose().as_bytes()).as_ref());
         if !bool::from(matches) {
-            return self.refuse(
-                &account,
+            return Err(Box::new(self.refuse(
+                account,
                 "unauthorized",
                 StatusCode::UNAUTHORIZED,
                 UNAUTHORIZED.trim_end(),
-            );
+            )));
         }
+        Ok(route)
+    }
+
+    /// Answers a delivery for an account that takes none here.
+    fn unroutable(&self, account: &str) -> Response<Full<Bytes>> {
+        let elsewhere = self
+            .other_shards
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(account);
+        if elsewhere {
+            // Not counted as a completion here, and not silently lost:
+            // the API retries, and the counter says deliveries are
+            // reaching the wrong replica.
+            self.metrics.webhook_unroutable("other_shard");
+            tracing::warn!(account = %account, "webhook delivery for an account another shard polls: send it to that shard's receiver");
+        } else {
+            self.metrics.webhook_unroutable("not_found");
+        }
+        // The same answer as a wrong secret: the receiver does not say
+        // which account names take deliveries.
+        text(StatusCode::UNAUTHORIZED, UNAUTHORIZED)
+    }
+
+    /// The whole body, at most `max_body` bytes, sent within
+    /// [`BODY_TIMEOUT`]; or the answer to one that is not.
+    async fn read_body(
+        &self,
+        account: &str,
+        req: Request<Incoming>,
+    ) -> Result<Bytes, Box<Response<Full<Bytes>>>> {
         let declared = req
             .headers()
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.max_body as u64) {
-            return self.too_large(&account);
+            return Err(Box::new(self.too_large(account)));
         }
         let body = Limited::new(req.into_body(), self.max_body);
-        let body = match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
-            Ok(Ok(b)) => b.to_bytes(),
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                return self.too_large(&account)
-            }
-            Ok(Err(_)) => {
-                return self.refuse(
-                    &account,
-                    "bad_request",
-                    StatusCode::BAD_REQUEST,
-                    "bad request: the body could not be read",
-                )
-            }
-            Err(_) => {
-                return self.refuse(
-                    &account,
-                    "bad_request",
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request timeout: the body took too long",
-                )
-            }
+        let refused = match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
+            Ok(Ok(b)) => return Ok(b.to_bytes()),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => self.too_large(account),
+            Ok(Err(_)) => self.refuse(
+                account,
+                "bad_request",
+                StatusCode::BAD_REQUEST,
+                "bad request: the body could not be read",
+            ),
+            Err(_) => self.refuse(
+                account,
+                "bad_request",
+                StatusCode::REQUEST_TIMEOUT,
+                "request timeout: the body took too long",
+            ),
         };
-        let job = match parse_delivery(&body) {
+        Err(Box::new(refused))
+    }
+
+    /// Queues a delivery that is a job in a terminal status for the
+    /// account's poller.
+    fn queue(&self, account: &str, route: &Route, body: &[u8]) -> Response<Full<Bytes>> {
+        let job = match parse_delivery(body) {
             Ok(job) => job,
             Err(e) => {
                 return self.refuse(
-                    &account,
+                    account,
                     "bad_request",
                     StatusCode::BAD_REQUEST,
                     &format!("bad request: not a Nexrender job ({e}); set the job's webhook with custom: false"),
@@ -219,7 +266,7 @@ impl Receiver {
         if !job.status.is_terminal() {
             // Nothing to retry: a 2xx so the API does not send it again.
             return self.refuse(
-                &account,
+                account,
                 "not_terminal",
                 StatusCode::OK,
                 "ignored: not a terminal status",
@@ -231,7 +278,7 @@ impl Receiver {
                 // Full, or the account's poller is being replaced: the API
                 // retries, and polling catches what it gives up on.
                 let mut r = self.refuse(
-                    &account,
+                    account,
                     "queue_full",
                     StatusCode::SERVICE_UNAVAILABLE,
                     "busy: the delivery queue is full; retry",

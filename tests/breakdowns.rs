@@ -7,8 +7,8 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
+use nexrender_exporter::config::PollConfig;
 use nexrender_exporter::config::{ErrorReason, MetricsConfig, TemplatesConfig};
-use nexrender_exporter::poller::PollSettings;
 use nexrender_simulator::model::tag_bit;
 use nexrender_simulator::{Endpoint, Fault, FaultRule, LifecycleConfig, Schedule, SimulatorConfig};
 use support::clock::{Rig, T0};
@@ -45,12 +45,12 @@ fn by_template(text: &str, account: &str) -> BTreeMap<(String, String), f64> {
         .collect()
 }
 
-fn settings() -> PollSettings {
-    PollSettings {
+fn settings() -> PollConfig {
+    PollConfig {
         interval: Duration::from_secs(30),
         window: Duration::from_secs(3600),
         cycle_timeout: Duration::from_secs(60),
-        ..PollSettings::default()
+        ..PollConfig::default()
     }
 }
 
@@ -155,14 +155,14 @@ async fn rig(seed: u64, max_per_account: usize) -> Rig {
 async fn poll_each_half_minute(r: &mut Rig, steps: std::ops::RangeInclusive<i64>) {
     for step in steps {
         r.clock.set(T0 + step * MIN / 2);
-        r.poller.cycle().await;
+        r.poller.poll().await;
     }
 }
 
 #[tokio::test]
 async fn per_template_completions_render_times_and_failure_reasons_equal_the_farms_truth() {
     let mut r = rig(7, 20).await;
-    r.poller.cycle().await;
+    r.poller.poll().await;
     let before = terminal_ids(&r.sim);
     poll_each_half_minute(&mut r, 1..=40).await;
     let m = r.metrics();
@@ -239,16 +239,16 @@ async fn accounts_with_tags_count_exactly_their_tagged_jobs() {
     let mut r = Rig::start_with(farm(8), settings(), MetricsConfig::default()).await;
     let mut broadcast = r.poller("broadcast", &["broadcast"], settings());
     let mut social_or_preview = r.poller("social-or-preview", &["social", "preview"], settings());
-    r.poller.cycle().await;
-    broadcast.cycle().await;
-    social_or_preview.cycle().await;
+    r.poller.poll().await;
+    broadcast.poll().await;
+    social_or_preview.poll().await;
     let before = terminal_ids(&r.sim);
     let requests_before = r.sim.sim.requests();
     for step in 1..=30 {
         r.clock.set(T0 + step * MIN / 2);
-        r.poller.cycle().await;
-        broadcast.cycle().await;
-        social_or_preview.cycle().await;
+        r.poller.poll().await;
+        broadcast.poll().await;
+        social_or_preview.poll().await;
     }
     let m = r.metrics();
     for (account, mask) in [
@@ -303,12 +303,12 @@ async fn the_budget_holds_under_ten_thousand_templates_without_flapping_and_quie
     cfg.lifecycle.workers = 200;
     let expire = Duration::from_secs(600);
     let interval = 60_000;
-    let settings = PollSettings {
+    let settings = PollConfig {
         interval: Duration::from_millis(interval as u64),
         ..settings()
     };
     let mut r = Rig::start_with(cfg, settings, breakdowns(5, expire)).await;
-    r.poller.cycle().await;
+    r.poller.poll().await;
     let before = terminal_ids(&r.sim);
     let own = |m: &str| -> BTreeSet<String> {
         samples(m, "nexrender_template_queue_wait_seconds_count")
@@ -323,7 +323,7 @@ async fn the_budget_holds_under_ten_thousand_templates_without_flapping_and_quie
     for step in 1..=40 {
         let now = T0 + step * interval;
         r.clock.set(now);
-        r.poller.cycle().await;
+        r.poller.poll().await;
         let m = r.metrics();
         assert_eq!(up(&m), Some(1.0));
         let ids = own(&m);
@@ -411,7 +411,7 @@ async fn a_failing_template_list_fails_no_poll_and_a_rename_moves_the_series_to_
         Fault::Status { code: 500 },
         Schedule::Always,
     ));
-    r.poller.cycle().await;
+    r.poller.poll().await;
     let before = terminal_ids(&r.sim);
     poll_each_half_minute(&mut r, 1..=10).await;
     let m = r.metrics();
@@ -469,7 +469,7 @@ async fn promtool_finds_nothing_to_fix_in_the_exposition_with_every_breakdown_on
         return;
     };
     let mut r = rig(11, 3).await;
-    r.poller.cycle().await;
+    r.poller.poll().await;
     poll_each_half_minute(&mut r, 1..=6).await;
     let m = r.metrics();
     assert!(m.contains("template=\"other\"") && m.contains("nexrender_job_errors_total"));

@@ -10,7 +10,7 @@ mod support;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use nexrender_exporter::poller::PollSettings;
+use nexrender_exporter::config::PollConfig;
 use nexrender_simulator::clock::Clock as _;
 use nexrender_simulator::server::RunningSimulator;
 use nexrender_simulator::status::JobStatus;
@@ -27,15 +27,15 @@ const SEC: i64 = 1000;
 const MIN: i64 = 60 * SEC;
 const DAY: Duration = Duration::from_secs(86_400);
 
-fn settings(interval: Duration, full_scan_interval: Duration) -> PollSettings {
-    PollSettings {
+fn settings(interval: Duration, full_scan_interval: Duration) -> PollConfig {
+    PollConfig {
         interval,
         window: DAY,
         page_size: 1000,
         detail_concurrency: 8,
         cycle_timeout: Duration::from_secs(60),
         full_scan_interval,
-        ..PollSettings::default()
+        ..PollConfig::default()
     }
 }
 
@@ -94,7 +94,7 @@ impl Ended {
 async fn step(r: &mut Rig, by_ms: i64, ended: &mut Ended) -> String {
     let now = r.clock.now_millis();
     r.clock.set(now + by_ms);
-    r.poller.cycle().await;
+    r.poller.poll().await;
     ended.note(&r.sim);
     r.metrics()
 }
@@ -168,7 +168,7 @@ async fn a_poisoned_job_three_deleted_finished_jobs_and_five_deleted_queued_ones
         settings(Duration::from_secs(60), Duration::from_secs(600)),
     )
     .await;
-    r.poller.cycle().await;
+    r.poller.poll().await;
     let mut ended = Ended::from_now(&r.sim);
     assert_eq!(up(&r.metrics()), Some(1.0));
 
@@ -255,7 +255,7 @@ async fn no_date_and_the_api_clock_off_by(offset_s: i64) {
         settings(Duration::from_secs(10), Duration::from_secs(300)),
     )
     .await;
-    r.poller.cycle().await;
+    r.poller.poll().await;
     let mut ended = Ended::from_now(&r.sim);
     for poll in 1..=120 {
         let m = step(&mut r, 10 * SEC, &mut ended).await;
@@ -313,7 +313,7 @@ async fn no_date_and_a_clock_within_five_minutes_hides_no_quick_job_after_a_star
             settings(Duration::from_secs(60), Duration::from_secs(3600)),
         )
         .await;
-        r.poller.cycle().await;
+        r.poller.poll().await;
         let mut ended = Ended::from_now(&r.sim);
         // Right after the start, jobs created and ended before the next poll.
         let quick = scripted_now(&r, 3, SEC);
@@ -336,7 +336,7 @@ async fn five_look_ups_that_keep_failing_for_their_jobs_alone_leave_the_account_
         settings(Duration::from_secs(60), Duration::from_secs(3600)),
     )
     .await;
-    r.poller.cycle().await;
+    r.poller.poll().await;
     let mut ended = Ended::from_now(&r.sim);
     let broken = scripted_now(&r, 5, SEC);
     step(&mut r, MIN, &mut ended).await;
@@ -413,7 +413,7 @@ async fn jobs_that_end_while_the_first_poll_reads_are_counted_once() {
     let requests = r.sim.sim.requests();
     let mut poller = r.poller.clone();
     let first = tokio::spawn(async move {
-        poller.cycle().await;
+        poller.poll().await;
         poller
     });
     // The live listing is in (its answer left a second late); the scan

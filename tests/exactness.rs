@@ -9,7 +9,7 @@ mod support;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use nexrender_exporter::poller::PollSettings;
+use nexrender_exporter::config::PollConfig;
 use nexrender_simulator::status::JobStatus;
 use nexrender_simulator::{
     ApiId, Endpoint, Fault, FaultRule, LifecycleConfig, PrefillConfig, RunningSimulator, Schedule,
@@ -435,16 +435,16 @@ async fn three_hour_outage(
         seed: 11,
         ..SimulatorConfig::default()
     };
-    let settings = PollSettings {
+    let settings = PollConfig {
         interval: Duration::from_secs(300),
         window: Duration::from_secs(3600),
         page_size: 1000,
         cycle_timeout: Duration::from_secs(60),
         max_catch_up,
-        ..PollSettings::default()
+        ..PollConfig::default()
     };
     let mut r = Rig::start(cfg, settings).await;
-    r.poller.cycle().await;
+    r.poller.poll().await;
     let before = terminal_ids(&r.sim);
     let known: HashSet<Ulid> = r
         .sim
@@ -460,13 +460,13 @@ async fn three_hour_outage(
     ));
     for step in 1..=36 {
         r.clock.set(T0 + step * 5 * MIN);
-        r.poller.cycle().await;
+        r.poller.poll().await;
         assert_eq!(up(&r.metrics()), Some(0.0), "step {step}");
     }
     let recovered = T0 + 3 * HOUR + 10 * MIN;
     r.clock.set(recovered);
-    r.poller.cycle().await;
-    r.poller.cycle().await; // a second good poll adds nothing
+    r.poller.poll().await;
+    r.poller.poll().await; // a second good poll adds nothing
     assert_eq!(up(&r.metrics()), Some(1.0));
     (r, before, known, recovered)
 }

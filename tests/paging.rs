@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use nexrender_exporter::api::RequestObserver;
 use nexrender_exporter::api::{ApiClient, ClientPolicy};
-use nexrender_exporter::cycle::scan_window;
+use nexrender_exporter::poll::scan_window;
 use nexrender_exporter::secret::Secret;
 use nexrender_exporter::tracker::JobTracker;
 use nexrender_simulator::status::JobStatus;

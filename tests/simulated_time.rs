@@ -7,7 +7,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use nexrender_exporter::poller::PollSettings;
+use nexrender_exporter::config::PollConfig;
 use nexrender_simulator::server::RunningSimulator;
 use nexrender_simulator::status::JobStatus;
 use nexrender_simulator::{
@@ -51,14 +51,14 @@ async fn rig_skewed(
         seed: 7,
         ..SimulatorConfig::default()
     };
-    let settings = PollSettings {
+    let settings = PollConfig {
         interval: Duration::from_secs(60),
         window,
         page_size: 1000,
         detail_concurrency: 8,
         cycle_timeout: Duration::from_secs(60),
         full_scan_interval,
-        ..PollSettings::default()
+        ..PollConfig::default()
     };
     Rig::start(cfg, settings).await
 }
@@ -76,7 +76,7 @@ async fn after_a_six_hour_outage_every_job_that_ended_meanwhile_is_counted_exact
         ..LifecycleConfig::default()
     };
     let mut r = rig(lifecycle, 3000, Duration::from_secs(86_400)).await;
-    r.poller.cycle().await;
+    r.poller.poll().await;
     let at_start = terminal_ids(&r.sim);
     let started_before: HashSet<Ulid> = r.sim.sim.with_farm(|f| {
         f.jobs()
@@ -99,7 +99,7 @@ async fn after_a_six_hour_outage_every_job_that_ended_meanwhile_is_counted_exact
     ));
     for step in 1..=(6 * 12) {
         r.clock.set(T0 + step * 5 * MIN);
-        r.poller.cycle().await;
+        r.poller.poll().await;
         let m = r.metrics();
         assert_eq!(
             value(&m, "nexrender_up{account=\"main\"}"),
@@ -115,8 +115,8 @@ async fn after_a_six_hour_outage_every_job_that_ended_meanwhile_is_counted_exact
         );
     }
     r.clock.set(T0 + 6 * 3600 * 1000 + 10 * MIN);
-    r.poller.cycle().await;
-    r.poller.cycle().await; // a second good poll must not add anything
+    r.poller.poll().await;
+    r.poller.poll().await; // a second good poll must not add anything
     let m = r.metrics();
     assert_eq!(value(&m, "nexrender_up{account=\"main\"}"), 1.0);
 
@@ -183,7 +183,7 @@ async fn four_days_of_jobs_flowing_through_a_six_hour_window_keep_memory_flat() 
     let mut tracked_at_day_end = Vec::new();
     for step in 0..(4 * 24 * 6) {
         r.clock.set(T0 + step * 10 * MIN);
-        r.poller.cycle().await;
+        r.poller.poll().await;
         if step > 0 && step % (24 * 6) == 0 {
             let m = r.metrics();
             assert_eq!(value(&m, "nexrender_up{account=\"main\"}"), 1.0);
@@ -314,7 +314,7 @@ async fn api_cost(
     }
     for minute in 0..10 {
         r.clock.set(T0 + minute * MIN);
-        r.poller.cycle().await;
+        r.poller.poll().await;
     }
     let before = r.metrics();
     let polls = 10;
@@ -325,7 +325,7 @@ async fn api_cost(
         naive.lists += n.lists / polls as f64;
         naive.gets += n.gets / polls as f64;
         naive.bytes += n.bytes / polls as f64;
-        r.poller.cycle().await;
+        r.poller.poll().await;
     }
     let after = r.metrics();
     let per = |metric: &str, e: &str| {
@@ -472,7 +472,7 @@ async fn a_failed_whole_window_read_waits_for_the_next_interval_while_cheap_poll
     async fn poll_at(r: &mut Rig, m: i64) -> (u64, f64) {
         r.clock.set(T0 + m * MIN);
         let before = r.sim.sim.requests();
-        r.poller.cycle().await;
+        r.poller.poll().await;
         let text = r.metrics();
         (
             r.sim.sim.requests() - before,

@@ -1,7 +1,7 @@
 //! Any bytes as a run of polls. A poll is a block of lines ended by an
 //! empty line: its first line sets the poll's clock and window, the others
 //! are `GET /jobs` page bodies whose jobs, in order, are the API's list of
-//! jobs at that poll. Each poll is `nexrender_exporter::cycle::poll`, the
+//! jobs at that poll. Each poll is `nexrender_exporter::poll::poll`, the
 //! function the poller runs, with the API answered from that list as the
 //! real API answers: pages cut from it by offset and limit among the jobs
 //! created within `from_date`/`to_date` (by `createdAt`, else the id's
@@ -33,8 +33,8 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use nexrender_exporter::api::{parse_delivery, parse_page, ApiJob, JobId};
-use nexrender_exporter::cycle::memory::MemoryApi;
-use nexrender_exporter::cycle::{self, PollRequest};
+use nexrender_exporter::poll::memory::MemoryApi;
+use nexrender_exporter::poll::{self, PollRequest};
 use nexrender_exporter::tracker::{DeliveryVerdict, JobTracker};
 
 const T0: i64 = 1_767_225_600_000;
@@ -120,7 +120,7 @@ fuzz_target!(|data: &[u8]| {
             max_lookups: 3,
             max_catch_up: Duration::from_secs(86_400),
         };
-        let polled = ready(cycle::poll(&mut tracker, &api, &request));
+        let polled = ready(poll::poll(&mut tracker, &api, &request));
         // A failed poll applies nothing.
         if let Ok(result) = polled {
             let asked = api.looked_up.lock().unwrap().clone();

@@ -516,57 +516,67 @@ impl ApiClient {
             .is_some_and(|l| l > inner.policy.max_body)
         {
             done("too_large");
-            return Err(ApiError::TooLarge {
-                endpoint: ep.label(),
-                limit: inner.policy.max_body,
-            });
+            return Err(self.too_large(ep));
         }
         let server_time = server_time(resp.headers());
+        let bytes = self.read_body(ep, resp, &done).await?;
+        Ok(Fetched {
+            bytes,
+            code,
+            started,
+            server_time,
+        })
+    }
+
+    /// Reads and decodes a 2xx body, bounded in size. A failure is
+    /// reported through `done`, with its code.
+    async fn read_body(
+        &self,
+        ep: Endpoint,
+        resp: reqwest::Response,
+        done: &impl Fn(&str),
+    ) -> Result<Vec<u8>, ApiError> {
+        let policy = &self.inner.policy;
         let encoding = Encoding::of(resp.headers());
-        match read_limited(resp, inner.policy.max_body).await {
-            Ok(bytes) => {
-                // The bytes the API sent, compressed or not: what it costs.
-                inner.observer.response_bytes(ep, bytes.len() as u64);
-                let bytes = match encoding.decode(bytes, inner.policy.max_body) {
-                    Ok(b) => b,
-                    Err(DecodeError::TooLarge) => {
-                        done("too_large");
-                        return Err(ApiError::TooLarge {
-                            endpoint: ep.label(),
-                            limit: inner.policy.max_body,
-                        });
-                    }
-                    Err(DecodeError::Invalid(detail)) => {
-                        done("decode");
-                        return Err(ApiError::Decode {
-                            endpoint: ep.label(),
-                            detail,
-                        });
-                    }
-                };
-                Ok(Fetched {
-                    bytes,
-                    code,
-                    started,
-                    server_time,
-                })
-            }
+        let bytes = match read_limited(resp, policy.max_body).await {
+            Ok(bytes) => bytes,
             Err(ReadError::TooLarge) => {
                 done("too_large");
-                Err(ApiError::TooLarge {
-                    endpoint: ep.label(),
-                    limit: inner.policy.max_body,
-                })
+                return Err(self.too_large(ep));
             }
             Err(ReadError::Transport(e)) => {
-                let err = transport_error(ep, &e, inner.policy.timeout);
+                let err = transport_error(ep, &e, policy.timeout);
                 done(if matches!(err, ApiError::Timeout { .. }) {
                     "timeout"
                 } else {
                     "error"
                 });
-                Err(err)
+                return Err(err);
             }
+        };
+        // The bytes the API sent, compressed or not: what it costs.
+        self.inner.observer.response_bytes(ep, bytes.len() as u64);
+        match encoding.decode(bytes, policy.max_body) {
+            Ok(b) => Ok(b),
+            Err(InflateError::TooLarge) => {
+                done("too_large");
+                Err(self.too_large(ep))
+            }
+            Err(InflateError::Invalid(detail)) => {
+                done("decode");
+                Err(ApiError::Decode {
+                    endpoint: ep.label(),
+                    detail,
+                })
+            }
+        }
+    }
+
+    /// An answer larger than `poll.max_response_bytes`.
+    fn too_large(&self, ep: Endpoint) -> ApiError {
+        ApiError::TooLarge {
+            endpoint: ep.label(),
+            limit: self.inner.policy.max_body,
         }
     }
 }
@@ -593,7 +603,7 @@ enum Encoding {
     Other(String),
 }
 
-enum DecodeError {
+enum InflateError {
     TooLarge,
     Invalid(String),
 }
@@ -613,7 +623,7 @@ impl Encoding {
 
     /// The body as JSON bytes, at most `limit` of them once decompressed
     /// (a small gzip body can inflate a thousandfold).
-    fn decode(&self, body: Vec<u8>, limit: u64) -> Result<Vec<u8>, DecodeError> {
+    fn decode(&self, body: Vec<u8>, limit: u64) -> Result<Vec<u8>, InflateError> {
         match self {
             Encoding::Identity => Ok(body),
             Encoding::Gzip => {
@@ -623,14 +633,14 @@ impl Encoding {
                     .take(limit + 1)
                     .read_to_end(&mut out)
                     .map_err(|e| {
-                        DecodeError::Invalid(format!("the gzip answer does not inflate: {e}"))
+                        InflateError::Invalid(format!("the gzip answer does not inflate: {e}"))
                     })?;
                 if out.len() as u64 > limit {
-                    return Err(DecodeError::TooLarge);
+                    return Err(InflateError::TooLarge);
                 }
                 Ok(out)
             }
-            Encoding::Other(e) => Err(DecodeError::Invalid(format!(
+            Encoding::Other(e) => Err(InflateError::Invalid(format!(
                 "the answer is encoded as '{e}', which was not asked for"
             ))),
         }

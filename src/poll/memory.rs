@@ -1,15 +1,21 @@
-//! An API answering from a list of jobs held in memory, as the real API
-//! answers: the one in-memory [`JobSource`] of the poll cycle's unit tests
-//! and the `polls` fuzz target (feature `testkit`), so they cannot drift
-//! apart. The benchmarks answer from the simulator's farm instead, as
-//! bytes, since decoding is part of what they measure.
+//! The in-memory APIs (feature `testkit`), one place for every test,
+//! fuzz target and benchmark, so they cannot drift apart:
+//!
+//! - [`MemoryApi`] answers from a list of jobs, as the real API cuts its
+//!   pages: the poll's unit tests and the `polls` fuzz target.
+//! - [`Recorded`] answers with response bodies recorded beforehand, decoded
+//!   by the client's own parsers at each ask: the benchmarks, where
+//!   decoding is part of what they measure.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Mutex;
 
 use super::JobSource;
-use crate::api::{ApiError, ApiJob, JobId, ListFilter, ListPageQuery, MinimalJob, Page};
+use crate::api::{
+    parse_minimal_page, parse_page, ApiError, ApiJob, JobId, ListFilter, ListPageQuery, MinimalJob,
+    Page,
+};
 use crate::clock::UnixMillis;
 
 /// The jobs, in the API's order (oldest first), and how it misbehaves.
@@ -119,5 +125,84 @@ impl JobSource for MemoryApi {
             Ok(self.jobs.iter().find(|j| j.id == *id).cloned())
         };
         std::future::ready(answer)
+    }
+}
+
+/// A page asked for: minimal or full, its offset and its filter.
+type PageKey = (bool, usize, ListFilter);
+
+/// Answers recorded beforehand: page bodies as the API sent them, and
+/// look-ups already decoded. The same poll asked again gets the same
+/// answers, and decodes every page again as the client does.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    pages: HashMap<PageKey, Vec<u8>>,
+    jobs: HashMap<JobId, Option<ApiJob>>,
+    /// Its `Date` header on every page, if it sends one.
+    pub date: Option<UnixMillis>,
+}
+
+impl Recorded {
+    /// The answer to `q` (full jobs, or the minimal listing).
+    pub fn add_page(&mut self, q: &ListPageQuery, minimal: bool, body: Vec<u8>) {
+        self.pages.insert((minimal, q.from, q.filter), body);
+    }
+
+    /// The answer to `GET /jobs/{id}` (`None`: 404).
+    pub fn add_job(&mut self, id: JobId, job: Option<ApiJob>) {
+        self.jobs.insert(id, job);
+    }
+
+    /// Every page recorded: minimal or not, its filter, its body.
+    pub fn pages(&self) -> impl Iterator<Item = (bool, ListFilter, &[u8])> {
+        self.pages
+            .iter()
+            .map(|((minimal, _, filter), body)| (*minimal, *filter, body.as_slice()))
+    }
+
+    /// How many look-ups were recorded.
+    pub fn lookups(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// The recorded body of `q`; a page never recorded is an empty one.
+    fn body(&self, q: &ListPageQuery, minimal: bool) -> &[u8] {
+        self.pages
+            .get(&(minimal, q.from, q.filter))
+            .map_or(b"[]".as_slice(), Vec::as_slice)
+    }
+
+    /// Decodes a page as the API client does.
+    fn decode<J>(
+        &self,
+        body: &[u8],
+        parse: fn(&[u8]) -> Result<Page<J>, crate::api::job::DecodeError>,
+    ) -> Result<Page<J>, ApiError> {
+        parse(body)
+            .map(|page| Page {
+                server_time: self.date,
+                ..page
+            })
+            .map_err(|e| ApiError::Decode {
+                endpoint: "list_jobs",
+                detail: e.to_string(),
+            })
+    }
+}
+
+impl JobSource for Recorded {
+    fn list_jobs(&self, q: &ListPageQuery) -> impl Future<Output = Result<Page, ApiError>> + Send {
+        std::future::ready(self.decode(self.body(q, false), parse_page))
+    }
+
+    fn list_minimal(
+        &self,
+        q: &ListPageQuery,
+    ) -> impl Future<Output = Result<Page<MinimalJob>, ApiError>> + Send {
+        std::future::ready(self.decode(self.body(q, true), parse_minimal_page))
+    }
+
+    fn get_job(&self, id: &JobId) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send {
+        std::future::ready(Ok(self.jobs.get(id).cloned().flatten()))
     }
 }

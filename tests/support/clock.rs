@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use nexrender_exporter::api::{ApiClient, ClientPolicy};
 use nexrender_exporter::board::StatusBoard;
+use nexrender_exporter::config::PollConfig;
 use nexrender_exporter::config::{Account, MetricsConfig};
 use nexrender_exporter::metrics::Metrics;
-use nexrender_exporter::poller::{AccountPoller, PollSettings};
+use nexrender_exporter::poller::AccountPoller;
 use nexrender_exporter::secret::Secret;
 use nexrender_simulator::clock::{Clock as _, ManualClock};
 use nexrender_simulator::server::{start, RunningSimulator};
@@ -40,14 +41,14 @@ pub struct Rig {
 impl Rig {
     /// The simulator as `cfg` says (its tokens replaced), polled with
     /// `settings` by a client that never retries or waits.
-    pub async fn start(cfg: SimulatorConfig, settings: PollSettings) -> Rig {
+    pub async fn start(cfg: SimulatorConfig, settings: PollConfig) -> Rig {
         Self::start_with(cfg, settings, MetricsConfig::default()).await
     }
 
     /// The same, with the exporter's metrics set up as `metrics` says.
     pub async fn start_with(
         cfg: SimulatorConfig,
-        settings: PollSettings,
+        settings: PollConfig,
         metrics: MetricsConfig,
     ) -> Rig {
         let clock = ManualClock::new(T0);
@@ -69,7 +70,7 @@ impl Rig {
 
     /// Another account's poller on the same simulator, clock and metrics,
     /// listing only jobs with any of `tags` (none: all).
-    pub fn poller(&self, name: &str, tags: &[&str], settings: PollSettings) -> AccountPoller {
+    pub fn poller(&self, name: &str, tags: &[&str], settings: PollConfig) -> AccountPoller {
         account_poller(&self.sim, &self.clock, &self.metrics, name, tags, settings)
     }
 
@@ -85,7 +86,7 @@ fn account_poller(
     metrics: &Arc<Metrics>,
     name: &str,
     tags: &[&str],
-    settings: PollSettings,
+    settings: PollConfig,
 ) -> AccountPoller {
     let policy = ClientPolicy {
         max_retries: 0,
@@ -96,14 +97,10 @@ fn account_poller(
         ..ClientPolicy::default()
     };
     let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
-    let client = ApiClient::new(
-        &sim.api_url(),
-        Secret::new("t"),
-        policy,
-        metrics.observer(name),
-    )
-    .unwrap()
-    .with_tags(&tags);
+    let handle = metrics.account(name);
+    let client = ApiClient::new(&sim.api_url(), Secret::new("t"), policy, handle.clone())
+        .unwrap()
+        .with_tags(&tags);
     let account = Account {
         name: name.into(),
         api_url: sim.api_url(),
@@ -115,7 +112,7 @@ fn account_poller(
     AccountPoller::new(
         account,
         client,
-        metrics.clone(),
+        handle,
         board,
         Arc::new(SimulatedTime(clock.clone())),
         settings,
