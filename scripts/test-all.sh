@@ -4,6 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Where the time goes (docs/testing.md keeps the figures): one line a phase.
+phase_started=$SECONDS
+phase() {
+  echo "== test-all: $1: $((SECONDS - phase_started)) s (total $SECONDS s)"
+  phase_started=$SECONDS
+}
+
 # Stoplight Prism serves the vendor's OpenAPI spec and rejects requests the
 # spec does not allow; tests/prism.rs needs it.
 if [ -z "${PRISM_BIN:-}" ]; then
@@ -23,14 +30,20 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
   apt-get update -qq && apt-get install -y -qq prometheus >/dev/null
 fi
 export REQUIRE_PROMETHEUS=1
+phase "installs (Prism, Prometheus)"
 promtool check config deploy/prometheus/prometheus.yml
 promtool test rules deploy/prometheus/tests/nexrender.rules.test.yml
 python3 grafana/generate.py --check
+# Code shape: no function over 80 lines; README's Layout section matches src/.
+python3 scripts/check-code-shape.py --self-test
+python3 scripts/check-code-shape.py
 
 # Every deployment artifact in deploy/, offline (container image, systemd,
 # kustomize, Helm, compose); it installs Alertmanager for tests/alerting.rs.
+phase "rules, dashboards, code shape"
 bash scripts/check-deploy.sh
 export REQUIRE_ALERTMANAGER=1
+phase "deployment checks (and their installs)"
 
 # The workspace: the exporter (root) and the simulator (simulator/). The
 # exporter built without its default feature `demo` carries no simulator;
@@ -38,6 +51,7 @@ export REQUIRE_ALERTMANAGER=1
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --features failpoints -- -D warnings
 cargo clippy --no-default-features --all-targets -- -D warnings
+phase "format and lints (builds)"
 
 # Dependency audit: licences, banned crates, sources; then known
 # vulnerabilities. The RustSec database cannot be fetched here, so the
@@ -51,12 +65,17 @@ else
   echo "advisory check skipped: ../shared/security/deny-advisories.sh not found"
 fi
 
+phase "dependency audit"
+
 # A short fuzzing run of every parser of outside data.
 bash scripts/fuzz.sh 20
+phase "fuzzing (build and runs)"
 
 # Without `demo`, --demo is refused as a usage error (tests/cli.rs).
 cargo test --no-default-features --test cli
+phase "the build without demo, and its cli tests"
 
 # The test suite last, so its summary closes the output.
 # The fault drills are built in for tests/supervision.rs.
 cargo test --workspace --all-targets --features failpoints
+phase "the test suite (build and run)"
