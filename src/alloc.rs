@@ -12,7 +12,7 @@
 /// Blocks at least this big get their own mapping, freed straight back to
 /// the system. Above a page of API answers (about 200 KB inflated), so the
 /// per-page buffers, reused poll after poll, stay on the heap.
-pub const MMAP_THRESHOLD: usize = 1 << 20;
+pub(crate) const MMAP_THRESHOLD: usize = 1 << 20;
 
 /// Sets the allocator up to return big freed blocks at once. Call it once,
 /// first thing in `main` (the memory bench calls it too). Only glibc has

@@ -20,7 +20,7 @@ use crate::webconfig::{TlsReloader, WebSecurity};
 use crate::webhook::{self, Route};
 
 /// Polling interval of `--demo`: something moves on every look.
-pub const DEMO_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const DEMO_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

@@ -8,7 +8,7 @@ use crate::shard::Shard;
 
 /// What the landing page and `/readyz` know of an account.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct AccountState {
+pub(crate) struct AccountState {
     pub name: String,
     pub attempts: u64,
     pub last_attempt: Option<UnixMillis>,
@@ -67,7 +67,7 @@ impl StatusBoard {
     }
 
     /// This replica's shard, and how many accounts other shards poll.
-    pub fn set_shard(&self, shard: Shard, elsewhere: usize) {
+    pub(crate) fn set_shard(&self, shard: Shard, elsewhere: usize) {
         if let Ok(mut s) = self.shard.write() {
             *s = (shard, elsewhere);
         }
@@ -77,7 +77,7 @@ impl StatusBoard {
         self.shard.read().map(|s| *s).unwrap_or_default()
     }
 
-    pub fn snapshot(&self) -> Vec<AccountState> {
+    pub(crate) fn snapshot(&self) -> Vec<AccountState> {
         self.accounts.read().map(|a| a.clone()).unwrap_or_default()
     }
 

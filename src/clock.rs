@@ -13,7 +13,7 @@ pub trait Clock: Send + Sync + 'static {
     fn now_millis(&self) -> UnixMillis;
 }
 
-pub type SharedClock = Arc<dyn Clock>;
+pub(crate) type SharedClock = Arc<dyn Clock>;
 
 /// The wall clock.
 #[derive(Debug, Default, Clone, Copy)]
@@ -43,10 +43,6 @@ impl ManualClock {
 
     pub fn set(&self, t: UnixMillis) {
         self.now.store(t, Ordering::SeqCst);
-    }
-
-    pub fn advance(&self, by: std::time::Duration) {
-        self.now.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
     }
 }
 

@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::secret::Secret;
 use crate::shard::Shard;
 
-pub const DEFAULT_API_URL: &str = "https://api.nexrender.com/api/v2";
+pub(crate) const DEFAULT_API_URL: &str = "https://api.nexrender.com/api/v2";
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9847";
-pub const ENV_PREFIX: &str = "NEXRENDER_EXPORTER_";
+pub(crate) const ENV_PREFIX: &str = "NEXRENDER_EXPORTER_";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -55,7 +55,7 @@ pub struct WebhookConfig {
     pub queue_capacity: usize,
 }
 
-pub const DEFAULT_WEBHOOK_SECRET_HEADER: &str = "X-Nexrender-Webhook-Secret";
+pub(crate) const DEFAULT_WEBHOOK_SECRET_HEADER: &str = "X-Nexrender-Webhook-Secret";
 
 impl Default for WebhookConfig {
     fn default() -> Self {
@@ -248,7 +248,7 @@ impl Default for TemplatesConfig {
 pub use crate::breakdown::ErrorReason;
 
 /// Most values of `reason`, so the label stays small.
-pub const MAX_ERROR_REASONS: usize = 20;
+pub(crate) const MAX_ERROR_REASONS: usize = 20;
 
 impl Default for MetricsConfig {
     fn default() -> Self {

@@ -457,7 +457,7 @@ impl Metrics {
     }
 
     /// The webhook listener is up: its own series exist from now.
-    pub fn webhook_listener_started(&self) {
+    pub(crate) fn webhook_listener_started(&self) {
         self.changed();
         for r in WEBHOOK_UNROUTABLE_REASONS {
             self.webhook.unroutable.with_label_values(&[r]);
@@ -465,7 +465,7 @@ impl Metrics {
     }
 
     /// This replica's shard and how many accounts it polls.
-    pub fn set_shard(&self, shard: crate::shard::Shard, here: usize, elsewhere: usize) {
+    pub(crate) fn set_shard(&self, shard: crate::shard::Shard, here: usize, elsewhere: usize) {
         self.changed();
         self.shard_info.reset();
         self.shard_info
@@ -479,7 +479,7 @@ impl Metrics {
             .set(elsewhere as i64);
     }
 
-    pub fn webhook_unroutable(&self, reason: &'static str) {
+    pub(crate) fn webhook_unroutable(&self, reason: &'static str) {
         self.changed();
         self.webhook.unroutable.with_label_values(&[reason]).inc();
     }
@@ -535,7 +535,7 @@ impl Metrics {
 }
 
 /// Every `result` of `nexrender_exporter_webhook_deliveries_total`.
-pub const WEBHOOK_RESULTS: [&str; 10] = [
+pub(crate) const WEBHOOK_RESULTS: [&str; 10] = [
     "accepted",
     "duplicate",
     "not_counted",
@@ -549,11 +549,11 @@ pub const WEBHOOK_RESULTS: [&str; 10] = [
 ];
 
 /// Every `reason` of `nexrender_exporter_webhook_requests_unroutable_total`.
-pub const WEBHOOK_UNROUTABLE_REASONS: [&str; 3] =
+pub(crate) const WEBHOOK_UNROUTABLE_REASONS: [&str; 3] =
     ["not_found", "method_not_allowed", "other_shard"];
 
 /// How long a rendered exposition may be served when nothing changed.
-pub const RENDER_MAX_AGE: Duration = Duration::from_millis(500);
+pub(crate) const RENDER_MAX_AGE: Duration = Duration::from_millis(500);
 
 struct Rendered {
     generation: u64,

@@ -28,22 +28,22 @@ use crate::tracker::{
 pub mod memory;
 
 /// An incremental scan starts this much before the oldest job still going.
-pub const INCREMENTAL_MARGIN_MS: i64 = 60_000;
+pub(crate) const INCREMENTAL_MARGIN_MS: i64 = 60_000;
 
 /// Pages after the first start this many jobs early, so a job deleted
 /// between two page reads (which shifts later offsets left) is not skipped.
-pub const PAGE_OVERLAP: usize = 10;
+pub(crate) const PAGE_OVERLAP: usize = 10;
 
 /// The same for the listing of jobs not ended, which shrinks from the
 /// front as the oldest jobs end: more of them can end between two reads.
-pub const LIVE_PAGE_OVERLAP: usize = 100;
+pub(crate) const LIVE_PAGE_OVERLAP: usize = 100;
 
 /// A `Date` from the API further than this from the exporter's clock is
 /// believed only when the API's own jobs agree with it (the newest job it
 /// lists was created within this of its `Date`, and not after it): else it
 /// is a proxy's, or a broken clock, and the exporter's clock is used, with
 /// the margins it needs. Beyond [`MAX_CLOCK_OFFSET_MS`] it is never believed.
-pub const MAX_TRUSTED_CLOCK_OFFSET_MS: i64 = 3_600_000;
+pub(crate) const MAX_TRUSTED_CLOCK_OFFSET_MS: i64 = 3_600_000;
 
 /// Below this many look-ups in a stretch of the window, single `GET
 /// /jobs/{id}` calls are cheaper than reading full pages.
@@ -707,7 +707,7 @@ const CONFIRM_SPAN_MS: i64 = 10 * 60_000;
 /// pages than one for every 4 jobs wanted); jobs not found there, and the rest, are
 /// `GET /jobs/{id}` each, `concurrency` at a time. A failed page read fails
 /// those jobs, without single calls (the API is down or said to wait).
-pub async fn confirm_deliveries(
+pub(crate) async fn confirm_deliveries(
     source: &impl JobSource,
     ids: Vec<JobId>,
     now: UnixMillis,

@@ -109,7 +109,7 @@ const DELIVERY_BATCH: usize = 256;
 /// A template that takes series of its own after the last read of the
 /// template list, and has no name, has the list read again, but not sooner
 /// than this after the last read.
-pub const TEMPLATE_NAMES_RETRY: Duration = Duration::from_secs(60);
+pub(crate) const TEMPLATE_NAMES_RETRY: Duration = Duration::from_secs(60);
 
 impl AccountPoller {
     /// The account's poller; `metrics` is its handle (the one `client`
@@ -540,8 +540,8 @@ impl AccountPoller {
 
 /// The first pause before a dead poller is restarted; each death in a row
 /// doubles it, up to [`MAX_RESTART_DELAY`].
-pub const FIRST_RESTART_DELAY: Duration = Duration::from_secs(1);
-pub const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
+pub(crate) const FIRST_RESTART_DELAY: Duration = Duration::from_secs(1);
+pub(crate) const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
 /// A poller that ran this long before dying starts the pauses over.
 const HEALTHY_RUN: Duration = Duration::from_secs(600);
 
@@ -574,7 +574,7 @@ fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
 /// bookkeeping is kept, unless the poller died while applying a poll: then
 /// the next poll is a fresh baseline (nothing counted twice; completions
 /// between the last good poll and that baseline are not counted).
-pub async fn supervise(
+pub(crate) async fn supervise(
     poller: AccountPoller,
     mut stop: watch::Receiver<bool>,
     settings: watch::Receiver<PollConfig>,

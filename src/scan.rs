@@ -151,7 +151,7 @@ impl WindowScan {
     /// before this scan, coded with the same table), that this scan does
     /// not show: jobs still going whatever their age. A job both show keeps
     /// this scan's status, the later word.
-    pub fn add_live(&mut self, live: &WindowScan) {
+    pub(crate) fn add_live(&mut self, live: &WindowScan) {
         let shown = self.positions(&live.ids);
         let before = self.ids.len();
         for (pos, at) in shown.iter().enumerate() {
@@ -168,20 +168,20 @@ impl WindowScan {
 
     /// Where the jobs added from the live listing begin: the positions
     /// before are the scan's own, in the API's order.
-    pub fn live_from(&self) -> usize {
+    pub(crate) fn live_from(&self) -> usize {
         self.live_from
     }
 
     /// The creation time of the newest job with a ULID id, by its id: the
     /// API's clock was at least this when it answered.
-    pub fn newest_created(&self) -> Option<crate::clock::UnixMillis> {
+    pub(crate) fn newest_created(&self) -> Option<crate::clock::UnixMillis> {
         self.by_ulid()
             .last()
             .and_then(|(_, job)| job.id.created_hint())
     }
 
     /// Whether any job's status is terminal.
-    pub fn any_terminal(&self) -> bool {
+    pub(crate) fn any_terminal(&self) -> bool {
         self.statuses.iter().any(|status| status.is_terminal())
     }
 
@@ -293,7 +293,7 @@ fn index(ids: &[JobId]) -> (ByUlid, Vec<usize>) {
 
 /// A listing that cannot be trusted to hold every job.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ScanError {
+pub(crate) enum ScanError {
     /// The API answered the same pages again instead of moving on.
     #[error("a full page after {after} jobs ended with a job that already ended an earlier page: the API is not paging")]
     NotPaging { after: usize },

@@ -21,7 +21,7 @@ pub enum JobStatus {
 impl JobStatus {
     /// The statuses the vendor documents, in lifecycle order. Exported as
     /// zero-filled series so dashboards always have them.
-    pub const KNOWN: [JobStatus; 6] = [
+    pub(crate) const KNOWN: [JobStatus; 6] = [
         JobStatus::Queued,
         JobStatus::Pending,
         JobStatus::Rendering,
@@ -68,7 +68,7 @@ impl JobStatus {
         )
     }
 
-    pub fn is_known(&self) -> bool {
+    pub(crate) fn is_known(&self) -> bool {
         !matches!(self, JobStatus::Other(_))
     }
 }
@@ -81,7 +81,7 @@ impl fmt::Display for JobStatus {
 
 /// Label for undocumented statuses past a limit: the metrics'
 /// `max_unknown_statuses`, and the last code of a [`StatusTable`].
-pub const OTHER_STATUS: &str = "other";
+pub(crate) const OTHER_STATUS: &str = "other";
 
 /// A status as one byte, so that a job's status takes one byte in a scan
 /// and in the tracker's table. The documented statuses have fixed codes
@@ -91,12 +91,12 @@ pub const OTHER_STATUS: &str = "other";
 pub struct StatusByte(u8);
 
 impl StatusByte {
-    pub const QUEUED: StatusByte = StatusByte(0);
-    pub const PENDING: StatusByte = StatusByte(1);
-    pub const RENDERING: StatusByte = StatusByte(2);
-    pub const FINISHED: StatusByte = StatusByte(3);
-    pub const ERROR: StatusByte = StatusByte(4);
-    pub const MANUALLY_CANCELLED: StatusByte = StatusByte(5);
+    pub(crate) const QUEUED: StatusByte = StatusByte(0);
+    pub(crate) const PENDING: StatusByte = StatusByte(1);
+    pub(crate) const RENDERING: StatusByte = StatusByte(2);
+    pub(crate) const FINISHED: StatusByte = StatusByte(3);
+    pub(crate) const ERROR: StatusByte = StatusByte(4);
+    pub(crate) const MANUALLY_CANCELLED: StatusByte = StatusByte(5);
 
     /// `finished`, `error` or `manually_cancelled`.
     pub fn is_terminal(self) -> bool {
@@ -105,7 +105,7 @@ impl StatusByte {
 
     /// Has the job begun rendering (or got past it)? Anything but `queued`
     /// and `pending`, undocumented statuses included.
-    pub fn has_started(self) -> bool {
+    pub(crate) fn has_started(self) -> bool {
         self.0 > Self::PENDING.0
     }
 
@@ -135,7 +135,7 @@ impl StatusTable {
     /// Codes there can be. Past 255 distinct statuses, new ones share the
     /// last code, named [`OTHER_STATUS`]: a broken API cannot grow the
     /// table without end.
-    pub const COUNT: usize = 256;
+    pub(crate) const COUNT: usize = 256;
 
     pub fn code(&mut self, status: &JobStatus) -> StatusByte {
         let known = match status {

@@ -12,7 +12,7 @@ pub fn format_millis(ms: UnixMillis) -> String {
 }
 
 /// Appends the RFC 3339 form of `ms` to `out` without allocating.
-pub fn write_millis(out: &mut String, ms: UnixMillis) {
+pub(crate) fn write_millis(out: &mut String, ms: UnixMillis) {
     let secs = ms.div_euclid(1000);
     let frac = ms.rem_euclid(1000) as u32;
     let dt = OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH);
@@ -26,7 +26,7 @@ pub fn write_millis(out: &mut String, ms: UnixMillis) {
 }
 
 /// Parses an RFC 3339 date-time into milliseconds. `None` for anything else.
-pub fn parse_millis(s: &str) -> Option<UnixMillis> {
+pub(crate) fn parse_millis(s: &str) -> Option<UnixMillis> {
     let dt = OffsetDateTime::parse(s, &Rfc3339).ok()?;
     i64::try_from(dt.unix_timestamp_nanos() / 1_000_000).ok()
 }

@@ -51,13 +51,13 @@ impl Detail {
 /// status, without render duration or template), a job that left the
 /// listing of jobs not ended is forgotten (a whole-window read that shows
 /// it ended brings it back), and a queue wait is not observed.
-pub const MAX_LOOKUP_FAILURES: u8 = 5;
+pub(crate) const MAX_LOOKUP_FAILURES: u8 = 5;
 
 /// The widest offset between the API's clock and the exporter's that the
 /// counting copes with: a time this far ahead is still a time (a job that
 /// far in the future is kept, not forgotten), and scans reach this far
 /// past now.
-pub const MAX_CLOCK_OFFSET_MS: i64 = 86_400_000;
+pub(crate) const MAX_CLOCK_OFFSET_MS: i64 = 86_400_000;
 
 /// No creation time known.
 const UNKNOWN: UnixMillis = i64::MIN;
@@ -92,7 +92,7 @@ const NO_CREATED_AT: u8 = 128;
 
 /// What is remembered of one job: 16 bytes.
 #[derive(Debug, Clone, Copy)]
-struct Tracked {
+struct JobState {
     created_at: UnixMillis,
     status: StatusByte,
     flags: u8,
@@ -100,7 +100,7 @@ struct Tracked {
     failures: u8,
 }
 
-impl Tracked {
+impl JobState {
     fn created(&self, id: &JobId) -> Option<UnixMillis> {
         (self.created_at != UNKNOWN)
             .then_some(self.created_at)
@@ -151,12 +151,12 @@ impl Tracked {
 
 /// A job with a ULID id: the id as a 128-bit number, and its state.
 #[derive(Debug, Clone, Copy)]
-struct Entry {
+struct UlidJob {
     key: u128,
-    tracked: Tracked,
+    tracked: JobState,
 }
 
-impl Entry {
+impl UlidJob {
     fn id(&self) -> JobId {
         JobId::Ulid(ulid::Ulid(self.key))
     }
@@ -165,7 +165,7 @@ impl Entry {
 /// A job whose id is not a ULID, so the id tells nothing of its creation.
 #[derive(Debug, Clone, Copy)]
 struct OtherJob {
-    tracked: Tracked,
+    tracked: JobState,
     /// When a scan last showed it: it was created no later than that, so
     /// once this is older than the window, so is the job.
     seen_at: UnixMillis,
@@ -175,12 +175,12 @@ struct OtherJob {
 /// other id by its text.
 #[derive(Debug, Clone, Default)]
 struct Jobs {
-    ulids: Vec<Entry>,
+    ulids: Vec<UlidJob>,
     others: HashMap<Box<str>, OtherJob>,
 }
 
 impl Jobs {
-    fn get(&self, id: &JobId) -> Option<&Tracked> {
+    fn get(&self, id: &JobId) -> Option<&JobState> {
         match id {
             JobId::Ulid(u) => self
                 .ulids
@@ -191,7 +191,7 @@ impl Jobs {
         }
     }
 
-    fn get_mut(&mut self, id: &JobId) -> Option<&mut Tracked> {
+    fn get_mut(&mut self, id: &JobId) -> Option<&mut JobState> {
         match id {
             JobId::Ulid(u) => self
                 .ulids
@@ -203,11 +203,11 @@ impl Jobs {
     }
 
     /// Remembers a job not remembered yet; `seen_at` as for [`OtherJob`].
-    fn insert(&mut self, id: &JobId, tracked: Tracked, seen_at: UnixMillis) {
+    fn insert(&mut self, id: &JobId, tracked: JobState, seen_at: UnixMillis) {
         match id {
             JobId::Ulid(u) => {
                 let at = self.ulids.partition_point(|e| e.key < u.0);
-                self.ulids.insert(at, Entry { key: u.0, tracked });
+                self.ulids.insert(at, UlidJob { key: u.0, tracked });
             }
             JobId::Other(text) => {
                 self.others
@@ -289,9 +289,9 @@ pub struct QueueWait {
 }
 
 /// The latest plausible timestamp is "now" plus this much clock skew.
-pub const CLOCK_SKEW_MS: i64 = 5 * 60_000;
+pub(crate) const CLOCK_SKEW_MS: i64 = 5 * 60_000;
 /// Longer renders than this are taken for bad data, not observed.
-pub const MAX_RENDER_SECONDS: f64 = 7.0 * 86_400.0;
+pub(crate) const MAX_RENDER_SECONDS: f64 = 7.0 * 86_400.0;
 
 /// Counts of impossible values seen in one poll.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -306,9 +306,9 @@ pub struct InvalidValues {
 
 impl InvalidValues {
     /// Field names, as the `field` label.
-    pub const FIELDS: [&'static str; 3] = ["created_at", "started_at", "render_duration"];
+    pub(crate) const FIELDS: [&'static str; 3] = ["created_at", "started_at", "render_duration"];
 
-    pub fn by_field(&self) -> [(&'static str, u64); 3] {
+    pub(crate) fn by_field(&self) -> [(&'static str, u64); 3] {
         [
             ("created_at", self.created_at),
             ("started_at", self.started_at),
@@ -431,7 +431,7 @@ type Moved = Option<(Option<JobStatus>, JobStatus)>;
 /// second added for its rounding), that the window scan then shows ended.
 /// Without the API's `Date` only the first kind is known.
 #[derive(Debug, Clone, Default)]
-pub struct Baseline {
+pub(crate) struct Baseline {
     /// Jobs the listing of jobs not ended showed, and whether each had started.
     live: HashMap<JobId, bool>,
     horizon: Option<UnixMillis>,
@@ -469,7 +469,7 @@ impl Baseline {
 
 /// What a poll knows besides its listings and look-ups.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct PollFacts<'a> {
+pub(crate) struct PollFacts<'a> {
     /// The `from_date` of the window: a terminal job created before it can
     /// never be seen again and is forgotten.
     pub window_start: UnixMillis,
@@ -539,10 +539,10 @@ impl ApplyPass<'_> {
     /// A job the scan shows, with the detail fetched for it, if any.
     fn seen(
         &mut self,
-        mut tracked: Option<Tracked>,
+        mut tracked: Option<JobState>,
         mut shown: ScanJob,
         detail: Option<&Detail>,
-    ) -> Tracked {
+    ) -> JobState {
         if let Some(tracked) = tracked.as_mut().filter(|t| t.has(DELIVERED)) {
             // The first listing after a delivery may have been read before
             // the job ended, or be behind: the delivery (the API's own
@@ -584,10 +584,10 @@ impl ApplyPass<'_> {
     /// alone (see `seen_detailed`).
     fn seen_undetailed(
         &self,
-        tracked: Option<Tracked>,
+        tracked: Option<JobState>,
         shown: ScanJob,
         failures: u8,
-    ) -> Option<Tracked> {
+    ) -> Option<JobState> {
         if let Some(mut tracked) = tracked {
             // Without its detail, a known job takes the status the scan
             // shows; if it ended, its completion waits for the detail.
@@ -602,7 +602,7 @@ impl ApplyPass<'_> {
         }
         // A job first seen ended, without the detail that says whether
         // it ended since the baseline: remembered, decided later.
-        (shown.status.is_terminal() && !self.first).then_some(Tracked {
+        (shown.status.is_terminal() && !self.first).then_some(JobState {
             created_at: UNKNOWN,
             status: shown.status,
             flags: WAIT_PENDING | LOOKUP | FIRST_ENDED,
@@ -616,12 +616,12 @@ impl ApplyPass<'_> {
     /// a row, this poll's included.
     fn seen_detailed(
         &mut self,
-        tracked: Option<Tracked>,
+        tracked: Option<JobState>,
         shown: ScanJob,
         detail: Option<&Detail>,
         failures: u8,
         given_up: bool,
-    ) -> Tracked {
+    ) -> JobState {
         let new = tracked.is_none();
         let job = match detail {
             Some(Detail::Found(found)) if found.id == *shown.id => Some(found),
@@ -674,9 +674,9 @@ impl ApplyPass<'_> {
     /// poll, `Some(started)` for a job that ended while it read (see
     /// `seen_detailed`). Its queue wait is to be observed, unless the first
     /// poll finds it started already.
-    fn first_seen(&self, status: StatusByte, during: Option<bool>) -> Tracked {
+    fn first_seen(&self, status: StatusByte, during: Option<bool>) -> JobState {
         let started = status.has_started();
-        Tracked {
+        JobState {
             created_at: UNKNOWN,
             status,
             flags: match during {
@@ -692,7 +692,7 @@ impl ApplyPass<'_> {
     /// A look-up of `id` failed: its failures so far, this one included,
     /// or `None` when that makes [`MAX_LOOKUP_FAILURES`] and the look-up
     /// is given up (said in the outcome).
-    fn lookup_failed(&mut self, tracked: Option<&Tracked>, id: &JobId) -> Option<u8> {
+    fn lookup_failed(&mut self, tracked: Option<&JobState>, id: &JobId) -> Option<u8> {
         let failures = tracked.map_or(0, |t| t.failures).saturating_add(1);
         if failures < MAX_LOOKUP_FAILURES {
             return Some(failures);
@@ -705,7 +705,7 @@ impl ApplyPass<'_> {
     /// `first_ended`: a job first seen already ended (see `counts_as_new`).
     fn settle(
         &mut self,
-        tracked: &mut Tracked,
+        tracked: &mut JobState,
         id: &JobId,
         job: Option<&ApiJob>,
         first_ended: bool,
@@ -723,7 +723,7 @@ impl ApplyPass<'_> {
         }
         tracked.set(FIRST_ENDED, false);
         tracked.set(LOOKUP, false);
-        observe(tracked, id, job, self);
+        count_end(tracked, id, job, self);
     }
 
     /// Whether a job first seen already terminal ended since the baseline:
@@ -748,7 +748,7 @@ impl ApplyPass<'_> {
     /// `created_by`: a time it was created no later than, if known.
     fn unseen(
         &mut self,
-        tracked: &mut Tracked,
+        tracked: &mut JobState,
         id: &JobId,
         detail: Option<&Detail>,
         created_by: Option<UnixMillis>,
@@ -778,7 +778,7 @@ impl ApplyPass<'_> {
 
     /// The look-up of a job the scan does not show is given up: settled
     /// from what the listings showed. Whether to keep it.
-    fn unseen_given_up(&mut self, tracked: &mut Tracked, id: &JobId) -> bool {
+    fn unseen_given_up(&mut self, tracked: &mut JobState, id: &JobId) -> bool {
         tracked.failures = 0;
         if tracked.has(LOOKUP) {
             // Shown ended: counted from that listing alone.
@@ -798,7 +798,7 @@ impl ApplyPass<'_> {
     /// anything (`detail`). False: it is forgotten now.
     fn unseen_answered(
         &mut self,
-        tracked: &mut Tracked,
+        tracked: &mut JobState,
         id: &JobId,
         detail: Option<&Detail>,
     ) -> bool {
@@ -838,7 +838,7 @@ impl ApplyPass<'_> {
     /// the look-up put off), and not given up. `created_by` as for `unseen`.
     fn unseen_kept(
         &self,
-        tracked: &mut Tracked,
+        tracked: &mut JobState,
         id: &JobId,
         detail_asked: bool,
         created_by: Option<UnixMillis>,
@@ -873,7 +873,7 @@ impl ApplyPass<'_> {
     /// verdict when nothing changed.
     fn deliver_known(
         &mut self,
-        tracked: &mut Tracked,
+        tracked: &mut JobState,
         job: &ApiJob,
         status: StatusByte,
         confirmed: bool,
@@ -919,7 +919,7 @@ impl ApplyPass<'_> {
         if !confirmed {
             return Err(DeliveryVerdict::Unconfirmed);
         }
-        let mut tracked = Tracked {
+        let mut tracked = JobState {
             created_at: UNKNOWN,
             status,
             flags: WAIT_PENDING | DELIVERED,
@@ -934,7 +934,7 @@ impl ApplyPass<'_> {
     /// details walked together in id order, each job kept or forgotten.
     fn apply_ulids(
         &mut self,
-        ulids: &mut Vec<Entry>,
+        ulids: &mut Vec<UlidJob>,
         scan: &WindowScan,
         details: &HashMap<JobId, Detail>,
     ) {
@@ -948,7 +948,7 @@ impl ApplyPass<'_> {
             .collect();
         by_ulid.sort_unstable_by_key(|detail| detail.0);
         let old = std::mem::take(ulids);
-        let mut kept: Vec<Entry> = Vec::with_capacity(old.len() + scan.len());
+        let mut kept: Vec<UlidJob> = Vec::with_capacity(old.len() + scan.len());
         let jobs = merge(
             merge(
                 old.iter().map(|entry| (entry.key, entry.tracked)),
@@ -972,7 +972,7 @@ impl ApplyPass<'_> {
                 (None, None) => continue,
             };
             self.count(&tracked, || JobId::Ulid(ulid::Ulid(key)));
-            kept.push(Entry { key, tracked });
+            kept.push(UlidJob { key, tracked });
         }
         // A fault drill (`--features failpoints`): a panic with the ULID
         // jobs taken out of the table.
@@ -1049,7 +1049,7 @@ impl ApplyPass<'_> {
     }
 
     /// Counts a job that is kept.
-    fn count(&mut self, tracked: &Tracked, id: impl FnOnce() -> JobId) {
+    fn count(&mut self, tracked: &JobState, id: impl FnOnce() -> JobId) {
         if tracked.has(GONE) || tracked.has(LEFT) {
             return;
         }
@@ -1085,23 +1085,23 @@ impl JobTracker {
 
     /// False after an `apply` that did not finish (a panic inside it): the
     /// bookkeeping is half updated, and only a fresh baseline is safe.
-    pub fn is_intact(&self) -> bool {
+    pub(crate) fn is_intact(&self) -> bool {
         !self.applying
     }
 
     /// Says whether the time given to the next `apply` is the API's own
     /// clock (its `Date` header) rather than the exporter's.
-    pub fn set_clock_is_the_apis(&mut self, yes: bool) {
+    pub(crate) fn set_clock_is_the_apis(&mut self, yes: bool) {
         self.clock_is_the_apis = yes;
     }
 
     /// Whether a first poll has set the baseline.
-    pub fn has_baseline(&self) -> bool {
+    pub(crate) fn has_baseline(&self) -> bool {
         self.baseline_done
     }
 
     /// The time of the last applied poll (the API's, as far as known).
-    pub fn last_poll_at(&self) -> Option<UnixMillis> {
+    pub(crate) fn last_poll_at(&self) -> Option<UnixMillis> {
         self.last_poll_at
     }
 
@@ -1109,7 +1109,7 @@ impl JobTracker {
     /// and is missing from `live`, the listing of every job not ended: it
     /// ended (or was deleted) since the last poll. `Some(i64::MIN)` when
     /// such a job's creation time is unknown.
-    pub fn oldest_ended_since(&self, live: &WindowScan) -> Option<UnixMillis> {
+    pub(crate) fn oldest_ended_since(&self, live: &WindowScan) -> Option<UnixMillis> {
         let mut oldest: Option<UnixMillis> = None;
         let mut note = |at: Option<UnixMillis>| {
             let at = at.unwrap_or(i64::MIN);
@@ -1136,13 +1136,13 @@ impl JobTracker {
     /// The newest remembered job (by its ULID), not known to be gone, that
     /// `skip` does not take:
     /// one to look up to tell whether look-ups work at all.
-    pub fn newest_known(&self, skip: impl Fn(&JobId) -> bool) -> Option<JobId> {
+    pub(crate) fn newest_known(&self, skip: impl Fn(&JobId) -> bool) -> Option<JobId> {
         self.jobs
             .ulids
             .iter()
             .rev()
             .filter(|entry| !entry.tracked.has(GONE))
-            .map(Entry::id)
+            .map(UlidJob::id)
             .find(|id| !skip(id))
     }
 
@@ -1180,7 +1180,7 @@ impl JobTracker {
     }
 
     /// Whether a job the scan shows needs its detail this poll.
-    fn wants(&self, shown: ScanJob, tracked: Option<&Tracked>) -> bool {
+    fn wants(&self, shown: ScanJob, tracked: Option<&JobState>) -> bool {
         if tracked.is_some_and(|tracked| tracked.unresolved()) {
             return true;
         }
@@ -1220,19 +1220,19 @@ impl JobTracker {
     ///   shows whose id says it was created before that (or whose id is
     ///   not a ULID) is looked up once, for the `createdAt` that says when
     ///   it leaves the window.
-    pub fn plan_poll(
+    pub(crate) fn plan_poll(
         &self,
         scan: &WindowScan,
         baseline: Option<&Baseline>,
         listed_from: Option<UnixMillis>,
     ) -> Vec<JobId> {
-        let ended_during = |shown: ScanJob, tracked: Option<&Tracked>| {
+        let ended_during = |shown: ScanJob, tracked: Option<&JobState>| {
             !self.baseline_done
                 && tracked.is_none()
                 && shown.status.is_terminal()
                 && baseline.is_some_and(|b| b.ended_during(shown.id, None).is_some())
         };
-        let creation_unknown = |shown: ScanJob, tracked: Option<&Tracked>| {
+        let creation_unknown = |shown: ScanJob, tracked: Option<&JobState>| {
             shown.status.is_terminal()
                 && listed_from
                     .is_some_and(|from| shown.id.created_hint().is_none_or(|at| at < from))
@@ -1240,7 +1240,7 @@ impl JobTracker {
                     t.created_at == UNKNOWN && !t.has(NO_CREATED_AT) && !t.has(GONE)
                 })
         };
-        let wanted = |shown: ScanJob, tracked: Option<&Tracked>| {
+        let wanted = |shown: ScanJob, tracked: Option<&JobState>| {
             self.wants(shown, tracked)
                 || ended_during(shown, tracked)
                 || creation_unknown(shown, tracked)
@@ -1366,12 +1366,12 @@ impl JobTracker {
 
     /// Where this poll's look-ups start among those it cannot all make, so
     /// that the ones put off take their turn at the next poll.
-    pub fn lookup_turn(&self) -> usize {
+    pub(crate) fn lookup_turn(&self) -> usize {
         self.polls
     }
 
     /// [`JobTracker::apply`] with all that the poll knows.
-    pub fn apply_poll(
+    pub(crate) fn apply_poll(
         &mut self,
         scan: &WindowScan,
         details: &HashMap<JobId, Detail>,
@@ -1439,7 +1439,7 @@ impl JobTracker {
 
 /// Counts a completion and measures the queue wait, each at most once.
 /// Impossible values are counted in `out.invalid` and not observed.
-fn observe(tracked: &mut Tracked, id: &JobId, job: Option<&ApiJob>, pass: &mut ApplyPass) {
+fn count_end(tracked: &mut JobState, id: &JobId, job: Option<&ApiJob>, pass: &mut ApplyPass) {
     let (first, statuses, out) = (pass.first, &*pass.statuses, &mut pass.out);
     let latest = pass.latest;
     if let Some(at) = job.and_then(|found| found.created_at) {
@@ -2750,8 +2750,8 @@ mod tests {
     fn what_is_remembered_of_a_job_stays_sixteen_bytes() {
         // The template is read from the full job at each observation and
         // never kept per job: a million jobs cost what they did.
-        assert_eq!(std::mem::size_of::<Tracked>(), 16);
-        assert_eq!(std::mem::size_of::<Entry>(), 32);
+        assert_eq!(std::mem::size_of::<JobState>(), 16);
+        assert_eq!(std::mem::size_of::<UlidJob>(), 32);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WebConfigFile {
+pub(crate) struct WebConfigFile {
     #[serde(default)]
     pub tls_server_config: Option<TlsServerConfig>,
     #[serde(default)]
@@ -36,7 +36,7 @@ pub struct WebConfigFile {
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TlsServerConfig {
+pub(crate) struct TlsServerConfig {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
     #[serde(default)]
@@ -48,7 +48,7 @@ pub struct TlsServerConfig {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-pub enum ClientAuth {
+pub(crate) enum ClientAuth {
     #[default]
     NoClientCert,
     VerifyClientCertIfGiven,
@@ -56,7 +56,7 @@ pub enum ClientAuth {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum TlsVersion {
+pub(crate) enum TlsVersion {
     TLS12,
     TLS13,
 }

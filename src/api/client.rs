@@ -25,12 +25,6 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 3] = [
-        Endpoint::ListJobs,
-        Endpoint::GetJob,
-        Endpoint::ListTemplates,
-    ];
-
     pub fn label(self) -> &'static str {
         match self {
             Endpoint::ListJobs => "list_jobs",
@@ -95,7 +89,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// Every value [`ApiError::reason`] can take, for zero-filled series.
-    pub const REASONS: [&'static str; 11] = [
+    pub(crate) const REASONS: [&'static str; 11] = [
         "timeout",
         "connect",
         "unauthorized",
@@ -129,7 +123,7 @@ impl ApiError {
     /// Worth trying again soon: the network or the server had a moment.
     /// Not 401/403 (no retry storm on a bad token), not 429 (the client
     /// waits for `Retry-After` instead), not 4xx or undecodable answers.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match self {
             ApiError::Timeout { .. } | ApiError::Connect { .. } | ApiError::Transport { .. } => {
                 true
@@ -144,7 +138,7 @@ impl ApiError {
     /// job), not the API's: the other look-ups can go on. A refused token
     /// (401), rate limiting, a gateway that cannot reach the API (502, 503,
     /// 504), timeouts and lost connections are the API's.
-    pub fn is_about_one_job(&self) -> bool {
+    pub(crate) fn is_about_one_job(&self) -> bool {
         match self {
             ApiError::Status { code, .. } => !matches!(code, 502..=504),
             ApiError::Decode { .. } | ApiError::TooLarge { .. } => true,
@@ -291,7 +285,7 @@ impl ApiClient {
     }
 
     /// When a 429 allows the next request, if one is pending.
-    pub fn blocked_for(&self) -> Option<Duration> {
+    pub(crate) fn blocked_for(&self) -> Option<Duration> {
         let nb = *self
             .inner
             .not_before
@@ -303,7 +297,7 @@ impl ApiClient {
     /// Takes over a pending `Retry-After` wait from the client this one
     /// replaces (a reload with a new client policy), so that a reload does
     /// not send requests the API asked not to get yet.
-    pub fn inherit_wait(&self, from: &ApiClient) {
+    pub(crate) fn inherit_wait(&self, from: &ApiClient) {
         let theirs = *from
             .inner
             .not_before
@@ -376,7 +370,7 @@ impl ApiClient {
         }
     }
 
-    pub fn list_url(&self, q: &ListPageQuery, minimal: bool) -> String {
+    pub(crate) fn list_url(&self, q: &ListPageQuery, minimal: bool) -> String {
         let filter = match q.filter {
             ListFilter::Created { from_date, to_date } => format!(
                 "from_date={}&to_date={}",
@@ -398,7 +392,7 @@ impl ApiClient {
     }
 
     /// `GET /templates`: every template's id and display name.
-    pub async fn list_templates(&self) -> Result<Vec<TemplateName>, ApiError> {
+    pub(crate) async fn list_templates(&self) -> Result<Vec<TemplateName>, ApiError> {
         let ep = Endpoint::ListTemplates;
         let body = self
             .fetch(ep, &format!("{}/templates", self.inner.base))
@@ -744,7 +738,7 @@ fn server_time(headers: &HeaderMap) -> Option<UnixMillis> {
 /// `Retry-After` as seconds or an HTTP date, relative to `now`, at most
 /// `max`. A date in the past is no wait; anything else (negative numbers,
 /// fractions, garbage) is `None`, for the caller's default wait.
-pub fn parse_retry_after(
+pub(crate) fn parse_retry_after(
     headers: &HeaderMap,
     now: std::time::SystemTime,
     max: Duration,

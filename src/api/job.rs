@@ -32,7 +32,7 @@ impl JobId {
     }
 
     /// Creation time encoded in a ULID id.
-    pub fn created_hint(&self) -> Option<UnixMillis> {
+    pub(crate) fn created_hint(&self) -> Option<UnixMillis> {
         match self {
             JobId::Ulid(u) => i64::try_from(u.timestamp_ms()).ok(),
             JobId::Other(_) => None,
@@ -117,7 +117,7 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 4] = [
+    pub(crate) const ALL: [SkipReason; 4] = [
         SkipReason::NotAnObject,
         SkipReason::MissingId,
         SkipReason::MissingStatus,

@@ -140,13 +140,13 @@ impl AccountMetrics {
     }
 
     /// How often the template names are read, when the breakdown is on.
-    pub fn template_names_refresh(&self) -> Option<Duration> {
+    pub(crate) fn template_names_refresh(&self) -> Option<Duration> {
         self.all.templates.as_ref().map(|t| t.names_refresh)
     }
 
     /// Whether a template took series of its own after `since` and is
     /// still named by its id.
-    pub fn templates_unnamed_since(&self, since: UnixMillis) -> bool {
+    pub(crate) fn templates_unnamed_since(&self, since: UnixMillis) -> bool {
         self.lock()
             .slots
             .as_ref()
@@ -156,7 +156,7 @@ impl AccountMetrics {
     /// The answer to `GET /templates`: names for the templates with series
     /// of their own (a renamed one's series go on under the new name), or
     /// a failure, which changes nothing but its counter.
-    pub fn template_names(&self, listed: Option<&[TemplateName]>) {
+    pub(crate) fn template_names(&self, listed: Option<&[TemplateName]>) {
         let (m, a) = (&*self.all, self.name.as_str());
         m.changed();
         let result = if listed.is_some() {
@@ -292,7 +292,7 @@ impl AccountMetrics {
 
     /// The account takes webhook deliveries (`on`) or no longer does: its
     /// delivery series exist exactly while it does.
-    pub fn takes_webhooks(&self, on: bool) {
+    pub(crate) fn takes_webhooks(&self, on: bool) {
         let (m, a) = (&*self.all, self.name.as_str());
         m.changed();
         for r in WEBHOOK_RESULTS {
@@ -309,7 +309,7 @@ impl AccountMetrics {
 
     /// A delivery refused at the door, or dropped (`result` is one of
     /// [`WEBHOOK_RESULTS`]).
-    pub fn webhook_refused(&self, result: &'static str) {
+    pub(crate) fn webhook_refused(&self, result: &'static str) {
         self.all.changed();
         self.all
             .webhook
@@ -348,7 +348,7 @@ impl AccountMetrics {
 
     /// A successful poll's outcome, made at `now` (the exporter's clock),
     /// with the jobs it could not use and what it said of the API.
-    pub fn poll_applied(
+    pub(crate) fn poll_applied(
         &self,
         o: &Outcome,
         skipped: &[SkipReason],
@@ -431,7 +431,7 @@ impl AccountMetrics {
     }
 
     /// A poll that succeeded at `now_unix_secs` after `took`.
-    pub fn poll_succeeded(&self, now: UnixMillis, took: Duration) {
+    pub(crate) fn poll_succeeded(&self, now: UnixMillis, took: Duration) {
         let (m, a) = (&*self.all, self.name.as_str());
         m.changed();
         m.poll.up.with_label_values(&[a]).set(1);
@@ -447,7 +447,7 @@ impl AccountMetrics {
     }
 
     /// A failed poll: the job numbers stay as they were.
-    pub fn poll_failed(&self, reason: &str, took: Duration) {
+    pub(crate) fn poll_failed(&self, reason: &str, took: Duration) {
         let (m, a) = (&*self.all, self.name.as_str());
         m.changed();
         m.poll.up.with_label_values(&[a]).set(0);
@@ -461,7 +461,7 @@ impl AccountMetrics {
 
     /// The account's poller died: the numbers stay, `nexrender_up` is 0
     /// until the restarted poller succeeds.
-    pub fn poller_died(&self) {
+    pub(crate) fn poller_died(&self) {
         let (m, a) = (&*self.all, self.name.as_str());
         m.changed();
         m.poll.up.with_label_values(&[a]).set(0);
