@@ -15,7 +15,7 @@ use nexrender_simulator::{
     ApiId, Endpoint, Fault, FaultRule, LifecycleConfig, PrefillConfig, RunningSimulator, Schedule,
     ScriptedJob, SimulatorConfig,
 };
-use support::clock::{Rig, T0};
+use support::clock::{scripted, Rig, T0};
 use support::*;
 use ulid::Ulid;
 
@@ -136,9 +136,9 @@ async fn reload(exp: &Exporter, config: &str, n: usize) -> String {
 
 #[tokio::test]
 async fn jobs_stuck_longer_than_the_window_are_seen_at_start_and_counted_once_when_they_end() {
-    let sim = scripted_simulator().await;
+    let (sim, mut exp) = scripted(|_| {}, &[("window", "24h")]).await;
     ended_jobs(&sim, 20 * HOUR, 20 * MIN, &[]);
-    let t = now();
+    let t = exp.now();
     let (queued, stuck) = sim.sim.with_farm(|f| {
         let queued = f.insert_scripted(ScriptedJob::queued(t - 40 * HOUR));
         let stuck = f.insert_scripted(rendering(t - 35 * HOUR, t - 35 * HOUR + MIN));
@@ -150,7 +150,6 @@ async fn jobs_stuck_longer_than_the_window_are_seen_at_start_and_counted_once_wh
         .sim
         .with_farm(|f| f.job(queued).is_some() && f.job(stuck).is_some()));
     let before = terminal_ids(&sim);
-    let exp = exporter(&sim, &[("window", "24h")]);
 
     let m = exp.polls("main", 1).await;
     assert_in_view(&m, &sim, 24 * HOUR, "first poll");
@@ -238,16 +237,15 @@ async fn widening_narrowing_and_widening_the_window_by_sighup_counts_no_old_job(
 /// With the API's clock `offset_s` seconds off ours: jobs it creates are in
 /// the numbers within one poll, each end counted once, the offset shown.
 async fn every_job_is_seen_and_counted_once_with_the_api_clock_off_by(offset_s: i64) {
-    let sim = scripted_simulator_with(|c| c.clock_offset_seconds = offset_s).await;
+    let (sim, mut exp) = scripted(|c| c.clock_offset_seconds = offset_s, &[]).await;
     let api_now = || sim.sim.with_farm(|f| f.now());
     let t = api_now();
-    assert!((t - now() - offset_s * SEC).abs() < 2 * SEC);
+    assert!((t - exp.now() - offset_s * SEC).abs() < 2 * SEC);
     sim.sim.with_farm(|f| {
         f.insert_scripted(finished(t - 30 * MIN, 5 * SEC, 60 * SEC));
         f.insert_scripted(ScriptedJob::queued(t - 10 * MIN));
     });
     let before = terminal_ids(&sim);
-    let exp = exporter(&sim, &[]);
     let m = exp.polls("main", 1).await;
     let shown = offset_seconds(&m).expect("offset exported");
     assert!(
@@ -313,30 +311,25 @@ fn empty_pages_after_the_first(sim: &RunningSimulator) {
 }
 
 /// 1,500 jobs that ended over the last 23 hours: 30 pages of 50.
-async fn many_pages_of_ended_jobs() -> RunningSimulator {
-    scripted_simulator_with(|c| {
-        c.prefill = PrefillConfig {
-            jobs: 1500,
-            span: Duration::from_secs(23 * 3600),
-        }
-    })
-    .await
+fn many_pages_of_ended_jobs(c: &mut SimulatorConfig) {
+    c.prefill = PrefillConfig {
+        jobs: 1500,
+        span: Duration::from_secs(23 * 3600),
+    }
 }
 
 #[tokio::test]
 async fn a_first_scan_whose_later_pages_come_back_empty_is_no_baseline_and_no_spike_follows() {
-    let sim = many_pages_of_ended_jobs().await;
-    let t = now();
+    let (sim, mut exp) = scripted(many_pages_of_ended_jobs, &[("window", "24h")]).await;
+    let t = exp.now();
     let live: Vec<Ulid> = sim.sim.with_farm(|f| {
         (0..3)
             .map(|i| f.insert_scripted(ScriptedJob::queued(t - (i + 1) * MIN)))
             .collect()
     });
     let before = terminal_ids(&sim);
-    // Every list page after the first is `[]`, for the first 8 s.
+    // Every list page after the first is `[]`, for two polls.
     empty_pages_after_the_first(&sim);
-    let started = Instant::now();
-    let exp = exporter(&sim, &[("window", "24h")]);
     let m = exp
         .wait_for(
             |m| poll_errors(m, "incomplete_scan") >= 2.0,
@@ -344,7 +337,6 @@ async fn a_first_scan_whose_later_pages_come_back_empty_is_no_baseline_and_no_sp
         )
         .await;
     assert_eq!(up(&m), Some(0.0));
-    tokio::time::sleep(Duration::from_secs(8).saturating_sub(started.elapsed())).await;
     sim.sim.clear_faults();
 
     let m = exp.wait_for(|m| up(m) == Some(1.0), "a good poll").await;
@@ -364,8 +356,8 @@ async fn a_first_scan_whose_later_pages_come_back_empty_is_no_baseline_and_no_sp
 
 #[tokio::test]
 async fn one_job_whose_look_up_always_fails_does_not_freeze_the_account() {
-    let sim = scripted_simulator().await;
-    let t = now();
+    let (sim, mut exp) = scripted(|_| {}, &[("max_retries", "1")]).await;
+    let t = exp.now();
     // The bad job is the oldest queued: it is looked up from the start.
     let (bad, others): (Ulid, Vec<Ulid>) = sim.sim.with_farm(|f| {
         let bad = f.insert_scripted(ScriptedJob::queued(t - 30 * MIN));
@@ -386,7 +378,6 @@ async fn one_job_whose_look_up_always_fails_does_not_freeze_the_account() {
     // Fewer than 5 polls in a row see its look-up fail before the fault
     // lifts (at most 2, then 2): not given up (tests/exact_once.rs has
     // the give-up).
-    let exp = exporter(&sim, &[("max_retries", "1")]);
     let m = exp.polls("main", 1).await;
     assert_eq!(up(&m), Some(1.0));
     assert_in_view(&m, &sim, HOUR, "start");
@@ -620,9 +611,9 @@ impl FirstEnds {
 
 #[tokio::test]
 async fn a_job_requeued_after_it_ended_shows_as_queued_and_its_second_end_is_not_counted() {
-    let sim = scripted_simulator().await;
+    let (sim, mut exp) = scripted(|_| {}, &[]).await;
     ended_jobs(&sim, 50 * MIN, 5 * MIN, &[]);
-    let t = now();
+    let t = exp.now();
     let (a, b, c) = sim.sim.with_farm(|f| {
         (
             f.insert_scripted(ScriptedJob::queued(t - 10 * MIN)),
@@ -631,7 +622,6 @@ async fn a_job_requeued_after_it_ended_shows_as_queued_and_its_second_end_is_not
         )
     });
     let mut ends = FirstEnds::new(&sim);
-    let exp = exporter(&sim, &[]);
     let m = exp.polls("main", 1).await;
     ends.assert_counted(&m, &sim, "baseline");
 
@@ -685,7 +675,7 @@ fn tracked_jobs(m: &str) -> Option<f64> {
 /// on), and the jobs created before the start forgotten once older.
 async fn jobs_with_odd_ids(in_view_too: bool) {
     const WINDOW: i64 = 2 * MIN;
-    let sim = scripted_simulator().await;
+    let (sim, mut exp) = scripted(|_| {}, &[("window", "2m"), ("full_scan_interval", "5s")]).await;
     let mut n = 0;
     let mut odd_id = |i: usize| {
         n += 1;
@@ -697,7 +687,7 @@ async fn jobs_with_odd_ids(in_view_too: bool) {
     };
     // Of each kind: one that ended before the start, one waiting then, both
     // leaving the window in the first 15 s.
-    let t = now();
+    let t = exp.now();
     let waiting: Vec<Ulid> = sim.sim.with_farm(|f| {
         (0..3)
             .map(|i| {
@@ -715,7 +705,6 @@ async fn jobs_with_odd_ids(in_view_too: bool) {
     let mut ends = FirstEnds::new(&sim);
     // A whole-window read every 5 s: an ended job whose id is later than
     // its createdAt leaves the numbers when one no longer shows it.
-    let exp = exporter(&sim, &[("window", "2m"), ("full_scan_interval", "5s")]);
     let m = exp.polls("main", 1).await;
     if in_view_too {
         assert_in_view(&m, &sim, WINDOW, "baseline");
@@ -765,8 +754,7 @@ async fn jobs_with_odd_ids(in_view_too: bool) {
     // forgotten, but for the two whose id is 10 minutes later than their
     // createdAt, remembered (counted, out of the numbers) until their id's
     // time leaves the window, so that listed again they count nothing.
-    let started = sim.sim.with_farm(|f| f.now()) - t;
-    tokio::time::sleep(Duration::from_millis((16 * SEC - started).max(0) as u64)).await;
+    exp.clock.set(exp.now().max(t + 16 * SEC));
     let held: f64 = in_view(&sim, WINDOW).values().sum();
     assert_eq!(held, 3.0, "the jobs created after the start");
     let m = exp
@@ -781,8 +769,8 @@ async fn jobs_with_odd_ids(in_view_too: bool) {
 
 #[tokio::test]
 async fn a_later_scan_whose_pages_come_back_empty_fails_keeps_the_numbers_and_misses_no_end() {
-    let sim = many_pages_of_ended_jobs().await;
-    let t = now();
+    let (sim, mut exp) = scripted(many_pages_of_ended_jobs, &[("window", "24h")]).await;
+    let t = exp.now();
     // Waiting for hours: when one ends, the next scan reads from there,
     // many pages back.
     let live: Vec<Ulid> = sim.sim.with_farm(|f| {
@@ -791,14 +779,12 @@ async fn a_later_scan_whose_pages_come_back_empty_fails_keeps_the_numbers_and_mi
             .collect()
     });
     let before = terminal_ids(&sim);
-    let exp = exporter(&sim, &[("window", "24h")]);
     exp.polls("main", 1).await;
     let good = exp.polls("main", 1).await;
     assert_counted(&good, &sim, &before, &[], "baseline");
 
     // Every list page after the first is `[]`, while jobs end.
     empty_pages_after_the_first(&sim);
-    let faulted = Instant::now();
     set_status(&sim, live[0], JobStatus::Finished);
     set_status(&sim, live[1], JobStatus::Error);
     let errors = poll_errors(&good, "incomplete_scan");
@@ -834,7 +820,6 @@ async fn a_later_scan_whose_pages_come_back_empty_fails_keeps_the_numbers_and_mi
             "completions {status} at the last good value"
         );
     }
-    tokio::time::sleep(Duration::from_secs(5).saturating_sub(faulted.elapsed())).await;
     sim.sim.clear_faults();
 
     let m = exp.wait_for(|m| up(m) == Some(1.0), "a good poll").await;

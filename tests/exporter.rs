@@ -1,5 +1,8 @@
-//! The real exporter binary against the simulator, over several poll
-//! cycles with jobs moving, checking exact numbers.
+//! The exporter against the simulator, over several polls with jobs
+//! moving, checking exact numbers: the real poller in-process on a
+//! hand-moved clock (`support::clock::scripted`), and the real binary for
+//! what only it shows (a restart, two accounts at once, its pages, its log,
+//! SIGTERM, its gzip answers).
 
 mod support;
 
@@ -7,29 +10,34 @@ use std::time::Duration;
 
 use nexrender_simulator::status::JobStatus;
 use nexrender_simulator::{Endpoint, Fault, FaultRule, RunningSimulator, Schedule, ScriptedJob};
+use support::clock::scripted;
 use support::*;
 
 const MIN: i64 = 60_000;
 
-/// 120 jobs that finished in the last hour, and one queued for 10 minutes
-/// (the oldest queued job is looked up by id).
-async fn ended_jobs_and_one_queued() -> RunningSimulator {
-    let sim = scripted_simulator().await;
-    let t = now();
+/// 120 jobs that finished in the hour before `t`, and one queued for 10
+/// minutes (the oldest queued job is looked up by id).
+fn script_ended_jobs_and_one_queued(sim: &RunningSimulator, t: i64) {
     sim.sim.with_farm(|f| {
         for i in 0..120 {
             f.insert_scripted(finished(t - 50 * MIN + i * 1000, 2000, 30_000));
         }
         f.insert_scripted(ScriptedJob::queued(t - 10 * MIN));
     });
+}
+
+/// The same on a simulator of its own, on the wall clock, for the binary.
+async fn ended_jobs_and_one_queued() -> RunningSimulator {
+    let sim = scripted_simulator().await;
+    script_ended_jobs_and_one_queued(&sim, now());
     sim
 }
 
 #[tokio::test]
 async fn jobs_terminal_before_start_are_not_counted_and_a_job_created_and_finished_between_polls_is(
 ) {
-    let sim = ended_jobs_and_one_queued().await;
-    let exp = Exporter::start(&format!("accounts:\n{}", account_yaml("main", &sim)), &[]);
+    let (sim, mut exp) = scripted(|_| {}, &[]).await;
+    script_ended_jobs_and_one_queued(&sim, exp.now());
     let m = exp.polls("main", 1).await;
     assert_eq!(
         jobs(&m, "main", "finished"),
@@ -47,7 +55,7 @@ async fn jobs_terminal_before_start_are_not_counted_and_a_job_created_and_finish
     // Between two polls: created now (after the first poll; its times run
     // a little ahead, as a fast farm's would), started after 12.5 s,
     // rendered 90.25 s.
-    let t = now();
+    let t = exp.now();
     sim.sim
         .with_farm(|f| f.insert_scripted(finished(t, 12_500, 90_250)));
     let m = exp
@@ -69,12 +77,11 @@ async fn jobs_terminal_before_start_are_not_counted_and_a_job_created_and_finish
 
 #[tokio::test]
 async fn a_queued_job_moves_through_rendering_to_error_and_is_measured_once() {
-    let sim = scripted_simulator().await;
-    let t = now();
+    let (sim, mut exp) = scripted(|_| {}, &[]).await;
+    let t = exp.now();
     let id = sim
         .sim
         .with_farm(|f| f.insert_scripted(ScriptedJob::queued(t - 5 * MIN)));
-    let exp = Exporter::start(&format!("accounts:\n{}", account_yaml("main", &sim)), &[]);
     let m = exp.polls("main", 1).await;
     let created = (t - 5 * MIN) as f64 / 1000.0;
     assert_eq!(
@@ -126,18 +133,10 @@ async fn a_queued_job_moves_through_rendering_to_error_and_is_measured_once() {
     assert_eq!(histogram(&m, "main", "queue_wait", "count"), Some(1.0));
 }
 
-fn one_minute_window(sim: &RunningSimulator) -> Exporter {
-    let config = format!(
-        "poll:\n  interval: 1s\n  window: 1m\naccounts:\n{}",
-        account_yaml("main", sim)
-    );
-    Exporter::start_with(yaml_file(&config), &[])
-}
-
 #[tokio::test]
 async fn a_job_stuck_longer_than_the_window_stays_in_the_backlog_and_is_counted_when_it_finishes() {
-    let sim = scripted_simulator().await;
-    let t = now();
+    let (sim, mut exp) = scripted(|_| {}, &[("window", "1m")]).await;
+    let t = exp.now();
     // A one-minute window: both jobs leave it within seconds.
     let (stuck_created, rendering) = sim.sim.with_farm(|f| {
         let created = t - 52_000;
@@ -147,13 +146,12 @@ async fn a_job_stuck_longer_than_the_window_stays_in_the_backlog_and_is_counted_
         r.started_at = Some(t - 54_000);
         (created, f.insert_scripted(r))
     });
-    let exp = one_minute_window(&sim);
     let m = exp.polls("main", 1).await;
     assert_eq!(jobs(&m, "main", "queued"), Some(1.0));
     assert_eq!(jobs(&m, "main", "render:dorender"), Some(1.0));
 
     // Wait until the window has moved past both; the scan no longer lists them.
-    tokio::time::sleep(Duration::from_millis((t + 10_000 - now()).max(0) as u64)).await;
+    exp.clock.set(t + 10_000);
     let m = exp.polls("main", 2).await;
     assert_eq!(
         jobs(&m, "main", "queued"),
@@ -230,12 +228,11 @@ async fn a_restart_does_not_count_what_was_already_finished() {
 
 #[tokio::test]
 async fn an_unknown_status_is_exported_under_its_own_name_and_removed_when_gone() {
-    let sim = scripted_simulator().await;
-    let t = now();
+    let (sim, mut exp) = scripted(|_| {}, &[]).await;
+    let t = exp.now();
     let id = sim
         .sim
         .with_farm(|f| f.insert_scripted(ScriptedJob::queued(t - MIN)));
-    let exp = Exporter::start(&format!("accounts:\n{}", account_yaml("main", &sim)), &[]);
     exp.polls("main", 1).await;
     set_status(&sim, id, JobStatus::Other("render:prerender".into()));
     let m = exp
@@ -261,14 +258,13 @@ async fn an_unknown_status_is_exported_under_its_own_name_and_removed_when_gone(
 
 #[tokio::test]
 async fn a_failed_poll_keeps_the_last_numbers_with_up_0_and_recovery_counts_once() {
-    let sim = scripted_simulator().await;
-    let t = now();
+    let (sim, mut exp) = scripted(|_| {}, &[]).await;
+    let t = exp.now();
     let ids = sim.sim.with_farm(|f| {
         (0..3)
             .map(|i| f.insert_scripted(ScriptedJob::queued(t - MIN + i)))
             .collect::<Vec<_>>()
     });
-    let exp = Exporter::start(&format!("accounts:\n{}", account_yaml("main", &sim)), &[]);
     let m = exp.polls("main", 1).await;
     assert_eq!(jobs(&m, "main", "queued"), Some(3.0));
 
@@ -460,18 +456,15 @@ async fn sigterm_stops_the_exporter_promptly_with_exit_code_0() {
 /// One poll of [`ended_jobs_and_one_queued`], gzip on or off: the metrics,
 /// and the bytes the simulator sent meanwhile.
 async fn first_poll_bytes(gzip: bool) -> (String, f64, f64) {
-    let sim = ended_jobs_and_one_queued().await;
+    let gzip = gzip.to_string();
+    let (sim, mut exp) = scripted(|_| {}, &[("interval", "1h"), ("gzip", &gzip)]).await;
+    script_ended_jobs_and_one_queued(&sim, exp.now());
     // One 500 with an error body, retried: its bytes count too.
     sim.sim.add_fault(FaultRule::new(
         Endpoint::ListJobs,
         Fault::Status { code: 500 },
         Schedule::Next { count: 1 },
     ));
-    let config = format!(
-        "poll:\n  interval: 1h\n  window: 1h\n  page_size: 50\n  gzip: {gzip}\naccounts:\n{}",
-        account_yaml("main", &sim)
-    );
-    let exp = Exporter::start_with(yaml_file(&config), &[]);
     let m = exp.polls("main", 1).await;
     let read = |endpoint: &str| {
         value(

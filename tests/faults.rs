@@ -1,6 +1,9 @@
-//! The fault matrix: the real exporter binary against the simulator's fault
-//! injection. Each test names the trouble, what the exporter does, and the
-//! exact numbers afterwards.
+//! The fault matrix: the exporter against the simulator's fault injection.
+//! Each test names the trouble, what the exporter does, and the exact
+//! numbers afterwards. Most run the real poller in-process on a hand-moved
+//! clock, polling when the test asks (`support::clock::scripted`); the
+//! ones whose story is a wait the API imposes in real time (429s, the
+//! request rate limit) run the real binary.
 
 mod support;
 
@@ -10,6 +13,7 @@ use nexrender_simulator::status::JobStatus;
 use nexrender_simulator::{
     Endpoint, Fault, FaultRule, RetryAfter, RunningSimulator, Schedule, ScriptedJob,
 };
+use support::clock::{scripted, InProcess};
 use support::*;
 
 const MIN: i64 = 60_000;
@@ -24,6 +28,19 @@ async fn farm() -> (RunningSimulator, Vec<ulid::Ulid>) {
             .collect()
     });
     (sim, ids)
+}
+
+/// The same farm, polled in-process (see `support::clock::scripted`) with
+/// `overrides` of the binary tests' poll settings.
+async fn in_process(overrides: &[(&str, &str)]) -> (RunningSimulator, InProcess, Vec<ulid::Ulid>) {
+    let (sim, exp) = scripted(|_| {}, overrides).await;
+    let t = exp.now();
+    let ids = sim.sim.with_farm(|f| {
+        (0..3)
+            .map(|i| f.insert_scripted(ScriptedJob::queued(t - 10 * MIN + i)))
+            .collect()
+    });
+    (sim, exp, ids)
 }
 
 fn requests(m: &str, endpoint: &str, code: &str) -> f64 {
@@ -88,8 +105,7 @@ async fn a_429_with_an_http_date_is_honoured_too() {
 
 #[tokio::test]
 async fn two_503s_in_a_row_are_retried_within_the_poll_and_up_stays_1() {
-    let (sim, _) = farm().await;
-    let exp = exporter(&sim, &[]);
+    let (sim, mut exp, _) = in_process(&[]).await;
     exp.polls("main", 1).await;
     sim.sim.add_fault(FaultRule::new(
         Endpoint::ListJobs,
@@ -134,8 +150,7 @@ async fn fails_with(
     code: &str,
     overrides: &[(&str, &str)],
 ) -> (String, String) {
-    let (sim, ids) = farm().await;
-    let exp = exporter(&sim, overrides);
+    let (sim, mut exp, ids) = in_process(overrides).await;
     exp.polls("main", 1).await;
     sim.sim
         .add_fault(FaultRule::new(endpoint, fault, Schedule::Always));
@@ -267,12 +282,11 @@ async fn a_slow_api_beyond_the_request_timeout_times_out() {
 
 #[tokio::test]
 async fn an_answer_larger_than_the_cap_is_refused_and_the_last_numbers_stay() {
-    let (sim, _) = farm().await;
-    let exp = exporter(&sim, &[("max_response_bytes", "2048")]);
+    let (sim, mut exp, _) = in_process(&[("max_response_bytes", "2048")]).await;
     let m = exp.polls("main", 1).await;
     assert_eq!(jobs(&m, "main", "queued"), Some(3.0));
     // Thirty more jobs make the first page about 6 KiB.
-    let t = now();
+    let t = exp.now();
     sim.sim.with_farm(|f| {
         for i in 0..30 {
             f.insert_scripted(ScriptedJob::queued(t - 5 * MIN + i));
@@ -302,8 +316,7 @@ async fn a_poll_longer_than_the_cycle_timeout_fails_with_reason_deadline() {
 
 #[tokio::test]
 async fn a_revoked_token_logs_once_retries_nothing_and_recovers_counting_exactly_once() {
-    let (sim, ids) = farm().await;
-    let exp = exporter(&sim, &[]);
+    let (sim, mut exp, ids) = in_process(&[]).await;
     exp.polls("main", 1).await;
     sim.sim.add_fault(FaultRule::new(
         Endpoint::Any,
@@ -474,8 +487,7 @@ fn skipped(m: &str, reason: &str) -> f64 {
 
 #[tokio::test]
 async fn unusable_jobs_in_a_page_are_skipped_and_counted_and_the_rest_is_used() {
-    let (sim, ids) = farm().await;
-    let exp = exporter(&sim, &[]);
+    let (sim, mut exp, ids) = in_process(&[]).await;
     exp.polls("main", 1).await;
     let (a, b) = (ids[0].to_string(), ids[1].to_string());
     sim.sim.add_fault(FaultRule::new(
@@ -520,12 +532,11 @@ async fn unusable_jobs_in_a_page_are_skipped_and_counted_and_the_rest_is_used() 
 #[tokio::test]
 async fn impossible_timestamps_and_durations_are_ignored_and_counted_and_the_job_still_counts() {
     // One job, so the only detail look-up is the one answered below.
-    let sim = scripted_simulator().await;
-    let t = now();
+    let (sim, mut exp, _) = in_process(&[]).await;
+    let t = exp.now();
     let id = sim
         .sim
         .with_farm(|f| f.insert_scripted(ScriptedJob::queued(t - 10 * MIN)));
-    let exp = exporter(&sim, &[]);
     exp.polls("main", 1).await;
     let future = nexrender_exporter::timefmt::format_millis(t + 24 * 60 * MIN);
     sim.sim.add_fault(FaultRule::new(
@@ -570,8 +581,7 @@ async fn impossible_timestamps_and_durations_are_ignored_and_counted_and_the_job
 
 #[tokio::test]
 async fn an_empty_page_is_the_end_of_the_list_and_the_next_poll_sees_the_rest() {
-    let (sim, _) = farm().await;
-    let exp = exporter(&sim, &[]);
+    let (sim, mut exp, _) = in_process(&[]).await;
     exp.polls("main", 1).await;
     sim.sim.add_fault(FaultRule::new(
         Endpoint::ListJobs,
@@ -580,7 +590,7 @@ async fn an_empty_page_is_the_end_of_the_list_and_the_next_poll_sees_the_rest() 
         },
         Schedule::Next { count: 1 },
     ));
-    let t = now();
+    let t = exp.now();
     sim.sim
         .with_farm(|f| f.insert_scripted(ScriptedJob::queued(t - MIN)));
     let m = exp.polls("main", 2).await;
