@@ -76,6 +76,30 @@ cargo test --no-default-features --test cli
 phase "the build without demo, and its cli tests"
 
 # The test suite last, so its summary closes the output.
-# The fault drills are built in for tests/supervision.rs.
-cargo test --workspace --all-targets --features failpoints
-phase "the test suite (build and run)"
+# The fault drills are built in for tests/supervision.rs. Everything is
+# built first (every target, as --all-targets); then the two tests that
+# spend most of a minute waiting on
+# other processes (a real Prometheus and Alertmanager, two sharded
+# exporters) run beside the rest instead of after it, their output shown
+# when they end. The rest skips them by name.
+cargo test --workspace --all-targets --features failpoints --no-run
+phase "the test suite's build"
+beside=(an_error_storm_and_a_stuck_queue_reach_the_receiver_through_alertmanager_and_resolve
+        two_shards_add_up_to_one_unsharded_exporter_and_no_account_is_polled_twice)
+beside_log=$(mktemp)
+cargo test --features failpoints --test alerting --test sharding >"$beside_log" 2>&1 &
+beside_pid=$!
+trap 'kill "$beside_pid" 2>/dev/null || true' EXIT
+skips=()
+for t in "${beside[@]}"; do skips+=(--skip "$t"); done
+cargo test --workspace --lib --bins --tests --features failpoints -- "${skips[@]}"
+# The benchmarks, each checking itself once on a small load (criterion's
+# own command line takes no --skip).
+cargo test --workspace --benches --features failpoints
+beside_rc=0
+wait "$beside_pid" || beside_rc=$?
+echo "== tests/alerting.rs and tests/sharding.rs (run beside the rest):"
+cat "$beside_log"
+rm -f "$beside_log"
+[ "$beside_rc" -eq 0 ] || { echo "tests/alerting.rs or tests/sharding.rs failed" >&2; exit 1; }
+phase "the test suite's run"
