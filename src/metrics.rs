@@ -603,9 +603,30 @@ mod tests {
     }
 
     #[test]
-    fn known_statuses_are_zero_filled_before_the_first_poll() {
+    fn job_gauges_wait_for_the_first_poll_and_counters_are_zero_from_the_start() {
         let m = Metrics::new(&MetricsConfig::default());
-        let _main = m.account("main");
+        let main = m.account("main");
+        let t = text(&m);
+        assert!(
+            !t.contains("nexrender_jobs{"),
+            "no numbers before they are known:\n{t}"
+        );
+        assert!(t.contains("nexrender_jobs_completed_total{account=\"main\",status=\"error\"} 0"));
+        assert!(t.contains("nexrender_up{account=\"main\"} 0"));
+        assert!(t.contains(
+            "nexrender_exporter_poll_errors_total{account=\"main\",reason=\"unauthorized\"} 0"
+        ));
+        assert!(t.contains(
+            "nexrender_exporter_jobs_skipped_total{account=\"main\",reason=\"missing_id\"} 0"
+        ));
+        assert!(t.contains(&format!(
+            "nexrender_exporter_build_info{{revision=\"{REVISION}\",version=\"{VERSION}\"}} 1"
+        )));
+        // A failed poll changes nothing of that.
+        main.poll_failed("server_error", Duration::from_secs(1));
+        assert!(!text(&m).contains("nexrender_jobs{"));
+        // The first good poll, of an empty farm: every known status, at 0.
+        applied(&main, &outcome(&[]), 0);
         let t = text(&m);
         for s in [
             "queued",
@@ -622,17 +643,6 @@ mod tests {
                 "{s}\n{t}"
             );
         }
-        assert!(t.contains("nexrender_jobs_completed_total{account=\"main\",status=\"error\"} 0"));
-        assert!(t.contains("nexrender_up{account=\"main\"} 0"));
-        assert!(t.contains(
-            "nexrender_exporter_poll_errors_total{account=\"main\",reason=\"unauthorized\"} 0"
-        ));
-        assert!(t.contains(
-            "nexrender_exporter_jobs_skipped_total{account=\"main\",reason=\"missing_id\"} 0"
-        ));
-        assert!(t.contains(&format!(
-            "nexrender_exporter_build_info{{revision=\"{REVISION}\",version=\"{VERSION}\"}} 1"
-        )));
     }
 
     #[test]

@@ -19,8 +19,9 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
-    /// The statuses the vendor documents, in lifecycle order. Exported as
-    /// zero-filled series so dashboards always have them.
+    /// The statuses the vendor documents, in lifecycle order. From an
+    /// account's first successful poll on, each has a series of
+    /// `nexrender_jobs` (0 when no job has it).
     pub(crate) const KNOWN: [JobStatus; 6] = [
         JobStatus::Queued,
         JobStatus::Pending,

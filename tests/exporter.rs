@@ -416,6 +416,47 @@ async fn readyz_waits_for_the_first_poll_and_the_landing_page_shows_each_account
     assert_eq!(exp.get("/nope").await.unwrap().0, 404);
 }
 
+/// Prometheus scrapes a target whatever its `/readyz` says: a restart while
+/// the API is down must show no job numbers, not an empty farm.
+#[tokio::test]
+async fn an_exporter_started_while_the_api_is_down_shows_no_job_numbers_until_its_first_good_poll()
+{
+    let sim = scripted_simulator().await;
+    let t = now();
+    sim.sim.with_farm(|f| {
+        for i in 0..3 {
+            f.insert_scripted(ScriptedJob::queued(t - MIN + i));
+        }
+    });
+    sim.sim.add_fault(FaultRule::new(
+        Endpoint::ListJobs,
+        Fault::Status { code: 503 },
+        Schedule::Always,
+    ));
+    let exp = Exporter::start(&format!("accounts:\n{}", account_yaml("main", &sim)), &[]);
+    let m = exp
+        .wait_for(
+            |m| poll_errors(m, "server_error") >= 2.0,
+            "two polls failing",
+        )
+        .await;
+    assert!(!m.contains("nexrender_jobs{"), "no numbers yet:\n{m}");
+    assert_eq!(up(&m), Some(0.0));
+    assert_eq!(
+        completed(&m, "main", "finished"),
+        Some(0.0),
+        "counters are there from the start"
+    );
+    sim.sim.clear_faults();
+    let m = exp.wait_for(|m| up(m) == Some(1.0), "a good poll").await;
+    assert_eq!(jobs(&m, "main", "queued"), Some(3.0));
+    assert_eq!(
+        jobs(&m, "main", "finished"),
+        Some(0.0),
+        "known statuses at 0"
+    );
+}
+
 #[tokio::test]
 async fn the_token_never_appears_in_logs_metrics_or_pages() {
     let sim = scripted_simulator().await;

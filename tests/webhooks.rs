@@ -120,7 +120,7 @@ async fn each_completion_is_on_metrics_long_before_the_next_poll_and_the_poll_ag
     // Waiting before the baseline: the tracker knows it, no look-up needed.
     let known = scripted_with_hook(port, &sim, now() - 60_000);
     let exp = webhook_exporter(&sim, port, &[("interval", "60s")], "");
-    exp.polls("main", 1).await;
+    exp.first_poll("main").await;
     let before = terminal_ids(&sim);
     // Created after the baseline: no poll has seen them when they end.
     let unseen: Vec<_> = (0..3)
@@ -230,7 +230,7 @@ async fn farm_of_thirty(
     })
     .await;
     let exp = webhook_exporter(&sim, port, &[("interval", poll_every)], "");
-    exp.polls("main", 1).await;
+    exp.first_poll("main").await;
     let before = terminal_ids(&sim);
     sim.sim.with_farm(|f| {
         for _ in 0..30 {
@@ -382,7 +382,7 @@ async fn a_restart_between_delivery_and_poll_counts_nothing_twice() {
     let port = free_port();
     let sim = quick_retries(|_| {}).await;
     let first = webhook_exporter(&sim, port, &[("interval", "60s")], "");
-    first.polls("main", 1).await;
+    first.first_poll("main").await;
     let counted = scripted_with_hook(port, &sim, now());
     let missed = scripted_with_hook(port, &sim, now());
     set_status(&sim, counted, JobStatus::Finished);
@@ -393,7 +393,7 @@ async fn a_restart_between_delivery_and_poll_counts_nothing_twice() {
     // Ends while no exporter listens: the API retries (0.5 s, 1 s, 2 s).
     set_status(&sim, missed, JobStatus::Finished);
     let second = webhook_exporter(&sim, port, &[("interval", "60s")], "");
-    let m = second.polls("main", 1).await;
+    let m = second.first_poll("main").await;
     let before = terminal_ids(&sim);
     assert!(before["finished"].contains(&missed));
     let retried = second
@@ -437,7 +437,7 @@ async fn bad_deliveries_get_a_clear_status_are_counted_by_reason_and_leak_nothin
     let config = poll_config(&sim, &[("interval", "60s")])
         + &format!("    webhook_secret: {SECRET}\n{other}webhook:\n  listen_address: 127.0.0.1:{port}\n  max_body_bytes: 2048\n");
     let exp = Exporter::start_with(yaml_file(&config), &[]);
-    let before = exp.polls("main", 1).await;
+    let before = exp.first_poll("main").await;
     let job = format!(r#"{{"id":"{ended}","status":"finished","stats":{{"renderDuration":5}}}}"#);
     let auth = [(HEADER, SECRET)];
     let cases: Vec<BadCase> = vec![
@@ -628,7 +628,7 @@ async fn a_new_webhook_secret_takes_effect_on_sighup_and_the_numbers_stay() {
     let port = free_port();
     let sim = quick_retries(|_| {}).await;
     let exp = webhook_exporter(&sim, port, &[("interval", "60s")], "");
-    exp.polls("main", 1).await;
+    exp.first_poll("main").await;
     let before = terminal_ids(&sim);
     let job = scripted_with_hook(port, &sim, now());
     set_status(&sim, job, JobStatus::Finished);
@@ -681,7 +681,7 @@ async fn a_body_that_never_finishes_arriving_gets_408_after_10_s() {
     let port = free_port();
     let sim = scripted_simulator().await;
     let exp = webhook_exporter(&sim, port, &[("interval", "60s")], "");
-    exp.polls("main", 1).await;
+    exp.first_poll("main").await;
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -705,7 +705,7 @@ async fn while_the_api_says_429_deliveries_are_left_to_the_polls_and_sigterm_is_
     let port = free_port();
     let sim = quick_retries(|_| {}).await;
     let exp = webhook_exporter(&sim, port, &[("interval", "60s")], "");
-    exp.polls("main", 1).await;
+    exp.first_poll("main").await;
     // The first look-up gets 429 with Retry-After: 600: the account waits
     // ten minutes before its next request.
     sim.sim.add_fault(FaultRule::new(
@@ -764,7 +764,7 @@ async fn delivery_latencies(webhooks: bool, n: usize, every: Duration) -> Vec<f6
     let port = free_port();
     let sim = quick_retries(|c| c.tick = Duration::from_millis(5)).await;
     let exp = webhook_exporter(&sim, port, &[("interval", "30s")], "");
-    exp.polls("main", 1).await;
+    exp.first_poll("main").await;
     let ids: Vec<_> = (0..n)
         .map(|_| {
             sim.sim.with_farm(|f| {
@@ -870,7 +870,7 @@ async fn bench_deliveries_per_second_the_receiver_takes_on_one_core() {
         ],
         "",
     );
-    exp.polls("main", 1).await;
+    exp.first_poll("main").await;
     // Then they all end (the API's look-ups say so), and are delivered.
     sim.sim.with_farm(|f| {
         let at = f.now();

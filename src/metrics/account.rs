@@ -49,9 +49,9 @@ pub struct AccountMetrics {
 }
 
 impl AccountMetrics {
-    /// Creates the account's series with zeros so they exist before the
-    /// first poll: rate() works from the start and dashboards are not
-    /// empty. Only [`Metrics::account`] calls it.
+    /// Creates the account's counters with zeros so they exist before the
+    /// first poll (rate() works from the start). Only [`Metrics::account`]
+    /// calls it.
     pub(super) fn new(all: Arc<Metrics>, name: &str) -> Self {
         let slots = all
             .templates
@@ -69,16 +69,13 @@ impl AccountMetrics {
         me
     }
 
+    /// Counters and the exporter's own series, at zero. The job gauges
+    /// (`nexrender_jobs`) are not among them: they have no series until
+    /// the first successful poll, so a restart, or an API down from the
+    /// start, shows no numbers rather than an empty farm.
     fn zero_fill(&self) {
         let (m, a) = (&*self.all, self.name.as_str());
         m.changed();
-        for s in JobStatus::KNOWN {
-            m.job.jobs.with_label_values(&[a, s.as_str()]).set(0);
-        }
-        self.lock().jobs = JobStatus::KNOWN
-            .iter()
-            .map(|s| s.as_str().to_owned())
-            .collect();
         for s in JobStatus::TERMINAL {
             m.job.completed.with_label_values(&[a, s.as_str()]);
         }

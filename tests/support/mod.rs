@@ -177,6 +177,20 @@ impl Exporter {
         .await
     }
 
+    /// Waits for the first successful poll of `account` since the start,
+    /// and returns the metrics then. Right after a start, use this rather
+    /// than `polls(account, 1)`: that counts from the first scrape, which
+    /// may come after the first poll, and then waits a whole interval.
+    pub async fn first_poll(&self, account: &str) -> String {
+        let key =
+            format!("nexrender_exporter_polls_total{{account=\"{account}\",result=\"success\"}}");
+        self.wait_for(
+            |m| value(m, &key).unwrap_or(0.0) >= 1.0,
+            &format!("the first poll of {account}"),
+        )
+        .await
+    }
+
     /// Polls `/metrics` until `pred` holds (at most 30 s).
     pub async fn wait_for(&self, pred: impl Fn(&str) -> bool, what: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
