@@ -37,7 +37,7 @@ use nexrender_exporter::api::{
     parse_job, ApiError, ApiJob, JobId, ListFilter, ListPageQuery, MinimalJob, Page,
 };
 use nexrender_exporter::config::PollConfig;
-use nexrender_exporter::poll::memory::Recorded;
+use nexrender_exporter::poll::memory::{ready, Recorded};
 use nexrender_exporter::poll::{self, JobSource, PollRequest, PollResult};
 use nexrender_exporter::tracker::JobTracker;
 use nexrender_simulator::listing::{write_job, write_page};
@@ -96,7 +96,7 @@ impl<'a> Farm<'a> {
 impl JobSource for Farm<'_> {
     fn list_jobs(&self, q: &ListPageQuery) -> impl Future<Output = Result<Page, ApiError>> + Send {
         self.render(q, false);
-        std::future::ready(block_on_ready(self.recorded().list_jobs(q)))
+        std::future::ready(ready(self.recorded().list_jobs(q)))
     }
 
     fn list_minimal(
@@ -104,7 +104,7 @@ impl JobSource for Farm<'_> {
         q: &ListPageQuery,
     ) -> impl Future<Output = Result<Page<MinimalJob>, ApiError>> + Send {
         self.render(q, true);
-        std::future::ready(block_on_ready(self.recorded().list_minimal(q)))
+        std::future::ready(ready(self.recorded().list_minimal(q)))
     }
 
     fn get_job(&self, id: &JobId) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send {
@@ -115,15 +115,6 @@ impl JobSource for Farm<'_> {
         let job = found.map(|j| parse_job(&write_job(self.sim, j, self.now)).expect("valid job"));
         self.recorded().add_job(id.clone(), job.clone());
         std::future::ready(Ok(job))
-    }
-}
-
-/// The value of a future that is ready at once (every answer in memory).
-fn block_on_ready<F: Future>(f: F) -> F::Output {
-    let waker = std::task::Waker::noop();
-    match std::pin::pin!(f).poll(&mut std::task::Context::from_waker(waker)) {
-        std::task::Poll::Ready(v) => v,
-        std::task::Poll::Pending => unreachable!("answered from memory"),
     }
 }
 

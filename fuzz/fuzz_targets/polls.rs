@@ -26,14 +26,11 @@
 //!   on a delivery (its look-up).
 #![no_main]
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use nexrender_exporter::api::{parse_delivery, parse_page, ApiJob, JobId};
-use nexrender_exporter::poll::memory::MemoryApi;
+use nexrender_exporter::poll::memory::{ready, MemoryApi};
 use nexrender_exporter::poll::{self, PollRequest};
 use nexrender_exporter::tracker::{DeliveryVerdict, JobTracker};
 
@@ -42,14 +39,6 @@ const LIMIT: u32 = 4;
 
 fn poisoned(job: &ApiJob) -> bool {
     job.template_id.as_deref() == Some("poison")
-}
-
-/// Runs a future that never waits (every answer is in memory).
-fn ready<F: Future>(f: F) -> F::Output {
-    match pin!(f).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => unreachable!("answers from memory are ready at once"),
-    }
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -131,11 +131,6 @@ impl AccountMetrics {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The account's name, its `account` label.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// How often the template names are read, when the breakdown is on.
     pub(crate) fn template_names_refresh(&self) -> Option<Duration> {
         self.all.templates.as_ref().map(|t| t.names_refresh)

@@ -18,6 +18,16 @@ use crate::api::{
 };
 use crate::clock::UnixMillis;
 
+/// The value of a future over one of these APIs: their answers are in
+/// memory, so it is ready at once (no runtime needed).
+pub fn ready<F: Future>(f: F) -> F::Output {
+    let waker = std::task::Waker::noop();
+    match std::pin::pin!(f).poll(&mut std::task::Context::from_waker(waker)) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => unreachable!("answers from memory are ready at once"),
+    }
+}
+
 /// The jobs, in the API's order (oldest first), and how it misbehaves.
 #[derive(Debug, Default)]
 pub struct MemoryApi {

@@ -155,10 +155,6 @@ fn account_poller(
         ..ClientPolicy::default()
     };
     let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
-    let handle = metrics.account(name);
-    let client = ApiClient::new(&sim.api_url(), Secret::new("t"), policy, handle.clone())
-        .unwrap()
-        .with_tags(&tags);
     let account = Account {
         name: name.into(),
         api_url: sim.api_url(),
@@ -166,7 +162,28 @@ fn account_poller(
         webhook_secret: None,
         tags,
     };
-    let board = StatusBoard::new(&[name.into()]);
+    poller_on(account, policy, metrics, clock, settings)
+}
+
+/// `account`'s real poller, its client as `policy` says, its metrics in
+/// `metrics`, on the hand-moved `clock`.
+fn poller_on(
+    account: Account,
+    policy: ClientPolicy,
+    metrics: &Arc<Metrics>,
+    clock: &Arc<ManualClock>,
+    settings: PollConfig,
+) -> AccountPoller {
+    let handle = metrics.account(&account.name);
+    let client = ApiClient::new(
+        &account.api_url,
+        account.token.clone(),
+        policy,
+        handle.clone(),
+    )
+    .unwrap()
+    .with_tags(&account.tags);
+    let board = StatusBoard::new(std::slice::from_ref(&account.name));
     AccountPoller::new(
         account,
         client,
@@ -188,14 +205,7 @@ pub async fn scripted(
     overrides: &[(&str, &str)],
 ) -> (RunningSimulator, InProcess) {
     let clock = ManualClock::new(T0);
-    let mut cfg = SimulatorConfig {
-        tokens: vec![super::TOKEN.into()],
-        lifecycle: nexrender_simulator::LifecycleConfig {
-            arrivals_per_minute: 0.0,
-            ..Default::default()
-        },
-        ..SimulatorConfig::default()
-    };
+    let mut cfg = super::scripted_config();
     edit(&mut cfg);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim = start(&cfg, clock.clone(), listener).unwrap();
@@ -210,24 +220,8 @@ pub async fn scripted(
     let poll = loaded.config.poll.clone();
     let metrics = Metrics::new(&loaded.config.metrics);
     let account = loaded.accounts[0].clone();
-    let handle = metrics.account(&account.name);
-    let client = ApiClient::new(
-        &account.api_url,
-        account.token.clone(),
-        poll.client_policy(),
-        handle.clone(),
-    )
-    .unwrap();
     let interval = poll.interval;
-    let poller = AccountPoller::new(
-        account,
-        client,
-        handle,
-        StatusBoard::new(&["main".into()]),
-        Arc::new(SimulatedTime(clock.clone())),
-        poll,
-        1024,
-    );
+    let poller = poller_on(account, poll.client_policy(), &metrics, &clock, poll);
     let log = Log::default();
     let exp = InProcess {
         _logging: capture(&log),

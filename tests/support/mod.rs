@@ -29,17 +29,23 @@ pub async fn scripted_simulator() -> RunningSimulator {
 /// As [`scripted_simulator`], with `edit` made to its config first (a
 /// prefill of ended jobs, a clock offset, a second token...).
 pub async fn scripted_simulator_with(edit: impl FnOnce(&mut SimulatorConfig)) -> RunningSimulator {
-    let mut cfg = SimulatorConfig {
+    let mut cfg = scripted_config();
+    edit(&mut cfg);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start(&cfg, Arc::new(SystemClock), listener).unwrap()
+}
+
+/// The configuration of a scripted simulator: [`TOKEN`] its one token, no
+/// jobs arriving of themselves.
+pub fn scripted_config() -> SimulatorConfig {
+    SimulatorConfig {
         tokens: vec![TOKEN.into()],
         lifecycle: LifecycleConfig {
             arrivals_per_minute: 0.0,
             ..LifecycleConfig::default()
         },
         ..SimulatorConfig::default()
-    };
-    edit(&mut cfg);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    start(&cfg, Arc::new(SystemClock), listener).unwrap()
+    }
 }
 
 /// A temporary `.yaml` file holding `body`.
