@@ -266,7 +266,7 @@ fn healthcheck(listen_address: &str) -> std::process::Output {
 #[tokio::test]
 async fn healthcheck_exits_zero_once_the_exporter_is_ready() {
     let sim = support::scripted_simulator().await;
-    let exp = support::Exporter::start(
+    let exp = support::Exporter::binary(
         &format!("accounts:\n{}", support::account_yaml("main", &sim)),
         &[],
     );
@@ -285,7 +285,7 @@ async fn healthcheck_exits_one_naming_the_account_while_its_first_poll_is_unansw
     // An API that takes connections and never answers: the first poll waits.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let api = silent.local_addr().unwrap();
-    let exp = support::Exporter::start_with(
+    let exp = support::Exporter::binary_with(
         yaml_file(&format!(
             "poll:\n  interval: 30s\n  request_timeout: 60s\naccounts:\n  - name: silent\n    api_url: http://{api}/api/v2\n    token: x\n"
         )),

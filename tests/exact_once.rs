@@ -498,13 +498,14 @@ async fn deliveries_taken_from_the_queue_and_never_judged_are_counted_as_dropped
     );
 }
 
-/// The real binary, polling every second the real simulator on the real
-/// clock: a farm with a job no parser can read, one with half a surrogate
+/// The whole exporter (started as the binary starts it, in this process),
+/// polling every second the real simulator on the real clock: a farm with a job no parser can read, one with half a surrogate
 /// pair, one with 1e400, three ended jobs deleted and five queued ones
 /// deleted (their look-ups answer 410). `nexrender_up` is 1 on every poll
 /// and the numbers end equal to the farm's.
 #[tokio::test]
-async fn the_binary_keeps_a_poisoned_farm_with_deletions_up_and_its_numbers_true() {
+async fn the_exporter_on_the_wall_clock_keeps_a_poisoned_farm_with_deletions_up_and_its_numbers_true(
+) {
     let sim = support::scripted_simulator_with(|c| {
         c.prefill = PrefillConfig {
             jobs: 300,

@@ -1,8 +1,10 @@
 //! The exporter against the simulator, over several polls with jobs
 //! moving, checking exact numbers: the real poller in-process on a
-//! hand-moved clock (`support::clock::scripted`), and the real binary for
-//! what only it shows (a restart, two accounts at once, its pages, its log,
-//! SIGTERM, its gzip answers).
+//! hand-moved clock (`support::clock::scripted`); the whole exporter started
+//! in this process as the binary starts it (`support::Exporter::start`) for
+//! a restart, two accounts at once, its pages and its gzip answers; and the
+//! real binary for what only it shows (its whole log with nothing secret in
+//! it, SIGTERM).
 
 mod support;
 
@@ -26,7 +28,8 @@ fn script_ended_jobs_and_one_queued(sim: &RunningSimulator, t: i64) {
     });
 }
 
-/// The same on a simulator of its own, on the wall clock, for the binary.
+/// The same on a simulator of its own, on the wall clock, for the whole
+/// exporter.
 async fn ended_jobs_and_one_queued() -> RunningSimulator {
     let sim = scripted_simulator().await;
     script_ended_jobs_and_one_queued(&sim, now());
@@ -467,7 +470,7 @@ async fn the_token_never_appears_in_logs_metrics_or_pages() {
     ));
     sim.sim
         .with_farm(|f| f.insert_scripted(ScriptedJob::queued(now() - MIN)));
-    let exp = Exporter::start(
+    let exp = Exporter::binary(
         &format!("accounts:\n{}", account_yaml("main", &sim)),
         &["--log.level", "trace"],
     );
@@ -487,7 +490,7 @@ async fn the_token_never_appears_in_logs_metrics_or_pages() {
 #[tokio::test]
 async fn sigterm_stops_the_exporter_promptly_with_exit_code_0() {
     let sim = scripted_simulator().await;
-    let exp = Exporter::start(&format!("accounts:\n{}", account_yaml("main", &sim)), &[]);
+    let exp = Exporter::binary(&format!("accounts:\n{}", account_yaml("main", &sim)), &[]);
     exp.polls("main", 1).await;
     let (status, took, _) = exp.stop();
     assert!(status.success(), "{status:?}");

@@ -3,7 +3,7 @@
 //! numbers afterwards. Most run the real poller in-process on a hand-moved
 //! clock, polling when the test asks (`support::clock::scripted`); the
 //! ones whose story is a wait the API imposes in real time (429s, the
-//! request rate limit) run the real binary.
+//! request rate limit) run the whole exporter on the wall clock.
 
 mod support;
 

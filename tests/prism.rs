@@ -95,7 +95,7 @@ async fn every_request_the_exporter_makes_is_valid_under_the_spec() {
 #[tokio::test]
 async fn random_schema_valid_data_never_crashes_the_exporter() {
     let Some(p) = prism(true).await else { return };
-    let exp = Exporter::start(&prism_account(p.1), &[]);
+    let exp = Exporter::binary(&prism_account(p.1), &[]);
     let key_ok = "nexrender_exporter_polls_total{account=\"prism\",result=\"success\"}";
     let key_bad = "nexrender_exporter_polls_total{account=\"prism\",result=\"failure\"}";
     let m = exp

@@ -21,7 +21,7 @@ async fn sighup_adds_and_removes_accounts_keeps_counters_and_rejects_a_bad_file(
         .with_farm(|f| f.insert_scripted(ScriptedJob::queued(t - 60_000)));
     two.sim
         .with_farm(|f| f.insert_scripted(ScriptedJob::queued(t - 60_000)));
-    let exp = Exporter::start_with(yaml_file(&config(&account_yaml("one", &one))), &[]);
+    let exp = Exporter::binary_with(yaml_file(&config(&account_yaml("one", &one))), &[]);
     exp.polls("one", 1).await;
     set_status(&one, id, JobStatus::Finished);
     exp.wait_for(

@@ -1,5 +1,5 @@
-//! Sharding across replicas: two shards and one unsharded exporter, the
-//! real binary each, against the same simulated accounts (one simulator per
+//! Sharding across replicas: two shards and one unsharded exporter, each
+//! started in this process as the binary starts it (`--shard.*` flags), against the same simulated accounts (one simulator per
 //! account, so each simulator's request count is that account's).
 
 mod support;

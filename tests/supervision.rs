@@ -43,7 +43,7 @@ fn exporter(sim: &RunningSimulator, failpoints: &str) -> Exporter {
         "poll:\n  interval: 1s\n  window: 1h\n  page_size: 50\n  request_timeout: 2s\naccounts:\n{}",
         account_yaml("main", sim)
     ));
-    Exporter::start_with_env(config, &[], &[("FAILPOINTS", failpoints)])
+    Exporter::binary_with_env(config, &[], &[("FAILPOINTS", failpoints)])
 }
 
 #[tokio::test]

@@ -10,7 +10,9 @@ use std::time::Duration;
 use nexrender_exporter::api::{ApiClient, ClientPolicy};
 use nexrender_exporter::board::StatusBoard;
 use nexrender_exporter::config::PollConfig;
-use nexrender_exporter::config::{Account, Environment, FlagOverrides, MetricsConfig};
+use nexrender_exporter::config::{Account, FlagOverrides, MetricsConfig};
+
+use super::inprocess::NoEnv;
 use nexrender_exporter::metrics::Metrics;
 use nexrender_exporter::poller::AccountPoller;
 use nexrender_exporter::secret::Secret;
@@ -58,7 +60,7 @@ pub struct InProcess {
 
 /// A log kept in memory, as text.
 #[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Log(pub(crate) Arc<Mutex<Vec<u8>>>);
 
 impl Write for Log {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -74,6 +76,7 @@ impl Write for Log {
 /// Logs of this thread (the test's, where a `#[tokio::test]` runs every
 /// task) go to `log`, at `info` and above as the binary's default.
 fn capture(log: &Log) -> tracing::subscriber::DefaultGuard {
+    super::inprocess::log_per_thread();
     let log = log.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::INFO)
@@ -81,15 +84,6 @@ fn capture(log: &Log) -> tracing::subscriber::DefaultGuard {
         .with_writer(move || log.clone())
         .finish();
     tracing::subscriber::set_default(subscriber)
-}
-
-/// No environment: the configuration is the file alone.
-struct NoEnv;
-
-impl Environment for NoEnv {
-    fn var(&self, _: &str) -> Option<String> {
-        None
-    }
 }
 
 /// How many polls [`InProcess::polls`] and [`InProcess::wait_for`] make at most:

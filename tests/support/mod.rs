@@ -1,7 +1,9 @@
-//! Running the real `nexrender-exporter` binary against an in-process simulator.
+//! Running the exporter (the real binary, or its startup in the test's
+//! process) against an in-process simulator.
 #![allow(dead_code)]
 
 pub mod clock;
+pub mod inprocess;
 pub mod services;
 pub mod truth;
 
@@ -90,28 +92,54 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The exporter under test: the real binary, or the same startup
+/// ([`Cli`] parsed, [`Startup::load`], [`Startup::run`]) in this process on
+/// a thread and runtime of its own. Tests use the binary only for what
+/// only it shows: signals, exit codes, the environment, fault drills.
 pub struct Exporter {
-    child: Child,
+    run: Run,
     pub port: u16,
     pub config: tempfile::NamedTempFile,
-    log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
+enum Run {
+    Binary { child: Child, log: PathBuf },
+    InProcess(Box<inprocess::App>),
+}
+
 impl Exporter {
-    /// Starts the binary with a YAML config made of `accounts_yaml` and a
-    /// 1 s poll interval over a one-hour window.
+    /// Starts the exporter in this process with a YAML config made of
+    /// `accounts_yaml` and a 1 s poll interval over a one-hour window.
     pub fn start(accounts_yaml: &str, extra_args: &[&str]) -> Exporter {
-        let config = yaml_file(&format!("poll:\n  interval: 1s\n  window: 1h\n  page_size: 50\n  request_timeout: 2s\n{accounts_yaml}"));
-        Self::start_with(config, extra_args)
+        Self::start_with(one_hour_every_second(accounts_yaml), extra_args)
     }
 
+    /// The exporter in this process, started as the binary starts it with
+    /// `--config` `config` and `extra_args`.
     pub fn start_with(config: tempfile::NamedTempFile, extra_args: &[&str]) -> Exporter {
-        Self::start_with_env(config, extra_args, &[])
+        let port = free_port();
+        let app = inprocess::App::start(config.path(), port, extra_args);
+        Exporter {
+            run: Run::InProcess(Box::new(app)),
+            port,
+            config,
+            _dir: tempfile::tempdir().unwrap(),
+        }
     }
 
-    /// As [`Self::start_with`], with `env` added to the environment.
-    pub fn start_with_env(
+    /// As [`Self::start`], the real binary.
+    pub fn binary(accounts_yaml: &str, extra_args: &[&str]) -> Exporter {
+        Self::binary_with(one_hour_every_second(accounts_yaml), extra_args)
+    }
+
+    /// As [`Self::start_with`], the real binary.
+    pub fn binary_with(config: tempfile::NamedTempFile, extra_args: &[&str]) -> Exporter {
+        Self::binary_with_env(config, extra_args, &[])
+    }
+
+    /// As [`Self::binary_with`], with `env` added to the environment.
+    pub fn binary_with_env(
         config: tempfile::NamedTempFile,
         extra_args: &[&str],
         env: &[(&str, &str)],
@@ -135,17 +163,19 @@ impl Exporter {
             .spawn()
             .unwrap();
         Exporter {
-            child,
+            run: Run::Binary { child, log },
             port,
             config,
-            log,
             _dir: dir,
         }
     }
 
     /// The process id, to pin it to a core in a benchmark.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        match &self.run {
+            Run::Binary { child, .. } => child.id(),
+            Run::InProcess(_) => panic!("an in-process exporter has no process of its own"),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -215,16 +245,31 @@ impl Exporter {
         }
     }
 
+    /// What the exporter logged so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        match &self.run {
+            Run::Binary { log, .. } => std::fs::read_to_string(log).unwrap_or_default(),
+            Run::InProcess(app) => app.log(),
+        }
     }
 
+    /// Sends the binary `sig` (`HUP`, `TERM`...). In process, `HUP`
+    /// reloads the configuration as SIGHUP does and `TERM` stops.
     pub fn signal(&self, sig: &str) {
-        Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
+        match &self.run {
+            Run::Binary { child, .. } => {
+                Command::new("kill")
+                    .arg(format!("-{sig}"))
+                    .arg(child.id().to_string())
+                    .status()
+                    .unwrap();
+            }
+            Run::InProcess(app) => match sig {
+                "HUP" => app.reload(),
+                "TERM" | "INT" => app.stop(),
+                _ => panic!("an in-process exporter takes no SIG{sig}"),
+            },
+        }
     }
 
     /// Replaces `from` by `to` in the config file and reloads it (SIGHUP).
@@ -236,17 +281,20 @@ impl Exporter {
         self.signal("HUP");
     }
 
-    /// Sends SIGTERM and waits for the exit status.
+    /// Sends SIGTERM (in process: stops) and waits for the exit status.
     pub fn stop(mut self) -> (std::process::ExitStatus, Duration, String) {
         let t = Instant::now();
         self.signal("TERM");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            let exited = match &mut self.run {
+                Run::Binary { child, .. } => child.try_wait().unwrap(),
+                Run::InProcess(app) => app.exit_status(),
+            };
+            if let Some(status) = exited {
                 return (status, t.elapsed(), self.log());
             }
             if Instant::now() > deadline {
-                let _ = self.child.kill();
                 panic!(
                     "exporter did not exit within 10 s of SIGTERM\n{}",
                     self.log()
@@ -259,9 +307,18 @@ impl Exporter {
 
 impl Drop for Exporter {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.run {
+            Run::Binary { child, .. } => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Run::InProcess(app) => app.stop(),
+        }
     }
+}
+
+fn one_hour_every_second(accounts_yaml: &str) -> tempfile::NamedTempFile {
+    yaml_file(&format!("poll:\n  interval: 1s\n  window: 1h\n  page_size: 50\n  request_timeout: 2s\n{accounts_yaml}"))
 }
 
 /// The config of an exporter polling `sim` as account `main` every second
