@@ -55,7 +55,7 @@ poll:
   window: 48h
   page_size: 1000
   request_timeout: 60s
-  cycle_timeout: 30m
+  timeout: 30m
   max_requests_per_second: 1000
 accounts:
   - name: main

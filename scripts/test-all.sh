@@ -67,9 +67,10 @@ fi
 
 phase "dependency audit"
 
-# A short fuzzing run of every parser of outside data.
-bash scripts/fuzz.sh 20
-phase "fuzzing (build and runs)"
+# A short fuzzing run of every parser of outside data: built here, run
+# beside the test suite (below), which mostly waits on sockets.
+bash scripts/fuzz.sh --build
+phase "fuzzing's build"
 
 # Without `demo`, --demo is refused as a usage error (tests/cli.rs).
 cargo test --no-default-features --test cli
@@ -77,11 +78,11 @@ phase "the build without demo, and its cli tests"
 
 # The test suite last, so its summary closes the output.
 # The fault drills are built in for tests/supervision.rs. Everything is
-# built first (every target, as --all-targets); then the two tests that
-# spend most of a minute waiting on
-# other processes (a real Prometheus and Alertmanager, two sharded
-# exporters) run beside the rest instead of after it, their output shown
-# when they end. The rest skips them by name.
+# built first (every target, as --all-targets). Then three things that
+# spend their time waiting or on one core run beside the rest instead of
+# after it, their output shown when they end: the test with a real
+# Prometheus and Alertmanager, the one with two sharded exporters, and
+# the fuzzing (20 s a target, one core). The rest skips the two by name.
 cargo test --workspace --all-targets --features failpoints --no-run
 phase "the test suite's build"
 beside=(an_error_storm_and_a_stuck_queue_reach_the_receiver_through_alertmanager_and_resolve
@@ -89,17 +90,26 @@ beside=(an_error_storm_and_a_stuck_queue_reach_the_receiver_through_alertmanager
 beside_log=$(mktemp)
 cargo test --features failpoints --test alerting --test sharding >"$beside_log" 2>&1 &
 beside_pid=$!
-trap 'kill "$beside_pid" 2>/dev/null || true' EXIT
+fuzz_log=$(mktemp)
+bash scripts/fuzz.sh 20 >"$fuzz_log" 2>&1 &
+fuzz_pid=$!
+trap 'kill "$beside_pid" "$fuzz_pid" 2>/dev/null || true' EXIT
 skips=()
 for t in "${beside[@]}"; do skips+=(--skip "$t"); done
 cargo test --workspace --lib --bins --tests --features failpoints -- "${skips[@]}"
 # The benchmarks, each checking itself once on a small load (criterion's
 # own command line takes no --skip).
 cargo test --workspace --benches --features failpoints
-beside_rc=0
-wait "$beside_pid" || beside_rc=$?
-echo "== tests/alerting.rs and tests/sharding.rs (run beside the rest):"
-cat "$beside_log"
-rm -f "$beside_log"
-[ "$beside_rc" -eq 0 ] || { echo "tests/alerting.rs or tests/sharding.rs failed" >&2; exit 1; }
 phase "the test suite's run"
+# Waits for what ran beside the tests, shows its output, fails with it.
+shown_after() { # what pid log
+  local rc=0
+  wait "$2" || rc=$?
+  echo "== $1 (run beside the tests):"
+  cat "$3"
+  rm -f "$3"
+  [ "$rc" -eq 0 ] || { echo "$1 failed (above)" >&2; exit 1; }
+  phase "$1, after the rest"
+}
+shown_after "tests/alerting.rs and tests/sharding.rs" "$beside_pid" "$beside_log"
+shown_after "fuzzing's runs" "$fuzz_pid" "$fuzz_log"

@@ -104,7 +104,10 @@ pub struct PollConfig {
     pub max_rate_limit_wait: Duration,
     /// A whole poll (all pages, look-ups and retries) longer than this fails.
     #[serde(with = "humantime_serde")]
-    pub cycle_timeout: Duration,
+    pub timeout: Duration,
+    /// `timeout`'s first name, refused with a message saying the new one.
+    #[serde(rename = "cycle_timeout", skip_serializing)]
+    pub renamed_cycle_timeout: Option<serde::de::IgnoredAny>,
     /// How often every page of the window is read again. In between, polls
     /// read only what changed since the last poll (new jobs, and jobs that
     /// left the listing of live jobs). 0s reads the whole window every poll.
@@ -137,7 +140,8 @@ impl Default for PollConfig {
             max_requests_per_second: 10,
             rate_limit_wait: Duration::from_secs(30),
             max_rate_limit_wait: Duration::from_secs(600),
-            cycle_timeout: Duration::from_secs(300),
+            timeout: Duration::from_secs(300),
+            renamed_cycle_timeout: None,
             full_scan_interval: Duration::from_secs(3600),
             max_lookups: 500,
             max_catch_up: Duration::from_secs(48 * 3600),
@@ -530,6 +534,12 @@ fn validate(c: &Config) -> Checked {
 }
 
 fn check_poll(p: &PollConfig) -> Checked {
+    if p.renamed_cycle_timeout.is_some() {
+        return err(
+            "poll.cycle_timeout",
+            "is now called poll.timeout (the same setting): rename the key".to_owned(),
+        );
+    }
     if p.interval < Duration::from_secs(1) {
         return err(
             "poll.interval",
@@ -898,6 +908,23 @@ mod tests {
         assert_eq!(l.config.poll.window, Duration::from_secs(86_400));
         assert_eq!(l.accounts[0].api_url, "https://api.nexrender.com/api/v2");
         assert_eq!(l.accounts[0].token.expose(), "t0k");
+    }
+
+    #[test]
+    fn poll_timeout_under_its_first_name_cycle_timeout_is_refused_saying_the_new_one() {
+        let with =
+            |key: &str| GOOD.replace("interval: 10s", &format!("interval: 10s\n  {key}: 7m"));
+        let l = load_yaml(&with("timeout")).unwrap();
+        assert_eq!(l.config.poll.timeout, Duration::from_secs(420));
+        let e = load_yaml(&with("cycle_timeout")).unwrap_err().to_string();
+        assert!(
+            e.contains("poll.cycle_timeout") && e.contains("is now called poll.timeout"),
+            "{e}"
+        );
+        assert_eq!(
+            load_yaml(GOOD).unwrap().config.poll.timeout,
+            Duration::from_secs(300)
+        );
     }
 
     #[test]

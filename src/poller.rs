@@ -155,7 +155,7 @@ impl AccountPoller {
     /// delivery that would count is confirmed first by the API (full pages
     /// of the listing for a batch of recent jobs, else `GET /jobs/{id}`, as
     /// many at once as `poll.detail_concurrency`; see
-    /// [`poll::confirm_deliveries`]), all within `poll.cycle_timeout`, and
+    /// [`poll::confirm_deliveries`]), all within `poll.timeout`, and
     /// counted on the API's word; one that would
     /// not (a duplicate, before the baseline) costs no request. While the
     /// API has asked to wait (429), nothing is looked up: those deliveries
@@ -242,10 +242,10 @@ impl AccountPoller {
             self.settings.page_size,
             self.settings.detail_concurrency as usize,
         );
-        let Ok(looked_up) = tokio::time::timeout(self.settings.cycle_timeout, lookups).await else {
+        let Ok(looked_up) = tokio::time::timeout(self.settings.timeout, lookups).await else {
             return left_to_polls(
                 unconfirmed,
-                "the look-ups took longer than poll.cycle_timeout",
+                "the look-ups took longer than poll.timeout",
                 in_flight,
             );
         };
@@ -347,7 +347,7 @@ impl AccountPoller {
         tracing::warn!(
             account = %self.account.name,
             last_good_poll = %crate::timefmt::format_millis(last),
-            "catching up after the outage took longer than poll.cycle_timeout; reading only the window from now on: jobs that ended between the last good poll and the window's start are not counted"
+            "catching up after the outage took longer than poll.timeout; reading only the window from now on: jobs that ended between the last good poll and the window's start are not counted"
         );
     }
 
@@ -460,7 +460,7 @@ impl AccountPoller {
         let started = Instant::now();
         let now = self.clock.now_millis();
         let name = self.account.name.clone();
-        let timeout = self.settings.cycle_timeout;
+        let timeout = self.settings.timeout;
         // A fault drill (`--features failpoints`): a panic between polls.
         fail::fail_point!("poll-cycle");
         let result = match tokio::time::timeout(timeout, self.poll_and_apply(now, started)).await {

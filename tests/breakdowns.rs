@@ -49,7 +49,7 @@ fn settings() -> PollConfig {
     PollConfig {
         interval: Duration::from_secs(30),
         window: Duration::from_secs(3600),
-        cycle_timeout: Duration::from_secs(60),
+        timeout: Duration::from_secs(60),
         ..PollConfig::default()
     }
 }

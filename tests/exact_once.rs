@@ -33,7 +33,7 @@ fn settings(interval: Duration, full_scan_interval: Duration) -> PollConfig {
         window: DAY,
         page_size: 1000,
         detail_concurrency: 8,
-        cycle_timeout: Duration::from_secs(60),
+        timeout: Duration::from_secs(60),
         full_scan_interval,
         ..PollConfig::default()
     }

@@ -430,7 +430,7 @@ async fn three_hour_outage(
         interval: Duration::from_secs(300),
         window: Duration::from_secs(3600),
         page_size: 1000,
-        cycle_timeout: Duration::from_secs(60),
+        timeout: Duration::from_secs(60),
         max_catch_up,
         ..PollConfig::default()
     };

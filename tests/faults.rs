@@ -301,7 +301,7 @@ async fn an_answer_larger_than_the_cap_is_refused_and_the_last_numbers_stay() {
 }
 
 #[tokio::test]
-async fn a_poll_longer_than_the_cycle_timeout_fails_with_reason_deadline() {
+async fn a_poll_longer_than_poll_timeout_fails_with_reason_deadline() {
     let _ = fails_with(
         Fault::Slow {
             delay: Duration::from_millis(800),
@@ -309,7 +309,7 @@ async fn a_poll_longer_than_the_cycle_timeout_fails_with_reason_deadline() {
         Endpoint::ListJobs,
         "deadline",
         "200",
-        &[("page_size", "1"), ("cycle_timeout", "1s")],
+        &[("page_size", "1"), ("timeout", "1s")],
     )
     .await;
 }
@@ -380,7 +380,7 @@ async fn the_request_rate_limit_spaces_out_a_long_scan() {
         &[
             ("page_size", "1"),
             ("max_requests_per_second", "2"),
-            ("cycle_timeout", "1m"),
+            ("timeout", "1m"),
         ],
     );
     let m = exp.polls("main", 1).await;

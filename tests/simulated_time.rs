@@ -56,7 +56,7 @@ async fn rig_skewed(
         window,
         page_size: 1000,
         detail_concurrency: 8,
-        cycle_timeout: Duration::from_secs(60),
+        timeout: Duration::from_secs(60),
         full_scan_interval,
         ..PollConfig::default()
     };

@@ -81,7 +81,7 @@ pub enum ApiError {
         endpoint: &'static str,
         detail: String,
     },
-    #[error("the poll did not finish within poll.cycle_timeout ({timeout:?}); a poll that reads the whole window needs window jobs / page_size requests at poll.max_requests_per_second at most, so a big window needs a longer cycle_timeout")]
+    #[error("the poll did not finish within poll.timeout ({timeout:?}); a poll that reads the whole window needs window jobs / page_size requests at poll.max_requests_per_second at most, so a big window needs a longer poll.timeout")]
     Deadline { timeout: Duration },
     #[error("list_jobs: {detail}; the poll is not applied and is tried again")]
     IncompleteScan { detail: String },
