@@ -37,6 +37,8 @@ python3 grafana/generate.py --check
 # Code shape: no function over 80 lines; README's Layout section matches src/.
 python3 scripts/check-code-shape.py --self-test
 python3 scripts/check-code-shape.py
+# Every alert has its README row, its runbook row (with its severity) and section.
+python3 scripts/check-alert-docs.py
 
 # Every deployment artifact in deploy/, offline (container image, systemd,
 # kustomize, Helm, compose); it installs Alertmanager for tests/alerting.rs.

@@ -168,7 +168,7 @@ async fn arrival(received: &Mutex<Vec<Value>>, alertname: &str, status: &str) ->
 /// URL and description the shipped rule gives it.
 fn assert_shipped_alert(a: &Value, alertname: &str, summary_has: &str) {
     assert_eq!(a["labels"]["account"], "main", "{a}");
-    assert_eq!(a["labels"]["severity"], "warning", "{a}");
+    assert_eq!(a["labels"]["severity"], "critical", "{a}");
     let summary = a["annotations"]["summary"].as_str().unwrap_or_default();
     assert!(
         summary.starts_with("Nexrender account main: ") && summary.contains(summary_has),
