@@ -70,6 +70,26 @@ fn dashboards_are_structurally_sound() {
             .find(|v| v["name"] == "account")
             .expect("account variable");
         assert_eq!(acc["multi"], true, "{path}: account is multi-select");
+        // Installs apart: namespace and job on every dashboard, and every
+        // query filtered by them.
+        for name in ["namespace", "job"] {
+            assert!(
+                vars.iter().any(|v| v["name"] == name),
+                "{path}: a {name} variable"
+            );
+        }
+        // Links to the other dashboards (by tag) and to the runbook.
+        let links = d["links"].as_array().unwrap();
+        assert!(
+            links
+                .iter()
+                .any(|l| l["type"] == "dashboards" && l["tags"][0] == "nexrender"),
+            "{path}: links to the other dashboards"
+        );
+        assert!(
+            links.iter().any(|l| l["url"] == "${runbook}"),
+            "{path}: a link to the runbook"
+        );
         let mut ids = HashSet::new();
         let mut cells = HashSet::new();
         for p in panels(&d) {
@@ -113,6 +133,17 @@ fn dashboards_are_structurally_sound() {
                     !expr.contains("[5m]") && !expr.contains("[1m]") || expr.contains("30m"),
                     "{path}: {title} uses $__rate_interval: {expr}"
                 );
+                // increase() over $__rate_interval overlaps at small steps
+                // and changes with zoom: a rate instead.
+                assert!(
+                    !expr.contains("increase(") || !expr.contains("$__rate_interval"),
+                    "{path}: {title} increases over $__rate_interval: {expr}"
+                );
+                let uses = |l: &str| expr.contains(&format!("{l}=~\"${l}\""));
+                assert!(
+                    ["namespace", "job"].iter().all(|l| uses(l)),
+                    "{path}: {title} is not filtered by namespace and job: {expr}"
+                );
             }
         }
     }
@@ -142,6 +173,7 @@ fn panel_queries() -> Vec<(String, String)> {
                     .replace("$__rate_interval", "10s")
                     .replace("$__interval", "2s")
                     .replace("$__range", "10m")
+                    .replace("$namespace", ".*")
                     .replace("$account", "main")
                     .replace("$job", "nexrender");
                 out.push((format!("{path}: {}", p["title"].as_str().unwrap()), expr));
