@@ -6,11 +6,18 @@
 //! NexrenderQueueStale, with their labels, summary and runbook URL, and be
 //! resolved once the trouble ends.
 //!
+//! Then the error budget: the storm burns it fast enough to page
+//! (NexrenderErrorBudgetBurnFast). Then an outage while a queue is stuck:
+//! the queue alert resolves as the numbers go stale, the pipeline alert
+//! (NexrenderApiPollFailing) arrives, and no farm alert fires meanwhile.
+//!
 //! The rules' windows and `for:` durations (30 minutes, 10 minutes...) are
 //! too long for a test: the test runs a copy of each file with every
-//! duration divided by [`SCALE`], made mechanically from the shipped file;
-//! the hosts are this machine's and the receiver gets the test's webhook.
-//! Thresholds and expressions are the shipped ones.
+//! duration divided by [`SCALE`], made mechanically from the shipped file:
+//! ranges, `for:`, and durations the expressions write in seconds as
+//! `N * 60` or `N * 3600`. The hosts are this machine's and the receiver
+//! gets the test's webhook. Thresholds and expressions are otherwise the
+//! shipped ones.
 //!
 //! Needs `prometheus` and `prometheus-alertmanager` (Debian's packages;
 //! scripts/test-all.sh installs them). Without them the test says so and
@@ -18,9 +25,11 @@
 
 mod support;
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nexrender_simulator::faults::{Endpoint, Fault, FaultRule, Schedule};
 use nexrender_simulator::status::JobStatus;
 use nexrender_simulator::ScriptedJob;
 use serde_json::{json, Value};
@@ -51,14 +60,25 @@ fn scale_ranges(expr: &str) -> String {
     out + rest
 }
 
-/// deploy/prometheus/nexrender.rules.yml with every range and `for:` scaled
-/// (JSON, which Prometheus reads as YAML).
+/// Durations an expression writes in seconds (`30 * 60`, `3 * 3600`: the
+/// rules' way of writing minutes and hours), scaled.
+fn scale_seconds(expr: &str) -> String {
+    let re = regex::Regex::new(r"\b(\d+) \* (60|3600)\b").unwrap();
+    re.replace_all(expr, |c: &regex::Captures| {
+        let seconds: u64 = c[1].parse::<u64>().unwrap() * c[2].parse::<u64>().unwrap();
+        format!("{}", seconds as f64 / f64::from(SCALE))
+    })
+    .into_owned()
+}
+
+/// deploy/prometheus/nexrender.rules.yml with every range, `for:` and
+/// duration in seconds scaled (JSON, which Prometheus reads as YAML).
 fn scaled_rules() -> String {
     let mut v =
         yaml_to_json(&std::fs::read_to_string("deploy/prometheus/nexrender.rules.yml").unwrap());
     for g in v["groups"].as_array_mut().unwrap() {
         for r in g["rules"].as_array_mut().unwrap() {
-            r["expr"] = scale_ranges(r["expr"].as_str().unwrap()).into();
+            r["expr"] = scale_seconds(&scale_ranges(r["expr"].as_str().unwrap())).into();
             if let Some(f) = r["for"].as_str() {
                 r["for"] = scaled(f).unwrap().into();
             }
@@ -139,12 +159,23 @@ async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
 /// Waits (at most 120 s) for `alertname` to arrive with `status`
 /// (`firing` or `resolved`), and returns it.
 async fn arrival(received: &Mutex<Vec<Value>>, alertname: &str, status: &str) -> Value {
+    arrival_after(received, 0, alertname, status).await
+}
+
+/// As [`arrival`], among the notifications after the first `skip`.
+async fn arrival_after(
+    received: &Mutex<Vec<Value>>,
+    skip: usize,
+    alertname: &str,
+    status: &str,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let found = received
             .lock()
             .unwrap()
             .iter()
+            .skip(skip)
             .find(|a| a["labels"]["alertname"] == alertname && a["status"] == status)
             .cloned();
         if let Some(a) = found {
@@ -258,6 +289,14 @@ async fn an_error_storm_and_a_stuck_queue_reach_the_receiver_through_alertmanage
     assert_shipped_alert(&fired, "NexrenderJobErrorRatioHigh", "of renders fail");
     let fired = arrival(&received, "NexrenderQueueStale", "firing").await;
     assert_shipped_alert(&fired, "NexrenderQueueStale", "a job has been queued for");
+    // Three in four failing burns a 1% budget 75 times over: a page.
+    let fired = arrival(&received, "NexrenderErrorBudgetBurnFast", "firing").await;
+    assert_shipped_alert(
+        &fired,
+        "NexrenderErrorBudgetBurnFast",
+        "jobs_finished objective burning its error budget fast",
+    );
+    assert_eq!(fired["labels"]["slo"], "jobs_finished", "{fired}");
 
     // The trouble ends: no more errors, and the stuck job renders and finishes.
     storm.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -273,4 +312,62 @@ async fn an_error_storm_and_a_stuck_queue_reach_the_receiver_through_alertmanage
         "NexrenderQueueStale",
         "a job has been queued for",
     );
+
+    // Another job stuck in the queue (one renders meanwhile, so the
+    // workers are not gone), then the API goes down for good.
+    let seen = received.lock().unwrap().len();
+    sim.sim.with_farm(|f| {
+        let t = f.now();
+        f.insert_scripted(ScriptedJob::queued(t - 2 * 3600 * 1000));
+        f.insert_scripted(ScriptedJob {
+            status: JobStatus::Rendering,
+            started_at: Some(t),
+            ..ScriptedJob::queued(t - 1000)
+        });
+    });
+    arrival_after(&received, seen, "NexrenderQueueStale", "firing").await;
+    let outage = received.lock().unwrap().len();
+    sim.sim.add_fault(FaultRule::new(
+        Endpoint::Any,
+        Fault::Status { code: 503 },
+        Schedule::Always,
+    ));
+    // The numbers go stale: the queue alert stops judging them and
+    // resolves; the pipeline says why.
+    arrival_after(&received, outage, "NexrenderQueueStale", "resolved").await;
+    let fired = arrival_after(&received, outage, "NexrenderApiPollFailing", "firing").await;
+    assert_eq!(fired["labels"]["account"], "main", "{fired}");
+    assert_eq!(fired["labels"]["severity"], "warning", "{fired}");
+    // NexrenderPollStale (critical, 15 minutes scaled to 15 s, for 5 s)
+    // follows; meanwhile no alert about the farm has fired.
+    // (The storm's alerts had all fired or resolved before: any farm alert
+    // first firing now would be judging frozen numbers.)
+    arrival_after(&received, outage, "NexrenderPollStale", "firing").await;
+    let all = received.lock().unwrap().clone();
+    let firing = |a: &&Value| a["status"] == "firing";
+    let name = |a: &Value| {
+        a["labels"]["alertname"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let before: HashSet<String> = all[..outage].iter().filter(firing).map(name).collect();
+    let farm_alerts: Vec<String> = all[outage..]
+        .iter()
+        .filter(firing)
+        .map(name)
+        .filter(|n| !PIPELINE.contains(&n.as_str()) && !before.contains(n))
+        .collect();
+    assert!(
+        farm_alerts.is_empty(),
+        "farm alerts during the outage: {farm_alerts:?}"
+    );
 }
+
+/// The alerts about the exporter itself, which an outage should fire.
+const PIPELINE: [&str; 4] = [
+    "NexrenderApiPollFailing",
+    "NexrenderPollStale",
+    "NexrenderApiTokenRejected",
+    "NexrenderApiRateLimited",
+];
