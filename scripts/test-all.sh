@@ -32,7 +32,7 @@ fi
 export REQUIRE_PROMETHEUS=1
 phase "installs (Prism, Prometheus)"
 promtool check config deploy/prometheus/prometheus.yml
-promtool test rules deploy/prometheus/tests/nexrender.rules.test.yml
+promtool check rules deploy/prometheus/nexrender.rules.yml
 python3 grafana/generate.py --check
 # Code shape: no function over 80 lines; README's Layout section matches src/.
 python3 scripts/check-code-shape.py --self-test
@@ -80,11 +80,12 @@ phase "the build without demo, and its cli tests"
 
 # The test suite last, so its summary closes the output.
 # The fault drills are built in for tests/supervision.rs. Everything is
-# built first (every target, as --all-targets). Then three things that
+# built first (every target, as --all-targets). Then four things that
 # spend their time waiting or on one core run beside the rest instead of
 # after it, their output shown when they end: the test with a real
-# Prometheus and Alertmanager, the one with two sharded exporters, and
-# the fuzzing (20 s a target, one core). The rest skips the two by name.
+# Prometheus and Alertmanager, the one with two sharded exporters, the
+# fuzzing (20 s a target, one core) and the rules' promtool tests. The
+# rest skips the two tests by name.
 cargo test --workspace --all-targets --features failpoints --no-run
 phase "the test suite's build"
 beside=(an_error_storm_and_a_stuck_queue_reach_the_receiver_through_alertmanager_and_resolve
@@ -95,7 +96,12 @@ beside_pid=$!
 fuzz_log=$(mktemp)
 bash scripts/fuzz.sh 20 >"$fuzz_log" 2>&1 &
 fuzz_pid=$!
-trap 'kill "$beside_pid" "$fuzz_pid" 2>/dev/null || true' EXIT
+# The rules' unit tests: about 30 s of one core (days of samples for the
+# 3-day error-budget windows).
+rules_log=$(mktemp)
+promtool test rules deploy/prometheus/tests/nexrender.rules.test.yml >"$rules_log" 2>&1 &
+rules_pid=$!
+trap 'kill "$beside_pid" "$fuzz_pid" "$rules_pid" 2>/dev/null || true' EXIT
 skips=()
 for t in "${beside[@]}"; do skips+=(--skip "$t"); done
 cargo test --workspace --lib --bins --tests --features failpoints -- "${skips[@]}"
@@ -115,3 +121,4 @@ shown_after() { # what pid log
 }
 shown_after "tests/alerting.rs and tests/sharding.rs" "$beside_pid" "$beside_log"
 shown_after "fuzzing's runs" "$fuzz_pid" "$fuzz_log"
+shown_after "the rules' promtool tests" "$rules_pid" "$rules_log"
