@@ -129,6 +129,7 @@ impl Define {
 struct JobFamilies {
     jobs: IntGaugeVec,
     oldest: GaugeVec,
+    oldest_started: GaugeVec,
     completed: IntCounterVec,
     render_duration: HistogramVec,
     queue_wait: HistogramVec,
@@ -146,6 +147,11 @@ impl JobFamilies {
             oldest: d.fgauge(
                 "nexrender_oldest_job_created_timestamp_seconds",
                 "Creation time (Unix seconds) of the oldest job now in each non-terminal status.",
+                &["account", "status"],
+            ),
+            oldest_started: d.fgauge(
+                "nexrender_oldest_job_started_timestamp_seconds",
+                "Start time (startedAt, Unix seconds) of the longest-running job now in each status of a job in progress (started, not ended), from its look-up.",
                 &["account", "status"],
             ),
             completed: d.counter(
@@ -825,6 +831,23 @@ mod tests {
         assert!(text(&m).contains("nexrender_oldest_job_created_timestamp_seconds{account=\"a\",status=\"queued\"} 1767225600.5"));
         applied(&a, &outcome(&[]), 0);
         assert!(!text(&m).contains("nexrender_oldest_job_created_timestamp_seconds{"));
+    }
+
+    #[test]
+    fn the_longest_running_jobs_start_is_shown_while_a_job_is_in_progress() {
+        let m = Metrics::new(&MetricsConfig::default());
+        let a = m.account("a");
+        let mut o = outcome(&[("render:dorender", 1)]);
+        o.oldest_created
+            .insert(JobStatus::Rendering, 1_767_225_600_000);
+        o.oldest_started
+            .insert(JobStatus::Rendering, 1_767_228_300_000);
+        applied(&a, &o, 0);
+        let t = text(&m);
+        assert!(t.contains("nexrender_oldest_job_started_timestamp_seconds{account=\"a\",status=\"render:dorender\"} 1767228300"), "{t}");
+        assert!(t.contains("nexrender_oldest_job_created_timestamp_seconds{account=\"a\",status=\"render:dorender\"} 1767225600"), "{t}");
+        applied(&a, &outcome(&[("finished", 1)]), 0);
+        assert!(!text(&m).contains("nexrender_oldest_job_started_timestamp_seconds{"));
     }
 
     #[test]

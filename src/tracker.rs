@@ -324,6 +324,9 @@ pub struct Outcome {
     pub jobs_by_status: BTreeMap<JobStatus, u64>,
     /// Creation time of the oldest job in each non-terminal status.
     pub oldest_created: BTreeMap<JobStatus, UnixMillis>,
+    /// Start time (`startedAt`) of the longest-running job in each status
+    /// of a job in progress (started, not ended), from its look-up.
+    pub oldest_started: BTreeMap<JobStatus, UnixMillis>,
     pub completions: Vec<Completion>,
     /// `startedAt - createdAt` of jobs seen starting.
     pub queue_waits: Vec<QueueWait>,
@@ -511,6 +514,11 @@ pub struct JobTracker {
     polls: usize,
     /// [`PollFacts::api_at_least`] of the last poll, for deliveries.
     api_at_least: Option<UnixMillis>,
+    /// When each job in progress (started, not ended) started, by its
+    /// look-up (each such job is looked up once, at the first poll too);
+    /// [`UNKNOWN`] where the look-up said nothing. Holds only the jobs in
+    /// progress at the last poll: a few per worker, not per job.
+    started: HashMap<JobId, UnixMillis>,
 }
 
 /// One pass of [`JobTracker::apply`] over the jobs: what it works with
@@ -533,6 +541,12 @@ struct ApplyPass<'a> {
     /// Jobs kept, and the oldest creation time, by status code.
     counts: Vec<u64>,
     oldest: Vec<UnixMillis>,
+    /// [`JobTracker::started`] as the last poll left it, and as this one
+    /// leaves it (the jobs in progress now), with the earliest start by
+    /// status code.
+    started_before: &'a HashMap<JobId, UnixMillis>,
+    started: HashMap<JobId, UnixMillis>,
+    oldest_started: Vec<UnixMillis>,
 }
 
 impl ApplyPass<'_> {
@@ -658,6 +672,11 @@ impl ApplyPass<'_> {
         } else {
             let first_ended = new || tracked.has(FIRST_ENDED);
             self.settle(&mut tracked, shown.id, job, first_ended);
+        }
+        // In progress, looked up: when it started (or that nobody says).
+        if let Some(found) = job.filter(|_| status.has_started() && !status.is_terminal()) {
+            let at = found.started_at.filter(|at| *at <= self.latest);
+            self.started.insert(shown.id.clone(), at.unwrap_or(UNKNOWN));
         }
         // Looked up (or given up) and still no `createdAt`: not asked for
         // it again (see `plan_poll`).
@@ -1026,26 +1045,32 @@ impl ApplyPass<'_> {
     }
 
     /// The outcome, with the jobs kept counted by status.
-    fn tally(self) -> Outcome {
+    /// And the start times of the jobs in progress now.
+    fn tally(self) -> (Outcome, HashMap<JobId, UnixMillis>) {
         let ApplyPass {
             statuses,
             counts,
             oldest,
+            oldest_started,
+            started,
             mut out,
             ..
         } = self;
+        let earliest = |map: &mut BTreeMap<JobStatus, UnixMillis>, name: &JobStatus, at| {
+            if at != UnixMillis::MAX {
+                let entry = map.entry(name.clone()).or_insert(at);
+                *entry = (*entry).min(at);
+            }
+        };
         for (code, name) in statuses.iter() {
             let jobs = counts[code.index()];
             if jobs > 0 {
                 *out.jobs_by_status.entry(name.clone()).or_insert(0) += jobs;
             }
-            let oldest = oldest[code.index()];
-            if oldest != UnixMillis::MAX {
-                let entry = out.oldest_created.entry(name.clone()).or_insert(oldest);
-                *entry = (*entry).min(oldest);
-            }
+            earliest(&mut out.oldest_created, name, oldest[code.index()]);
+            earliest(&mut out.oldest_started, name, oldest_started[code.index()]);
         }
-        out
+        (out, started)
     }
 
     /// Counts a job that is kept.
@@ -1065,9 +1090,32 @@ impl ApplyPass<'_> {
         let code = tracked.status.index();
         self.counts[code] += 1;
         if !tracked.status.is_terminal() {
-            if let Some(created) = tracked.created(&id()) {
+            let id = id();
+            if let Some(created) = tracked.created(&id) {
                 self.oldest[code] = self.oldest[code].min(created);
             }
+            if tracked.status.has_started() {
+                self.in_progress(code, id);
+            }
+        }
+    }
+
+    /// A job kept in progress: its start, from this poll's look-up or the
+    /// last one's, is kept for the next poll and taken into the earliest
+    /// of its status.
+    fn in_progress(&mut self, code: usize, id: JobId) {
+        let at = match self.started.get(&id) {
+            Some(at) => *at,
+            None => match self.started_before.get(&id) {
+                Some(at) => {
+                    self.started.insert(id, *at);
+                    *at
+                }
+                None => return,
+            },
+        };
+        if at != UNKNOWN {
+            self.oldest_started[code] = self.oldest_started[code].min(at);
         }
     }
 }
@@ -1198,9 +1246,10 @@ impl JobTracker {
                         .is_none_or(|at| at >= self.count_from),
                 }
         } else {
-            // Seen started with its queue wait still to be measured.
+            // Seen started with its queue wait still to be measured, or
+            // with its start not known yet (for the longest-running job).
             let pending = tracked.map_or(self.baseline_done, |tracked| tracked.has(WAIT_PENDING));
-            shown.status.has_started() && pending
+            shown.status.has_started() && (pending || !self.started.contains_key(shown.id))
         }
     }
 
@@ -1334,6 +1383,10 @@ impl JobTracker {
             out: Outcome::default(),
             counts: Vec::new(),
             oldest: Vec::new(),
+            // An ended job leaves the jobs in progress at the next poll.
+            started_before: &self.started,
+            started: HashMap::new(),
+            oldest_started: Vec::new(),
         };
         let status = pass.statuses.code(&job.status);
         let taken = match self.jobs.get_mut(&job.id) {
@@ -1399,10 +1452,14 @@ impl JobTracker {
             },
             counts: vec![0; StatusTable::COUNT],
             oldest: vec![UnixMillis::MAX; StatusTable::COUNT],
+            started_before: &self.started,
+            started: HashMap::new(),
+            oldest_started: vec![UnixMillis::MAX; StatusTable::COUNT],
         };
         pass.apply_ulids(&mut self.jobs.ulids, scan, details);
         pass.apply_others(&mut self.jobs.others, scan, details);
-        let mut out = pass.tally();
+        let (mut out, started) = pass.tally();
+        self.started = started;
         self.baseline_done = true;
         self.last_poll_at = Some(now);
         self.count_from = self.next_count_from(scan, first, now).max(window_start);
@@ -1574,6 +1631,92 @@ mod tests {
             .iter()
             .map(|(s, n)| (s.to_string(), *n))
             .collect()
+    }
+
+    #[test]
+    fn a_job_rendering_at_the_first_poll_is_looked_up_once_for_when_it_started() {
+        let mut t = JobTracker::new();
+        let s = scan(&[(1, "render:dorender"), (2, "queued")]);
+        assert!(
+            t.plan(&s).contains(&id(1)),
+            "the listing does not say when it started"
+        );
+        // Queued 45 minutes, then rendering: the render is measured from
+        // its start, not from its creation.
+        let started = T0 + 2_700_000;
+        let o = t.apply(
+            &s,
+            &details(vec![job(1, "render:dorender", Some(started), None)]),
+            WINDOW_START,
+            NOW,
+        );
+        assert_eq!(o.oldest_started.get(&JobStatus::Rendering), Some(&started));
+        assert_eq!(
+            o.oldest_created.get(&JobStatus::Rendering),
+            Some(&(T0 + 1000))
+        );
+        assert_eq!(
+            o.oldest_started.get(&JobStatus::Queued),
+            None,
+            "not started"
+        );
+        assert!(o.queue_waits.is_empty(), "started before the baseline");
+        assert!(!t.plan(&s).contains(&id(1)), "looked up once");
+        let o = t.apply(&s, &HashMap::new(), WINDOW_START, NOW + 60_000);
+        assert_eq!(o.oldest_started.get(&JobStatus::Rendering), Some(&started));
+        // It ends: nothing in progress, no start kept.
+        let s = scan(&[(1, "finished"), (2, "queued")]);
+        let o = t.apply(
+            &s,
+            &details(vec![job(1, "finished", Some(started), Some(60.0))]),
+            WINDOW_START,
+            NOW + 120_000,
+        );
+        assert_eq!(o.oldest_started.get(&JobStatus::Rendering), None);
+        assert!(t.started.is_empty());
+    }
+
+    #[test]
+    fn the_longest_running_job_is_the_earliest_start_not_the_oldest_creation() {
+        let mut t = JobTracker::new();
+        let s = scan(&[
+            (1, "render:dorender"),
+            (3, "render:dorender"),
+            (4, "render:dorender"),
+        ]);
+        let o = t.apply(
+            &s,
+            &details(vec![
+                job(1, "render:dorender", Some(T0 + 3_000_000), None),
+                job(3, "render:dorender", Some(T0 + 10_000), None),
+                // A look-up that does not say when: not asked again, and
+                // not taken for a start.
+                job(4, "render:dorender", None, None),
+            ]),
+            WINDOW_START,
+            NOW,
+        );
+        assert_eq!(
+            o.oldest_started.get(&JobStatus::Rendering),
+            Some(&(T0 + 10_000))
+        );
+        assert_eq!(
+            o.oldest_created.get(&JobStatus::Rendering),
+            Some(&(T0 + 1000))
+        );
+        assert!(t.plan(&s).is_empty(), "{:?}", t.plan(&s));
+        // The early starter ends; the next is job 1.
+        let s = scan(&[(1, "render:dorender"), (3, "error"), (4, "render:dorender")]);
+        let o = t.apply(
+            &s,
+            &details(vec![job(3, "error", Some(T0 + 10_000), None)]),
+            WINDOW_START,
+            NOW + 60_000,
+        );
+        assert_eq!(
+            o.oldest_started.get(&JobStatus::Rendering),
+            Some(&(T0 + 3_000_000))
+        );
     }
 
     #[test]

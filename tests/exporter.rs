@@ -36,6 +36,64 @@ async fn ended_jobs_and_one_queued() -> RunningSimulator {
     sim
 }
 
+/// The stuck-render story of issue #24: a job queued for 2 h 55 min that
+/// has rendered for 15 is 3 h 10 min old but 15 min into its render; a
+/// job that started 3 h 20 min ago is the longest-running one. The
+/// exporter, started while both render, says when each started (from one
+/// look-up each), and the start goes when the render ends.
+#[tokio::test]
+async fn the_longest_running_render_is_measured_from_its_start_not_its_creation() {
+    let (sim, mut exp) = scripted(|_| {}, &[("window", "6h")]).await;
+    let t = exp.now();
+    let (late, stuck) = sim.sim.with_farm(|f| {
+        let late = f.insert_scripted(ScriptedJob {
+            status: JobStatus::Rendering,
+            started_at: Some(t - 15 * MIN),
+            ..ScriptedJob::queued(t - 190 * MIN)
+        });
+        let stuck = f.insert_scripted(ScriptedJob {
+            status: JobStatus::Rendering,
+            started_at: Some(t - 200 * MIN),
+            ..ScriptedJob::queued(t - 201 * MIN)
+        });
+        (late, stuck)
+    });
+    let started = |m: &str| {
+        value(
+            m,
+            "nexrender_oldest_job_started_timestamp_seconds{account=\"main\",status=\"render:dorender\"}",
+        )
+    };
+    let m = exp.polls("main", 1).await;
+    assert_eq!(started(&m), Some(((t - 200 * MIN) / 1000) as f64), "{m}");
+    assert_eq!(jobs(&m, "main", "render:dorender"), Some(2.0));
+    // The stuck one is cancelled: the late one, 15 minutes in, is the
+    // longest-running now, although it is the older by creation.
+    set_status(&sim, stuck, JobStatus::ManuallyCancelled);
+    let m = exp
+        .wait_for(
+            |m| jobs(m, "main", "render:dorender") == Some(1.0),
+            "the cancel seen",
+        )
+        .await;
+    assert_eq!(started(&m), Some(((t - 15 * MIN) / 1000) as f64), "{m}");
+    assert_eq!(
+        value(
+            &m,
+            "nexrender_oldest_job_created_timestamp_seconds{account=\"main\",status=\"render:dorender\"}"
+        ),
+        Some(((t - 190 * MIN) / 1000) as f64)
+    );
+    set_status(&sim, late, JobStatus::Finished);
+    let m = exp
+        .wait_for(
+            |m| jobs(m, "main", "render:dorender") == Some(0.0),
+            "the end seen",
+        )
+        .await;
+    assert_eq!(started(&m), None, "nothing in progress: no series");
+}
+
 #[tokio::test]
 async fn jobs_terminal_before_start_are_not_counted_and_a_job_created_and_finished_between_polls_is(
 ) {

@@ -36,6 +36,8 @@ struct State {
     jobs: BTreeSet<String>,
     /// Status label values of the oldest-job timestamp set at the last poll.
     oldest: BTreeSet<String>,
+    /// Status label values of the longest-running job's start, likewise.
+    oldest_started: BTreeSet<String>,
     /// Templates with series of their own (breakdown on).
     slots: Option<TemplateSlots>,
 }
@@ -396,30 +398,37 @@ impl AccountMetrics {
         for (s, n) in &o.jobs_by_status {
             *counts.entry(labels[s].as_str()).or_insert(0) += *n as i64;
         }
-        let mut oldest: BTreeMap<&str, f64> = BTreeMap::new();
-        for (s, t) in &o.oldest_created {
-            let label = labels.get(s).map_or(s.as_str(), String::as_str);
-            let secs = *t as f64 / 1000.0;
-            let e = oldest.entry(label).or_insert(secs);
-            *e = e.min(secs);
-        }
         for (label, n) in &counts {
             m.job.jobs.with_label_values(&[a, label]).set(*n);
         }
-        for (label, t) in &oldest {
-            m.job.oldest.with_label_values(&[a, label]).set(*t);
-        }
         let mut state = self.lock();
         let now_jobs: BTreeSet<String> = counts.keys().map(|s| s.to_string()).collect();
-        let now_oldest: BTreeSet<String> = oldest.keys().map(|s| s.to_string()).collect();
         for gone in state.jobs.difference(&now_jobs) {
             let _ = m.job.jobs.remove_label_values(&[a, gone]);
         }
-        for gone in state.oldest.difference(&now_oldest) {
-            let _ = m.job.oldest.remove_label_values(&[a, gone]);
-        }
         state.jobs = now_jobs;
-        state.oldest = now_oldest;
+        let earliest = |times: &BTreeMap<JobStatus, UnixMillis>| {
+            let mut by_label: BTreeMap<String, f64> = BTreeMap::new();
+            for (s, t) in times {
+                let label = labels.get(s).map_or(s.as_str(), String::as_str);
+                let secs = *t as f64 / 1000.0;
+                let e = by_label.entry(label.to_owned()).or_insert(secs);
+                *e = e.min(secs);
+            }
+            by_label
+        };
+        set_times(
+            a,
+            &m.job.oldest,
+            earliest(&o.oldest_created),
+            &mut state.oldest,
+        );
+        set_times(
+            a,
+            &m.job.oldest_started,
+            earliest(&o.oldest_started),
+            &mut state.oldest_started,
+        );
     }
 
     /// A poll that succeeded at `now_unix_secs` after `took`.
@@ -520,4 +529,23 @@ impl Drop for AccountMetrics {
     fn drop(&mut self) {
         self.all.forget(self);
     }
+}
+
+/// Sets account `a`'s series of `family` to `times` (by status label), and
+/// removes those of the statuses in `shown` (set at the last poll) that
+/// are not in it; `shown` becomes the labels set now.
+fn set_times(
+    a: &str,
+    family: &prometheus::GaugeVec,
+    times: BTreeMap<String, f64>,
+    shown: &mut BTreeSet<String>,
+) {
+    for (label, t) in &times {
+        family.with_label_values(&[a, label]).set(*t);
+    }
+    let now: BTreeSet<String> = times.into_keys().collect();
+    for gone in shown.difference(&now) {
+        let _ = family.remove_label_values(&[a, gone]);
+    }
+    *shown = now;
 }
