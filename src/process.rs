@@ -5,7 +5,13 @@
 //! counts CPU in whole seconds: the exporter is idle most of the time, so
 //! `rate(process_cpu_seconds_total[5m])` read 0 (or jumped by a whole
 //! second). Here CPU has the kernel's resolution (a clock tick, 10 ms).
+//!
+//! Beside them, `nexrender_exporter_memory_limit_bytes`: the memory limit
+//! of the exporter's cgroup (a container's or a systemd unit's), which the
+//! process metrics do not say, so an alert can compare resident memory
+//! with it. Absent when there is none.
 
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use prometheus::core::{Collector, Desc};
@@ -20,6 +26,7 @@ pub struct ProcessCollector {
     resident_memory: IntGauge,
     start_time: Gauge,
     threads: IntGauge,
+    memory_limit: IntGauge,
     descs: Vec<Desc>,
     ticks_per_second: f64,
     page_size: i64,
@@ -54,6 +61,10 @@ impl ProcessCollector {
                 "Start time of the process since unix epoch in seconds.",
             ))?,
             threads: gauge("process_threads", "Number of OS threads in the process.")?,
+            memory_limit: gauge(
+                "nexrender_exporter_memory_limit_bytes",
+                "Memory limit of the exporter's cgroup (cgroup v2 memory.max, v1 memory.limit_in_bytes); absent when unlimited or unknown.",
+            )?,
             descs: Vec::new(),
             ticks_per_second: procfs::ticks_per_second().max(1) as f64,
             page_size: procfs::page_size() as i64,
@@ -67,6 +78,7 @@ impl ProcessCollector {
         let descs = c
             .families()
             .into_iter()
+            .chain([&c.memory_limit as &dyn Collector])
             .flat_map(|m| m.desc().into_iter().cloned().collect::<Vec<_>>())
             .collect();
         Ok(ProcessCollector { descs, ..c })
@@ -119,11 +131,46 @@ impl Collector for ProcessCollector {
 
     fn collect(&self) -> Vec<MetricFamily> {
         self.refresh();
-        self.families()
+        let limit = std::fs::read_to_string("/proc/self/cgroup")
+            .ok()
+            .and_then(|cgroup| memory_limit(&cgroup, |f| std::fs::read_to_string(f).ok()));
+        let mut families: Vec<MetricFamily> = self
+            .families()
             .into_iter()
             .flat_map(|m| m.collect())
-            .collect()
+            .collect();
+        if let Some(limit) = limit {
+            self.memory_limit
+                .set(i64::try_from(limit).unwrap_or(i64::MAX));
+            families.extend(self.memory_limit.collect());
+        }
+        families
     }
+}
+
+/// The memory limit of the cgroup that `/proc/self/cgroup` (`cgroup`)
+/// names, reading its files with `read`: cgroup v2's `memory.max`, else
+/// v1's `memory.limit_in_bytes`. `None` when unlimited (`max`, or v1's
+/// near-2^63 "no limit") or unreadable.
+fn memory_limit(cgroup: &str, read: impl Fn(&PathBuf) -> Option<String>) -> Option<u64> {
+    let root = PathBuf::from("/sys/fs/cgroup");
+    let mut files = Vec::new();
+    for line in cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next()?, parts.next()?);
+        let path = path.trim_start_matches('/');
+        if controllers.is_empty() {
+            files.push(root.join(path).join("memory.max"));
+        } else if controllers.split(',').any(|c| c == "memory") {
+            files.push(root.join("memory").join(path).join("memory.limit_in_bytes"));
+        }
+    }
+    files.iter().find_map(|f| {
+        let text = read(f)?;
+        let limit: u64 = text.trim().parse().ok()?;
+        // v1 writes "no limit" as the largest page-aligned i64.
+        (limit < 1 << 60).then_some(limit)
+    })
 }
 
 #[cfg(test)]
@@ -178,6 +225,49 @@ mod tests {
         ] {
             assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
         }
-        assert_eq!(c.desc().len(), 7);
+        assert_eq!(c.desc().len(), 8);
+    }
+
+    fn files<'a>(files: &'a [(&'a str, &'a str)]) -> impl Fn(&PathBuf) -> Option<String> + 'a {
+        move |p| {
+            files
+                .iter()
+                .find(|(f, _)| p == &PathBuf::from(f))
+                .map(|(_, text)| text.to_string())
+        }
+    }
+
+    #[test]
+    fn the_memory_limit_is_read_from_the_cgroup_a_container_or_unit_puts_it_in() {
+        // A container (cgroup v2, its own namespace): 192 MiB.
+        let read = files(&[("/sys/fs/cgroup/memory.max", "201326592\n")]);
+        assert_eq!(memory_limit("0::/\n", &read), Some(201_326_592));
+        // A systemd unit with MemoryMax=.
+        let read = files(&[(
+            "/sys/fs/cgroup/system.slice/nexrender-exporter.service/memory.max",
+            "268435456\n",
+        )]);
+        let cgroup = "0::/system.slice/nexrender-exporter.service\n";
+        assert_eq!(memory_limit(cgroup, &read), Some(268_435_456));
+        // No limit: absent.
+        let read = files(&[("/sys/fs/cgroup/memory.max", "max\n")]);
+        assert_eq!(memory_limit("0::/\n", &read), None);
+        // cgroup v1, limited, then unlimited.
+        let cgroup = "12:cpu,cpuacct:/x\n4:memory:/docker/abc\n";
+        let read = files(&[(
+            "/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes",
+            "104857600\n",
+        )]);
+        assert_eq!(memory_limit(cgroup, &read), Some(104_857_600));
+        let read = files(&[(
+            "/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes",
+            "9223372036854771712\n",
+        )]);
+        assert_eq!(memory_limit(cgroup, &read), None);
+        // Nothing readable, or garbage: absent, no panic.
+        assert_eq!(memory_limit("0::/\n", files(&[])), None);
+        assert_eq!(memory_limit("garbage", files(&[])), None);
+        let read = files(&[("/sys/fs/cgroup/memory.max", "lots\n")]);
+        assert_eq!(memory_limit("0::/\n", &read), None);
     }
 }

@@ -236,6 +236,10 @@ fn has_numbers(result: &[Value]) -> bool {
     })
 }
 
+/// `nexrender_exporter_memory_limit_bytes`, present only under a cgroup
+/// memory limit (src/process.rs tests its reading of one).
+const MEMORY_LIMIT: &str = "nexrender_exporter_memory_limit_bytes{";
+
 #[tokio::test]
 async fn every_panel_query_and_recording_rule_returns_data_on_a_real_prometheus() {
     let Some(bin) = prometheus_bin() else { return };
@@ -306,6 +310,10 @@ async fn every_panel_query_and_recording_rule_returns_data_on_a_real_prometheus(
         for (what, expr) in &queries {
             match query(prom.1, expr).await {
                 Ok(r) if has_numbers(&r) => {}
+                // The one series that is absent by design where the
+                // exporter has no memory limit, as in this test: its query
+                // must evaluate, it need not draw.
+                Ok(_) if expr.starts_with(MEMORY_LIMIT) => {}
                 Ok(_) => empty.push(format!("{what}: {expr}")),
                 Err(e) => empty.push(format!("{what}: {expr}: {e}")),
             }
