@@ -403,8 +403,14 @@ fn figment(file: Option<&Path>, flags: &FlagOverrides) -> Figment {
             _ => fig.merge(Yaml::file_exact(f)),
         };
     }
-    // NEXRENDER_EXPORTER_POLL__INTERVAL=10s sets poll.interval.
-    fig = fig.merge(Env::prefixed(ENV_PREFIX).split("__"));
+    // NEXRENDER_EXPORTER_POLL__INTERVAL=10s sets poll.interval. Every key
+    // is in a section, so a variable without `__` is not one: the systemd
+    // unit's NEXRENDER_EXPORTER_ARGS (its extra flags) is left alone.
+    fig = fig.merge(
+        Env::prefixed(ENV_PREFIX)
+            .filter(|key| key.as_str().contains("__"))
+            .split("__"),
+    );
     let mut web = serde_json::Map::new();
     let mut log = serde_json::Map::new();
     if let Some(v) = &flags.listen_address {
@@ -450,6 +456,24 @@ fn figment(file: Option<&Path>, flags: &FlagOverrides) -> Figment {
 
 /// Loads and checks the configuration. `require_accounts` is false only in
 /// demo mode, which brings its own account.
+/// Why the configuration file cannot be read, if it cannot: not there,
+/// not a file, or not readable by this user (a directory or file mode the
+/// service's user cannot pass, said as such, not as "not found").
+fn unreadable(f: &Path) -> Option<String> {
+    let denied = |e: &std::io::Error| {
+        (e.kind() == std::io::ErrorKind::PermissionDenied).then(|| {
+            format!("permission denied: this user cannot read it (check the mode of the file and of every directory above it): {e}")
+        })
+    };
+    match std::fs::metadata(f) {
+        Err(e) => Some(denied(&e).unwrap_or_else(|| format!("file not found ({e})"))),
+        Ok(m) if !m.is_file() => Some("not a regular file".into()),
+        Ok(_) => std::fs::File::open(f)
+            .err()
+            .map(|e| denied(&e).unwrap_or_else(|| e.to_string())),
+    }
+}
+
 pub fn load(
     file: Option<&Path>,
     flags: &FlagOverrides,
@@ -458,11 +482,8 @@ pub fn load(
 ) -> Result<Loaded, ConfigError> {
     let origin = origin(file);
     if let Some(f) = file {
-        if !f.is_file() {
-            return Err(ConfigError::Parse {
-                origin,
-                message: "file not found or not a regular file".into(),
-            });
+        if let Some(message) = unreadable(f) {
+            return Err(ConfigError::Parse { origin, message });
         }
     }
     let mut config: Config = figment(file, flags)

@@ -15,7 +15,7 @@ pub mod metrics;
 pub mod poll;
 pub mod poller;
 #[cfg(target_os = "linux")]
-mod process;
+pub mod process;
 pub mod scan;
 pub mod secret;
 pub mod shard;

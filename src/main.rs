@@ -158,6 +158,20 @@ fn run(startup: Startup, config_file: Option<PathBuf>, flags: FlagOverrides) -> 
         eprintln!("error: a logger was already set");
     }
     log_panics();
+    #[cfg(target_os = "linux")]
+    match nexrender_exporter::process::raise_open_files_limit() {
+        Ok((before, after)) if after > before => {
+            tracing::info!(
+                from = before,
+                to = after,
+                "raised the open files limit to the hard limit"
+            )
+        }
+        Ok((_, limit)) => tracing::info!(limit, "open files limit"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open files limit; process_max_fds says what it is")
+        }
+    }
     // Fault drills for the tests (FAILPOINTS=name=action;...), only in
     // a build with the `failpoints` feature.
     #[cfg(feature = "failpoints")]

@@ -18,7 +18,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{Counter, Gauge, IntGauge, Opts};
 
-pub struct ProcessCollector {
+pub(crate) struct ProcessCollector {
     cpu: Counter,
     open_fds: IntGauge,
     max_fds: IntGauge,
@@ -35,7 +35,7 @@ pub struct ProcessCollector {
 }
 
 impl ProcessCollector {
-    pub fn for_self() -> prometheus::Result<ProcessCollector> {
+    pub(crate) fn for_self() -> prometheus::Result<ProcessCollector> {
         let counter = |name: &str, help: &str| Counter::with_opts(Opts::new(name, help));
         let gauge = |name: &str, help: &str| IntGauge::with_opts(Opts::new(name, help));
         let c = ProcessCollector {
@@ -71,10 +71,15 @@ impl ProcessCollector {
             counted_ticks: Mutex::new(0),
         };
         let stat = procfs::process::Process::myself().and_then(|p| p.stat());
-        if let (Ok(boot), Ok(stat)) = (procfs::boot_time_secs(), stat) {
-            c.start_time
-                .set(boot as f64 + stat.starttime as f64 / c.ticks_per_second);
-        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        c.start_time.set(start_time(
+            procfs::boot_time_secs().ok(),
+            stat.ok().map(|s| s.starttime),
+            c.ticks_per_second,
+            now,
+        ));
         let descs = c
             .families()
             .into_iter()
@@ -146,6 +151,32 @@ impl Collector for ProcessCollector {
         }
         families
     }
+}
+
+/// The process's start (Unix seconds): the boot time plus its start in
+/// clock ticks after boot, as /proc says. Where /proc/stat (the boot time)
+/// is hidden, as the systemd unit's `ProcSubset=pid` hides it, `now`: the
+/// collector is made at start, moments after the process began (the
+/// metric read 0 there before).
+fn start_time(boot: Option<u64>, start_ticks: Option<u64>, ticks_per_second: f64, now: f64) -> f64 {
+    match (boot, start_ticks) {
+        (Some(boot), Some(ticks)) => boot as f64 + ticks as f64 / ticks_per_second,
+        _ => now,
+    }
+}
+
+/// Raises the soft limit of open files to the hard limit, as Go programs
+/// do at start: the usual soft default (1024) is below what the listeners
+/// allow. The limits before and after, or why it could not (a seccomp
+/// filter that forbids setrlimit, as the shipped systemd unit's does; the
+/// unit sets `LimitNOFILE=` instead).
+pub fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
+    let (before, hard) = rlimit::Resource::NOFILE.get()?;
+    if before >= hard {
+        return Ok((before, before));
+    }
+    let after = rlimit::increase_nofile_limit(hard)?;
+    Ok((before, after))
 }
 
 /// The memory limit of the cgroup that `/proc/self/cgroup` (`cgroup`)
@@ -235,6 +266,28 @@ mod tests {
                 .find(|(f, _)| p == &PathBuf::from(f))
                 .map(|(_, text)| text.to_string())
         }
+    }
+
+    #[test]
+    fn the_start_time_is_the_processs_or_now_where_proc_hides_the_boot_time() {
+        assert_eq!(start_time(Some(1_000), Some(250), 100.0, 9_999.0), 1_002.5);
+        assert_eq!(start_time(None, Some(250), 100.0, 9_999.0), 9_999.0);
+        let c = ProcessCollector::for_self().unwrap();
+        c.refresh();
+        assert!(c.start_time.get() > 1.7e9, "{}", c.start_time.get());
+    }
+
+    #[test]
+    fn the_open_files_limit_is_raised_to_the_hard_limit() {
+        // Started as a service manager usually starts one: soft 1024.
+        let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
+        let low = hard.min(1024);
+        rlimit::Resource::NOFILE.set(low, hard).unwrap();
+        let (before, after) = raise_open_files_limit().unwrap();
+        let (soft, _) = rlimit::Resource::NOFILE.get().unwrap();
+        assert_eq!((before, after, soft), (low, hard, hard));
+        // Again: nothing to raise.
+        assert_eq!(raise_open_files_limit().unwrap(), (hard, hard));
     }
 
     #[test]

@@ -78,6 +78,74 @@ fn environment_overrides_the_file_and_names_itself_when_wrong() {
     );
 }
 
+/// The systemd unit passes its extra flags in NEXRENDER_EXPORTER_ARGS
+/// (its EnvironmentFile): that is not a config key, and the exporter
+/// started with it set restart-looped on "unknown field".
+#[test]
+fn a_variable_with_the_prefix_but_no_section_is_not_a_config_key() {
+    let f = yaml_file("accounts: [{name: a, token: x}]\n");
+    let out = check_config(&f)
+        .env("NEXRENDER_EXPORTER_ARGS", "--log.level=debug")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A config file the service's user cannot read (the README's steps once
+/// made its directory 0700, root's, for a DynamicUser service) is said to
+/// be unreadable, not "not found". The test runs the check as `nobody`
+/// (setpriv) against a file in a 0700 directory, where it runs as root.
+#[test]
+fn a_config_file_that_cannot_be_read_says_why() {
+    use std::os::unix::fs::PermissionsExt;
+    let out = exporter()
+        .arg("check-config")
+        .arg("/nonexistent/config.yaml")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("file not found"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = exporter()
+        .arg("check-config")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
+
+    let root = std::process::Command::new("id").arg("-u").output();
+    let setpriv = std::process::Command::new("setpriv")
+        .arg("--version")
+        .output();
+    let (Ok(root), Ok(_)) = (root, setpriv) else {
+        return eprintln!("setpriv or id missing: the permission case is not checked");
+    };
+    if String::from_utf8_lossy(&root.stdout).trim() != "0" {
+        return eprintln!("not root: the permission case is not checked");
+    }
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "accounts: [{name: a, token: x}]\n").unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_nexrender-exporter"))
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("permission denied") && !err.contains("not found"),
+        "{err}"
+    );
+}
+
 #[test]
 fn nexrender_api_token_alone_configures_a_default_account() {
     let f = yaml_file("poll:\n  interval: 10s\n");

@@ -550,6 +550,17 @@ async fn sigterm_stops_the_exporter_promptly_with_exit_code_0() {
     let sim = scripted_simulator().await;
     let exp = Exporter::binary(&format!("accounts:\n{}", account_yaml("main", &sim)), &[]);
     exp.polls("main", 1).await;
+    // It raised its open files limit to the hard one it inherited from
+    // this test, and says so.
+    let m = exp.metrics().await;
+    let hard = std::fs::read_to_string(format!("/proc/{}/limits", exp.pid()))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4)?.parse::<f64>().ok())
+        .unwrap();
+    assert_eq!(value(&m, "process_max_fds"), Some(hard));
+    assert!(exp.log().contains("open files limit"), "{}", exp.log());
     let (status, took, _) = exp.stop();
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(6), "{took:?}");
