@@ -83,16 +83,25 @@ fn environment_overrides_the_file_and_names_itself_when_wrong() {
 /// started with it set restart-looped on "unknown field".
 #[test]
 fn a_variable_with_the_prefix_but_no_section_is_not_a_config_key() {
-    let f = yaml_file("accounts: [{name: a, token: x}]\n");
-    let out = check_config(&f)
-        .env("NEXRENDER_EXPORTER_ARGS", "--log.level=debug")
-        .output()
-        .unwrap();
+    let out = check_config_with(
+        "accounts: [{name: a, token: x}]\n",
+        "NEXRENDER_EXPORTER_ARGS",
+        "--log.level=debug",
+    );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `check-config` of a file holding `body`, with `key=value` in the
+/// environment.
+fn check_config_with(body: &str, key: &str, value: &str) -> std::process::Output {
+    check_config(&yaml_file(body))
+        .env(key, value)
+        .output()
+        .unwrap()
 }
 
 /// A config file the service's user cannot read (the README's steps once
@@ -148,11 +157,7 @@ fn a_config_file_that_cannot_be_read_says_why() {
 
 #[test]
 fn nexrender_api_token_alone_configures_a_default_account() {
-    let f = yaml_file("poll:\n  interval: 10s\n");
-    let out = check_config(&f)
-        .env("NEXRENDER_API_TOKEN", "abc")
-        .output()
-        .unwrap();
+    let out = check_config_with("poll:\n  interval: 10s\n", "NEXRENDER_API_TOKEN", "abc");
     assert!(
         out.status.success(),
         "{}",
