@@ -262,6 +262,10 @@ def exporter():
               [target('rate(process_cpu_seconds_total{namespace=~"$namespace",job=~"$job"}[$__rate_interval])', "{{instance}}")], unit="percentunit"),
         panel("table", "Exporter build", "Version and git revision of each running exporter.",
               [target('nexrender_exporter_build_info{namespace=~"$namespace",job=~"$job"}', "", instant=True, fmt="table")], w=12, h=8),
+        panel("stat", "Configuration", "Whether each exporter took its last configuration (at start, or the last SIGHUP): Applied, or Rejected when the last reload was refused or partly failed and it runs the one before (NexrenderExporterConfigReloadFailed; its log names the key).",
+              [target('nexrender_exporter_config_last_reload_successful{namespace=~"$namespace",job=~"$job"}', "{{instance}}")], w=12, h=8,
+              mappings=[{"type": "value", "options": {"0": {"text": "Rejected", "color": "red"}, "1": {"text": "Applied", "color": "green"}}}],
+              thresholds=steps((None, "red"), (1, "green"))),
     ]
     return dashboard("nexrender-exporter", "Nexrender / Exporter",
                      "Health of nexrender-exporter itself: API reachability, poll freshness and duration, API requests and latency, failures, resources.",

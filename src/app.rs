@@ -437,9 +437,11 @@ impl Pollers {
     /// A configuration loaded on SIGHUP (or its error): the pollers follow
     /// it; settings read only at start are said to wait for a restart.
     async fn reload(&mut self, running: &Config, reload: Result<Loaded, ConfigError>) {
+        let now = self.clock.now_millis();
         let new = match reload {
             Err(e) => {
-                return tracing::error!(error = %e, "reload rejected; the running configuration stays")
+                self.metrics.config_loaded(false, now);
+                return tracing::error!(error = %e, "reload rejected; the running configuration stays");
             }
             Ok(new) => new,
         };
@@ -453,6 +455,7 @@ impl Pollers {
         }
         let applied = self.apply(&new).await;
         self.show_shard(&new);
+        self.metrics.config_loaded(applied.is_ok(), now);
         match applied {
             Ok(changes) if changes.is_empty() => {
                 tracing::info!("configuration reloaded: nothing changed")
@@ -506,6 +509,7 @@ pub async fn run(
         delivery_queue_capacity: cfg.webhook.queue_capacity,
     };
     pollers.apply(&loaded).await?;
+    metrics.config_loaded(true, pollers.clock.now_millis());
     pollers.show_shard(&loaded);
     let webhook_server = serve_webhooks(webhook_listener, webhooks, webhook_tls, &loaded, &stop);
     log_started(&loaded, &local);

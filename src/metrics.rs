@@ -16,6 +16,7 @@ use prometheus::{
 };
 
 use crate::breakdown::ErrorReasons;
+use crate::clock::UnixMillis;
 use crate::config::{MetricsConfig, TemplatesConfig};
 use crate::version::{REVISION, VERSION};
 
@@ -54,6 +55,8 @@ pub struct Metrics {
     template: TemplateFamilies,
     shard_info: IntGaugeVec,
     shard_accounts: IntGaugeVec,
+    reload_successful: IntGaugeVec,
+    reload_success_time: GaugeVec,
     /// `metrics.templates`, when on.
     templates: Option<TemplatesConfig>,
     /// `metrics.error_reasons`, when any.
@@ -392,6 +395,17 @@ impl Metrics {
             "Accounts of the configuration this replica polls (polled=\"here\") and those other shards poll (polled=\"elsewhere\"); summed over the shards, \"here\" is the number of accounts configured.",
             &["polled"],
         );
+        // As blackbox_exporter and Prometheus name them.
+        let reload_successful = d.gauge(
+            "nexrender_exporter_config_last_reload_successful",
+            "1 if the configuration was last loaded (at start, or on SIGHUP) without error and applied, 0 if the last reload was rejected or partly failed.",
+            &[],
+        );
+        let reload_success_time = d.fgauge(
+            "nexrender_exporter_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded and applied without error (Unix seconds): the start, or the last good SIGHUP.",
+            &[],
+        );
         #[cfg(target_os = "linux")]
         {
             if let Ok(pc) = crate::process::ProcessCollector::for_self() {
@@ -406,6 +420,8 @@ impl Metrics {
             template: TemplateFamilies::new(&d, cfg),
             shard_info,
             shard_accounts,
+            reload_successful,
+            reload_success_time,
             templates: cfg.templates.enabled.then(|| cfg.templates.clone()),
             error_reasons: ErrorReasons::new(&cfg.error_reasons).unwrap_or_else(|e| {
                 // The configuration's check compiles every pattern first.
@@ -483,6 +499,20 @@ impl Metrics {
         self.shard_accounts
             .with_label_values(&["elsewhere"])
             .set(elsewhere as i64);
+    }
+
+    /// The configuration loaded and applied at `now` (`ok`), or a reload
+    /// rejected or partly failed: the running one stays.
+    pub(crate) fn config_loaded(&self, ok: bool, now: UnixMillis) {
+        self.changed();
+        self.reload_successful
+            .with_label_values::<&str>(&[])
+            .set(i64::from(ok));
+        if ok {
+            self.reload_success_time
+                .with_label_values::<&str>(&[])
+                .set(now as f64 / 1000.0);
+        }
     }
 
     pub(crate) fn webhook_unroutable(&self, reason: &'static str) {

@@ -83,8 +83,22 @@ async fn sighup_adds_and_removes_accounts_keeps_counters_and_rejects_a_bad_file(
 #[tokio::test]
 async fn a_reload_rejected_for_an_unquoted_numeric_or_boolean_token_never_echoes_it() {
     let sim = scripted_simulator().await;
-    let exp = Exporter::start_with(yaml_file(&config(&account_yaml("one", &sim))), &[]);
-    exp.polls("one", 1).await;
+    let good = config(&account_yaml("one", &sim));
+    let exp = Exporter::start_with(yaml_file(&good), &[]);
+    let m = exp.polls("one", 1).await;
+    let reloaded = |m: &str| value(m, "nexrender_exporter_config_last_reload_successful");
+    let reloaded_at = |m: &str| {
+        value(
+            m,
+            "nexrender_exporter_config_last_reload_success_timestamp_seconds",
+        )
+    };
+    assert_eq!(reloaded(&m), Some(1.0), "the start's load counts");
+    let started_at = reloaded_at(&m).unwrap();
+    assert!(
+        (started_at - now() as f64 / 1000.0).abs() < 60.0,
+        "{started_at}"
+    );
     let file = exp.config.path().display().to_string();
     let tokens: [(&str, &[&str]); 3] = [
         ("12345678901234567890", &["12345678901234567890"]),
@@ -124,6 +138,20 @@ async fn a_reload_rejected_for_an_unquoted_numeric_or_boolean_token_never_echoes
             assert!(!log.contains(s), "{s} echoed:\n{log}");
         }
     }
-    // The running account went on polling with its good token.
-    exp.polls("one", 1).await;
+    // The running account went on polling with its good token, and the
+    // rejection is on /metrics (as blackbox_exporter says it).
+    let m = exp.polls("one", 1).await;
+    assert_eq!(reloaded(&m), Some(0.0));
+    assert_eq!(
+        reloaded_at(&m),
+        Some(started_at),
+        "the last good load's time stays"
+    );
+    // A good file again: 1, and a later time.
+    std::fs::write(exp.config.path(), &good).unwrap();
+    exp.signal("HUP");
+    let m = exp
+        .wait_for(|m| reloaded(m) == Some(1.0), "the good reload")
+        .await;
+    assert!(reloaded_at(&m).unwrap() >= started_at);
 }
