@@ -167,6 +167,7 @@ fn main() {
         api_url: api_url.clone(),
         token: Secret::new("t"),
         webhook_secret: None,
+        previous_webhook_secrets: Vec::new(),
         tags: Vec::new(),
     };
     let settings = PollConfig::default();

@@ -78,6 +78,7 @@ async fn start_demo(
         api_url: sim.api_url(),
         token: Secret::new("sim-token"),
         webhook_secret: webhook_port.map(|_| secret),
+        previous_webhook_secrets: Vec::new(),
         tags: Vec::new(),
     };
     Ok((sim, account))
@@ -207,6 +208,7 @@ impl Pollers {
                 &account.name,
                 Route {
                     secret: secret.clone(),
+                    previous: account.previous_webhook_secrets.clone(),
                     queue: poller.delivery_queue(),
                     metrics: poller.metrics(),
                 },
@@ -281,7 +283,9 @@ impl Pollers {
                     if changed {
                         changes.push(format!("new poll settings for {}", account.name));
                     }
-                    if r.account.webhook_secret != account.webhook_secret {
+                    if r.account.webhook_secret != account.webhook_secret
+                        || r.account.previous_webhook_secrets != account.previous_webhook_secrets
+                    {
                         self.route(account, &r.poller);
                         if let Some(r) = self.running.get_mut(&account.name) {
                             r.account = account.clone();

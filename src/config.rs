@@ -288,6 +288,10 @@ pub struct AccountConfig {
     pub webhook_secret: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret_file: Option<PathBuf>,
+    /// Secrets still accepted after a rotation, for jobs created with them
+    /// (their webhooks keep the header they were created with).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_webhook_secrets: Vec<Secret>,
     /// Only jobs with any of these tags (the API's `tags` filter): one
     /// team's pipeline or customer under its own `account` label. Each
     /// entry polls on its own.
@@ -325,6 +329,10 @@ pub struct Account {
     pub token: Secret,
     /// Deliveries for this account must carry it; `None`: none are taken.
     pub webhook_secret: Option<Secret>,
+    /// Also accepted: the secrets before a rotation (from
+    /// `previous_webhook_secrets`, or the lines after the first of
+    /// `webhook_secret_file`).
+    pub previous_webhook_secrets: Vec<Secret>,
     /// The `tags` filter of its listings; empty: every job.
     pub tags: Vec<String>,
 }
@@ -503,6 +511,7 @@ pub fn load(
                 token_file: None,
                 webhook_secret: None,
                 webhook_secret_file: None,
+                previous_webhook_secrets: Vec::new(),
                 tags: Vec::new(),
             });
         }
@@ -866,8 +875,8 @@ fn resolve(a: &AccountConfig) -> Result<Account, (String, String)> {
             format!("account '{}' has an empty token", a.name),
         ));
     }
-    let webhook_secret = read_secret("webhook_secret", &a.webhook_secret, &a.webhook_secret_file)?;
-    if let Some(secret) = &webhook_secret {
+    let (webhook_secret, previous_webhook_secrets) = webhook_secrets(a)?;
+    for secret in webhook_secret.iter().chain(&previous_webhook_secrets) {
         // It travels as a header value; the value itself is never shown.
         if secret.is_empty()
             || !secret
@@ -889,8 +898,42 @@ fn resolve(a: &AccountConfig) -> Result<Account, (String, String)> {
         api_url: url.to_owned(),
         token,
         webhook_secret,
+        previous_webhook_secrets,
         tags: a.tags.clone(),
     })
+}
+
+/// The account's current webhook secret and the previous ones still
+/// accepted: `webhook_secret` and `previous_webhook_secrets`, or the lines
+/// of `webhook_secret_file`, current first (a Kubernetes Secret or a file
+/// rotated by writing the new secret above the old).
+fn webhook_secrets(a: &AccountConfig) -> Result<(Option<Secret>, Vec<Secret>), (String, String)> {
+    let current = read_secret("webhook_secret", &a.webhook_secret, &a.webhook_secret_file)?;
+    let mut previous = a.previous_webhook_secrets.clone();
+    let current = match (current, &a.webhook_secret_file) {
+        (Some(text), Some(_)) => {
+            let mut lines = text
+                .expose()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(Secret::new);
+            let first = lines.next().unwrap_or_else(|| Secret::new(""));
+            previous.extend(lines);
+            Some(first)
+        }
+        (current, _) => current,
+    };
+    if current.is_none() && !previous.is_empty() {
+        return Err((
+            "previous_webhook_secrets".into(),
+            format!(
+                "account '{}': previous secrets without a current webhook_secret",
+                a.name
+            ),
+        ));
+    }
+    Ok((current, previous))
 }
 
 #[cfg(test)]
@@ -946,6 +989,43 @@ mod tests {
             load_yaml(GOOD).unwrap().config.poll.timeout,
             Duration::from_secs(300)
         );
+    }
+
+    #[test]
+    fn a_rotated_webhook_secret_keeps_the_previous_ones_accepted() {
+        let w = "webhook:\n  listen_address: 127.0.0.1:0\n";
+        let l = load_yaml(&format!("{w}accounts: [{{name: a, token: x, webhook_secret: new1, previous_webhook_secrets: [old1, old0]}}]\n")).unwrap();
+        let a = &l.accounts[0];
+        assert_eq!(a.webhook_secret.as_ref().map(Secret::expose), Some("new1"));
+        let previous: Vec<&str> = a
+            .previous_webhook_secrets
+            .iter()
+            .map(Secret::expose)
+            .collect();
+        assert_eq!(previous, ["old1", "old0"]);
+        // A file: the current secret first, the previous ones below.
+        let f = file(".txt", "new2\n\nold2 \n");
+        let l = load_yaml(&format!(
+            "{w}accounts: [{{name: a, token: x, webhook_secret_file: {}}}]\n",
+            f.path().display()
+        ))
+        .unwrap();
+        let a = &l.accounts[0];
+        assert_eq!(a.webhook_secret.as_ref().map(Secret::expose), Some("new2"));
+        let previous: Vec<&str> = a
+            .previous_webhook_secrets
+            .iter()
+            .map(Secret::expose)
+            .collect();
+        assert_eq!(previous, ["old2"]);
+        let e = err_of("accounts: [{name: a, token: x, previous_webhook_secrets: [old9]}]\n");
+        assert!(
+            e.contains("previous_webhook_secrets") && !e.contains("old9"),
+            "{e}"
+        );
+        let e = err_of("accounts: [{name: a, token: x, webhook_secret: ok, previous_webhook_secrets: [\"zq9\\u0007\"]}]\n");
+        assert!(e.contains("webhook_secret") && !e.contains("zq9"), "{e}");
+        assert!(!format!("{a:?}").contains("old2"));
     }
 
     #[test]

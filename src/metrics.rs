@@ -307,6 +307,7 @@ impl ApiFamilies {
 /// The webhook receiver's deliveries.
 struct WebhookFamilies {
     deliveries: IntCounterVec,
+    previous_secret: IntCounterVec,
     last: GaugeVec,
     unroutable: IntCounterVec,
 }
@@ -318,6 +319,11 @@ impl WebhookFamilies {
                 "nexrender_exporter_webhook_deliveries_total",
                 "Webhook deliveries by result: accepted (a completion counted now, confirmed by a look-up), duplicate (counted already, by a poll or an earlier delivery), not_counted (left to the polls: before the first poll, the job ended before the baseline or was created before the last poll unseen, or its look-up failed, could not be made or said not ended), unknown_job (the look-up said 404), not_terminal, unauthorized, bad_request (including a body too slow, 408), too_large, queue_full, dropped (answered 202 and queued, then never judged: the poller stopped or died first; the polls count those jobs).",
                 &["account", "result"],
+            ),
+            previous_secret: d.counter(
+                "nexrender_exporter_webhook_previous_secret_deliveries_total",
+                "Webhook requests that carried one of the account's previous secrets (previous_webhook_secrets), not the current one: jobs created before a rotation. When it stays flat for longer than jobs live, the old secret can go.",
+                &["account"],
             ),
             last: d.fgauge(
                 "nexrender_exporter_webhook_last_delivery_timestamp_seconds",

@@ -39,6 +39,8 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct Route {
     pub secret: Secret,
+    /// Secrets before a rotation, still accepted.
+    pub previous: Vec<Secret>,
     pub queue: mpsc::Sender<ApiJob>,
     /// The account's metrics, where its deliveries are counted.
     pub metrics: Arc<AccountMetrics>,
@@ -178,11 +180,19 @@ impl Receiver {
         };
         // SHA-256 of both, compared in constant time: neither the secret nor
         // its length shows in the timing. Neither value is ever logged.
+        // Every secret is compared, the previous ones too, whichever matches.
         let digest = |b: &[u8]| ring::digest::digest(&ring::digest::SHA256, b);
-        let matches = digest(given)
-            .as_ref()
-            .ct_eq(digest(route.secret.expose().as_bytes()).as_ref());
-        if !bool::from(matches) {
+        let given = digest(given);
+        let same = |s: &Secret| given.as_ref().ct_eq(digest(s.expose().as_bytes()).as_ref());
+        let current = same(&route.secret);
+        let previous = route
+            .previous
+            .iter()
+            .fold(subtle::Choice::from(0), |any, s| any | same(s));
+        if bool::from(previous & !current) {
+            route.metrics.webhook_previous_secret();
+        }
+        if !bool::from(current | previous) {
             return Err(Box::new(self.refuse(
                 account,
                 "unauthorized",

@@ -665,18 +665,7 @@ async fn a_new_webhook_secret_takes_effect_on_sighup_and_the_numbers_stay() {
     .unwrap();
     exp.signal("HUP");
     let body = r#"{"id":"01JTRDF7HCR8QAHYW8GPCP4S9Y","status":"queued"}"#;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while post(port, "/webhooks/main", &[(HEADER, SECRET)], body)
-        .await
-        .0
-        != 401
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the old secret still works"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    refused_within_10_s(port, SECRET, body).await;
     // PUT works as POST does.
     let (code, _) = reqwest::Client::new()
         .put(format!("http://127.0.0.1:{port}/webhooks/main"))
@@ -696,6 +685,95 @@ async fn a_new_webhook_secret_takes_effect_on_sighup_and_the_numbers_stay() {
         "no fresh baseline"
     );
     assert!(exp.log().contains("new webhook secret for main"));
+}
+
+/// Waits until the receiver refuses `secret` (a reload took it away).
+async fn refused_within_10_s(port: u16, secret: &str, body: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while post(port, "/webhooks/main", &[(HEADER, secret)], body)
+        .await
+        .0
+        != 401
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old secret still works"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Rotating the secret without losing the jobs made with the old one:
+/// the secret file gets the new secret above the old, a reload takes it.
+/// A job created before the rotation (its webhook still sends the old
+/// secret) is counted, and so is one created after with the new; the old
+/// secret's use is counted, so one knows when it can go; a third secret
+/// is refused. Then the old line is removed and the old secret refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_keeps_jobs_made_with_the_previous_one_counted() {
+    let port = free_port();
+    let sim = quick_retries(|_| {}).await;
+    let secrets = yaml_file(&format!("{SECRET}\n"));
+    let config = poll_config(&sim, &[("interval", "60s")])
+        + &format!(
+            "    webhook_secret_file: {}\nwebhook:\n  listen_address: 127.0.0.1:{port}\n",
+            secrets.path().display()
+        );
+    let exp = Exporter::start_with(yaml_file(&config), &[]);
+    exp.first_poll("main").await;
+    let before = terminal_ids(&sim);
+    let old_job = scripted_with_hook(port, &sim, now());
+    let previous = |m: &str| {
+        value(
+            m,
+            "nexrender_exporter_webhook_previous_secret_deliveries_total{account=\"main\"}",
+        )
+        .unwrap_or(-1.0)
+    };
+    assert_eq!(previous(&exp.metrics().await), 0.0, "zero-filled");
+    // Rotate: the new secret first, the old one after.
+    std::fs::write(secrets.path(), format!("rotated-0002\n{SECRET}\n")).unwrap();
+    exp.signal("HUP");
+    exp.wait_for(
+        |_| exp.log().contains("new webhook secret for main"),
+        "the reload",
+    )
+    .await;
+    let new_job = sim.sim.with_farm(|f| {
+        f.insert_scripted(ScriptedJob {
+            webhook: Some(hook(port, "main", "rotated-0002")),
+            ..ScriptedJob::queued(now())
+        })
+    });
+    set_status(&sim, old_job, JobStatus::Finished);
+    set_status(&sim, new_job, JobStatus::Error);
+    let m = exp
+        .wait_for(|m| deliveries(m, "accepted") >= 2.0, "both deliveries")
+        .await;
+    assert_eq!(completions(&m), truth_since(&before, &sim));
+    assert_eq!(
+        previous(&m),
+        1.0,
+        "the old job's delivery, with the old secret"
+    );
+    let body = r#"{"id":"01JTRDF7HCR8QAHYW8GPCP4S9Y","status":"queued"}"#;
+    let (code, _) = post(
+        port,
+        "/webhooks/main",
+        &[(HEADER, "not-a-secret-of-ours")],
+        body,
+    )
+    .await;
+    assert_eq!(code, 401);
+    // The rotation done: the old line goes, and the old secret with it.
+    std::fs::write(secrets.path(), "rotated-0002\n").unwrap();
+    exp.signal("HUP");
+    refused_within_10_s(port, SECRET, body).await;
+    let log = exp.log();
+    assert!(
+        !log.contains(SECRET) && !log.contains("rotated-0002"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -296,9 +296,22 @@ impl AccountMetrics {
                 let _ = m.webhook.deliveries.remove_label_values(&[a, r]);
             }
         }
-        if !on {
+        if on {
+            m.webhook.previous_secret.with_label_values(&[a]);
+        } else {
             let _ = m.webhook.last.remove_label_values(&[a]);
+            let _ = m.webhook.previous_secret.remove_label_values(&[a]);
         }
+    }
+
+    /// A webhook request that carried a previous secret, not the current.
+    pub(crate) fn webhook_previous_secret(&self) {
+        self.all.changed();
+        self.all
+            .webhook
+            .previous_secret
+            .with_label_values(&[&self.name])
+            .inc();
     }
 
     /// A delivery refused at the door, or dropped (`result` is one of

@@ -154,6 +154,7 @@ fn account_poller(
         api_url: sim.api_url(),
         token: Secret::new("t"),
         webhook_secret: None,
+        previous_webhook_secrets: Vec::new(),
         tags,
     };
     poller_on(account, policy, metrics, clock, settings)
