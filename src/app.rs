@@ -517,12 +517,14 @@ pub async fn run(
     pollers.show_shard(&loaded);
     let webhook_server = serve_webhooks(webhook_listener, webhooks, webhook_tls, &loaded, &stop);
     log_started(&loaded, &local);
-    let (tls, auth) = web.map_or((None, None), |w| (w.tls, w.auth));
+    let (tls, auth, open_probes) =
+        web.map_or((None, None, false), |w| (w.tls, w.auth, w.open_probes));
     let state = Arc::new(WebState {
         metrics,
         board,
         telemetry_path: cfg.web.telemetry_path.clone(),
         auth,
+        open_probes,
     });
     let limits = ServerLimits::from(&cfg.web);
     let grace = Duration::from_secs(5);

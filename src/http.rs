@@ -29,6 +29,9 @@ pub struct WebState {
     pub telemetry_path: String,
     /// Basic auth users, from `--web.config.file`.
     pub auth: Option<BasicAuth>,
+    /// `/healthz` and `/readyz` answered without credentials
+    /// (`probes_without_auth` in `--web.config.file`).
+    pub open_probes: bool,
 }
 
 /// How much the server gives one client (`web.*` in the configuration).
@@ -241,7 +244,8 @@ pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<
 
 /// Answers one request, after basic auth when it is configured.
 async fn handle(state: Arc<WebState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    if let Some(auth) = &state.auth {
+    let open = state.open_probes && matches!(req.uri().path(), "/healthz" | "/readyz");
+    if let Some(auth) = state.auth.as_ref().filter(|_| !open) {
         let header = req
             .headers()
             .get(hyper::header::AUTHORIZATION)

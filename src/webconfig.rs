@@ -11,6 +11,7 @@
 //!   min_version: TLS12                              # or TLS13
 //! basic_auth_users:
 //!   prometheus: $2y$10$...                          # bcrypt hash
+//! probes_without_auth: true                         # ours: /healthz, /readyz open
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,6 +33,12 @@ pub(crate) struct WebConfigFile {
     pub tls_server_config: Option<TlsServerConfig>,
     #[serde(default)]
     pub basic_auth_users: BTreeMap<String, String>,
+    /// Not in exporter-toolkit: `/healthz` and `/readyz` answered without
+    /// credentials when basic auth is on, for probes that cannot send any
+    /// (the kubelet's, the image's `healthcheck`). They say only whether
+    /// the exporter is up and which accounts are not ready yet.
+    #[serde(default)]
+    pub probes_without_auth: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -72,6 +79,8 @@ pub struct WebConfigError {
 pub struct WebSecurity {
     pub tls: Option<Arc<TlsReloader>>,
     pub auth: Option<BasicAuth>,
+    /// `probes_without_auth`.
+    pub open_probes: bool,
 }
 
 /// Reads and checks the file; the TLS files are loaded once here so a bad
@@ -133,7 +142,11 @@ pub fn load(path: &Path) -> Result<WebSecurity, WebConfigError> {
     } else {
         Some(BasicAuth::new(cfg.basic_auth_users).map_err(err)?)
     };
-    Ok(WebSecurity { tls, auth })
+    Ok(WebSecurity {
+        tls,
+        auth,
+        open_probes: cfg.probes_without_auth,
+    })
 }
 
 fn build(t: &TlsServerConfig) -> Result<ServerConfig, String> {

@@ -217,10 +217,54 @@ async fn basic_auth_refuses_missing_and_wrong_passwords_with_401() {
             200
         );
     }
+    for path in ["/", "/healthz", "/readyz"] {
+        assert_eq!(
+            c.get(exp.url(path)).send().await.unwrap().status(),
+            401,
+            "every path is protected: {path}"
+        );
+    }
+}
+
+/// With `probes_without_auth`, the kubelet's probes and the image's own
+/// `healthcheck` (which send no credentials) get their answer while basic
+/// auth is on; the metrics and the landing page still need the password.
+#[tokio::test]
+async fn probes_answer_without_credentials_when_the_web_config_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = bcrypt::hash("s3cret-pass", 4).unwrap();
+    let (exp, _sim) = start(
+        &format!("basic_auth_users:\n  prometheus: '{hash}'\nprobes_without_auth: true\n"),
+        dir.path(),
+    )
+    .await;
+    let c = reqwest::Client::new();
+    until_ok(&c, &exp.url("/healthz")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while c.get(exp.url("/readyz")).send().await.unwrap().status() != 200 {
+        assert!(std::time::Instant::now() < deadline, "/readyz never 200");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
-        c.get(exp.url("/")).send().await.unwrap().status(),
-        401,
-        "every path is protected"
+        c.get(exp.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
+    for path in ["/metrics", "/"] {
+        assert_eq!(
+            c.get(exp.url(path)).send().await.unwrap().status(),
+            401,
+            "{path}"
+        );
+    }
+    // The image's healthcheck, as its HEALTHCHECK runs it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nexrender-exporter"))
+        .args(["healthcheck", "--url", &exp.url("/readyz")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 
