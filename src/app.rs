@@ -408,7 +408,10 @@ fn serve_webhooks(
         listener,
         receiver,
         tls,
-        ServerLimits::from(&loaded.config.web),
+        ServerLimits {
+            max_connections: loaded.config.webhook.max_connections,
+            ..ServerLimits::from(&loaded.config.web)
+        },
         stop.clone(),
         Duration::from_secs(5),
     )))

@@ -53,6 +53,11 @@ pub struct WebhookConfig {
     /// Deliveries accepted and waiting to be counted, per account; when
     /// full, 503 (the API retries).
     pub queue_capacity: usize,
+    /// Connections the receiver serves at once (more wait to be
+    /// accepted): its own cap, lower than `web.max_connections`, so a
+    /// flood at the public receiver cannot take the file descriptors
+    /// scrapes need.
+    pub max_connections: usize,
 }
 
 pub(crate) const DEFAULT_WEBHOOK_SECRET_HEADER: &str = "X-Nexrender-Webhook-Secret";
@@ -65,6 +70,7 @@ impl Default for WebhookConfig {
             secret_header: DEFAULT_WEBHOOK_SECRET_HEADER.into(),
             max_body_bytes: 1 << 20,
             queue_capacity: 1024,
+            max_connections: 512,
         }
     }
 }
@@ -763,6 +769,9 @@ fn check_error_reasons(configured: &[ErrorReason]) -> Checked {
 }
 
 fn check_webhook(w: &WebhookConfig) -> Checked {
+    if w.max_connections == 0 {
+        return err("webhook.max_connections", "must be at least 1".into());
+    }
     if hyper::header::HeaderName::from_bytes(w.secret_header.as_bytes()).is_err() {
         return err(
             "webhook.secret_header",
@@ -1129,6 +1138,10 @@ mod tests {
             (
                 "metrics:\n  queue_wait_buckets: [5, 1]\naccounts: [{name: a, token: x}]\n",
                 "metrics.queue_wait_buckets",
+            ),
+            (
+                "webhook:\n  max_connections: 0\naccounts: [{name: a, token: x}]\n",
+                "webhook.max_connections",
             ),
             (
                 "log:\n  level: loud\naccounts: [{name: a, token: x}]\n",

@@ -687,6 +687,47 @@ async fn a_new_webhook_secret_takes_effect_on_sighup_and_the_numbers_stay() {
     assert!(exp.log().contains("new webhook secret for main"));
 }
 
+/// The receiver has its own connection cap: two silent clients fill it
+/// (a third delivery waits), while scrapes on the metrics listener go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_receivers_own_connection_cap_leaves_metrics_answering() {
+    let port = free_port();
+    let sim = scripted_simulator().await;
+    let config = poll_config(&sim, &[])
+        + &format!(
+            "    webhook_secret: {SECRET}\nwebhook:\n  listen_address: 127.0.0.1:{port}\n  max_connections: 2\n"
+        );
+    let exp = Exporter::start_with(yaml_file(&config), &[]);
+    exp.first_poll("main").await;
+    let silent = silent_clients(port).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let body = r#"{"id":"01JTRDF7HCR8QAHYW8GPCP4S9Y","status":"queued"}"#;
+    let waited = tokio::time::timeout(
+        Duration::from_millis(500),
+        post(port, "/webhooks/main", &[(HEADER, SECRET)], body),
+    )
+    .await;
+    assert!(waited.is_err(), "two connections are the receiver's cap");
+    let (code, _) = exp.get("/metrics").await.unwrap();
+    assert_eq!(code, 200, "the metrics listener is not affected");
+    drop(silent);
+    let (code, _) = post(port, "/webhooks/main", &[(HEADER, SECRET)], body).await;
+    assert_eq!(code, 200, "a slot freed");
+}
+
+/// Two connections to the receiver that send nothing.
+async fn silent_clients(port: u16) -> Vec<tokio::net::TcpStream> {
+    let mut v = Vec::new();
+    for _ in 0..2 {
+        v.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+    }
+    v
+}
+
 /// Waits until the receiver refuses `secret` (a reload took it away).
 async fn refused_within_10_s(port: u16, secret: &str, body: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
