@@ -136,4 +136,9 @@ python3 deploy/check/check-helm.py "$out"
 echo "== compose"
 check-jsonschema --builtin-schema vendor.compose-spec deploy/compose/compose.yaml
 docker-compose -f deploy/compose/compose.yaml config -q
+# Every path the stack names exists as resolved (a build's Dockerfile
+# against its context, as compose resolves it), and the image's build
+# context holds only the binary (build-static.sh ran above).
+docker-compose -f deploy/compose/compose.yaml config --format json | python3 deploy/check/check-compose-paths.py
+echo "compose: every path resolved and present; the build context is the binary alone"
 echo "deploy checks: all passed"
