@@ -110,20 +110,22 @@ cp -r deploy/kubernetes "$out/kubernetes"
 printf %s kustomize-check-token >"$out/kubernetes/overlays/example/token"
 kubectl kustomize "$out/kubernetes/overlays/example" >"$out/kustomize.yaml"
 python3 deploy/check/validate-manifests.py "$out/kustomize.yaml" \
-  Deployment Service ConfigMap Secret ServiceMonitor PrometheusRule
+  Namespace Deployment Service ConfigMap Secret ServiceMonitor PrometheusRule
+python3 deploy/check/check-monitoring-labels.py "$out/kustomize.yaml" release
 # The webhook receiver's overlay, with its two secret files.
 printf %s kustomize-check-token >"$out/kubernetes/overlays/webhooks-example/token"
 printf %s kustomize-check-webhook-secret >"$out/kubernetes/overlays/webhooks-example/webhook-secret"
 kubectl kustomize "$out/kubernetes/overlays/webhooks-example" >"$out/kustomize-webhooks.yaml"
 python3 deploy/check/validate-manifests.py "$out/kustomize-webhooks.yaml" \
-  Deployment Service ConfigMap Secret Ingress
+  Namespace Deployment Service ConfigMap Secret Ingress
 python3 deploy/check/check-webhook-wiring.py "$out/kustomize-webhooks.yaml"
 # The sharded overlay: a StatefulSet whose pods take their shard from their
 # ordinal, the same pod otherwise as the example overlay's.
 printf %s kustomize-check-token >"$out/kubernetes/overlays/sharded-example/token"
 kubectl kustomize "$out/kubernetes/overlays/sharded-example" >"$out/kustomize-sharded.yaml"
 python3 deploy/check/validate-manifests.py "$out/kustomize-sharded.yaml" \
-  StatefulSet Service ConfigMap Secret ServiceMonitor PrometheusRule
+  Namespace StatefulSet Service ConfigMap Secret ServiceMonitor PrometheusRule
+python3 deploy/check/check-monitoring-labels.py "$out/kustomize-sharded.yaml" release
 python3 deploy/check/check-shard-wiring.py "$out/kustomize-sharded.yaml" "$out/kustomize.yaml"
 kubectl kustomize "$out/kubernetes/base" >"$out/base.yaml"
 python3 deploy/check/validate-manifests.py "$out/base.yaml" Deployment Service ConfigMap
