@@ -9,16 +9,48 @@ import subprocess
 import sys
 
 import helm_python as helm
+import yaml
 
 CHART = pathlib.Path(__file__).resolve().parents[1] / "helm/nexrender-exporter"
 VALIDATE = pathlib.Path(__file__).with_name("validate-manifests.py")
 CORE = ["Deployment", "Service", "ConfigMap"]
 
+IMAGE = {"repository": "registry.example.com/ops/nexrender-exporter"}
+
 # name -> (values, the kinds the rendering must hold)
 CASES = {
-    "defaults": ({"token": {"value": "t0ken"}}, CORE + ["Secret"]),
+    "defaults": ({"image": IMAGE, "token": {"value": "t0ken"}}, CORE + ["Secret"]),
+    # A kube-prometheus-stack install (its release label on the monitoring
+    # objects), an image from a private registry, several teams' tokens in
+    # one existing Secret, and the extras a platform adds.
+    "kube-prometheus-stack": (
+        {
+            "image": {"repository": "registry.internal:5000/ops/nexrender-exporter", "tag": "0.1.0"},
+            "imagePullSecrets": [{"name": "registry-internal"}],
+            "fullnameOverride": "renders",
+            "token": {"existingSecret": "nexrender-tokens", "existingSecretKey": ""},
+            "config": {
+                "accounts": [
+                    {"name": "team-a", "token_file": "/run/secrets/nexrender/team-a"},
+                    {"name": "team-b", "token_file": "/run/secrets/nexrender/team-b"},
+                ]
+            },
+            "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy.internal:3128"}],
+            "extraVolumes": [{"name": "ca", "configMap": {"name": "internal-ca"}}],
+            "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/ssl/certs", "readOnly": True}],
+            "podSecurityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001},
+            "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+            "prometheusRule": {
+                "enabled": True,
+                "runbookUrl": "https://git.example.com/ops/nexrender-exporter/blob/main/docs/runbook.md",
+                "labels": {"release": "kube-prometheus-stack"},
+            },
+        },
+        CORE + ["ServiceMonitor", "PrometheusRule"],
+    ),
     "everything": (
         {
+            "image": IMAGE,
             "token": {"existingSecret": "nexrender-token", "existingSecretKey": "api-token"},
             "serviceMonitor": {"enabled": True},
             "prometheusRule": {
@@ -31,6 +63,7 @@ CASES = {
     ),
     "webhooks": (
         {
+            "image": IMAGE,
             "token": {"value": "t0ken"},
             "webhooks": {
                 "enabled": True,
@@ -47,6 +80,7 @@ CASES = {
     ),
 }
 WIRING = pathlib.Path(__file__).with_name("check-webhook-wiring.py")
+LABELS = pathlib.Path(__file__).with_name("check-monitoring-labels.py")
 
 out_dir = pathlib.Path(sys.argv[1])
 chart = helm.Chart.load(CHART)
@@ -65,12 +99,35 @@ for name, (values, kinds) in CASES.items():
     subprocess.run([sys.executable, str(VALIDATE), str(out), *kinds], check=True)
     if values.get("webhooks", {}).get("enabled"):
         subprocess.run([sys.executable, str(WIRING), str(out)], check=True)
+    if name == "kube-prometheus-stack":
+        subprocess.run([sys.executable, str(LABELS), str(out), "release"], check=True)
+        docs = [d for d in yaml.safe_load_all(text) if d]
+        pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+        token = next(v for v in pod["volumes"] if v["name"] == "token")["secret"]
+        problems = [
+            what
+            for what, ok in (
+                ("every key of the token Secret mounted", "items" not in token and token["secretName"] == "nexrender-tokens"),
+                ("the pull secret", pod.get("imagePullSecrets") == [{"name": "registry-internal"}]),
+                ("the image", pod["containers"][0]["image"] == "registry.internal:5000/ops/nexrender-exporter:0.1.0"),
+                ("the extra env", pod["containers"][0].get("env", [{}])[0].get("name") == "HTTPS_PROXY"),
+                ("the extra volume and its mount", any(v["name"] == "ca" for v in pod["volumes"])
+                 and any(m["name"] == "ca" for m in pod["containers"][0]["volumeMounts"])),
+                ("the pod security context", pod["securityContext"]["runAsUser"] == 10001),
+                ("the fullname override", all(d["metadata"]["name"].startswith("renders") for d in docs)),
+            )
+            if not ok
+        ]
+        if problems:
+            sys.exit(f"helm ({name}): not rendered as asked: {problems}")
 
-# Without a token, or with rules but no runbook URL, the chart refuses.
+# Without an image (none is published), a token, or with rules but no
+# runbook URL, the chart refuses, saying which value.
 for values, needs in (
-    ({}, "token.value"),
-    ({"token": {"value": "x"}, "prometheusRule": {"enabled": True}}, "runbookUrl"),
-    ({"token": {"value": "x"}, "webhooks": {"enabled": True}}, "webhooks.secrets"),
+    ({"token": {"value": "x"}}, "image.repository"),
+    ({"image": IMAGE}, "token.value"),
+    ({"image": IMAGE, "token": {"value": "x"}, "prometheusRule": {"enabled": True}}, "runbookUrl"),
+    ({"image": IMAGE, "token": {"value": "x"}, "webhooks": {"enabled": True}}, "webhooks.secrets"),
 ):
     try:
         chart.render(values, name="nexrender", namespace="monitoring", is_install=True)
