@@ -673,9 +673,12 @@ impl ApplyPass<'_> {
             let first_ended = new || tracked.has(FIRST_ENDED);
             self.settle(&mut tracked, shown.id, job, first_ended);
         }
-        // In progress, looked up: when it started (or that nobody says).
-        if let Some(found) = job.filter(|_| status.has_started() && !status.is_terminal()) {
-            let at = found.started_at.filter(|at| *at <= self.latest);
+        // In progress, looked up: when it started (or that nobody says,
+        // also when its look-up was given up: not asked for again).
+        if status.has_started() && !status.is_terminal() && (job.is_some() || given_up) {
+            let at = job
+                .and_then(|found| found.started_at)
+                .filter(|at| *at <= self.latest);
             self.started.insert(shown.id.clone(), at.unwrap_or(UNKNOWN));
         }
         // Looked up (or given up) and still no `createdAt`: not asked for
@@ -1674,6 +1677,35 @@ mod tests {
         );
         assert_eq!(o.oldest_started.get(&JobStatus::Rendering), None);
         assert!(t.started.is_empty());
+    }
+
+    #[test]
+    fn a_job_in_progress_whose_look_up_keeps_failing_is_given_up_once_not_every_five_polls() {
+        let mut t = JobTracker::new();
+        // Job 1, the oldest rendering, is looked up fine; job 2's look-up
+        // always fails (an answer no parser can read).
+        let s = scan(&[(1, "render:dorender"), (2, "render:dorender")]);
+        let mut given_up = 0;
+        for poll in 0..12 {
+            let plan = t.plan(&s);
+            let mut d = details(
+                plan.iter()
+                    .filter(|i| **i == id(1))
+                    .map(|_| job(1, "render:dorender", Some(T0 + 5000), None))
+                    .collect(),
+            );
+            if plan.contains(&id(2)) {
+                d.insert(id(2), Detail::Failed);
+            }
+            let o = t.apply(&s, &d, WINDOW_START, NOW + poll * 60_000);
+            given_up += o.given_up.len();
+            assert_eq!(
+                o.oldest_started.get(&JobStatus::Rendering),
+                Some(&(T0 + 5000))
+            );
+        }
+        assert_eq!(given_up, 1, "given up once, then not asked again");
+        assert!(t.plan(&s).is_empty(), "{:?}", t.plan(&s));
     }
 
     #[test]
