@@ -74,7 +74,10 @@ inside systemctl is-system-running --wait >/dev/null || true
 # The README's steps, as written.
 printf %s systemd-check-token | inside sh -c 'cd /w && bash -e steps.sh' >"$out/steps.log" 2>&1 \
   || { echo "the README's systemd steps failed:"; cat "$out/steps.log"; exit 1; }
-# Point the account at the simulator, and reload.
+# Once it answers (a reload in the first milliseconds of the start, while
+# systemd is still setting the process up, is refused: kill gets EPERM),
+# point the account at the simulator, and reload.
+for _ in $(seq 60); do [ -n "$(metrics)" ] && break; sleep 0.5; done
 inside sed -i "s#https://api.nexrender.com/api/v2#http://127.0.0.1:$sim_port/api/v2#" /etc/nexrender-exporter/config.yaml
 inside systemctl reload nexrender-exporter || fail "systemctl reload failed"
 wait_up() {
