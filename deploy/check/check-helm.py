@@ -61,6 +61,33 @@ CASES = {
         },
         CORE + ["ServiceMonitor", "PrometheusRule"],
     ),
+    # An HA pair behind a NetworkPolicy and a PodDisruptionBudget, with TLS
+    # and basic auth on /metrics: the probes and the ServiceMonitor speak
+    # HTTPS, the ServiceMonitor sends credentials.
+    "ha-secured": (
+        {
+            "image": IMAGE,
+            "token": {"value": "t0ken"},
+            "replicaCount": 2,
+            "podDisruptionBudget": {"minAvailable": 1},
+            "networkPolicy": {
+                "enabled": True,
+                "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+                "webhooksFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
+            },
+            "webConfig": {"existingSecret": "renders-web", "tls": True},
+            "webhooks": {"enabled": True, "secrets": {"main": "hook-secret"}},
+            "serviceMonitor": {
+                "enabled": True,
+                "tlsConfig": {"ca": {"secret": {"name": "renders-web", "key": "ca.crt"}}, "serverName": "renders"},
+                "basicAuth": {
+                    "username": {"name": "renders-scrape", "key": "username"},
+                    "password": {"name": "renders-scrape", "key": "password"},
+                },
+            },
+        },
+        CORE + ["Secret", "PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor"],
+    ),
     "webhooks": (
         {
             "image": IMAGE,
@@ -82,6 +109,38 @@ CASES = {
 WIRING = pathlib.Path(__file__).with_name("check-webhook-wiring.py")
 LABELS = pathlib.Path(__file__).with_name("check-monitoring-labels.py")
 
+
+
+def check_ha_secured(name, docs):
+    """The HA, NetworkPolicy, PDB and web-config values, field by field."""
+    by_kind = {d["kind"]: d for d in docs}
+    deployment = by_kind["Deployment"]["spec"]
+    container = deployment["template"]["spec"]["containers"][0]
+    policy = by_kind["NetworkPolicy"]["spec"]
+    endpoint = by_kind["ServiceMonitor"]["spec"]["endpoints"][0]
+    problems = [
+        what
+        for what, ok in (
+            ("two replicas, rolled one at a time", deployment["replicas"] == 2
+             and deployment["strategy"]["rollingUpdate"]["maxSurge"] == 0),
+            ("the PDB", by_kind["PodDisruptionBudget"]["spec"].get("minAvailable") == 1),
+            ("the web config flag", "--web.config.file=/etc/nexrender-exporter/web/web-config.yml" in container["args"]),
+            ("the web config mounted", any(m["mountPath"] == "/etc/nexrender-exporter/web" for m in container["volumeMounts"])),
+            ("HTTPS probes", container["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
+             and container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"),
+            ("the scrape over HTTPS with credentials", endpoint["scheme"] == "https"
+             and endpoint["tlsConfig"]["serverName"] == "renders" and "basicAuth" in endpoint),
+            ("both ports in the policy, each from its peers", [
+                (r["ports"][0]["port"], list(r["from"][0]["namespaceSelector"]["matchLabels"].values())[0])
+                for r in policy["ingress"]] == [("http-metrics", "monitoring"), ("http-webhooks", "ingress-nginx")]),
+            ("egress left open", policy["policyTypes"] == ["Ingress"]),
+        )
+        if not ok
+    ]
+    if problems:
+        sys.exit(f"helm ({name}): not rendered as asked: {problems}")
+
+
 out_dir = pathlib.Path(sys.argv[1])
 chart = helm.Chart.load(CHART)
 for name, (values, kinds) in CASES.items():
@@ -99,6 +158,8 @@ for name, (values, kinds) in CASES.items():
     subprocess.run([sys.executable, str(VALIDATE), str(out), *kinds], check=True)
     if values.get("webhooks", {}).get("enabled"):
         subprocess.run([sys.executable, str(WIRING), str(out)], check=True)
+    if name == "ha-secured":
+        check_ha_secured(name, [d for d in yaml.safe_load_all(text) if d])
     if name == "kube-prometheus-stack":
         subprocess.run([sys.executable, str(LABELS), str(out), "release"], check=True)
         docs = [d for d in yaml.safe_load_all(text) if d]
@@ -128,6 +189,7 @@ for values, needs in (
     ({"image": IMAGE}, "token.value"),
     ({"image": IMAGE, "token": {"value": "x"}, "prometheusRule": {"enabled": True}}, "runbookUrl"),
     ({"image": IMAGE, "token": {"value": "x"}, "webhooks": {"enabled": True}}, "webhooks.secrets"),
+    ({"image": IMAGE, "token": {"value": "x"}, "podDisruptionBudget": {"minAvailable": 1}}, "replicaCount: 2"),
 ):
     try:
         chart.render(values, name="nexrender", namespace="monitoring", is_install=True)

@@ -43,3 +43,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- toJson (keys .Values.webhooks.secrets | sortAlpha) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* How the metrics port is spoken to: HTTPS when the web config serves TLS. */}}
+{{- define "nexrender-exporter.scheme" -}}
+{{- if and .Values.webConfig.existingSecret .Values.webConfig.tls -}}HTTPS{{- else -}}HTTP{{- end -}}
+{{- end -}}
