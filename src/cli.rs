@@ -72,11 +72,13 @@ pub enum Command {
     CheckConfig { file: PathBuf },
     /// Ask a running exporter's /readyz whether it is ready; exits 0 if so,
     /// 1 if not or unreachable. For container healthchecks: the image has no
-    /// shell and no curl. Plain HTTP to the --web.listen-address port on
-    /// loopback unless --url says otherwise; it sends no credentials.
+    /// shell and no curl. The --web.listen-address port on loopback, over
+    /// HTTPS (certificate not verified) when --web.config.file has
+    /// tls_server_config, unless --url says otherwise; it sends no
+    /// credentials (see probes_without_auth).
     Healthcheck {
         /// Full URL to probe, e.g. https://exporter.example:9847/readyz
-        /// (an https URL needs a certificate valid for its host name).
+        /// (an https URL here needs a certificate valid for its host name).
         #[arg(long)]
         url: Option<String>,
     },

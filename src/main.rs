@@ -9,58 +9,93 @@ use nexrender_exporter::app;
 use nexrender_exporter::cli::{self, Cli, Command, Startup};
 use nexrender_exporter::clock::SystemClock;
 use nexrender_exporter::config::{self, ConfigError, FlagOverrides, Loaded, ProcessEnv};
+use nexrender_exporter::webconfig;
 use tokio::sync::{mpsc, watch};
 
 /// The /readyz URL on loopback at the port of `listen_address`: a probe runs
 /// beside the exporter, and 0.0.0.0 or [::] is not an address to connect to.
-fn readyz_url(listen_address: &str) -> String {
+fn readyz_url(listen_address: &str, scheme: &str) -> String {
     let port = listen_address.rsplit(':').next().unwrap_or_default();
-    format!("http://127.0.0.1:{port}/readyz")
+    format!("{scheme}://127.0.0.1:{port}/readyz")
 }
 
-/// GET `url`, exit 0 on 200, else 1 with the reason (and /readyz's body,
-/// which names each account not ready) on stderr.
-fn healthcheck(url: &str) -> ExitCode {
-    let probe = async {
+/// One GET: the status and body, or why there was no answer (the chain of
+/// causes: refused, timed out, bad certificate). `unverified`: the URL is
+/// the exporter's own port on loopback, whose certificate names the host's
+/// public name, so it is not checked (as the kubelet's probes do not).
+async fn probe(url: &str, unverified: bool) -> Result<(reqwest::StatusCode, String), String> {
+    let answer = async {
         let response = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(5))
+            .danger_accept_invalid_certs(unverified)
             .build()?
             .get(url)
             .send()
             .await?;
         let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        Ok::<_, reqwest::Error>((status, body))
+        Ok::<_, reqwest::Error>((status, response.text().await.unwrap_or_default()))
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    answer.await.map_err(|e| {
+        let e = e.without_url();
+        let mut why = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            why += &format!(": {s}");
+            source = s.source();
+        }
+        why
+    })
+}
+
+/// `healthcheck`: exit 0 when /readyz answers 200, else 1 with the reason
+/// (and /readyz's body, which names each account not ready) on stderr.
+/// Without --url: HTTPS when --web.config.file serves TLS; without that
+/// flag (the image's HEALTHCHECK has none), HTTP and, if the port does
+/// not speak it, HTTPS.
+fn healthcheck(url: Option<&str>, listen: &str, web_config: Option<&Path>) -> ExitCode {
+    let schemes: &[&str] = match web_config.map(webconfig::load) {
+        None => &["http", "https"],
+        Some(Ok(web)) if web.tls.is_some() => &["https"],
+        Some(Ok(_)) => &["http"],
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let tries: Vec<(String, bool)> = match url {
+        Some(url) => vec![(url.to_owned(), false)],
+        None => schemes
+            .iter()
+            .map(|s| (readyz_url(listen, s), true))
+            .collect(),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build();
-    let outcome = match runtime {
-        Ok(r) => r.block_on(probe),
+        .build()
+    {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match outcome {
-        Ok((status, _)) if status.is_success() => ExitCode::SUCCESS,
-        Ok((status, body)) => {
-            eprintln!("{url}: not ready ({status}): {}", body.trim());
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            // The chain of causes says why (refused, timed out, bad certificate).
-            let e = e.without_url();
-            let mut why = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                why += &format!(": {s}");
-                source = s.source();
+    let mut unreachable = Vec::new();
+    for (url, unverified) in &tries {
+        match runtime.block_on(probe(url, *unverified)) {
+            Ok((status, _)) if status.is_success() => return ExitCode::SUCCESS,
+            Ok((reqwest::StatusCode::UNAUTHORIZED, _)) => {
+                eprintln!("{url}: 401: basic auth is on; set probes_without_auth: true in the web config to probe without credentials");
+                return ExitCode::FAILURE;
             }
-            eprintln!("{url}: unreachable: {why}");
-            ExitCode::FAILURE
+            Ok((status, body)) => {
+                eprintln!("{url}: not ready ({status}): {}", body.trim());
+                return ExitCode::FAILURE;
+            }
+            Err(why) => unreachable.push(format!("{url}: unreachable: {why}")),
         }
     }
+    eprintln!("{}", unreachable.join("; "));
+    ExitCode::FAILURE
 }
 
 async fn shutdown_signal() {
@@ -95,7 +130,7 @@ fn main() -> ExitCode {
                 .listen_address
                 .as_deref()
                 .unwrap_or(config::DEFAULT_LISTEN_ADDRESS);
-            return healthcheck(url.as_deref().unwrap_or(&readyz_url(listen)));
+            return healthcheck(url.as_deref(), listen, cli.web_config_file.as_deref());
         }
         None => {}
     }

@@ -268,6 +268,68 @@ async fn probes_answer_without_credentials_when_the_web_config_says_so() {
     );
 }
 
+/// `nexrender-exporter [FLAGS] healthcheck`, as a container runtime runs it.
+fn healthcheck(flags: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nexrender-exporter"))
+        .args(flags)
+        .arg("healthcheck")
+        .output()
+        .unwrap()
+}
+
+/// With TLS and basic auth on, the image's HEALTHCHECK (no flags but the
+/// listen address) still finds the exporter ready: its port does not speak
+/// HTTP, so the probe speaks HTTPS to it. Given the web config, it goes to
+/// HTTPS at once; without probes_without_auth, it says what to set.
+#[tokio::test]
+async fn the_healthcheck_speaks_tls_when_the_port_does_and_names_the_setting_on_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("ca");
+    ca.install_server_cert(dir.path());
+    let hash = bcrypt::hash("s3cret-pass", 4).unwrap();
+    let tls = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
+    let web = format!("{tls}basic_auth_users:\n  prometheus: '{hash}'\n");
+    let (exp, _sim) = start(&format!("{web}probes_without_auth: true\n"), dir.path()).await;
+    let c = client(&ca, None);
+    let readyz = format!("https://127.0.0.1:{}/readyz", exp.port);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while until_ok(&c, &readyz).await.status() != 200 {
+        assert!(std::time::Instant::now() < deadline, "/readyz never 200");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listen = format!("0.0.0.0:{}", exp.port);
+    let web_file = dir.path().join("web.yaml");
+    for flags in [
+        vec!["--web.listen-address", &listen],
+        vec![
+            "--web.listen-address",
+            &listen,
+            "--web.config.file",
+            web_file.to_str().unwrap(),
+        ],
+    ] {
+        let out = healthcheck(&flags);
+        assert!(
+            out.status.success(),
+            "{flags:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    ca.install_server_cert(dir.path());
+    let (exp, _sim) = start(&web, dir.path()).await;
+    let listen = format!("127.0.0.1:{}", exp.port);
+    until_ok(&c, &format!("https://{listen}/healthz")).await;
+    let out = healthcheck(&["--web.listen-address", &listen]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("401") && stderr.contains("probes_without_auth: true"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn the_annotated_example_web_config_loads() {
     let dir = tempfile::tempdir().unwrap();
