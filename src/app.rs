@@ -417,6 +417,18 @@ fn serve_webhooks(
     )))
 }
 
+/// Under systemd's `Type=notify` (the shipped unit): READY=1 once the
+/// listeners are bound, STOPPING=1 on the way out. Nothing without
+/// NOTIFY_SOCKET.
+fn tell_systemd(state: sd_notify::NotifyState) {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = sd_notify::notify(&[state]) {
+        tracing::warn!(error = %e, "cannot tell systemd the service's state (NOTIFY_SOCKET)");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = state;
+}
+
 /// The log line that says the exporter is up, and what it polls.
 fn log_started(loaded: &Loaded, local: &str) {
     let cfg = &loaded.config;
@@ -520,6 +532,7 @@ pub async fn run(
     pollers.show_shard(&loaded);
     let webhook_server = serve_webhooks(webhook_listener, webhooks, webhook_tls, &loaded, &stop);
     log_started(&loaded, &local);
+    tell_systemd(sd_notify::NotifyState::Ready);
     let (tls, auth, open_probes) =
         web.map_or((None, None, false), |w| (w.tls, w.auth, w.open_probes));
     let state = Arc::new(WebState {
@@ -541,6 +554,7 @@ pub async fn run(
             },
         }
     }
+    tell_systemd(sd_notify::NotifyState::Stopping);
     pollers.stop_all().await;
     let _ = server.await;
     if let Some(webhook_server) = webhook_server {

@@ -74,10 +74,11 @@ inside systemctl is-system-running --wait >/dev/null || true
 # The README's steps, as written.
 printf %s systemd-check-token | inside sh -c 'cd /w && bash -e steps.sh' >"$out/steps.log" 2>&1 \
   || { echo "the README's systemd steps failed:"; cat "$out/steps.log"; exit 1; }
-# Once it answers (a reload in the first milliseconds of the start, while
-# systemd is still setting the process up, is refused: kill gets EPERM),
-# point the account at the simulator, and reload.
-for _ in $(seq 60); do [ -n "$(metrics)" ] && break; sleep 0.5; done
+# Type=notify: the steps' start returns once the exporter is listening,
+# so it answers at once, and a reload right away is taken (with
+# Type=simple, one in the first milliseconds got EPERM from kill, the
+# process still being set up). Point the account at the simulator, reload.
+[ -n "$(metrics)" ] || fail "not answering on :9847 when systemctl start returned"
 inside sed -i "s#https://api.nexrender.com/api/v2#http://127.0.0.1:$sim_port/api/v2#" /etc/nexrender-exporter/config.yaml
 inside systemctl reload nexrender-exporter || fail "systemctl reload failed"
 wait_up() {
@@ -100,6 +101,7 @@ print(f"systemd: start time {start:.0f}, open files limit {fds:.0f}")
 EOF
 [ "$(value nexrender_exporter_config_last_reload_successful)" = 1 ] || fail "the reload was not taken"
 journal | grep -q 'configuration reloaded' || fail "no 'configuration reloaded' in the journal"
+! journal | grep -q 'cannot tell systemd' || fail "READY=1 not delivered"
 
 # A new token: the old one revoked (the simulator takes only the new),
 # written where the README says, and the service restarted.
