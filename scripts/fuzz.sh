@@ -6,9 +6,11 @@
 #   bash scripts/fuzz.sh --build                   (the build alone)
 # Findings land in fuzz/artifacts/<target>/; the run fails on any crash.
 set -euo pipefail
-cd "$(dirname "$0")/../fuzz"
+cd "$(dirname "$0")/.."
+source scripts/tools.sh
+tools_install
+cd fuzz
 secs=${1:-20}
-command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # cargo-fuzz passes nightly-only flags (sanitizer coverage); the stable
 # toolchain accepts them with RUSTC_BOOTSTRAP.
 export RUSTC_BOOTSTRAP=1

@@ -11,26 +11,16 @@ phase() {
   phase_started=$SECONDS
 }
 
-# Stoplight Prism serves the vendor's OpenAPI spec and rejects requests the
-# spec does not allow; tests/prism.rs needs it.
-if [ -z "${PRISM_BIN:-}" ]; then
-  if [ ! -x .tools/node_modules/.bin/prism ]; then
-    if ! command -v npm >/dev/null; then
-      apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
-    fi
-    npm install --prefix .tools --no-audit --no-fund --loglevel=error @stoplight/prism-cli@5
-  fi
-  export PRISM_BIN="$PWD/.tools/node_modules/.bin/prism"
-fi
-export REQUIRE_PRISM=1
-
-# A real Prometheus and promtool (Debian's package) for the rules and the
-# end-to-end dashboard test.
-if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq prometheus >/dev/null
-fi
-export REQUIRE_PROMETHEUS=1
-phase "installs (Prism, Prometheus)"
+# What the tests need (scripts/tools.sh, each pinned): said first, then
+# installed. Stoplight Prism serves the vendor's OpenAPI spec and rejects
+# requests the spec does not allow (tests/prism.rs); Debian's Prometheus,
+# promtool and Alertmanager run the rules, dashboards and alerts for real;
+# the Python tools (in .tools/venv) check the deployment files.
+source scripts/tools.sh
+tools_preflight
+tools_install
+export REQUIRE_PRISM=1 REQUIRE_PROMETHEUS=1 REQUIRE_ALERTMANAGER=1
+phase "installs"
 promtool check config deploy/prometheus/prometheus.yml
 promtool check rules deploy/prometheus/nexrender.rules.yml
 python3 grafana/generate.py --check
@@ -41,10 +31,9 @@ python3 scripts/check-code-shape.py
 python3 scripts/check-alert-docs.py
 
 # Every deployment artifact in deploy/, offline (container image, systemd,
-# kustomize, Helm, compose); it installs Alertmanager for tests/alerting.rs.
+# kustomize, Helm, compose).
 phase "rules, dashboards, code shape"
 bash scripts/check-deploy.sh
-export REQUIRE_ALERTMANAGER=1
 phase "deployment checks (and their installs)"
 
 # The workspace: the exporter (root) and the simulator (simulator/). The
@@ -59,7 +48,6 @@ phase "format and lints (builds)"
 # vulnerabilities. The RustSec database cannot be fetched here, so the
 # advisory check runs offline against the dated snapshot that
 # ../shared/security/ keeps beside the project, when it is there.
-command -v cargo-deny >/dev/null || cargo install cargo-deny --locked --quiet
 cargo deny check licenses bans sources
 if [ -f ../shared/security/deny-advisories.sh ]; then
   bash ../shared/security/deny-advisories.sh

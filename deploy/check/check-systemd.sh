@@ -19,9 +19,8 @@ cd "$(dirname "$0")/../.."
 bin=$1
 sim=$2
 out=$(mktemp -d)
-if ! command -v systemd-nspawn >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd-container >/dev/null
-fi
+source scripts/tools.sh
+tools_install
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 metrics() { python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9847/metrics', timeout=5).read().decode())" 2>/dev/null || true; }
 value() { metrics | awk -v s="$1" '$1 == s { print $2 }'; }
