@@ -46,14 +46,18 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 sim_port=$(port); exp_port=$(port)
 target/debug/nexrender-simulator --demo --listen "127.0.0.1:$sim_port" --token image-check-token >"$out/sim.log" 2>&1 &
 sim_pid=$!
-buildah run --isolation chroot --network host \
+# The port through the environment, as a user of the image would set it:
+# the image's own HEALTHCHECK command (read from the image) must find it.
+listen_env=NEXRENDER_EXPORTER_WEB__LISTEN_ADDRESS="127.0.0.1:$exp_port"
+buildah run --isolation chroot --network host --env "$listen_env" \
   --env NEXRENDER_API_URL="http://127.0.0.1:$sim_port/api/v2" --env NEXRENDER_API_TOKEN=image-check-token \
-  "$ctr" -- /bin/nexrender-exporter --web.listen-address "127.0.0.1:$exp_port" >"$out/exporter.log" 2>&1 &
+  "$ctr" -- /bin/nexrender-exporter >"$out/exporter.log" 2>&1 &
 run_pid=$!
+mapfile -t probe < <(buildah inspect --format '{{range .Docker.Config.Healthcheck.Test}}{{println .}}{{end}}' "$image" | sed '/^$/d')
+[ "${probe[0]:-}" = CMD ] || { echo "the image's HEALTHCHECK is not an exec-form CMD: ${probe[*]:-none}"; exit 1; }
 up=""
 for _ in $(seq 60); do
-  if buildah run --isolation chroot --network host "$ctr" -- /bin/nexrender-exporter \
-      --web.listen-address "127.0.0.1:$exp_port" healthcheck 2>/dev/null; then
+  if buildah run --isolation chroot --network host --env "$listen_env" "$ctr" -- "${probe[@]:1}" 2>"$out/probe.log"; then
     up=$(python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$exp_port/metrics').read().decode())" \
       | grep '^nexrender_up{account="default"}' || true)
     [ "$up" = 'nexrender_up{account="default"} 1' ] && break
@@ -65,10 +69,11 @@ exp_uid=$(ps -o uid= --ppid "$(pgrep -P "$run_pid" | head -1)" 2>/dev/null | tr 
 kill "$run_pid" "$sim_pid" 2>/dev/null || true
 wait "$run_pid" "$sim_pid" 2>/dev/null || true
 if [ "$up" != 'nexrender_up{account="default"} 1' ]; then
-  echo "the image did not report nexrender_up 1 against the simulator"; cat "$out/exporter.log"; exit 1
+  echo "the image's HEALTHCHECK (${probe[*]:1}) did not pass with nexrender_up 1 against the simulator"
+  cat "$out/probe.log" "$out/exporter.log"; exit 1
 fi
 [ "$exp_uid" = 65534 ] || { echo "the exporter in the image ran as uid '$exp_uid', not 65534"; exit 1; }
-echo "image: $files; runs as uid $exp_uid; $up"
+echo "image: $files; runs as uid $exp_uid; its HEALTHCHECK (${probe[*]:1}) passes; $up"
 
 # --- systemd -------------------------------------------------------------
 echo "== systemd"

@@ -126,11 +126,14 @@ fn main() -> ExitCode {
     match &cli.command {
         Some(Command::CheckConfig { file }) => return check_config(file, &flags),
         Some(Command::Healthcheck { url }) => {
+            // The port as the exporter beside it has it: the flag, else the
+            // environment (a container's env reaches its HEALTHCHECK too).
             let listen = flags
                 .listen_address
-                .as_deref()
-                .unwrap_or(config::DEFAULT_LISTEN_ADDRESS);
-            return healthcheck(url.as_deref(), listen, cli.web_config_file.as_deref());
+                .clone()
+                .or_else(|| std::env::var("NEXRENDER_EXPORTER_WEB__LISTEN_ADDRESS").ok())
+                .unwrap_or_else(|| config::DEFAULT_LISTEN_ADDRESS.to_owned());
+            return healthcheck(url.as_deref(), &listen, cli.web_config_file.as_deref());
         }
         None => {}
     }
