@@ -213,6 +213,8 @@ def overview():
               quantiles("nexrender_job_queue_wait_seconds"), unit="s"),
         panel("timeseries", "Render duration p50 / p90 / p99", "stats.renderDuration of finished jobs. A p90 far above its usual level fires NexrenderRenderDurationHigh.",
               quantiles("nexrender_job_render_duration_seconds"), unit="s"),
+        panel("timeseries", "Turnaround p50 / p90 / p99", "Time from job creation to its end (finishedAt, else errorAt): the wait a customer feels, queue and render together, for jobs the exporter saw end.",
+              quantiles("nexrender_job_turnaround_seconds"), unit="s", w=24),
         panel("heatmap", "Queue wait distribution", "Jobs per second that waited up to each bucket's bound before rendering, per time slice (a rate, so zooming does not change it). Bright cells high up are long waits.",
               [target(f"sum by (le) ({once(f'rate(nexrender_job_queue_wait_seconds_bucket{{{ACC}}}[$__rate_interval])', 'le')})", "{{le}}", fmt="heatmap")], unit="s"),
         panel("heatmap", "Render duration distribution", "Jobs per second that rendered up to each bucket's bound, per time slice. A band moving up means renders got slower.",

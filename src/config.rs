@@ -216,6 +216,8 @@ pub struct MetricsConfig {
     pub render_duration_buckets: Vec<f64>,
     /// Upper bounds (seconds) of `nexrender_job_queue_wait_seconds`.
     pub queue_wait_buckets: Vec<f64>,
+    /// Upper bounds (seconds) of `nexrender_job_turnaround_seconds`.
+    pub turnaround_buckets: Vec<f64>,
     /// Distinct undocumented statuses exported under their own name per
     /// account; the rest are summed under `other`.
     pub max_unknown_statuses: usize,
@@ -269,6 +271,11 @@ impl Default for MetricsConfig {
             ],
             queue_wait_buckets: vec![
                 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0,
+            ],
+            // Minutes to a day: creation to delivery, queue and render.
+            turnaround_buckets: vec![
+                30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0,
+                86400.0,
             ],
             max_unknown_statuses: 10,
             templates: TemplatesConfig::default(),
@@ -692,6 +699,7 @@ fn check_metrics(m: &MetricsConfig) -> Checked {
             &m.render_duration_buckets,
         ),
         ("metrics.queue_wait_buckets", &m.queue_wait_buckets),
+        ("metrics.turnaround_buckets", &m.turnaround_buckets),
     ] {
         if b.is_empty()
             || b.iter().any(|x| !x.is_finite() || *x < 0.0)

@@ -136,6 +136,7 @@ struct JobFamilies {
     completed: IntCounterVec,
     render_duration: HistogramVec,
     queue_wait: HistogramVec,
+    turnaround: HistogramVec,
     errors: IntCounterVec,
 }
 
@@ -173,6 +174,12 @@ impl JobFamilies {
                 "startedAt - createdAt of each job the exporter saw start.",
                 &["account"],
                 cfg.queue_wait_buckets.clone(),
+            ),
+            turnaround: d.histogram(
+                "nexrender_job_turnaround_seconds",
+                "End (finishedAt, else errorAt) - createdAt of each job seen ending: the wait its customer felt, queue and render.",
+                &["account"],
+                cfg.turnaround_buckets.clone(),
             ),
             errors: d.counter(
                 "nexrender_job_errors_total",
@@ -898,6 +905,7 @@ mod tests {
                 render_duration: Some(42.0),
                 template: None,
                 error: None,
+                turnaround: Some(300.0),
             },
             Completion {
                 id: JobId::Other("b".into()),
@@ -905,6 +913,7 @@ mod tests {
                 render_duration: None,
                 template: None,
                 error: None,
+                turnaround: None,
             },
         ];
         o.queue_waits = vec![QueueWait {
@@ -916,6 +925,8 @@ mod tests {
         assert!(t.contains("nexrender_jobs_completed_total{account=\"a\",status=\"finished\"} 1"));
         assert!(t.contains("nexrender_job_render_duration_seconds_sum{account=\"a\"} 42"));
         assert!(t.contains("nexrender_job_queue_wait_seconds_count{account=\"a\"} 1"));
+        assert!(t.contains("nexrender_job_turnaround_seconds_sum{account=\"a\"} 300"));
+        assert!(t.contains("nexrender_job_turnaround_seconds_count{account=\"a\"} 1"));
     }
 
     fn completion(template: Option<&str>, status: JobStatus, error: Option<&str>) -> Completion {
@@ -925,6 +936,7 @@ mod tests {
             render_duration: None,
             template: template.map(Into::into),
             error: error.map(Into::into),
+            turnaround: None,
         }
     }
 

@@ -278,6 +278,9 @@ pub struct Completion {
     pub template: Option<Box<str>>,
     /// `stats.error` of a job that ended in `error`, when the API gave one.
     pub error: Option<Box<str>>,
+    /// Its end (`finishedAt`, else `errorAt`) minus its creation: the wait
+    /// the customer felt. None when the API gave no end time.
+    pub turnaround: Option<f64>,
 }
 
 /// A job seen starting: how long it waited, and its template.
@@ -302,17 +305,21 @@ pub struct InvalidValues {
     pub started_at: u64,
     /// `renderDuration` negative or longer than [`MAX_RENDER_SECONDS`].
     pub render_duration: u64,
+    /// `finishedAt` or `errorAt` before `createdAt` or in the future.
+    pub ended_at: u64,
 }
 
 impl InvalidValues {
     /// Field names, as the `field` label.
-    pub(crate) const FIELDS: [&'static str; 3] = ["created_at", "started_at", "render_duration"];
+    pub(crate) const FIELDS: [&'static str; 4] =
+        ["created_at", "started_at", "render_duration", "ended_at"];
 
-    pub(crate) fn by_field(&self) -> [(&'static str, u64); 3] {
+    pub(crate) fn by_field(&self) -> [(&'static str, u64); 4] {
         [
             ("created_at", self.created_at),
             ("started_at", self.started_at),
             ("render_duration", self.render_duration),
+            ("ended_at", self.ended_at),
         ]
     }
 }
@@ -1529,12 +1536,14 @@ fn count_end(tracked: &mut JobState, id: &JobId, job: Option<&ApiJob>, pass: &mu
                 JobStatus::Error => job.and_then(|found| found.error.clone()),
                 _ => None,
             };
+            let turnaround = turnaround(tracked, id, job, latest, &mut out.invalid);
             out.completions.push(Completion {
                 id: id.clone(),
                 status,
                 render_duration,
                 template: job.and_then(|found| found.template_id.clone()),
                 error,
+                turnaround,
             });
         }
     }
@@ -1555,6 +1564,29 @@ fn count_end(tracked: &mut JobState, id: &JobId, job: Option<&ApiJob>, pass: &mu
             None => {}
         }
     }
+}
+
+/// End (`finishedAt`, else `errorAt`) minus creation, in seconds, of a job
+/// seen ending. Both are the API's times, so the difference holds whatever
+/// its clock says; an end before the creation, or further past `latest`
+/// than any clock offset the counting copes with ([`MAX_CLOCK_OFFSET_MS`]:
+/// a job ending now by an API clock 20 minutes ahead is no error), is
+/// counted as impossible and not observed.
+fn turnaround(
+    tracked: &JobState,
+    id: &JobId,
+    job: Option<&ApiJob>,
+    latest: UnixMillis,
+    invalid: &mut InvalidValues,
+) -> Option<f64> {
+    let found = job?;
+    let ended = found.finished_at.or(found.error_at)?;
+    let created = tracked.created(id)?;
+    if ended < created || ended > latest.saturating_add(MAX_CLOCK_OFFSET_MS) {
+        invalid.ended_at += 1;
+        return None;
+    }
+    Some((ended - created) as f64 / 1000.0)
 }
 
 #[cfg(test)]
@@ -1953,6 +1985,66 @@ mod tests {
         assert_eq!(o.oldest_created[&JobStatus::Queued], T0 + 3000);
     }
 
+    /// Turnaround is the end (`finishedAt`, else `errorAt`) minus the
+    /// creation, observed once per job; an end before the creation is an
+    /// impossible value, counted and not observed.
+    #[test]
+    fn turnaround_is_end_minus_creation_once_per_job() {
+        let mut t = after_first_poll(&[
+            (1, "render:dorender"),
+            (2, "queued"),
+            (3, "queued"),
+            (4, "queued"),
+            (5, "queued"),
+        ]);
+        let s = scan(&[
+            (1, "finished"),
+            (2, "error"),
+            (3, "finished"),
+            (4, "finished"),
+            (5, "finished"),
+        ]);
+        let mut finished = job(1, "finished", Some(T0 + 5000), Some(42.5));
+        finished.finished_at = Some(T0 + 1000 + 90_000);
+        let mut failed = job(2, "error", None, None);
+        failed.error_at = Some(T0 + 2000 + 1_500);
+        let mut impossible = job(3, "finished", Some(T0 + 3000), Some(1.0));
+        impossible.finished_at = Some(T0);
+        let mut ahead = job(4, "finished", Some(T0 + 4000), Some(1.0));
+        ahead.finished_at = Some(NOW + 20 * 60_000);
+        let mut beyond = job(5, "finished", Some(T0 + 5000), Some(1.0));
+        beyond.finished_at = Some(NOW + 2 * 86_400_000);
+        let o = t.apply(
+            &s,
+            &details(vec![finished, failed, impossible, ahead, beyond]),
+            WINDOW_START,
+            NOW,
+        );
+        let mut turnarounds: Vec<_> = o
+            .completions
+            .iter()
+            .map(|c| (c.id.clone(), c.turnaround))
+            .collect();
+        turnarounds.sort_by_key(|(id, _)| id.to_string());
+        // Job 4 ended 20 minutes past our clock: the API's clock is ahead,
+        // its turnaround is still its own two times apart. Job 5's end is
+        // two days ahead: no clock is that far off.
+        let ahead = (NOW + 20 * 60_000 - (T0 + 4000)) as f64 / 1000.0;
+        assert_eq!(
+            turnarounds,
+            [
+                (id(1), Some(90.0)),
+                (id(2), Some(1.5)),
+                (id(3), None),
+                (id(4), Some(ahead)),
+                (id(5), None)
+            ]
+        );
+        assert_eq!(o.invalid.ended_at, 2);
+        let o = t.apply(&s, &HashMap::new(), WINDOW_START, NOW);
+        assert!(o.completions.is_empty(), "each job once");
+    }
+
     #[test]
     fn job_seen_finished_twice_is_counted_once() {
         let mut t = after_first_poll(&[(1, "render:dorender")]);
@@ -1968,6 +2060,7 @@ mod tests {
                 render_duration: Some(42.5),
                 template: None,
                 error: None,
+                turnaround: None,
             }]
         );
         assert!(
@@ -2053,6 +2146,7 @@ mod tests {
                 render_duration: None,
                 template: None,
                 error: None,
+                turnaround: None,
             }]
         );
         assert!(o.queue_waits.is_empty());
@@ -2110,6 +2204,7 @@ mod tests {
                 render_duration: Some(100.0),
                 template: None,
                 error: None,
+                turnaround: None,
             }]
         );
         assert!(
@@ -2213,7 +2308,8 @@ mod tests {
             InvalidValues {
                 created_at: 1,
                 started_at: 1,
-                render_duration: 2
+                render_duration: 2,
+                ended_at: 0,
             }
         );
         assert_eq!(
@@ -2244,6 +2340,7 @@ mod tests {
                 render_duration: None,
                 template: None,
                 error: None,
+                turnaround: None,
             }]
         );
         let o = t.apply(&s, &HashMap::new(), WINDOW_START, NOW);

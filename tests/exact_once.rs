@@ -282,6 +282,45 @@ async fn no_date_and_the_api_clock_off_by(offset_s: i64) {
         "one render duration per finished job"
     );
     assert_in_view_within(&m, &r.sim, offset_s.abs() * SEC, "caught up");
+    assert_turnaround_exact(&m, &r.sim, &ended);
+}
+
+/// `nexrender_job_turnaround_seconds` against the farm: one observation per
+/// job that ended, of its end minus its creation (the farm's own times, so
+/// the API's clock offset cancels out), in every bucket.
+fn assert_turnaround_exact(m: &str, sim: &RunningSimulator, ended: &Ended) {
+    let ids: HashSet<Ulid> = ended.since.values().flatten().copied().collect();
+    let truth: Vec<f64> = sim.sim.with_farm(|f| {
+        f.jobs()
+            .iter()
+            .filter(|j| ids.contains(&j.id))
+            .map(|j| (j.ended_at.expect("an ended job has its end") - j.created_at) as f64 / 1000.0)
+            .collect()
+    });
+    assert_eq!(
+        histogram(m, "main", "turnaround", "count"),
+        Some(truth.len() as f64),
+        "one turnaround per ended job ({} impossible ends; by status {:?})",
+        main_counter(
+            m,
+            "nexrender_exporter_invalid_values_total",
+            "field",
+            "ended_at"
+        ),
+        TERMINAL.map(|s| ended.count(s))
+    );
+    let sum = histogram(m, "main", "turnaround", "sum").unwrap();
+    let want: f64 = truth.iter().sum();
+    assert!(
+        (sum - want).abs() < 0.01,
+        "turnaround sum {sum}, the farm's {want}"
+    );
+    for le in [30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0] {
+        let series =
+            format!("nexrender_job_turnaround_seconds_bucket{{account=\"main\",le=\"{le}\"}}");
+        let within = truth.iter().filter(|t| **t <= le).count() as f64;
+        assert_eq!(support::value(m, &series), Some(within), "{series}");
+    }
 }
 
 #[tokio::test]

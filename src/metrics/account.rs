@@ -81,7 +81,7 @@ impl AccountMetrics {
         for s in JobStatus::TERMINAL {
             m.job.completed.with_label_values(&[a, s.as_str()]);
         }
-        for family in [&m.job.render_duration, &m.job.queue_wait] {
+        for family in [&m.job.render_duration, &m.job.queue_wait, &m.job.turnaround] {
             family.with_label_values(&[a]);
         }
         m.poll.up.with_label_values(&[a]).set(0);
@@ -204,6 +204,9 @@ impl AccountMetrics {
                 .inc();
             if let Some(d) = c.render_duration {
                 m.job.render_duration.with_label_values(&[a]).observe(d);
+            }
+            if let Some(t) = c.turnaround {
+                m.job.turnaround.with_label_values(&[a]).observe(t);
             }
         }
         for w in waits.clone() {
