@@ -123,7 +123,9 @@ fn route(method: &Method, path: &str) -> Route {
         (m, p) => match p.strip_prefix("/jobs/") {
             Some(id) if !id.is_empty() && !id.contains('/') => {
                 if m == Method::GET {
-                    Route::Get(id.to_owned())
+                    // The API's router decodes the segment (`%2F` is `/`).
+                    let decoded = percent_encoding::percent_decode_str(id).decode_utf8();
+                    Route::Get(decoded.map_or_else(|_| id.to_owned(), |d| d.into_owned()))
                 } else {
                     Route::MethodNotAllowed
                 }
