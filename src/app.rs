@@ -147,6 +147,8 @@ struct Pollers {
     /// The webhook receiver, when it listens: its routes follow the pollers.
     webhooks: Option<Arc<webhook::Receiver>>,
     delivery_queue_capacity: usize,
+    /// `oldest_jobs.per_status`, as the exporter started.
+    oldest_per_status: usize,
 }
 
 /// The same account as far as polling goes: the same API and jobs (the
@@ -192,7 +194,8 @@ impl Pollers {
             self.clock.clone(),
             settings.clone(),
             self.delivery_queue_capacity,
-        );
+        )
+        .listing_oldest(self.oldest_per_status);
         self.spawn(poller, account, policy, settings);
         Ok(())
     }
@@ -469,8 +472,9 @@ impl Pollers {
             || c.metrics != running.metrics
             || c.log != running.log
             || c.webhook != running.webhook
+            || c.oldest_jobs != running.oldest_jobs
         {
-            tracing::warn!("web, webhook, metrics and log settings take effect only after a restart (accounts' webhook secrets are reloaded)");
+            tracing::warn!("web, webhook, metrics, oldest_jobs and log settings take effect only after a restart (accounts' webhook secrets are reloaded)");
         }
         let applied = self.apply(&new).await;
         self.show_shard(&new);
@@ -515,6 +519,7 @@ pub async fn run(
     let listener = listen("web.listen_address", &cfg.web.listen_address).await?;
     let local = local_address(&listener).unwrap_or(cfg.web.listen_address.clone());
     let metrics = Metrics::new(&cfg.metrics);
+    metrics.link_jobs(&cfg.oldest_jobs);
     let board = StatusBoard::new(&[]);
     let webhooks = webhook_listener
         .as_ref()
@@ -526,6 +531,7 @@ pub async fn run(
         running: HashMap::new(),
         webhooks: webhooks.clone(),
         delivery_queue_capacity: cfg.webhook.queue_capacity,
+        oldest_per_status: cfg.oldest_jobs.per_status,
     };
     pollers.apply(&loaded).await?;
     metrics.config_loaded(true, pollers.clock.now_millis());
@@ -541,6 +547,8 @@ pub async fn run(
         telemetry_path: cfg.web.telemetry_path.clone(),
         auth,
         open_probes,
+        oldest_jobs: cfg.oldest_jobs.clone(),
+        clock: pollers.clock.clone(),
     });
     let limits = ServerLimits::from(&cfg.web);
     let grace = Duration::from_secs(5);

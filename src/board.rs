@@ -20,6 +20,25 @@ pub(crate) struct AccountState {
     /// Why its poller died, from then until the restarted poller's first
     /// poll attempt.
     pub restarting: Option<String>,
+    /// The oldest jobs of each status not ended, at the last good poll.
+    pub oldest: Vec<ListedJob>,
+}
+
+/// One of the oldest jobs of its status, as the landing page and
+/// `/api/v1/oldest-jobs` show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedJob {
+    /// The status label, as `nexrender_jobs` has it.
+    pub status: String,
+    pub id: String,
+    /// The template's display name (its id until the name is known);
+    /// `None` for a job without a template, or not looked up yet.
+    pub template: Option<String>,
+    pub template_id: Option<String>,
+    pub created: UnixMillis,
+    pub started: Option<UnixMillis>,
+    /// Whether its look-up was read (else its template is not known yet).
+    pub looked_up: bool,
 }
 
 /// Shared between the pollers and the HTTP server.
@@ -95,6 +114,25 @@ impl StatusBoard {
             if let Some(a) = accounts.iter_mut().find(|a| a.name == name) {
                 a.restarts += 1;
                 a.restarting = Some(why.to_owned());
+            }
+        }
+    }
+
+    /// The oldest jobs of account `name` as its last good poll listed them
+    /// (by status label, oldest first).
+    pub fn oldest(&self, name: &str) -> Vec<ListedJob> {
+        self.snapshot()
+            .into_iter()
+            .find(|a| a.name == name)
+            .map(|a| a.oldest)
+            .unwrap_or_default()
+    }
+
+    /// The account's oldest jobs, as its last good poll found them.
+    pub(crate) fn set_oldest(&self, name: &str, oldest: Vec<ListedJob>) {
+        if let Ok(mut accounts) = self.accounts.write() {
+            if let Some(a) = accounts.iter_mut().find(|a| a.name == name) {
+                a.oldest = oldest;
             }
         }
     }

@@ -107,6 +107,11 @@ impl TemplateSlots {
             .any(|(id, slot)| slot.taken_at > since && !self.names.contains_key(id))
     }
 
+    /// The display name of template `id`, from the last list read.
+    pub fn name_of(&self, id: &str) -> Option<&str> {
+        self.names.get(id).map(|n| &**n)
+    }
+
     fn series(&self, id: &str) -> TemplateSeries {
         TemplateSeries {
             template: self.names.get(id).map_or(id, |n| n).to_owned(),

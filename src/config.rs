@@ -27,9 +27,59 @@ pub struct Config {
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub webhook: WebhookConfig,
+    /// The oldest jobs of each waiting or running status, by id.
+    pub oldest_jobs: OldestJobsConfig,
     /// This replica's share of `accounts`, when several replicas share them.
     pub shard: Shard,
     pub accounts: Vec<AccountConfig>,
+}
+
+/// The oldest jobs of each status not ended, listed by id on the landing
+/// page, at `/api/v1/oldest-jobs` and (the oldest one) in
+/// `nexrender_oldest_job_info`, so an alert leads to its job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OldestJobsConfig {
+    /// How many per account and status, at most
+    /// [`crate::oldest::MAX_PER_STATUS`]; 0 turns the lists, the endpoint's
+    /// jobs and the info series off. Each listed job is looked up once
+    /// (for its template) while it stays listed.
+    pub per_status: usize,
+    /// A link for each job id, `{id}` (and `{account}`) replaced, e.g.
+    /// `https://app.example.com/jobs/{id}`; no links when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_url: Option<String>,
+}
+
+impl Default for OldestJobsConfig {
+    fn default() -> Self {
+        Self {
+            per_status: crate::oldest::DEFAULT_PER_STATUS,
+            job_url: None,
+        }
+    }
+}
+
+impl OldestJobsConfig {
+    /// The link to job `id` of `account`, when `job_url` is set. The id
+    /// and account are percent-encoded: an id is the API's text.
+    pub fn link(&self, account: &str, id: &str) -> Option<String> {
+        use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+        // RFC 3986's unreserved characters stay as they are.
+        const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'_')
+            .remove(b'.')
+            .remove(b'~');
+        let url = self.job_url.as_deref()?;
+        Some(
+            url.replace("{id}", &utf8_percent_encode(id, SEGMENT).to_string())
+                .replace(
+                    "{account}",
+                    &utf8_percent_encode(account, SEGMENT).to_string(),
+                ),
+        )
+    }
 }
 
 /// The webhook receiver: its own listener, off unless `listen_address` is
@@ -572,6 +622,7 @@ fn validate(c: &Config) -> Checked {
     check_log(&c.log)?;
     check_metrics(&c.metrics)?;
     check_webhook(&c.webhook)?;
+    check_oldest_jobs(&c.oldest_jobs)?;
     check_shard(&c.shard)?;
     check_accounts(&c.accounts)
 }
@@ -688,6 +739,28 @@ fn check_log(l: &LogConfig) -> Checked {
                 l.level
             ),
         );
+    }
+    Ok(())
+}
+
+fn check_oldest_jobs(o: &OldestJobsConfig) -> Checked {
+    let max = crate::oldest::MAX_PER_STATUS;
+    if o.per_status > max {
+        return err(
+            "oldest_jobs.per_status",
+            format!(
+                "{} is over {max}: each listed job may cost a look-up",
+                o.per_status
+            ),
+        );
+    }
+    if let Some(url) = &o.job_url {
+        if !(url.starts_with("https://") || url.starts_with("http://")) || !url.contains("{id}") {
+            return err(
+                "oldest_jobs.job_url",
+                "expected an http(s) URL with {id} where the job id goes, e.g. https://app.example.com/jobs/{id}".into(),
+            );
+        }
     }
     Ok(())
 }

@@ -16,8 +16,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::board::{AccountState, StatusBoard};
-use crate::config::WebConfig;
+use crate::clock::SharedClock;
+use crate::config::{OldestJobsConfig, WebConfig};
 use crate::metrics::Metrics;
+use crate::oldest_view;
 use crate::stall::StallGuard;
 use crate::timefmt::format_millis;
 use crate::version::{REVISION, VERSION};
@@ -32,6 +34,10 @@ pub struct WebState {
     /// `/healthz` and `/readyz` answered without credentials
     /// (`probes_without_auth` in `--web.config.file`).
     pub open_probes: bool,
+    /// The oldest jobs' settings: how many are listed, where ids link to.
+    pub oldest_jobs: OldestJobsConfig,
+    /// For the ages of the oldest jobs.
+    pub clock: SharedClock,
 }
 
 /// How much the server gives one client (`web.*` in the configuration).
@@ -94,6 +100,7 @@ fn landing(state: &WebState) -> String {
             attempts,
             restarts,
             restarting,
+            ..
         } = a;
         let mut outcome = match (&restarting, &last_error, attempts) {
             (Some(why), _, _) => format!("poller died ({}); restarting", escape(why)),
@@ -114,6 +121,11 @@ fn landing(state: &WebState) -> String {
         ));
     }
     let path = escape(&state.telemetry_path);
+    let oldest = oldest_view::html(
+        &state.board.snapshot(),
+        &state.oldest_jobs,
+        state.clock.now_millis(),
+    );
     let (shard, elsewhere) = state.board.shard();
     let shard = if shard.is_sharded() {
         format!(
@@ -129,7 +141,7 @@ fn landing(state: &WebState) -> String {
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Nexrender Exporter</title></head><body>\n\
          <h1>Nexrender Exporter</h1>\n<p>Version {VERSION} (revision {REVISION})</p>\n\
          <ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/healthz\">Health</a></li><li><a href=\"/readyz\">Readiness</a></li></ul>\n\
-         {shard}<h2>Accounts</h2>\n<table border=\"1\" cellpadding=\"4\">\n<tr><th>account</th><th>last poll</th><th>last attempt (UTC)</th><th>last success (UTC)</th></tr>\n{rows}</table>\n</body></html>\n"
+         {shard}<h2>Accounts</h2>\n<table border=\"1\" cellpadding=\"4\">\n<tr><th>account</th><th>last poll</th><th>last attempt (UTC)</th><th>last success (UTC)</th></tr>\n{rows}</table>\n{oldest}</body></html>\n"
     )
 }
 
@@ -191,6 +203,15 @@ pub fn route(
     }
     match path {
         "/" => reply(StatusCode::OK, "text/html; charset=utf-8", landing(state)),
+        oldest_view::PATH => reply(
+            StatusCode::OK,
+            "application/json",
+            oldest_view::json(
+                &state.board.snapshot(),
+                &state.oldest_jobs,
+                state.clock.now_millis(),
+            ),
+        ),
         "/healthz" => reply(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
         "/readyz" => {
             if state.board.ready() {

@@ -12,6 +12,8 @@ pub mod clock;
 pub mod config;
 mod http;
 pub mod metrics;
+pub mod oldest;
+mod oldest_view;
 pub mod poll;
 pub mod poller;
 #[cfg(target_os = "linux")]

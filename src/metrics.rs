@@ -61,6 +61,8 @@ pub struct Metrics {
     templates: Option<TemplatesConfig>,
     /// `metrics.error_reasons`, when any.
     error_reasons: Option<ErrorReasons>,
+    /// `oldest_jobs`: where a job id links to, once set at start.
+    job_links: std::sync::OnceLock<crate::config::OldestJobsConfig>,
     max_unknown: usize,
     /// Every family labelled by account, to remove an account's series.
     by_account: Vec<Box<dyn AccountFamily>>,
@@ -133,6 +135,7 @@ struct JobFamilies {
     jobs: IntGaugeVec,
     oldest: GaugeVec,
     oldest_started: GaugeVec,
+    oldest_info: IntGaugeVec,
     completed: IntCounterVec,
     render_duration: HistogramVec,
     queue_wait: HistogramVec,
@@ -157,6 +160,11 @@ impl JobFamilies {
                 "nexrender_oldest_job_started_timestamp_seconds",
                 "Start time (startedAt, Unix seconds) of the longest-running job now in each status of a job in progress (started, not ended), from its look-up.",
                 &["account", "status"],
+            ),
+            oldest_info: d.gauge(
+                "nexrender_oldest_job_info",
+                "1 for the job that has waited longest in each non-terminal status (in a status of jobs in progress, the longest-running by startedAt), by id: its template (display name; none without one, unknown until looked up) and a link (oldest_jobs.job_url, empty when unset). Replaced when the oldest changes, gone when none waits.",
+                &["account", "status", "job_id", "template", "url"],
             ),
             completed: d.counter(
                 "nexrender_jobs_completed_total",
@@ -442,12 +450,19 @@ impl Metrics {
                 None
             }),
             max_unknown: cfg.max_unknown_statuses,
+            job_links: std::sync::OnceLock::new(),
             by_account: d.by_account.take(),
             live: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             rendered: Mutex::new(None),
             registry: d.registry,
         })
+    }
+
+    /// Where job ids link to (`oldest_jobs.job_url`), set once at start:
+    /// the `url` label of `nexrender_oldest_job_info`.
+    pub fn link_jobs(&self, links: &crate::config::OldestJobsConfig) {
+        let _ = self.job_links.set(links.clone());
     }
 
     /// The account's metrics handle: its series created with zeros, and

@@ -85,6 +85,8 @@ pub struct AccountPoller {
     /// queue outlives a restarted poller, like the bookkeeping.
     deliveries: Arc<tokio::sync::Mutex<mpsc::Receiver<ApiJob>>>,
     delivery_queue: mpsc::Sender<ApiJob>,
+    /// `oldest_jobs.per_status`: the oldest jobs of each status listed.
+    oldest_per_status: usize,
 }
 
 /// Deliveries taken from the queue and not judged yet: if the poller stops
@@ -138,7 +140,20 @@ impl AccountPoller {
             names_failed: false,
             deliveries: Arc::new(tokio::sync::Mutex::new(deliveries)),
             delivery_queue,
+            oldest_per_status: crate::oldest::DEFAULT_PER_STATUS,
         }
+    }
+
+    /// Lists the `n` oldest jobs of each status not ended at each poll
+    /// (`oldest_jobs.per_status`; 0: none).
+    pub fn listing_oldest(mut self, n: usize) -> Self {
+        self.oldest_per_status = n;
+        self
+    }
+
+    /// The status board it writes to (the landing page's).
+    pub fn board(&self) -> Arc<StatusBoard> {
+        self.board.clone()
     }
 
     /// The account's metrics handle.
@@ -310,6 +325,9 @@ impl AccountPoller {
         if bookkeeping.catch_up_given_up {
             request.max_catch_up = Duration::ZERO;
         }
+        bookkeeping
+            .tracker
+            .list_oldest_per_status(self.oldest_per_status);
         let result = poll::poll(&mut bookkeeping.tracker, &self.client, &request).await?;
         bookkeeping.clock_offset_ms = result.now.saturating_sub(now);
         // Only now is the wider window read: a failed read is tried again.
@@ -436,6 +454,8 @@ impl AccountPoller {
             tracing::debug!(account = %name, failed = result.lookups_failed, "look-ups failed for their jobs alone; those jobs are looked up again next poll, up to 5 polls in a row");
         }
         self.metrics.poll_succeeded(now, left.took);
+        let listed = self.metrics.oldest_listed(outcome);
+        self.board.set_oldest(&name, listed);
         tracing::debug!(
             account = %name,
             took_ms = left.took.as_millis() as u64,

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::api::{ApiJob, JobId};
 use crate::clock::UnixMillis;
+use crate::oldest::{OldJob, OldestKeeper, Spotlight};
 use crate::scan::{ScanBuilder, ScanJob, WindowScan};
 use crate::status::{JobStatus, StatusByte, StatusTable};
 
@@ -334,6 +335,9 @@ pub struct Outcome {
     /// Start time (`startedAt`) of the longest-running job in each status
     /// of a job in progress (started, not ended), from its look-up.
     pub oldest_started: BTreeMap<JobStatus, UnixMillis>,
+    /// The oldest few jobs of each non-terminal status, oldest first
+    /// ([`JobTracker::list_oldest`] per status; see [`crate::oldest`]).
+    pub oldest_jobs: BTreeMap<JobStatus, Vec<OldJob>>,
     pub completions: Vec<Completion>,
     /// `startedAt - createdAt` of jobs seen starting.
     pub queue_waits: Vec<QueueWait>,
@@ -526,6 +530,10 @@ pub struct JobTracker {
     /// [`UNKNOWN`] where the look-up said nothing. Holds only the jobs in
     /// progress at the last poll: a few per worker, not per job.
     started: HashMap<JobId, UnixMillis>,
+    /// How many of the oldest jobs of each status to list (0: none).
+    oldest_per_status: usize,
+    /// What look-ups said of the listed jobs.
+    spotlight: Spotlight,
 }
 
 /// One pass of [`JobTracker::apply`] over the jobs: what it works with
@@ -554,6 +562,8 @@ struct ApplyPass<'a> {
     started_before: &'a HashMap<JobId, UnixMillis>,
     started: HashMap<JobId, UnixMillis>,
     oldest_started: Vec<UnixMillis>,
+    /// The oldest few jobs of each status code, by id.
+    keeper: OldestKeeper,
 }
 
 impl ApplyPass<'_> {
@@ -1101,36 +1111,47 @@ impl ApplyPass<'_> {
         self.counts[code] += 1;
         if !tracked.status.is_terminal() {
             let id = id();
-            if let Some(created) = tracked.created(&id) {
+            let created = tracked.created(&id);
+            if let Some(created) = created {
                 self.oldest[code] = self.oldest[code].min(created);
             }
-            if tracked.status.has_started() {
-                self.in_progress(code, id);
+            let started = match tracked.status.has_started() {
+                true => self.in_progress(code, &id),
+                false => None,
+            };
+            // Jobs in progress rank by their start where known (the
+            // longest-running first, as NexrenderJobStuckRendering judges),
+            // waiting ones by their creation.
+            if let Some(created) = created {
+                self.keeper
+                    .offer(code, started.unwrap_or(created), created, &id);
             }
         }
     }
 
     /// A job kept in progress: its start, from this poll's look-up or the
     /// last one's, is kept for the next poll and taken into the earliest
-    /// of its status.
-    fn in_progress(&mut self, code: usize, id: JobId) {
-        let at = match self.started.get(&id) {
+    /// of its status. Returns the start, when known.
+    fn in_progress(&mut self, code: usize, id: &JobId) -> Option<UnixMillis> {
+        let at = match self.started.get(id) {
             Some(at) => *at,
-            None => match self.started_before.get(&id) {
-                Some(at) => {
-                    self.started.insert(id, *at);
-                    *at
-                }
-                None => return,
-            },
+            None => {
+                let at = *self.started_before.get(id)?;
+                self.started.insert(id.clone(), at);
+                at
+            }
         };
-        if at != UNKNOWN {
-            self.oldest_started[code] = self.oldest_started[code].min(at);
+        if at == UNKNOWN {
+            return None;
         }
+        self.oldest_started[code] = self.oldest_started[code].min(at);
+        Some(at)
     }
 }
 
 impl JobTracker {
+    /// A tracker that lists no oldest jobs until
+    /// [`JobTracker::list_oldest_per_status`] says how many.
     pub fn new() -> Self {
         Self::default()
     }
@@ -1341,7 +1362,23 @@ impl JobTracker {
                 missing.push(JobId::Other(text.clone()));
             }
         }
-        // The oldest job of each waiting or running status.
+        let listed = self.plan_oldest(scan, &mut need, &missing);
+        need.extend(missing);
+        need.extend(listed);
+        need
+    }
+
+    /// The look-ups [`JobTracker::plan_poll`] adds for the oldest jobs: the
+    /// oldest job of each waiting or running status until its creation
+    /// time is known, and the listed oldest jobs not looked up yet (for
+    /// their template), each once whatever else asks for it: the former
+    /// added to `need`, the latter returned, to come last.
+    fn plan_oldest(
+        &self,
+        scan: &WindowScan,
+        need: &mut Vec<JobId>,
+        missing: &[JobId],
+    ) -> Vec<JobId> {
         for shown in scan.first_of_each_status() {
             if shown.status.is_terminal() {
                 continue;
@@ -1355,8 +1392,13 @@ impl JobTracker {
                 need.push(id.clone());
             }
         }
-        need.extend(missing);
-        need
+        let asked: HashSet<&JobId> = need.iter().chain(missing).collect();
+        self.spotlight
+            .wanted()
+            .iter()
+            .filter(|id| !asked.contains(id))
+            .cloned()
+            .collect()
     }
 
     /// Takes a webhook delivery of `job` at `now`, the API's time as far as
@@ -1391,6 +1433,7 @@ impl JobTracker {
             window_start: UnixMillis::MIN,
             count_from: self.count_from,
             out: Outcome::default(),
+            keeper: OldestKeeper::default(),
             counts: Vec::new(),
             oldest: Vec::new(),
             // An ended job leaves the jobs in progress at the next poll.
@@ -1465,10 +1508,13 @@ impl JobTracker {
             started_before: &self.started,
             started: HashMap::new(),
             oldest_started: vec![UnixMillis::MAX; StatusTable::COUNT],
+            keeper: OldestKeeper::new(self.oldest_per_status, StatusTable::COUNT),
         };
         pass.apply_ulids(&mut self.jobs.ulids, scan, details);
         pass.apply_others(&mut self.jobs.others, scan, details);
+        let lists = std::mem::take(&mut pass.keeper).into_lists();
         let (mut out, started) = pass.tally();
+        out.oldest_jobs = self.list_oldest(lists, details, &started);
         self.started = started;
         self.baseline_done = true;
         self.last_poll_at = Some(now);
@@ -1478,6 +1524,41 @@ impl JobTracker {
         self.applying = false;
         out.tracked = self.jobs.len();
         out
+    }
+
+    /// This poll's oldest jobs of each status, by status name, filled in
+    /// from the look-ups (this poll's and earlier ones).
+    fn list_oldest(
+        &mut self,
+        lists: Vec<Vec<crate::oldest::Offered>>,
+        details: &HashMap<JobId, Detail>,
+        started: &HashMap<JobId, UnixMillis>,
+    ) -> BTreeMap<JobStatus, Vec<OldJob>> {
+        let mut filled = self.spotlight.fill(
+            lists,
+            |id| match details.get(id) {
+                Some(Detail::Found(job)) => Some(job),
+                _ => None,
+            },
+            |id| matches!(details.get(id), Some(Detail::Failed | Detail::Gone)),
+            started,
+        );
+        let mut by_status = BTreeMap::new();
+        for (code, name) in self.statuses.iter() {
+            if let Some(list) = filled.get_mut(code.index()).map(std::mem::take) {
+                if !list.is_empty() {
+                    by_status.insert(name.clone(), list);
+                }
+            }
+        }
+        by_status
+    }
+
+    /// How many of the oldest jobs of each non-terminal status each poll
+    /// lists, at most [`crate::oldest::MAX_PER_STATUS`] (0: none, and no
+    /// look-ups for them).
+    pub fn list_oldest_per_status(&mut self, n: usize) {
+        self.oldest_per_status = n.min(crate::oldest::MAX_PER_STATUS);
     }
 
     /// Where [`JobTracker::count_from`] moves after a poll made at `now`,
@@ -2043,6 +2124,59 @@ mod tests {
         assert_eq!(o.invalid.ended_at, 2);
         let o = t.apply(&s, &HashMap::new(), WINDOW_START, NOW);
         assert!(o.completions.is_empty(), "each job once");
+    }
+
+    /// The oldest two of each status are listed by id, looked up once for
+    /// their template, and change when the oldest ends.
+    #[test]
+    fn the_oldest_jobs_are_listed_by_id_and_looked_up_once() {
+        let mut t = JobTracker::new();
+        t.list_oldest_per_status(2);
+        let first = scan(&[
+            (1, "queued"),
+            (2, "queued"),
+            (3, "queued"),
+            (4, "render:dorender"),
+        ]);
+        let o = t.apply(&first, &HashMap::new(), WINDOW_START, T0);
+        let listed = |o: &Outcome, status: JobStatus| -> Vec<JobId> {
+            o.oldest_jobs
+                .get(&status)
+                .map_or(vec![], |l| l.iter().map(|j| j.id.clone()).collect())
+        };
+        assert_eq!(listed(&o, JobStatus::Queued), [id(1), id(2)]);
+        assert_eq!(listed(&o, JobStatus::Rendering), [id(4)]);
+        let plan = t.plan(&first);
+        for n in [1, 2, 4] {
+            assert!(plan.contains(&id(n)), "job {n} is looked up: {plan:?}");
+        }
+        assert!(!plan.contains(&id(3)), "not listed, not looked up");
+
+        let mut one = job(1, "queued", None, None);
+        one.template_id = Some("tpl-a".into());
+        let two = job(2, "queued", None, None);
+        let o = t.apply(&first, &details(vec![one, two]), WINDOW_START, T0 + 1000);
+        let queued = &o.oldest_jobs[&JobStatus::Queued];
+        assert_eq!(queued[0].template_id.as_deref(), Some("tpl-a"));
+        assert!(queued[1].looked_up && queued[1].template_id.is_none());
+        assert_eq!(queued[0].created, id(1).created_hint().unwrap());
+        let plan = t.plan(&first);
+        assert!(
+            !plan.contains(&id(1)) && !plan.contains(&id(2)),
+            "once: {plan:?}"
+        );
+
+        // Job 1 starts rendering: 3 moves up and is looked up next.
+        let second = scan(&[
+            (1, "render:dorender"),
+            (2, "queued"),
+            (3, "queued"),
+            (4, "render:dorender"),
+        ]);
+        let o = t.apply(&second, &HashMap::new(), WINDOW_START, T0 + 2000);
+        assert_eq!(listed(&o, JobStatus::Queued), [id(2), id(3)]);
+        assert_eq!(listed(&o, JobStatus::Rendering), [id(1), id(4)]);
+        assert!(t.plan(&second).contains(&id(3)));
     }
 
     #[test]

@@ -249,7 +249,7 @@ async fn probes_answer_without_credentials_when_the_web_config_says_so() {
         c.get(exp.url("/healthz")).send().await.unwrap().status(),
         200
     );
-    for path in ["/metrics", "/"] {
+    for path in ["/metrics", "/", "/api/v1/oldest-jobs"] {
         assert_eq!(
             c.get(exp.url(path)).send().await.unwrap().status(),
             401,

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::api::{ApiError, Endpoint, RequestObserver, SkipReason, TemplateName};
-use crate::breakdown::{TemplateSeries, TemplateSlots};
+use crate::board::ListedJob;
+use crate::breakdown::{TemplateSeries, TemplateSlots, NO_TEMPLATE};
 use crate::clock::UnixMillis;
 use crate::status::{JobStatus, OTHER_STATUS};
 use crate::tracker::{Completion, Delivered, InvalidValues, Outcome, QueueWait};
@@ -38,6 +39,8 @@ struct State {
     oldest: BTreeSet<String>,
     /// Status label values of the longest-running job's start, likewise.
     oldest_started: BTreeSet<String>,
+    /// The labels of `nexrender_oldest_job_info` set, by status label.
+    oldest_info: BTreeMap<String, [String; 3]>,
     /// Templates with series of their own (breakdown on).
     slots: Option<TemplateSlots>,
 }
@@ -445,6 +448,72 @@ impl AccountMetrics {
             earliest(&o.oldest_started),
             &mut state.oldest_started,
         );
+    }
+
+    /// The oldest jobs of each status (for jobs in progress, the
+    /// longest-running) as the poll listed them, by status
+    /// label and with their template's display name, for the landing page;
+    /// sets `nexrender_oldest_job_info` to the oldest of each label
+    /// (replacing the one before, removing those of labels with none).
+    pub(crate) fn oldest_listed(&self, o: &Outcome) -> Vec<ListedJob> {
+        let (m, a) = (&*self.all, self.name.as_str());
+        let labels = status_labels(
+            o.jobs_by_status.iter().map(|(s, n)| (s.clone(), *n)),
+            m.max_unknown,
+        );
+        let mut state = self.lock();
+        let named = |id: &str| {
+            let name = state.slots.as_ref().and_then(|s| s.name_of(id));
+            name.unwrap_or(id).to_owned()
+        };
+        let mut listed: Vec<ListedJob> = Vec::new();
+        for (status, jobs) in &o.oldest_jobs {
+            let label = labels.get(status).map_or(status.as_str(), String::as_str);
+            listed.extend(jobs.iter().map(|j| ListedJob {
+                status: label.to_owned(),
+                id: j.id.to_string(),
+                template: j.template_id.as_deref().map(&named),
+                template_id: j.template_id.as_deref().map(str::to_owned),
+                created: j.created,
+                started: j.started,
+                looked_up: j.looked_up,
+            }));
+        }
+        // In the tracker's order within each label: waiting jobs by their
+        // creation, jobs in progress by their start where known (statuses
+        // folded into `other` merge).
+        let rank = |j: &ListedJob| j.started.unwrap_or(j.created);
+        listed.sort_by(|x, y| (&x.status, rank(x), &x.id).cmp(&(&y.status, rank(y), &y.id)));
+        let mut info: BTreeMap<String, [String; 3]> = BTreeMap::new();
+        for j in &listed {
+            info.entry(j.status.clone()).or_insert_with(|| {
+                let template = match (&j.template, j.looked_up) {
+                    (Some(t), _) => t.clone(),
+                    (None, true) => NO_TEMPLATE.to_owned(),
+                    (None, false) => "unknown".to_owned(),
+                };
+                let url = m.job_links.get().and_then(|l| l.link(a, &j.id));
+                [j.id.clone(), template, url.unwrap_or_default()]
+            });
+        }
+        m.changed();
+        for (status, was) in &state.oldest_info {
+            if info.get(status) != Some(was) {
+                let [id, template, url] = was;
+                let _ = m
+                    .job
+                    .oldest_info
+                    .remove_label_values(&[a, status, id, template, url]);
+            }
+        }
+        for (status, [id, template, url]) in &info {
+            m.job
+                .oldest_info
+                .with_label_values(&[a, status, id, template, url])
+                .set(1);
+        }
+        state.oldest_info = info;
+        listed
     }
 
     /// A poll that succeeded at `now_unix_secs` after `took`.
