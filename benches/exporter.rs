@@ -9,7 +9,7 @@
 //!   sees nothing new, and a poll a minute after the last on a busy farm
 //!   (about 200 jobs created, started and ended, and as many leaving the
 //!   window, with the look-ups of the jobs that ended);
-//! - rendering /metrics.
+//! - rendering /metrics (classic text and OpenMetrics).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -174,6 +174,11 @@ fn scraping(c: &mut Criterion) {
     let _main = metrics.account("main");
     let mut g = c.benchmark_group("metrics");
     g.bench_function("encode_one_account", |b| b.iter(|| metrics.encode()));
+    // The same families in OpenMetrics, every histogram bucket asking for
+    // its exemplar (what a Prometheus scrape costs when not shared).
+    g.bench_function("encode_openmetrics_one_account", |b| {
+        b.iter(|| metrics.encode_openmetrics())
+    });
     g.bench_function("scrape_one_account_unchanged", |b| {
         b.iter(|| metrics.scrape())
     });

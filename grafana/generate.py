@@ -28,11 +28,20 @@ def once(expr, extra=""):
     return f"max by ({by}) ({expr})"
 
 
-def target(expr, legend="", ref="A", instant=False, fmt=None):
+def target(expr, legend="", ref="A", instant=False, fmt=None, exemplar=False):
     t = {"datasource": DS, "expr": expr, "legendFormat": legend, "refId": ref, "range": not instant, "instant": instant}
     if fmt:
         t["format"] = fmt
+    if exemplar:
+        # The job behind a bucket (its job_id), from the exporter's
+        # OpenMetrics exemplars; Prometheus needs
+        # --enable-feature=exemplar-storage.
+        t["exemplar"] = True
     return t
+
+
+# The histograms whose buckets carry exemplars (job ids).
+WITH_EXEMPLARS = ("nexrender_job_render_duration_seconds", "nexrender_job_queue_wait_seconds", "nexrender_job_turnaround_seconds")
 
 
 def quantiles(metric, by="account"):
@@ -41,6 +50,7 @@ def quantiles(metric, by="account"):
             f"histogram_quantile({q}, sum by ({by}, le) ({once(f'rate({metric}_bucket{{{ACC}}}[$__rate_interval])', 'le')}))",
             f"{{{{{by}}}}} p{int(float(q) * 100)}",
             ref,
+            exemplar=metric in WITH_EXEMPLARS and ref == "A",
         )
         for q, ref in (("0.5", "A"), ("0.9", "B"), ("0.99", "C"))
     ]
@@ -209,16 +219,16 @@ def overview():
               [target(once(f"time() - nexrender_oldest_job_created_timestamp_seconds{{{ACC}}}", "status"), "{{account}} {{status}}")], unit="s", w=8),
         panel("timeseries", "Longest-running job by status", "How long the longest-running job in each status of a job in progress has been at it, since its startedAt (not its creation: time spent queued does not count). A render:dorender line past 3 hours fires NexrenderJobStuckRendering.",
               [target(once(f"time() - nexrender_oldest_job_started_timestamp_seconds{{{ACC}}}", "status"), "{{account}} {{status}}")], unit="s", w=8),
-        panel("timeseries", "Queue wait p50 / p90 / p99", "Time from job creation to render start, for jobs the exporter saw start. Rising percentiles mean jobs wait longer for workers.",
+        panel("timeseries", "Queue wait p50 / p90 / p99", "Time from job creation to render start, for jobs the exporter saw start. Rising percentiles mean jobs wait longer for workers. Dots are exemplars: a recent job of each bucket by its job_id, linked to the job where the data source's exemplar link is set (grafana/provisioning).",
               quantiles("nexrender_job_queue_wait_seconds"), unit="s"),
-        panel("timeseries", "Render duration p50 / p90 / p99", "stats.renderDuration of finished jobs. A p90 far above its usual level fires NexrenderRenderDurationHigh.",
+        panel("timeseries", "Render duration p50 / p90 / p99", "stats.renderDuration of finished jobs. A p90 far above its usual level fires NexrenderRenderDurationHigh. Dots are exemplars: a recent job of each bucket by its job_id, linked to the job where the data source's exemplar link is set (grafana/provisioning).",
               quantiles("nexrender_job_render_duration_seconds"), unit="s"),
-        panel("timeseries", "Turnaround p50 / p90 / p99", "Time from job creation to its end (finishedAt, else errorAt): the wait a customer feels, queue and render together, for jobs the exporter saw end.",
+        panel("timeseries", "Turnaround p50 / p90 / p99", "Time from job creation to its end (finishedAt, else errorAt): the wait a customer feels, queue and render together, for jobs the exporter saw end. Dots are exemplars: a recent job of each bucket by its job_id, linked to the job where the data source's exemplar link is set (grafana/provisioning).",
               quantiles("nexrender_job_turnaround_seconds"), unit="s", w=24),
-        panel("heatmap", "Queue wait distribution", "Jobs per second that waited up to each bucket's bound before rendering, per time slice (a rate, so zooming does not change it). Bright cells high up are long waits.",
-              [target(f"sum by (le) ({once(f'rate(nexrender_job_queue_wait_seconds_bucket{{{ACC}}}[$__rate_interval])', 'le')})", "{{le}}", fmt="heatmap")], unit="s"),
-        panel("heatmap", "Render duration distribution", "Jobs per second that rendered up to each bucket's bound, per time slice. A band moving up means renders got slower.",
-              [target(f"sum by (le) ({once(f'rate(nexrender_job_render_duration_seconds_bucket{{{ACC}}}[$__rate_interval])', 'le')})", "{{le}}", fmt="heatmap")], unit="s"),
+        panel("heatmap", "Queue wait distribution", "Jobs per second that waited up to each bucket's bound before rendering, per time slice (a rate, so zooming does not change it). Bright cells high up are long waits. Dots are exemplars: a recent job of each bucket by its job_id, linked to the job where the data source's exemplar link is set (grafana/provisioning).",
+              [target(f"sum by (le) ({once(f'rate(nexrender_job_queue_wait_seconds_bucket{{{ACC}}}[$__rate_interval])', 'le')})", "{{le}}", fmt="heatmap", exemplar=True)], unit="s"),
+        panel("heatmap", "Render duration distribution", "Jobs per second that rendered up to each bucket's bound, per time slice. A band moving up means renders got slower. Dots are exemplars: a recent job of each bucket by its job_id, linked to the job where the data source's exemplar link is set (grafana/provisioning).",
+              [target(f"sum by (le) ({once(f'rate(nexrender_job_render_duration_seconds_bucket{{{ACC}}}[$__rate_interval])', 'le')})", "{{le}}", fmt="heatmap", exemplar=True)], unit="s"),
         panel("table", "Jobs per account and status", "Current job counts per account and status, as a table.",
               [target(once(f"nexrender_jobs{{{ACC}}}", "status"), "", instant=True, fmt="table")], w=24),
     ]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use hyper::header::{HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use crate::board::{AccountState, StatusBoard};
 use crate::clock::SharedClock;
 use crate::config::{OldestJobsConfig, WebConfig};
-use crate::metrics::Metrics;
+use crate::metrics::{openmetrics, Metrics};
 use crate::oldest_view;
 use crate::stall::StallGuard;
 use crate::timefmt::format_millis;
@@ -166,18 +166,24 @@ fn accepts_gzip(header: Option<&HeaderValue>) -> bool {
     })
 }
 
-/// The exposition, gzipped when the scraper takes it.
-fn exposition(state: &WebState, gzip: bool) -> Response<Full<Bytes>> {
-    let mut r = if gzip {
-        let mut r = reply(StatusCode::OK, TEXT_FORMAT, state.metrics.scrape_gzip());
+/// The exposition: OpenMetrics (with exemplars) when the scraper asks for
+/// it, else the classic text; gzipped when the scraper takes it.
+fn exposition(state: &WebState, gzip: bool, openmetrics: bool) -> Response<Full<Bytes>> {
+    let (content_type, body) = match (openmetrics, gzip) {
+        (true, _) => (
+            openmetrics::CONTENT_TYPE,
+            state.metrics.scrape_openmetrics(gzip),
+        ),
+        (false, true) => (TEXT_FORMAT, state.metrics.scrape_gzip()),
+        (false, false) => (TEXT_FORMAT, state.metrics.scrape()),
+    };
+    let mut r = reply(StatusCode::OK, content_type, body);
+    if gzip {
         r.headers_mut()
             .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        r
-    } else {
-        reply(StatusCode::OK, TEXT_FORMAT, state.metrics.scrape())
-    };
+    }
     r.headers_mut()
-        .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+        .insert(VARY, HeaderValue::from_static("Accept-Encoding, Accept"));
     r
 }
 
@@ -187,6 +193,7 @@ pub fn route(
     method: &Method,
     path: &str,
     accept_encoding: Option<&HeaderValue>,
+    accept: Option<&HeaderValue>,
 ) -> Response<Full<Bytes>> {
     if method != Method::GET && method != Method::HEAD {
         let mut r = reply(
@@ -199,7 +206,8 @@ pub fn route(
         return r;
     }
     if path == state.telemetry_path {
-        return exposition(state, accepts_gzip(accept_encoding));
+        let openmetrics = openmetrics::wanted(accept.and_then(|h| h.to_str().ok()));
+        return exposition(state, accepts_gzip(accept_encoding), openmetrics);
     }
     match path {
         "/" => reply(StatusCode::OK, "text/html; charset=utf-8", landing(state)),
@@ -289,6 +297,7 @@ async fn handle(state: Arc<WebState>, req: Request<Incoming>) -> Response<Full<B
         req.method(),
         req.uri().path(),
         req.headers().get(ACCEPT_ENCODING),
+        req.headers().get(ACCEPT),
     )
 }
 

@@ -21,6 +21,7 @@ use crate::config::{MetricsConfig, TemplatesConfig};
 use crate::version::{REVISION, VERSION};
 
 mod account;
+pub mod openmetrics;
 pub use account::{AccountMetrics, PollNotes};
 
 /// A family with an `account` label, whose series of one account can be
@@ -61,6 +62,8 @@ pub struct Metrics {
     templates: Option<TemplatesConfig>,
     /// `metrics.error_reasons`, when any.
     error_reasons: Option<ErrorReasons>,
+    /// The latest job of each bucket of the job histograms, per account.
+    exemplars: openmetrics::ExemplarStore,
     /// `oldest_jobs`: where a job id links to, once set at start.
     job_links: std::sync::OnceLock<crate::config::OldestJobsConfig>,
     max_unknown: usize,
@@ -130,6 +133,12 @@ impl Define {
     }
 }
 
+/// The per-account job histograms, which carry exemplars (job ids) in the
+/// OpenMetrics exposition.
+const RENDER_DURATION: &str = "nexrender_job_render_duration_seconds";
+const QUEUE_WAIT: &str = "nexrender_job_queue_wait_seconds";
+const TURNAROUND: &str = "nexrender_job_turnaround_seconds";
+
 /// The job numbers: by status, completions, durations, failures by reason.
 struct JobFamilies {
     jobs: IntGaugeVec,
@@ -172,19 +181,19 @@ impl JobFamilies {
                 &["account", "status"],
             ),
             render_duration: d.histogram(
-                "nexrender_job_render_duration_seconds",
+                RENDER_DURATION,
                 "stats.renderDuration of each job seen finishing.",
                 &["account"],
                 cfg.render_duration_buckets.clone(),
             ),
             queue_wait: d.histogram(
-                "nexrender_job_queue_wait_seconds",
+                QUEUE_WAIT,
                 "startedAt - createdAt of each job the exporter saw start.",
                 &["account"],
                 cfg.queue_wait_buckets.clone(),
             ),
             turnaround: d.histogram(
-                "nexrender_job_turnaround_seconds",
+                TURNAROUND,
                 "End (finishedAt, else errorAt) - createdAt of each job seen ending: the wait its customer felt, queue and render.",
                 &["account"],
                 cfg.turnaround_buckets.clone(),
@@ -451,6 +460,11 @@ impl Metrics {
             }),
             max_unknown: cfg.max_unknown_statuses,
             job_links: std::sync::OnceLock::new(),
+            exemplars: openmetrics::ExemplarStore::new(&[
+                (RENDER_DURATION, &cfg.render_duration_buckets),
+                (QUEUE_WAIT, &cfg.queue_wait_buckets),
+                (TURNAROUND, &cfg.turnaround_buckets),
+            ]),
             by_account: d.by_account.take(),
             live: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
@@ -501,6 +515,7 @@ impl Metrics {
     /// has that label.
     fn remove_series(&self, account: &str) {
         self.changed();
+        self.exemplars.remove_account(account);
         for family in &self.by_account {
             family.remove_account(account);
         }
@@ -555,6 +570,11 @@ impl Metrics {
         out
     }
 
+    /// The OpenMetrics exposition, with exemplars (see [`openmetrics`]).
+    pub fn encode_openmetrics(&self) -> Vec<u8> {
+        openmetrics::encode(&self.registry.gather(), &self.exemplars).into_bytes()
+    }
+
     /// The exposition for a scrape: rendered once and shared until a metric
     /// changes or [`RENDER_MAX_AGE`] passes (the `process_*` metrics move on
     /// their own), so a thousand concurrent scrapes cost one render.
@@ -569,7 +589,17 @@ impl Metrics {
         self.rendered(true)
     }
 
+    /// The OpenMetrics exposition for a scrape that asks for it, shared
+    /// like [`Metrics::scrape`]; gzip-compressed when `gzip`.
+    pub fn scrape_openmetrics(&self, gzip: bool) -> bytes::Bytes {
+        self.rendered_as(Format::OpenMetrics, gzip)
+    }
+
     fn rendered(&self, gzip: bool) -> bytes::Bytes {
+        self.rendered_as(Format::Text, gzip)
+    }
+
+    fn rendered_as(&self, format: Format, gzip: bool) -> bytes::Bytes {
         let generation = self.generation.load(Ordering::Acquire);
         let mut cache = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
         let fresh = cache
@@ -579,17 +609,23 @@ impl Metrics {
             *cache = Some(Rendered {
                 generation,
                 at: Instant::now(),
-                body: bytes::Bytes::from(self.encode()),
-                gzip: None,
+                bodies: [None, None],
             });
         }
         let Some(c) = cache.as_mut() else {
             unreachable!("rendered just above")
         };
+        let (body, compressed) = c.bodies[format as usize].get_or_insert_with(|| {
+            let body = match format {
+                Format::Text => self.encode(),
+                Format::OpenMetrics => self.encode_openmetrics(),
+            };
+            (bytes::Bytes::from(body), None)
+        });
         if !gzip {
-            return c.body.clone();
+            return body.clone();
         }
-        c.gzip.get_or_insert_with(|| gzip_bytes(&c.body)).clone()
+        compressed.get_or_insert_with(|| gzip_bytes(body)).clone()
     }
 
     /// Marks the rendered exposition stale.
@@ -622,9 +658,18 @@ pub(crate) const RENDER_MAX_AGE: Duration = Duration::from_millis(500);
 struct Rendered {
     generation: u64,
     at: Instant,
-    body: bytes::Bytes,
-    /// `body` gzip-compressed, once a scraper has asked for it.
-    gzip: Option<bytes::Bytes>,
+    /// By [`Format`]: the body, once a scraper asked for that format, and
+    /// the body gzip-compressed, once one asked for that too.
+    bodies: [Option<(bytes::Bytes, Option<bytes::Bytes>)>; 2],
+}
+
+/// The two expositions `/metrics` serves.
+#[derive(Debug, Clone, Copy)]
+enum Format {
+    /// The classic text format (0.0.4), the prometheus crate's encoder.
+    Text = 0,
+    /// OpenMetrics 1.0.0 with exemplars ([`openmetrics`]).
+    OpenMetrics = 1,
 }
 
 /// gzip at the fastest level: the exposition is mostly repeated metric and
@@ -932,6 +977,7 @@ mod tests {
             },
         ];
         o.queue_waits = vec![QueueWait {
+            id: JobId::Other("w".into()),
             seconds: 3.0,
             template: None,
         }];

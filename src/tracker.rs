@@ -287,6 +287,7 @@ pub struct Completion {
 /// A job seen starting: how long it waited, and its template.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueWait {
+    pub id: JobId,
     /// `startedAt - createdAt`.
     pub seconds: f64,
     pub template: Option<Box<str>>,
@@ -1634,6 +1635,7 @@ fn count_end(tracked: &mut JobState, id: &JobId, job: Option<&ApiJob>, pass: &mu
                 tracked.set(WAIT_PENDING, false);
                 match tracked.created(id) {
                     Some(at) if shown >= at && shown <= latest => out.queue_waits.push(QueueWait {
+                        id: id.clone(),
                         seconds: (shown - at) as f64 / 1000.0,
                         template: job.and_then(|found| found.template_id.clone()),
                     }),

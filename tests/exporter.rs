@@ -647,7 +647,7 @@ async fn metrics_are_gzipped_for_a_scraper_that_asks_and_plain_for_one_that_does
     // What Prometheus sends.
     let r = scrape(Some("gzip")).await;
     assert_eq!(r.headers()["content-encoding"], "gzip");
-    assert_eq!(r.headers()["vary"], "Accept-Encoding");
+    assert_eq!(r.headers()["vary"], "Accept-Encoding, Accept");
     let gzipped = r.bytes().await.unwrap();
     let mut text = String::new();
     std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gzipped[..]), &mut text)

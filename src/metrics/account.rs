@@ -15,7 +15,7 @@ use crate::clock::UnixMillis;
 use crate::status::{JobStatus, OTHER_STATUS};
 use crate::tracker::{Completion, Delivered, InvalidValues, Outcome, QueueWait};
 
-use super::{Metrics, WEBHOOK_RESULTS};
+use super::{Metrics, QUEUE_WAIT, RENDER_DURATION, TURNAROUND, WEBHOOK_RESULTS};
 
 /// What a successful poll says of the API besides its jobs.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -205,15 +205,22 @@ impl AccountMetrics {
                 .completed
                 .with_label_values(&[a, c.status.as_str()])
                 .inc();
+            // Each observation is its bucket's exemplar (its job) until the
+            // next one in that bucket.
+            let job = || c.id.to_string();
             if let Some(d) = c.render_duration {
                 m.job.render_duration.with_label_values(&[a]).observe(d);
+                m.exemplars.observe(RENDER_DURATION, a, d, &job(), now);
             }
             if let Some(t) = c.turnaround {
                 m.job.turnaround.with_label_values(&[a]).observe(t);
+                m.exemplars.observe(TURNAROUND, a, t, &job(), now);
             }
         }
         for w in waits.clone() {
             m.job.queue_wait.with_label_values(&[a]).observe(w.seconds);
+            m.exemplars
+                .observe(QUEUE_WAIT, a, w.seconds, &w.id.to_string(), now);
         }
         for (field, n) in invalid.by_field() {
             if n > 0 {
