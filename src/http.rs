@@ -145,25 +145,33 @@ fn landing(state: &WebState) -> String {
     )
 }
 
-/// Whether an `Accept-Encoding` header takes gzip (`gzip`, `x-gzip` or `*`,
-/// without `q=0`).
-fn accepts_gzip(header: Option<&HeaderValue>) -> bool {
+/// Whether a list header (`Accept`, `Accept-Encoding`) names any of
+/// `kinds` (any case) without refusing it with `q=0`.
+fn accepts(header: Option<&HeaderValue>, kinds: &[&str]) -> bool {
     let Some(text) = header.and_then(|h| h.to_str().ok()) else {
         return false;
     };
     text.split(',').any(|item| {
         let mut parts = item.split(';').map(str::trim);
-        let coding = parts.next().unwrap_or("");
+        let kind = parts.next().unwrap_or("");
         let refused = parts.any(|p| {
             p.strip_prefix("q=")
                 .and_then(|q| q.parse::<f32>().ok())
                 .is_some_and(|q| q == 0.0)
         });
-        !refused
-            && ["gzip", "x-gzip", "*"]
-                .iter()
-                .any(|c| coding.eq_ignore_ascii_case(c))
+        !refused && kinds.iter().any(|k| kind.eq_ignore_ascii_case(k))
     })
+}
+
+/// Whether an `Accept-Encoding` header takes gzip (`gzip`, `x-gzip` or `*`,
+/// without `q=0`).
+fn accepts_gzip(header: Option<&HeaderValue>) -> bool {
+    accepts(header, &["gzip", "x-gzip", "*"])
+}
+
+/// Whether an `Accept` header asks for OpenMetrics (Prometheus's does).
+fn wants_openmetrics(header: Option<&HeaderValue>) -> bool {
+    accepts(header, &["application/openmetrics-text"])
 }
 
 /// The exposition: OpenMetrics (with exemplars) when the scraper asks for
@@ -206,7 +214,7 @@ pub fn route(
         return r;
     }
     if path == state.telemetry_path {
-        let openmetrics = openmetrics::wanted(accept.and_then(|h| h.to_str().ok()));
+        let openmetrics = wants_openmetrics(accept);
         return exposition(state, accepts_gzip(accept_encoding), openmetrics);
     }
     match path {
@@ -388,4 +396,25 @@ pub async fn serve<H: Handler>(
         while conns.try_join_next().is_some() {}
     }
     let _ = tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openmetrics_is_chosen_only_when_asked_for() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert!(wants_openmetrics(Some(&HeaderValue::from_static(
+            prometheus
+        ))));
+        assert!(!wants_openmetrics(Some(&HeaderValue::from_static(
+            "text/plain;version=0.0.4"
+        ))));
+        assert!(!wants_openmetrics(Some(&HeaderValue::from_static(
+            "application/openmetrics-text;q=0"
+        ))));
+        assert!(!wants_openmetrics(None));
+        assert!(!wants_openmetrics(Some(&HeaderValue::from_static("*/*"))));
+    }
 }

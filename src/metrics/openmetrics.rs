@@ -224,23 +224,6 @@ pub fn encode(families: &[MetricFamily], source: &dyn ExemplarSource) -> String 
     out
 }
 
-/// Whether an `Accept` header asks for OpenMetrics (any
-/// `application/openmetrics-text` not refused with `q=0`).
-pub fn wanted(accept: Option<&str>) -> bool {
-    accept.is_some_and(|text| {
-        text.split(',').any(|item| {
-            let mut parts = item.split(';').map(str::trim);
-            let kind = parts.next().unwrap_or("");
-            let refused = parts.any(|p| {
-                p.strip_prefix("q=")
-                    .and_then(|q| q.parse::<f32>().ok())
-                    .is_some_and(|q| q == 0.0)
-            });
-            !refused && kind.eq_ignore_ascii_case("application/openmetrics-text")
-        })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,16 +303,6 @@ up +Inf
             },
         );
         assert!(out.is_empty());
-    }
-
-    #[test]
-    fn openmetrics_is_chosen_only_when_asked_for() {
-        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-        assert!(wanted(Some(prometheus)));
-        assert!(!wanted(Some("text/plain;version=0.0.4")));
-        assert!(!wanted(Some("application/openmetrics-text;q=0")));
-        assert!(!wanted(None));
-        assert!(!wanted(Some("*/*")));
     }
 }
 
