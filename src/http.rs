@@ -145,33 +145,40 @@ fn landing(state: &WebState) -> String {
     )
 }
 
-/// Whether a list header (`Accept`, `Accept-Encoding`) names any of
-/// `kinds` (any case) without refusing it with `q=0`.
-fn accepts(header: Option<&HeaderValue>, kinds: &[&str]) -> bool {
+/// The highest weight a list header (`Accept`, `Accept-Encoding`) gives
+/// any of `kinds` (any case): its `q`, 1 when it says none; 0 when none is
+/// named (or each is refused with `q=0`).
+fn preference(header: Option<&HeaderValue>, kinds: &[&str]) -> f32 {
     let Some(text) = header.and_then(|h| h.to_str().ok()) else {
-        return false;
+        return 0.0;
     };
-    text.split(',').any(|item| {
-        let mut parts = item.split(';').map(str::trim);
-        let kind = parts.next().unwrap_or("");
-        let refused = parts.any(|p| {
-            p.strip_prefix("q=")
-                .and_then(|q| q.parse::<f32>().ok())
-                .is_some_and(|q| q == 0.0)
-        });
-        !refused && kinds.iter().any(|k| kind.eq_ignore_ascii_case(k))
-    })
+    text.split(',')
+        .filter_map(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let kind = parts.next().unwrap_or("");
+            if !kinds.iter().any(|k| kind.eq_ignore_ascii_case(k)) {
+                return None;
+            }
+            let q = parts
+                .find_map(|p| p.strip_prefix("q="))
+                .map_or(Some(1.0), |q| q.parse::<f32>().ok())?;
+            Some(q.clamp(0.0, 1.0))
+        })
+        .fold(0.0, f32::max)
 }
 
 /// Whether an `Accept-Encoding` header takes gzip (`gzip`, `x-gzip` or `*`,
 /// without `q=0`).
 fn accepts_gzip(header: Option<&HeaderValue>) -> bool {
-    accepts(header, &["gzip", "x-gzip", "*"])
+    preference(header, &["gzip", "x-gzip", "*"]) > 0.0
 }
 
-/// Whether an `Accept` header asks for OpenMetrics (Prometheus's does).
+/// Whether an `Accept` header asks for OpenMetrics at least as much as for
+/// the classic text (Prometheus's does, unless its `scrape_protocols` put
+/// the text first).
 fn wants_openmetrics(header: Option<&HeaderValue>) -> bool {
-    accepts(header, &["application/openmetrics-text"])
+    let openmetrics = preference(header, &["application/openmetrics-text"]);
+    openmetrics > 0.0 && openmetrics >= preference(header, &["text/plain"])
 }
 
 /// The exposition: OpenMetrics (with exemplars) when the scraper asks for
@@ -416,5 +423,11 @@ mod tests {
         ))));
         assert!(!wants_openmetrics(None));
         assert!(!wants_openmetrics(Some(&HeaderValue::from_static("*/*"))));
+        // Text first (a scrape_protocols that prefers it): the classic text.
+        let text_first =
+            "text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5";
+        assert!(!wants_openmetrics(Some(&HeaderValue::from_static(
+            text_first
+        ))));
     }
 }

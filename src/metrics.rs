@@ -804,8 +804,21 @@ mod tests {
             JobStatus::Error,
             Some("Missing font"),
         )];
+        o.completions[0].turnaround = Some(12.0);
+        o.oldest_jobs.insert(
+            JobStatus::Queued,
+            vec![crate::oldest::OldJob {
+                id: JobId::Other("q".into()),
+                created: 1,
+                started: None,
+                template_id: None,
+                looked_up: true,
+            }],
+        );
         applied(&a, &o, 0);
         applied(&b, &o, 0);
+        a.oldest_listed(&o);
+        b.oldest_listed(&o);
         a.request_done(Endpoint::ListJobs, "200", Duration::from_millis(5));
         a.takes_webhooks(true);
         a.webhook_refused("unauthorized");
@@ -817,15 +830,24 @@ mod tests {
             "nexrender_exporter_api_requests_total{",
             "nexrender_exporter_webhook_deliveries_total{",
             "nexrender_oldest_job_created_timestamp_seconds{",
+            "nexrender_oldest_job_info{",
         ] {
             assert!(
                 before.contains(&format!("{family}account=\"a\"")),
                 "{family}"
             );
         }
+        let exemplar = "nexrender_job_turnaround_seconds_bucket{account=\"a\",le=\"30\"} 1 # {job_id=\"j\"} 12";
+        let om = String::from_utf8(m.encode_openmetrics()).unwrap();
+        assert!(om.contains(exemplar), "{om}");
         drop(a);
         let t = text(&m);
         assert!(!t.contains("account=\"a\""), "{t}");
+        let om = String::from_utf8(m.encode_openmetrics()).unwrap();
+        assert!(
+            !om.contains("account=\"a\""),
+            "the exemplars went too: {om}"
+        );
         let of_b = |t: &str| {
             t.lines()
                 .filter(|l| l.contains("account=\"b\""))

@@ -38,9 +38,22 @@ pub struct OldJob {
     pub looked_up: bool,
 }
 
-/// A job as offered: its rank (its creation; its start, for a job in
-/// progress whose start is known), id and creation.
-pub(crate) type Offered = (UnixMillis, JobId, UnixMillis);
+/// How a job ranks in its list, lowest first: jobs in progress whose start
+/// is known by their start, `(0, startedAt)`; every other by its creation,
+/// `(1, created)` (waiting jobs; jobs in progress whose start is not known
+/// yet come after those whose start is).
+pub(crate) type Rank = (u8, UnixMillis);
+
+/// A job as offered: its rank, id and creation.
+pub(crate) type Offered = (Rank, JobId, UnixMillis);
+
+/// The rank of a job created at `created`, started at `started` if known.
+pub(crate) fn rank(created: UnixMillis, started: Option<UnixMillis>) -> Rank {
+    match started {
+        Some(at) => (0, at),
+        None => (1, created),
+    }
+}
 
 /// The `limit` lowest-ranked jobs of each status code offered, lowest
 /// first (ties by id, so the lists do not depend on the order jobs are
@@ -60,7 +73,7 @@ impl OldestKeeper {
     }
 
     /// A job of status `code` ranked at `rank`, created at `created`.
-    pub(crate) fn offer(&mut self, code: usize, rank: UnixMillis, created: UnixMillis, id: &JobId) {
+    pub(crate) fn offer(&mut self, code: usize, rank: Rank, created: UnixMillis, id: &JobId) {
         let Some(list) = self.lists.get_mut(code) else {
             return;
         };
@@ -79,12 +92,24 @@ impl OldestKeeper {
     }
 }
 
+/// Look-ups of one listed job that failed before it is no longer asked
+/// for (its template shown as unknown while it stays listed).
+pub(crate) const MAX_LISTED_LOOKUP_FAILURES: u8 = 3;
+
+/// What the look-ups of a listed job said.
+#[derive(Debug, Clone, PartialEq)]
+enum Lookup {
+    /// Its template id (`None`: the job has no template).
+    Said(Option<Box<str>>),
+    /// This many look-ups failed (an error, an answer that was not a job).
+    Failed(u8),
+}
+
 /// What look-ups said of the listed jobs, kept from poll to poll while
 /// they stay listed.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Spotlight {
-    /// Template id by listed job whose look-up was read (or given up on).
-    known: HashMap<JobId, Option<Box<str>>>,
+    known: HashMap<JobId, Lookup>,
     /// Listed jobs with nothing known yet: looked up at the next poll.
     wanted: Vec<JobId>,
 }
@@ -97,9 +122,10 @@ impl Spotlight {
 
     /// Fills in this poll's lists: the template from this poll's look-up
     /// (`found`) or an earlier one, the start from `started` (the jobs in
-    /// progress). A job whose look-up failed (`failed`) is not asked
-    /// again while listed: one look-up per listed job, at most. Forgets
-    /// the jobs no longer listed.
+    /// progress). A job is looked up until a look-up answers, or
+    /// [`MAX_LISTED_LOOKUP_FAILURES`] have failed (`failed`: this poll's
+    /// did); its template is unknown meanwhile, never "none". Forgets the
+    /// jobs no longer listed.
     pub(crate) fn fill<'a>(
         &mut self,
         lists: Vec<Vec<Offered>>,
@@ -109,37 +135,44 @@ impl Spotlight {
     ) -> Vec<Vec<OldJob>> {
         let mut known = HashMap::new();
         self.wanted.clear();
+        let mut one = |(_, id, created): Offered| {
+            let before = self.known.remove(&id);
+            let lookup = match (found(&id), before) {
+                (Some(job), _) => Some(Lookup::Said(job.template_id.clone())),
+                (None, Some(Lookup::Failed(n))) if failed(&id) => Some(Lookup::Failed(n + 1)),
+                (None, None) if failed(&id) => Some(Lookup::Failed(1)),
+                (None, before) => before,
+            };
+            let asked_enough = match &lookup {
+                Some(Lookup::Said(_)) => true,
+                Some(Lookup::Failed(n)) => *n >= MAX_LISTED_LOOKUP_FAILURES,
+                None => false,
+            };
+            if !asked_enough {
+                self.wanted.push(id.clone());
+            }
+            let (looked_up, template_id) = match &lookup {
+                Some(Lookup::Said(t)) => (true, t.clone()),
+                _ => (false, None),
+            };
+            let job = OldJob {
+                started: started
+                    .get(&id)
+                    .copied()
+                    .filter(|at| *at != UnixMillis::MIN),
+                looked_up,
+                template_id,
+                created,
+                id,
+            };
+            if let Some(lookup) = lookup {
+                known.insert(job.id.clone(), lookup);
+            }
+            job
+        };
         let filled = lists
             .into_iter()
-            .map(|list| {
-                list.into_iter()
-                    .map(|(_, id, created)| {
-                        let template = match (found(&id), self.known.remove(&id)) {
-                            (Some(job), _) => Some(job.template_id.clone()),
-                            (None, Some(before)) => Some(before),
-                            (None, None) if failed(&id) => Some(None),
-                            (None, None) => None,
-                        };
-                        if template.is_none() {
-                            self.wanted.push(id.clone());
-                        }
-                        let job = OldJob {
-                            started: started
-                                .get(&id)
-                                .copied()
-                                .filter(|at| *at != UnixMillis::MIN),
-                            looked_up: template.is_some(),
-                            template_id: template.clone().flatten(),
-                            created,
-                            id,
-                        };
-                        if let Some(template) = template {
-                            known.insert(job.id.clone(), template);
-                        }
-                        job
-                    })
-                    .collect()
-            })
+            .map(|list| list.into_iter().map(&mut one).collect())
             .collect();
         self.known = known;
         filled
@@ -158,18 +191,28 @@ mod tests {
     fn the_keeper_holds_the_oldest_few_of_each_status_whatever_the_order() {
         let mut k = OldestKeeper::new(3, 2);
         for (n, at) in [(1, 50), (2, 10), (3, 40), (4, 30), (5, 20), (6, 10)] {
-            k.offer(0, at, at - 1, &id(n));
+            k.offer(0, rank(at, None), at, &id(n));
         }
-        k.offer(1, 99, 5, &id(7));
+        // In progress: a known start ranks before an unknown one, whatever
+        // their creations.
+        k.offer(1, rank(5, None), 5, &id(7));
+        k.offer(1, rank(90, Some(99)), 90, &id(8));
         let lists = k.into_lists();
-        assert_eq!(lists[0], [(10, id(2), 9), (10, id(6), 9), (20, id(5), 19)]);
-        assert_eq!(lists[1], [(99, id(7), 5)]);
+        assert_eq!(
+            lists[0],
+            [
+                ((1, 10), id(2), 10),
+                ((1, 10), id(6), 10),
+                ((1, 20), id(5), 20)
+            ]
+        );
+        assert_eq!(lists[1], [((0, 99), id(8), 90), ((1, 5), id(7), 5)]);
     }
 
     #[test]
     fn a_limit_of_zero_keeps_nothing() {
         let mut k = OldestKeeper::new(0, 2);
-        k.offer(0, 1, 1, &id(1));
+        k.offer(0, rank(1, None), 1, &id(1));
         assert!(k.into_lists().iter().all(Vec::is_empty));
     }
 
@@ -187,13 +230,20 @@ mod tests {
         }
     }
 
-    /// A listed job is looked up once: its template is kept while it stays
-    /// listed, a failed look-up is not retried, and a job that leaves the
-    /// lists is forgotten (looked up again if it comes back).
+    /// A listed job is looked up until it answers: its template is kept
+    /// while it stays listed; a failed look-up leaves the template unknown
+    /// (never "none") and is retried, up to three failures; a job that
+    /// leaves the lists is forgotten (looked up again if it comes back).
     #[test]
     fn the_spotlight_asks_each_listed_job_once() {
         let mut s = Spotlight::default();
-        let lists = || vec![vec![(1, id(1), 1), (2, id(2), 2), (3, id(3), 3)]];
+        let lists = || {
+            vec![vec![
+                (rank(1, None), id(1), 1),
+                (rank(2, None), id(2), 2),
+                (rank(3, None), id(3), 3),
+            ]]
+        };
         let none = HashMap::new();
         let filled = s.fill(lists(), |_| None, |_| false, &none);
         assert!(filled[0].iter().all(|j| !j.looked_up));
@@ -209,10 +259,25 @@ mod tests {
         );
         assert_eq!(filled[0][0].template_id.as_deref(), Some("tpl-a"));
         assert_eq!(filled[0][1].started, Some(7));
-        assert!(filled[0][2].looked_up, "a failed look-up is not retried");
+        assert!(
+            !filled[0][2].looked_up,
+            "a failed look-up leaves it unknown"
+        );
+        assert_eq!(s.wanted(), [id(2), id(3)], "and is tried again");
+        // Two more failures: three in all, no more asking.
+        for _ in 0..2 {
+            s.fill(lists(), |_| None, |i| *i == id(3), &none);
+        }
         assert_eq!(s.wanted(), [id(2)]);
+        let filled = s.fill(lists(), |_| None, |_| false, &none);
+        assert!(!filled[0][2].looked_up && filled[0][2].template_id.is_none());
 
-        let filled = s.fill(vec![vec![(1, id(1), 1)]], |_| None, |_| false, &none);
+        let filled = s.fill(
+            vec![vec![(rank(1, None), id(1), 1)]],
+            |_| None,
+            |_| false,
+            &none,
+        );
         assert_eq!(filled[0][0].template_id.as_deref(), Some("tpl-a"), "kept");
         assert!(s.wanted().is_empty());
         s.fill(lists(), |_| None, |_| false, &none);

@@ -1122,10 +1122,13 @@ impl ApplyPass<'_> {
             };
             // Jobs in progress rank by their start where known (the
             // longest-running first, as NexrenderJobStuckRendering judges),
-            // waiting ones by their creation.
-            if let Some(created) = created {
-                self.keeper
-                    .offer(code, started.unwrap_or(created), created, &id);
+            // before those whose start is not; waiting ones by their
+            // creation. A job whose creation is not known (an id that is
+            // not a ULID, not looked up yet) but whose start is, is dated
+            // by its start.
+            if let Some(created) = created.or(started) {
+                let rank = crate::oldest::rank(created, started);
+                self.keeper.offer(code, rank, created, &id);
             }
         }
     }
@@ -2089,6 +2092,8 @@ mod tests {
         ]);
         let mut finished = job(1, "finished", Some(T0 + 5000), Some(42.5));
         finished.finished_at = Some(T0 + 1000 + 90_000);
+        // An earlier try that failed left its errorAt: finishedAt is the end.
+        finished.error_at = Some(T0 + 1000 + 30_000);
         let mut failed = job(2, "error", None, None);
         failed.error_at = Some(T0 + 2000 + 1_500);
         let mut impossible = job(3, "finished", Some(T0 + 3000), Some(1.0));

@@ -489,13 +489,16 @@ impl AccountMetrics {
         // In the tracker's order within each label: waiting jobs by their
         // creation, jobs in progress by their start where known (statuses
         // folded into `other` merge).
-        let rank = |j: &ListedJob| j.started.unwrap_or(j.created);
+        let rank = |j: &ListedJob| crate::oldest::rank(j.created, j.started);
         listed.sort_by(|x, y| (&x.status, rank(x), &x.id).cmp(&(&y.status, rank(y), &y.id)));
         let mut info: BTreeMap<String, [String; 3]> = BTreeMap::new();
-        for j in &listed {
+        // An id too long for a label value (a Prometheus with
+        // label_value_length_limit would refuse the whole scrape) gets no
+        // info series; the page and the JSON still list it.
+        for j in listed.iter().filter(|j| j.id.len() <= MAX_INFO_LABEL_BYTES) {
             info.entry(j.status.clone()).or_insert_with(|| {
                 let template = match (&j.template, j.looked_up) {
-                    (Some(t), _) => t.clone(),
+                    (Some(t), _) => cut(t, MAX_INFO_LABEL_BYTES),
                     (None, true) => NO_TEMPLATE.to_owned(),
                     (None, false) => "unknown".to_owned(),
                 };
@@ -503,7 +506,15 @@ impl AccountMetrics {
                 [j.id.clone(), template, url.unwrap_or_default()]
             });
         }
-        m.changed();
+        // The new series first, then the old ones go, then the render is
+        // marked stale: a scrape in between sees both for an instant, never
+        // neither.
+        for (status, [id, template, url]) in &info {
+            m.job
+                .oldest_info
+                .with_label_values(&[a, status, id, template, url])
+                .set(1);
+        }
         for (status, was) in &state.oldest_info {
             if info.get(status) != Some(was) {
                 let [id, template, url] = was;
@@ -513,12 +524,7 @@ impl AccountMetrics {
                     .remove_label_values(&[a, status, id, template, url]);
             }
         }
-        for (status, [id, template, url]) in &info {
-            m.job
-                .oldest_info
-                .with_label_values(&[a, status, id, template, url])
-                .set(1);
-        }
+        m.changed();
         state.oldest_info = info;
         listed
     }
@@ -613,6 +619,19 @@ impl RequestObserver for AccountMetrics {
             .with_label_values(&[a, endpoint.label()])
             .inc_by(bytes);
     }
+}
+
+/// The longest job id and template label value `nexrender_oldest_job_info`
+/// carries (a ULID is 26 bytes; display names are cut shorter already).
+const MAX_INFO_LABEL_BYTES: usize = 128;
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
 }
 
 impl Drop for AccountMetrics {

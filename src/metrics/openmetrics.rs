@@ -107,12 +107,8 @@ fn exemplar(out: &mut String, e: &Exemplar) {
     escaped(out, &e.job_id);
     out.push_str("\"} ");
     number(out, e.value);
-    let _ = write!(
-        out,
-        " {}.{:03}",
-        e.at_ms.div_euclid(1000),
-        e.at_ms.rem_euclid(1000)
-    );
+    // Seconds, to the millisecond (f64 holds today's 13 digits exactly).
+    let _ = write!(out, " {:.3}", e.at_ms as f64 / 1000.0);
 }
 
 fn histogram(out: &mut String, name: &str, m: &Metric, source: &dyn ExemplarSource) {
@@ -289,6 +285,38 @@ up +Inf
 # EOF
 ";
         assert_eq!(text, want);
+    }
+
+    /// A value exactly on a bound is that bucket's (as the histogram counts
+    /// it), one past the last bound is `+Inf`'s, the latest in a bucket
+    /// replaces the one before, and a removed account's exemplars go.
+    #[test]
+    fn the_store_keeps_the_latest_job_of_each_bucket() {
+        let store = ExemplarStore::new(&[("h", &[1.0, 5.0])]);
+        let labels = |account: &str| {
+            let mut l = LabelPair::default();
+            l.set_name("account".into());
+            l.set_value(account.into());
+            vec![l]
+        };
+        store.observe("h", "a", 5.0, "on-the-bound", 1);
+        store.observe("h", "a", 0.5, "first", 2);
+        store.observe("h", "a", 0.7, "second", 3);
+        store.observe("h", "a", 99.0, "past-the-last", 4);
+        store.observe("other", "a", 1.0, "not-kept", 5);
+        let id = |bucket| {
+            store
+                .exemplar("h", &labels("a"), bucket)
+                .map(|e| e.job_id.to_string())
+        };
+        assert_eq!(id(0).as_deref(), Some("second"));
+        assert_eq!(id(1).as_deref(), Some("on-the-bound"));
+        assert_eq!(id(2).as_deref(), Some("past-the-last"));
+        assert_eq!(id(3), None);
+        assert_eq!(store.exemplar("other", &labels("a"), 0), None);
+        assert_eq!(store.exemplar("h", &labels("b"), 0), None);
+        store.remove_account("a");
+        assert_eq!(id(0), None);
     }
 
     #[test]
