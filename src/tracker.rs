@@ -550,6 +550,11 @@ struct ApplyPass<'a> {
     /// The latest plausible time: `now` plus [`CLOCK_SKEW_MS`], or later
     /// when the API's own jobs show its clock ahead (see [`PollFacts`]).
     latest: UnixMillis,
+    /// The latest plausible time of an event the API dates (a start, an
+    /// end): `latest` when the poll's time is the API's own (its `Date`);
+    /// without it, [`MAX_CLOCK_OFFSET_MS`] later, since the API's clock
+    /// may run ahead of ours by that much and its events with it.
+    latest_event: UnixMillis,
     window_start: UnixMillis,
     /// [`JobTracker::count_from`] as it was before this poll.
     count_from: UnixMillis,
@@ -1174,6 +1179,14 @@ impl JobTracker {
 
     /// Says whether the time given to the next `apply` is the API's own
     /// clock (its `Date` header) rather than the exporter's.
+    /// See [`ApplyPass::latest_event`].
+    fn latest_event(&self, latest: UnixMillis) -> UnixMillis {
+        match self.clock_is_the_apis {
+            true => latest,
+            false => latest.saturating_add(MAX_CLOCK_OFFSET_MS),
+        }
+    }
+
     pub(crate) fn set_clock_is_the_apis(&mut self, yes: bool) {
         self.clock_is_the_apis = yes;
     }
@@ -1425,15 +1438,18 @@ impl JobTracker {
         let Some(last_poll_at) = self.last_poll_at.filter(|_| self.baseline_done) else {
             return Delivered::judged(DeliveryVerdict::NotCounted);
         };
+        let latest = now
+            .max(self.api_at_least.unwrap_or(now))
+            .saturating_add(CLOCK_SKEW_MS);
+        let latest_event = self.latest_event(latest);
         let mut pass = ApplyPass {
             statuses: &mut self.statuses,
             first: false,
             baseline: None,
             whole_from: None,
             now,
-            latest: now
-                .max(self.api_at_least.unwrap_or(now))
-                .saturating_add(CLOCK_SKEW_MS),
+            latest,
+            latest_event,
             window_start: UnixMillis::MIN,
             count_from: self.count_from,
             out: Outcome::default(),
@@ -1492,15 +1508,18 @@ impl JobTracker {
         } = *facts;
         self.applying = true;
         let first = !self.baseline_done;
+        let latest = now
+            .max(facts.api_at_least.unwrap_or(now))
+            .saturating_add(CLOCK_SKEW_MS);
+        let latest_event = self.latest_event(latest);
         let mut pass = ApplyPass {
             statuses: &mut self.statuses,
             first,
             baseline: facts.baseline.filter(|_| first),
             whole_from: facts.whole_from,
             now,
-            latest: now
-                .max(facts.api_at_least.unwrap_or(now))
-                .saturating_add(CLOCK_SKEW_MS),
+            latest,
+            latest_event,
             window_start,
             count_from: self.count_from,
             out: Outcome {
@@ -1593,7 +1612,7 @@ impl JobTracker {
 /// Impossible values are counted in `out.invalid` and not observed.
 fn count_end(tracked: &mut JobState, id: &JobId, job: Option<&ApiJob>, pass: &mut ApplyPass) {
     let (first, statuses, out) = (pass.first, &*pass.statuses, &mut pass.out);
-    let latest = pass.latest;
+    let (latest, latest_event) = (pass.latest, pass.latest_event);
     if let Some(at) = job.and_then(|found| found.created_at) {
         if at > latest {
             out.invalid.created_at += 1;
@@ -1621,7 +1640,7 @@ fn count_end(tracked: &mut JobState, id: &JobId, job: Option<&ApiJob>, pass: &mu
                 JobStatus::Error => job.and_then(|found| found.error.clone()),
                 _ => None,
             };
-            let turnaround = turnaround(tracked, id, job, latest, &mut out.invalid);
+            let turnaround = turnaround(tracked, id, job, latest_event, &mut out.invalid);
             out.completions.push(Completion {
                 id: id.clone(),
                 status,
@@ -1637,11 +1656,13 @@ fn count_end(tracked: &mut JobState, id: &JobId, job: Option<&ApiJob>, pass: &mu
             Some(shown) => {
                 tracked.set(WAIT_PENDING, false);
                 match tracked.created(id) {
-                    Some(at) if shown >= at && shown <= latest => out.queue_waits.push(QueueWait {
-                        id: id.clone(),
-                        seconds: (shown - at) as f64 / 1000.0,
-                        template: job.and_then(|found| found.template_id.clone()),
-                    }),
+                    Some(at) if shown >= at && shown <= latest_event => {
+                        out.queue_waits.push(QueueWait {
+                            id: id.clone(),
+                            seconds: (shown - at) as f64 / 1000.0,
+                            template: job.and_then(|found| found.template_id.clone()),
+                        })
+                    }
                     _ => out.invalid.started_at += 1,
                 }
             }
@@ -1654,21 +1675,21 @@ fn count_end(tracked: &mut JobState, id: &JobId, job: Option<&ApiJob>, pass: &mu
 
 /// End (`finishedAt`, else `errorAt`) minus creation, in seconds, of a job
 /// seen ending. Both are the API's times, so the difference holds whatever
-/// its clock says; an end before the creation, or further past `latest`
-/// than any clock offset the counting copes with ([`MAX_CLOCK_OFFSET_MS`]:
-/// a job ending now by an API clock 20 minutes ahead is no error), is
-/// counted as impossible and not observed.
+/// its clock says; an end before the creation, or after `latest_event`
+/// (see [`ApplyPass::latest_event`]: a job ending now by an API clock 20
+/// minutes ahead, without a `Date`, is no error), is counted as impossible
+/// and not observed.
 fn turnaround(
     tracked: &JobState,
     id: &JobId,
     job: Option<&ApiJob>,
-    latest: UnixMillis,
+    latest_event: UnixMillis,
     invalid: &mut InvalidValues,
 ) -> Option<f64> {
     let found = job?;
     let ended = found.finished_at.or(found.error_at)?;
     let created = tracked.created(id)?;
-    if ended < created || ended > latest.saturating_add(MAX_CLOCK_OFFSET_MS) {
+    if ended < created || ended > latest_event {
         invalid.ended_at += 1;
         return None;
     }
@@ -2430,6 +2451,9 @@ mod tests {
     #[test]
     fn absurd_durations_and_future_timestamps_are_counted_as_invalid_and_not_observed() {
         let mut t = after_first_poll(&[]);
+        // The poll's time is the API's own (its Date): a start an hour past
+        // it is impossible.
+        t.set_clock_is_the_apis(true);
         let mut negative = job(1, "finished", Some(T0 + 2000), Some(-5.0));
         negative.created_at = Some(T0 + 1000);
         let huge = job(2, "finished", Some(T0 + 3000), Some(30.0 * 86_400.0));
@@ -2460,6 +2484,33 @@ mod tests {
         );
         // The future createdAt was not used: the oldest falls back to the id's time.
         assert_eq!(o.oldest_created[&JobStatus::Rendering], T0 + 3000);
+    }
+
+    /// Without the API's `Date`, its clock may run ahead of ours (up to a
+    /// day, as the scans allow): a job that started 20 minutes past our
+    /// clock waited as its own two times say, and is no impossible value.
+    #[test]
+    fn without_the_apis_date_a_start_ahead_of_our_clock_is_the_apis_clock_ahead() {
+        let mut t = after_first_poll(&[(1, "queued")]);
+        let ahead = job(1, "render:dorender", Some(NOW + 20 * 60_000), None);
+        let s = scan(&[(1, "render:dorender")]);
+        let o = t.apply(&s, &details(vec![ahead]), WINDOW_START, NOW);
+        assert_eq!(o.invalid, InvalidValues::default());
+        assert_eq!(
+            waits(&o),
+            [(NOW + 20 * 60_000 - (T0 + 1000)) as f64 / 1000.0]
+        );
+        // Two days ahead is no clock: impossible.
+        let mut t = after_first_poll(&[(2, "queued")]);
+        let beyond = job(2, "render:dorender", Some(NOW + 2 * 86_400_000), None);
+        let o = t.apply(
+            &scan(&[(2, "render:dorender")]),
+            &details(vec![beyond]),
+            WINDOW_START,
+            NOW,
+        );
+        assert_eq!(o.invalid.started_at, 1);
+        assert!(waits(&o).is_empty());
     }
 
     #[test]

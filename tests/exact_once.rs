@@ -283,6 +283,17 @@ async fn no_date_and_the_api_clock_off_by(offset_s: i64) {
     );
     assert_in_view_within(&m, &r.sim, offset_s.abs() * SEC, "caught up");
     assert_turnaround_exact(&m, &r.sim, &ended);
+    // The farm's times are all true: none is taken for impossible, however
+    // far ahead the API's clock runs.
+    for field in ["created_at", "started_at", "render_duration", "ended_at"] {
+        let invalid = main_counter(
+            &m,
+            "nexrender_exporter_invalid_values_total",
+            "field",
+            field,
+        );
+        assert_eq!(invalid, 0.0, "{field} taken for impossible");
+    }
 }
 
 /// `nexrender_job_turnaround_seconds` against the farm: one observation per
