@@ -3,8 +3,8 @@
 //! prometheus.yml, and Debian's Alertmanager, with the shipped
 //! alertmanager.yml, delivers to a webhook here. An error storm and a stuck
 //! queue must arrive there as NexrenderJobErrorRatioHigh and
-//! NexrenderQueueStale, with their labels, summary and runbook URL, and be
-//! resolved once the trouble ends.
+//! NexrenderQueueStale, with their labels, summary and runbook URL (and the
+//! stuck job's id), and be resolved once the trouble ends.
 //!
 //! Then the error budget: the storm burns it fast enough to page
 //! (NexrenderErrorBudgetBurnFast). Then an outage while a queue is stuck:
@@ -289,6 +289,10 @@ async fn an_error_storm_and_a_stuck_queue_reach_the_receiver_through_alertmanage
     assert_shipped_alert(&fired, "NexrenderJobErrorRatioHigh", "of renders fail");
     let fired = arrival(&received, "NexrenderQueueStale", "firing").await;
     assert_shipped_alert(&fired, "NexrenderQueueStale", "a job has been queued for");
+    // The alert names the stuck job: its id, from nexrender_oldest_job_info,
+    // read by the annotation's query when Prometheus evaluated the rule.
+    assert_eq!(fired["annotations"]["job_id"], stuck.to_string(), "{fired}");
+    assert_eq!(fired["annotations"]["job_url"], "", "no oldest_jobs.job_url set");
     // Three in four failing burns a 1% budget 75 times over: a page.
     let fired = arrival(&received, "NexrenderErrorBudgetBurnFast", "firing").await;
     assert_shipped_alert(
