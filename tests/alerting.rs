@@ -292,7 +292,10 @@ async fn an_error_storm_and_a_stuck_queue_reach_the_receiver_through_alertmanage
     // The alert names the stuck job: its id, from nexrender_oldest_job_info,
     // read by the annotation's query when Prometheus evaluated the rule.
     assert_eq!(fired["annotations"]["job_id"], stuck.to_string(), "{fired}");
-    assert_eq!(fired["annotations"]["job_url"], "", "no oldest_jobs.job_url set");
+    assert_eq!(
+        fired["annotations"]["job_url"], "",
+        "no oldest_jobs.job_url set"
+    );
     // Three in four failing burns a 1% budget 75 times over: a page.
     let fired = arrival(&received, "NexrenderErrorBudgetBurnFast", "firing").await;
     assert_shipped_alert(
