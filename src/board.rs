@@ -103,9 +103,13 @@ impl StatusBoard {
     /// Every account has finished its first poll attempt, and no poller is
     /// waiting to be restarted.
     pub fn ready(&self) -> bool {
-        self.snapshot()
-            .iter()
-            .all(|a| a.attempts > 0 && a.restarting.is_none())
+        // Under the lock, not on a copy: the probes ask often, and the
+        // accounts carry their oldest jobs.
+        self.accounts.read().map_or(true, |accounts| {
+            accounts
+                .iter()
+                .all(|a| a.attempts > 0 && a.restarting.is_none())
+        })
     }
 
     /// An account's poller died; it is restarted after a pause.
@@ -121,11 +125,12 @@ impl StatusBoard {
     /// The oldest jobs of account `name` as its last good poll listed them
     /// (by status label, oldest first).
     pub fn oldest(&self, name: &str) -> Vec<ListedJob> {
-        self.snapshot()
-            .into_iter()
-            .find(|a| a.name == name)
-            .map(|a| a.oldest)
-            .unwrap_or_default()
+        let accounts = self.accounts.read();
+        let found = accounts
+            .as_ref()
+            .ok()
+            .and_then(|a| a.iter().find(|a| a.name == name));
+        found.map(|a| a.oldest.clone()).unwrap_or_default()
     }
 
     /// The account's oldest jobs, as its last good poll found them.

@@ -19,7 +19,7 @@ use crate::board::{AccountState, StatusBoard};
 use crate::clock::SharedClock;
 use crate::config::{OldestJobsConfig, WebConfig};
 use crate::metrics::{openmetrics, Metrics};
-use crate::oldest_view;
+use crate::oldest_view::{self, escape};
 use crate::stall::StallGuard;
 use crate::timefmt::format_millis;
 use crate::version::{REVISION, VERSION};
@@ -80,13 +80,6 @@ fn reply(
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn landing(state: &WebState) -> String {

@@ -121,8 +121,8 @@ impl Spotlight {
     }
 
     /// Fills in this poll's lists: the template from this poll's look-up
-    /// (`found`) or an earlier one, the start from `started` (the jobs in
-    /// progress). A job is looked up until a look-up answers, or
+    /// (`found`) or an earlier one, the start from the rank (known for a
+    /// job in progress whose look-up said it). A job is looked up until a look-up answers, or
     /// [`MAX_LISTED_LOOKUP_FAILURES`] have failed (`failed`: this poll's
     /// did); its template is unknown meanwhile, never "none". Forgets the
     /// jobs no longer listed.
@@ -131,11 +131,10 @@ impl Spotlight {
         lists: Vec<Vec<Offered>>,
         found: impl Fn(&JobId) -> Option<&'a ApiJob>,
         failed: impl Fn(&JobId) -> bool,
-        started: &HashMap<JobId, UnixMillis>,
     ) -> Vec<Vec<OldJob>> {
         let mut known = HashMap::new();
         self.wanted.clear();
-        let mut one = |(_, id, created): Offered| {
+        let mut one = |(rank, id, created): Offered| {
             let before = self.known.remove(&id);
             let lookup = match (found(&id), before) {
                 (Some(job), _) => Some(Lookup::Said(job.template_id.clone())),
@@ -156,10 +155,10 @@ impl Spotlight {
                 _ => (false, None),
             };
             let job = OldJob {
-                started: started
-                    .get(&id)
-                    .copied()
-                    .filter(|at| *at != UnixMillis::MIN),
+                started: match rank {
+                    (0, at) => Some(at),
+                    _ => None,
+                },
                 looked_up,
                 template_id,
                 created,
@@ -244,18 +243,18 @@ mod tests {
                 (rank(3, None), id(3), 3),
             ]]
         };
-        let none = HashMap::new();
-        let filled = s.fill(lists(), |_| None, |_| false, &none);
+        let filled = s.fill(lists(), |_| None, |_| false);
         assert!(filled[0].iter().all(|j| !j.looked_up));
         assert_eq!(s.wanted(), [id(1), id(2), id(3)]);
 
         let one = api_job(1, Some("tpl-a"));
-        let started = HashMap::from([(id(2), 7)]);
+        // Job 2 is in progress: its rank carries its start.
+        let mut with_start = lists();
+        with_start[0][1].0 = rank(2, Some(7));
         let filled = s.fill(
-            lists(),
+            with_start,
             |i| (*i == id(1)).then_some(&one),
             |i| *i == id(3),
-            &started,
         );
         assert_eq!(filled[0][0].template_id.as_deref(), Some("tpl-a"));
         assert_eq!(filled[0][1].started, Some(7));
@@ -266,21 +265,16 @@ mod tests {
         assert_eq!(s.wanted(), [id(2), id(3)], "and is tried again");
         // Two more failures: three in all, no more asking.
         for _ in 0..2 {
-            s.fill(lists(), |_| None, |i| *i == id(3), &none);
+            s.fill(lists(), |_| None, |i| *i == id(3));
         }
         assert_eq!(s.wanted(), [id(2)]);
-        let filled = s.fill(lists(), |_| None, |_| false, &none);
+        let filled = s.fill(lists(), |_| None, |_| false);
         assert!(!filled[0][2].looked_up && filled[0][2].template_id.is_none());
 
-        let filled = s.fill(
-            vec![vec![(rank(1, None), id(1), 1)]],
-            |_| None,
-            |_| false,
-            &none,
-        );
+        let filled = s.fill(vec![vec![(rank(1, None), id(1), 1)]], |_| None, |_| false);
         assert_eq!(filled[0][0].template_id.as_deref(), Some("tpl-a"), "kept");
         assert!(s.wanted().is_empty());
-        s.fill(lists(), |_| None, |_| false, &none);
+        s.fill(lists(), |_| None, |_| false);
         assert_eq!(s.wanted(), [id(2), id(3)], "forgotten once unlisted");
     }
 }

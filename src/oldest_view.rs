@@ -92,7 +92,8 @@ fn human(secs: f64) -> String {
     }
 }
 
-fn escape(s: &str) -> String {
+/// `s` as HTML text or a quoted attribute value (the landing page's too).
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -1177,8 +1177,6 @@ impl JobTracker {
         !self.applying
     }
 
-    /// Says whether the time given to the next `apply` is the API's own
-    /// clock (its `Date` header) rather than the exporter's.
     /// See [`ApplyPass::latest_event`].
     fn latest_event(&self, latest: UnixMillis) -> UnixMillis {
         match self.clock_is_the_apis {
@@ -1187,6 +1185,8 @@ impl JobTracker {
         }
     }
 
+    /// Says whether the time given to the next `apply` is the API's own
+    /// clock (its `Date` header) rather than the exporter's.
     pub(crate) fn set_clock_is_the_apis(&mut self, yes: bool) {
         self.clock_is_the_apis = yes;
     }
@@ -1537,7 +1537,7 @@ impl JobTracker {
         pass.apply_others(&mut self.jobs.others, scan, details);
         let lists = std::mem::take(&mut pass.keeper).into_lists();
         let (mut out, started) = pass.tally();
-        out.oldest_jobs = self.list_oldest(lists, details, &started);
+        out.oldest_jobs = self.list_oldest(lists, details);
         self.started = started;
         self.baseline_done = true;
         self.last_poll_at = Some(now);
@@ -1555,7 +1555,6 @@ impl JobTracker {
         &mut self,
         lists: Vec<Vec<crate::oldest::Offered>>,
         details: &HashMap<JobId, Detail>,
-        started: &HashMap<JobId, UnixMillis>,
     ) -> BTreeMap<JobStatus, Vec<OldJob>> {
         let mut filled = self.spotlight.fill(
             lists,
@@ -1564,7 +1563,6 @@ impl JobTracker {
                 _ => None,
             },
             |id| matches!(details.get(id), Some(Detail::Failed | Detail::Gone)),
-            started,
         );
         let mut by_status = BTreeMap::new();
         for (code, name) in self.statuses.iter() {

@@ -38,13 +38,6 @@ pub trait ExemplarSource {
     fn exemplar(&self, family: &str, labels: &[LabelPair], bucket: usize) -> Option<Exemplar>;
 }
 
-/// No exemplars at all.
-impl ExemplarSource for () {
-    fn exemplar(&self, _: &str, _: &[LabelPair], _: usize) -> Option<Exemplar> {
-        None
-    }
-}
-
 fn number(out: &mut String, v: f64) {
     if v.is_nan() {
         out.push_str("NaN");
