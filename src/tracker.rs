@@ -701,7 +701,7 @@ impl ApplyPass<'_> {
         if status.has_started() && !status.is_terminal() && (job.is_some() || given_up) {
             let at = job
                 .and_then(|found| found.started_at)
-                .filter(|at| *at <= self.latest);
+                .filter(|at| *at <= self.latest_event);
             self.started.insert(shown.id.clone(), at.unwrap_or(UNKNOWN));
         }
         // Looked up (or given up) and still no `createdAt`: not asked for
@@ -2497,6 +2497,11 @@ mod tests {
         assert_eq!(
             waits(&o),
             [(NOW + 20 * 60_000 - (T0 + 1000)) as f64 / 1000.0]
+        );
+        // The same start is the one the longest-running job is judged by.
+        assert_eq!(
+            o.oldest_started.get(&JobStatus::Rendering),
+            Some(&(NOW + 20 * 60_000))
         );
         // Two days ahead is no clock: impossible.
         let mut t = after_first_poll(&[(2, "queued")]);
