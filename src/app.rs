@@ -9,13 +9,14 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::api::{ApiClient, ApiError, ClientPolicy};
+use crate::api::{ApiClient, ApiError, ClientPolicy, ServerOptions};
 use crate::board::StatusBoard;
 use crate::clock::SharedClock;
 use crate::config::{Account, Config, ConfigError, Loaded, PollConfig};
 use crate::http::{serve, ServerLimits, WebState};
 use crate::metrics::{AccountMetrics, Metrics};
 use crate::poller::{supervise, AccountPoller};
+use crate::status::ApiKind;
 use crate::webconfig::{TlsReloader, WebSecurity};
 use crate::webhook::{self, Route};
 
@@ -75,8 +76,10 @@ async fn start_demo(
     tracing::info!(api_url = %sim.api_url(), webhooks = webhook_port.is_some(), "demo: polling the built-in Nexrender API simulator");
     let account = Account {
         name: "demo".into(),
+        kind: crate::status::ApiKind::Cloud,
         api_url: sim.api_url(),
         token: Secret::new("sim-token"),
+        stale_after: crate::config::DEFAULT_STALE_AFTER,
         webhook_secret: webhook_port.map(|_| secret),
         previous_webhook_secrets: Vec::new(),
         tags: Vec::new(),
@@ -154,7 +157,11 @@ struct Pollers {
 /// The same account as far as polling goes: the same API and jobs (the
 /// webhook secret can change without touching the bookkeeping).
 fn same_api(a: &Account, b: &Account) -> bool {
-    a.name == b.name && a.api_url == b.api_url && a.token == b.token && a.tags == b.tags
+    a.name == b.name
+        && a.kind == b.kind
+        && a.api_url == b.api_url
+        && a.token == b.token
+        && a.tags == b.tags
 }
 
 impl Pollers {
@@ -163,13 +170,26 @@ impl Pollers {
         policy: &ClientPolicy,
         metrics: Arc<AccountMetrics>,
     ) -> Result<ApiClient, AppError> {
+        metrics.set_kind(account.kind);
+        // Only whole jobs say their template (a self-hosted server's
+        // projection does not): read them when the breakdown needs them.
+        let templates = metrics.template_names_refresh().is_some();
         ApiClient::new(
             &account.api_url,
             account.token.clone(),
             policy.clone(),
             metrics,
         )
-        .map(|client| client.with_tags(&account.tags))
+        .map(|client| match account.kind {
+            ApiKind::Cloud => client.with_tags(&account.tags),
+            ApiKind::Server => client.for_server(
+                ServerOptions {
+                    stale_after: account.stale_after,
+                    whole_jobs: templates,
+                },
+                &account.tags,
+            ),
+        })
         .map_err(|source| AppError::Client {
             account: account.name.clone(),
             source,
@@ -277,7 +297,11 @@ impl Pollers {
         }
         for account in &loaded.accounts {
             match self.running.get(&account.name) {
-                Some(r) if same_api(&r.account, account) && r.policy == policy => {
+                Some(r)
+                    if same_api(&r.account, account)
+                        && r.policy == policy
+                        && r.account.stale_after == account.stale_after =>
+                {
                     let changed = r.settings.send_if_modified(|s| {
                         let differs = *s != settings;
                         *s = settings.clone();
@@ -298,7 +322,7 @@ impl Pollers {
                 }
                 Some(r) if same_api(&r.account, account) => {
                     // Only how the client behaves changed (timeouts, retries,
-                    // rate limit): the same API and jobs, so a poller with
+                    // rate limit, a server's stale_after): the same API and jobs, so a poller with
                     // the new client takes over the bookkeeping.
                     let taken_over = r.poller.clone();
                     let client = Self::client(account, &policy, taken_over.metrics())?;

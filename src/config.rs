@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 use crate::shard::Shard;
+use crate::status::ApiKind;
 
 pub(crate) const DEFAULT_API_URL: &str = "https://api.nexrender.com/api/v2";
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9847";
@@ -339,12 +340,30 @@ impl Default for MetricsConfig {
 pub struct AccountConfig {
     /// The `account` label.
     pub name: String,
+    /// `cloud` (the default): the Nexrender Cloud API v2. `server`: a
+    /// self-hosted `@nexrender/server` (API v1) at `api_url`.
+    #[serde(default)]
+    pub kind: ApiKind,
     #[serde(default = "default_api_url")]
     pub api_url: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The Cloud's API token, or a self-hosted server's secret (`secret`
+    /// says the same).
+    #[serde(default, alias = "secret", skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "secret_file",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub token_file: Option<PathBuf>,
+    /// Self-hosted servers: a job not ended whose `updatedAt` has not
+    /// moved for this long counts in `nexrender_jobs_stale` (default 1h).
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stale_after: Option<Duration>,
     /// The shared secret its jobs' webhooks send in `webhook.secret_header`;
     /// without it (or `webhook_secret_file`) the account takes no deliveries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -387,9 +406,14 @@ impl PollConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Account {
     pub name: String,
+    /// Which API `api_url` is.
+    pub kind: ApiKind,
     /// Without a trailing slash.
     pub api_url: String,
+    /// The Cloud's token; a self-hosted server's secret (empty: none).
     pub token: Secret,
+    /// Self-hosted servers: when a job not ended that has not moved is stale.
+    pub stale_after: Duration,
     /// Deliveries for this account must carry it; `None`: none are taken.
     pub webhook_secret: Option<Secret>,
     /// Also accepted: the secrets before a rotation (from
@@ -569,9 +593,11 @@ pub fn load(
         if url.is_some() || token.is_some() {
             config.accounts.push(AccountConfig {
                 name: "default".into(),
+                kind: ApiKind::Cloud,
                 api_url: url.unwrap_or_else(default_api_url),
                 token: token.map(Secret::new),
                 token_file: None,
+                stale_after: None,
                 webhook_secret: None,
                 webhook_secret_file: None,
                 previous_webhook_secrets: Vec::new(),
@@ -942,17 +968,24 @@ fn read_secret(
     }
 }
 
+/// How long a self-hosted server's job may go without an update before it
+/// counts as stale, unless the account says.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(3600);
+
 fn resolve(a: &AccountConfig) -> Result<Account, (String, String)> {
-    let url = a.api_url.trim_end_matches('/');
-    match reqwest::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-        _ => {
-            return Err((
-                "api_url".into(),
-                format!("expected an http(s) URL, got '{}'", a.api_url),
-            ))
-        }
+    if a.kind == ApiKind::Server {
+        return resolve_server(a);
     }
+    if a.stale_after.is_some() {
+        return Err((
+            "stale_after".into(),
+            format!(
+                "account '{}': stale_after is for self-hosted servers (kind: server); the Cloud times jobs out itself",
+                a.name
+            ),
+        ));
+    }
+    let url = check_url(&a.api_url)?;
     let token = read_secret("token", &a.token, &a.token_file)?.ok_or_else(|| {
         (
             "token".to_owned(),
@@ -985,10 +1018,76 @@ fn resolve(a: &AccountConfig) -> Result<Account, (String, String)> {
     }
     Ok(Account {
         name: a.name.clone(),
-        api_url: url.to_owned(),
+        kind: ApiKind::Cloud,
+        api_url: url,
         token,
+        stale_after: DEFAULT_STALE_AFTER,
         webhook_secret,
         previous_webhook_secrets,
+        tags: a.tags.clone(),
+    })
+}
+
+/// `api_url` without its trailing slash, if it is an http(s) URL.
+fn check_url(api_url: &str) -> Result<String, (String, String)> {
+    let url = api_url.trim_end_matches('/');
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(url.to_owned()),
+        _ => Err((
+            "api_url".into(),
+            format!("expected an http(s) URL, got '{api_url}'"),
+        )),
+    }
+}
+
+/// A self-hosted server's account: its URL given (the server's base, with
+/// or without `/api/v1`), its secret optional (a server started without
+/// one asks none), no webhooks (the server sends none).
+fn resolve_server(a: &AccountConfig) -> Result<Account, (String, String)> {
+    let name = &a.name;
+    if a.api_url == DEFAULT_API_URL {
+        return Err((
+            "api_url".into(),
+            format!("account '{name}' is kind: server: set api_url to the server's address (for example http://nexrender.internal:3000)"),
+        ));
+    }
+    let url = check_url(&a.api_url)?;
+    let url = url.strip_suffix("/api/v1").unwrap_or(&url).to_owned();
+    let secret = read_secret("token", &a.token, &a.token_file)?.unwrap_or_else(|| Secret::new(""));
+    if !secret
+        .expose()
+        .bytes()
+        .all(|b| b.is_ascii_graphic() || b == b' ')
+    {
+        return Err((
+            "token".into(),
+            format!("account '{name}': the server's secret must be printable ASCII (it is sent as the nexrender-secret header)"),
+        ));
+    }
+    if a.webhook_secret.is_some()
+        || a.webhook_secret_file.is_some()
+        || !a.previous_webhook_secrets.is_empty()
+    {
+        return Err((
+            "webhook_secret".into(),
+            format!("account '{name}' is kind: server: a self-hosted server sends no webhooks"),
+        ));
+    }
+    let stale_after = a.stale_after.unwrap_or(DEFAULT_STALE_AFTER);
+    if stale_after.is_zero() {
+        return Err((
+            "stale_after".into(),
+            format!("account '{name}': stale_after must be more than 0s"),
+        ));
+    }
+    Ok(Account {
+        name: name.clone(),
+        kind: ApiKind::Server,
+        api_url: url,
+        token: secret,
+        stale_after,
+        webhook_secret: None,
+        previous_webhook_secrets: Vec::new(),
         tags: a.tags.clone(),
     })
 }
@@ -1257,6 +1356,27 @@ mod tests {
                 "accounts: [{name: a, token: x, webhook_secret_file: /nonexistent/s}]\n",
                 "accounts[0].webhook_secret_file",
             ),
+            ("accounts: [{name: a, kind: server}]\n", "accounts[0].api_url"),
+            (
+                "accounts: [{name: a, kind: serve, api_url: 'http://h:3000'}]\n",
+                "accounts.0.kind",
+            ),
+            (
+                "accounts: [{name: a, kind: server, api_url: 'http://h:3000', webhook_secret: w}]\n",
+                "accounts[0].webhook_secret",
+            ),
+            (
+                "accounts: [{name: a, kind: server, api_url: 'http://h:3000', stale_after: 0s}]\n",
+                "accounts[0].stale_after",
+            ),
+            (
+                "accounts: [{name: a, token: x, stale_after: 1h}]\n",
+                "accounts[0].stale_after",
+            ),
+            (
+                "accounts: [{name: a, kind: server, api_url: 'http://h:3000', secret: \"a\\nb\"}]\n",
+                "accounts[0].token",
+            ),
         ];
         for (body, key) in cases {
             let e = err_of(body);
@@ -1266,6 +1386,24 @@ mod tests {
                 "names the file: {e}"
             );
         }
+    }
+
+    #[test]
+    fn a_self_hosted_server_needs_only_its_kind_url_and_secret() {
+        let sec = file(".txt", "srv-s3cret\n");
+        let l = load_yaml(&format!(
+            "accounts:\n  - {{name: farm, kind: server, api_url: 'http://render:3000/api/v1/', secret_file: {}}}\n  - {{name: open, kind: server, api_url: 'http://render:3000', stale_after: 20m}}\n",
+            sec.path().display()
+        ))
+        .unwrap();
+        let (farm, open) = (&l.accounts[0], &l.accounts[1]);
+        assert_eq!(farm.kind, ApiKind::Server);
+        assert_eq!(farm.api_url, "http://render:3000");
+        assert_eq!(farm.token.expose(), "srv-s3cret");
+        assert_eq!(farm.stale_after, DEFAULT_STALE_AFTER);
+        assert!(open.token.is_empty(), "a server without a secret asks none");
+        assert_eq!(open.stale_after, Duration::from_secs(1200));
+        assert!(!format!("{l:?}").contains("srv-s3cret"));
     }
 
     #[test]

@@ -145,6 +145,7 @@ struct JobFamilies {
     oldest: GaugeVec,
     oldest_started: GaugeVec,
     oldest_info: IntGaugeVec,
+    stale: IntGaugeVec,
     completed: IntCounterVec,
     render_duration: HistogramVec,
     queue_wait: HistogramVec,
@@ -174,6 +175,11 @@ impl JobFamilies {
                 "nexrender_oldest_job_info",
                 "1 for the job that has waited longest in each non-terminal status (in a status of jobs in progress, the longest-running by startedAt), by id: its template (display name; none without one, unknown until looked up) and a link (oldest_jobs.job_url, empty when unset). Replaced when the oldest changes, gone when none waits.",
                 &["account", "status", "job_id", "template", "url"],
+            ),
+            stale: d.gauge(
+                "nexrender_jobs_stale",
+                "Self-hosted servers only: jobs in each status not ended whose updatedAt has not moved for the account's stale_after (a worker that died holding them; the server never times them out).",
+                &["account", "status"],
             ),
             completed: d.counter(
                 "nexrender_jobs_completed_total",

@@ -420,6 +420,16 @@ impl AccountPoller {
         let (result, now) = (&left.result, left.at);
         let outcome = &result.outcome;
         if !std::mem::replace(&mut left.counted, true) {
+            if self.client.template_names_are_free()
+                && self.metrics.template_names_refresh().is_some()
+            {
+                // A self-hosted server's template names are in the listing
+                // the poll read: taken before its completions are counted,
+                // so a template's series are named from the start.
+                if let Ok(names) = self.client.list_templates().await {
+                    self.metrics.template_names(Some(&names));
+                }
+            }
             let notes = PollNotes {
                 lookups_failed: result.lookups_failed,
                 lookups_deferred: result.lookups_deferred,

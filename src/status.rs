@@ -1,8 +1,11 @@
-//! Job statuses as the Nexrender Cloud API v2 reports them.
+//! Job statuses as the Nexrender Cloud API v2 reports them, and the states
+//! of the self-hosted server (`@nexrender/server`, API v1).
 //!
 //! The spec's `status` field has no enum and ends its list in "etc.", so
 //! anything we do not know is kept verbatim in [`JobStatus::Other`] rather
-//! than rejected.
+//! than rejected. The self-hosted server's states are its own names too:
+//! `created` and `picked` wait like `queued`; `started` and every
+//! `render:*` stage are jobs in progress, like the Cloud's `render:dorender`.
 
 use std::fmt;
 
@@ -10,6 +13,11 @@ use std::fmt;
 pub enum JobStatus {
     Queued,
     Pending,
+    /// The self-hosted server's state of a job not yet queued.
+    Created,
+    /// The self-hosted server's state of a job a worker took and has not
+    /// started yet (a worker that dies there leaves it so for ever).
+    Picked,
     Rendering,
     Finished,
     Error,
@@ -18,10 +26,78 @@ pub enum JobStatus {
     Other(Box<str>),
 }
 
+/// Which API an account's jobs come from, and so which statuses it
+/// documents: those have a series of `nexrender_jobs` from the account's
+/// first successful poll on (0 when no job has it); any other is an
+/// undocumented status, bounded by `metrics.max_unknown_statuses`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiKind {
+    /// The Nexrender Cloud API v2.
+    #[default]
+    Cloud,
+    /// The self-hosted `@nexrender/server` (API v1).
+    Server,
+}
+
+impl ApiKind {
+    /// The statuses this API documents, in lifecycle order.
+    pub fn statuses(self) -> Vec<JobStatus> {
+        match self {
+            ApiKind::Cloud => JobStatus::KNOWN.to_vec(),
+            ApiKind::Server => SERVER_STATES.iter().map(|s| JobStatus::parse(s)).collect(),
+        }
+    }
+
+    /// Does this API document `status`?
+    pub fn knows(self, status: &JobStatus) -> bool {
+        match self {
+            ApiKind::Cloud => JobStatus::KNOWN.contains(status),
+            ApiKind::Server => SERVER_STATES.contains(&status.as_str()),
+        }
+    }
+
+    /// Its terminal statuses (zero-filled completions).
+    pub fn terminal(self) -> Vec<JobStatus> {
+        self.statuses()
+            .into_iter()
+            .filter(JobStatus::is_terminal)
+            .collect()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiKind::Cloud => "cloud",
+            ApiKind::Server => "server",
+        }
+    }
+}
+
+/// The self-hosted server's states (`@nexrender/server` 1.38.0 and its
+/// worker), in lifecycle order.
+pub const SERVER_STATES: [&str; 15] = [
+    "created",
+    "queued",
+    "picked",
+    "started",
+    "render:setup",
+    "render:predownload",
+    "render:download",
+    "render:postdownload",
+    "render:prerender",
+    "render:script",
+    "render:dorender",
+    "render:postrender",
+    "render:cleanup",
+    "finished",
+    "error",
+];
+
 impl JobStatus {
-    /// The statuses the vendor documents, in lifecycle order. From an
-    /// account's first successful poll on, each has a series of
-    /// `nexrender_jobs` (0 when no job has it).
+    /// The statuses the Cloud API documents, in lifecycle order (see
+    /// [`ApiKind::statuses`]).
     pub(crate) const KNOWN: [JobStatus; 6] = [
         JobStatus::Queued,
         JobStatus::Pending,
@@ -42,6 +118,8 @@ impl JobStatus {
         match s {
             "queued" => JobStatus::Queued,
             "pending" => JobStatus::Pending,
+            "created" => JobStatus::Created,
+            "picked" => JobStatus::Picked,
             "render:dorender" => JobStatus::Rendering,
             "finished" => JobStatus::Finished,
             "error" => JobStatus::Error,
@@ -54,6 +132,8 @@ impl JobStatus {
         match self {
             JobStatus::Queued => "queued",
             JobStatus::Pending => "pending",
+            JobStatus::Created => "created",
+            JobStatus::Picked => "picked",
             JobStatus::Rendering => "render:dorender",
             JobStatus::Finished => "finished",
             JobStatus::Error => "error",
@@ -68,10 +148,6 @@ impl JobStatus {
             JobStatus::Finished | JobStatus::Error | JobStatus::ManuallyCancelled
         )
     }
-
-    pub(crate) fn is_known(&self) -> bool {
-        !matches!(self, JobStatus::Other(_))
-    }
 }
 
 impl fmt::Display for JobStatus {
@@ -85,29 +161,33 @@ impl fmt::Display for JobStatus {
 pub(crate) const OTHER_STATUS: &str = "other";
 
 /// A status as one byte, so that a job's status takes one byte in a scan
-/// and in the tracker's table. The documented statuses have fixed codes
-/// (their place in [`JobStatus::KNOWN`]), so what a code means for the
-/// lifecycle needs no table; only the names of undocumented statuses do.
+/// and in the tracker's table. The statuses of the lifecycle have fixed
+/// codes (their place in [`CODED`]: waiting, then in progress, then
+/// ended), so what a code means for the lifecycle needs no table; only the
+/// names of other statuses do (all of them jobs in progress).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StatusByte(u8);
 
 impl StatusByte {
     pub(crate) const QUEUED: StatusByte = StatusByte(0);
     pub(crate) const PENDING: StatusByte = StatusByte(1);
-    pub(crate) const RENDERING: StatusByte = StatusByte(2);
-    pub(crate) const FINISHED: StatusByte = StatusByte(3);
-    pub(crate) const ERROR: StatusByte = StatusByte(4);
-    pub(crate) const MANUALLY_CANCELLED: StatusByte = StatusByte(5);
+    pub(crate) const CREATED: StatusByte = StatusByte(2);
+    pub(crate) const PICKED: StatusByte = StatusByte(3);
+    pub(crate) const RENDERING: StatusByte = StatusByte(4);
+    pub(crate) const FINISHED: StatusByte = StatusByte(5);
+    pub(crate) const ERROR: StatusByte = StatusByte(6);
+    pub(crate) const MANUALLY_CANCELLED: StatusByte = StatusByte(7);
 
     /// `finished`, `error` or `manually_cancelled`.
     pub fn is_terminal(self) -> bool {
         (Self::FINISHED.0..=Self::MANUALLY_CANCELLED.0).contains(&self.0)
     }
 
-    /// Has the job begun rendering (or got past it)? Anything but `queued`
-    /// and `pending`, undocumented statuses included.
+    /// Has the job begun rendering (or got past it)? Anything but the
+    /// waiting statuses (`queued`, `pending`, `created`, `picked`),
+    /// undocumented statuses included.
     pub(crate) fn has_started(self) -> bool {
-        self.0 > Self::PENDING.0
+        self.0 > Self::PICKED.0
     }
 
     /// The code as an index into per-status arrays of [`StatusTable::COUNT`].
@@ -124,10 +204,22 @@ pub struct StatusTable {
     names: Vec<JobStatus>,
 }
 
+/// The statuses with fixed codes, in code order.
+const CODED: [JobStatus; 8] = [
+    JobStatus::Queued,
+    JobStatus::Pending,
+    JobStatus::Created,
+    JobStatus::Picked,
+    JobStatus::Rendering,
+    JobStatus::Finished,
+    JobStatus::Error,
+    JobStatus::ManuallyCancelled,
+];
+
 impl Default for StatusTable {
     fn default() -> Self {
         Self {
-            names: JobStatus::KNOWN.to_vec(),
+            names: CODED.to_vec(),
         }
     }
 }
@@ -142,18 +234,20 @@ impl StatusTable {
         let known = match status {
             JobStatus::Queued => StatusByte::QUEUED,
             JobStatus::Pending => StatusByte::PENDING,
+            JobStatus::Created => StatusByte::CREATED,
+            JobStatus::Picked => StatusByte::PICKED,
             JobStatus::Rendering => StatusByte::RENDERING,
             JobStatus::Finished => StatusByte::FINISHED,
             JobStatus::Error => StatusByte::ERROR,
             JobStatus::ManuallyCancelled => StatusByte::MANUALLY_CANCELLED,
             JobStatus::Other(_) => return self.code_undocumented(status),
         };
-        debug_assert_eq!(&JobStatus::KNOWN[known.index()], status);
+        debug_assert_eq!(&CODED[known.index()], status);
         known
     }
 
     fn code_undocumented(&mut self, status: &JobStatus) -> StatusByte {
-        let known = JobStatus::KNOWN.len();
+        let known = CODED.len();
         if let Some(i) = self.names[known..].iter().position(|n| n == status) {
             return StatusByte((known + i) as u8);
         }
@@ -191,10 +285,34 @@ mod tests {
     }
 
     #[test]
+    fn the_servers_waiting_states_have_not_started_and_its_stages_have() {
+        let mut c = StatusTable::default();
+        let started = |c: &mut StatusTable, s: &str| c.code(&JobStatus::parse(s)).has_started();
+        for waiting in ["created", "queued", "picked"] {
+            assert!(!started(&mut c, waiting), "{waiting}");
+        }
+        for going in [
+            "started",
+            "render:setup",
+            "render:dorender",
+            "render:cleanup",
+        ] {
+            assert!(started(&mut c, going), "{going}");
+        }
+        assert_eq!(ApiKind::Server.statuses().len(), 15);
+        assert_eq!(
+            ApiKind::Server.terminal(),
+            [JobStatus::Finished, JobStatus::Error]
+        );
+        assert!(!ApiKind::Cloud.knows(&JobStatus::Picked));
+    }
+
+    #[test]
     fn an_undocumented_status_is_kept_verbatim_and_is_not_terminal() {
         let s = JobStatus::parse("render:postrender");
         assert_eq!(s.as_str(), "render:postrender");
-        assert!(!s.is_known());
+        assert!(!ApiKind::Cloud.knows(&s));
+        assert!(ApiKind::Server.knows(&s));
         assert!(!s.is_terminal());
     }
 
@@ -202,7 +320,11 @@ mod tests {
     fn status_codes_are_fixed_for_known_statuses_and_bounded_for_others() {
         let mut c = StatusTable::default();
         assert_eq!(c.code(&JobStatus::Finished), StatusByte::FINISHED);
-        for s in JobStatus::KNOWN {
+        for s in ApiKind::Cloud
+            .statuses()
+            .into_iter()
+            .chain(ApiKind::Server.statuses())
+        {
             let code = c.code(&s);
             assert_eq!(c.name(code), &s);
             assert_eq!(code.is_terminal(), s.is_terminal(), "{s}");

@@ -11,7 +11,10 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, ACCEPT_ENCODING, CONTENT_ENCODING, RETRY_AFTER};
 use reqwest::StatusCode;
 
-use super::job::{parse_job, parse_minimal_page, parse_page, ApiJob, JobId, MinimalJob, Page};
+use super::job::{
+    parse_job, parse_minimal_page, parse_page, parse_server_jobs, ApiJob, JobId, MinimalJob, Page,
+};
+use super::server::{ServerOptions, Snapshot};
 use super::template::{parse_templates, TemplateName};
 use crate::clock::UnixMillis;
 use crate::secret::Secret;
@@ -42,6 +45,10 @@ pub trait RequestObserver: Send + Sync {
 
     /// `bytes` of a response body were read (an answer or an error text).
     fn response_bytes(&self, _endpoint: Endpoint, _bytes: u64) {}
+
+    /// A self-hosted server's listing was read: its jobs not ended whose
+    /// `updatedAt` has not moved for the account's `stale_after`, by status.
+    fn stale_jobs(&self, _stale: &std::collections::BTreeMap<crate::status::JobStatus, u64>) {}
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -56,7 +63,7 @@ pub enum ApiError {
         endpoint: &'static str,
         detail: String,
     },
-    #[error("{endpoint}: the API refused the token (HTTP {code}); check the account's token or token_file")]
+    #[error("{endpoint}: the API refused the token (HTTP {code}); check the account's token or token_file (a self-hosted server's secret)")]
     Unauthorized { endpoint: &'static str, code: u16 },
     #[error("{endpoint}: the API is rate limiting (HTTP 429{})", retry_after.map(|d| format!(", retry after {d:?}")).unwrap_or_default())]
     RateLimited {
@@ -234,6 +241,17 @@ pub struct ApiClient {
     /// The `tags` filter of every job listing (comma-separated), if the
     /// account is one team's tagged jobs rather than all of them.
     tags: Option<Arc<str>>,
+    /// A self-hosted server rather than the Cloud: its listing, read once
+    /// a poll, answers the poll's pages and look-ups.
+    server: Option<Arc<ServerSide>>,
+}
+
+/// What a client of a self-hosted server keeps.
+struct ServerSide {
+    options: ServerOptions,
+    tags: Vec<String>,
+    /// The last listing read.
+    snapshot: Mutex<Option<Arc<Snapshot>>>,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -241,6 +259,7 @@ impl std::fmt::Debug for ApiClient {
         f.debug_struct("ApiClient")
             .field("base", &self.inner.base)
             .field("token", &self.inner.token)
+            .field("server", &self.server.as_ref().map(|s| &s.options))
             .finish()
     }
 }
@@ -274,7 +293,74 @@ impl ApiClient {
                 observer,
             }),
             tags: None,
+            server: None,
         })
+    }
+
+    /// This client, reading a self-hosted server (`@nexrender/server`, API
+    /// v1) at the base URL rather than the Cloud API: its secret goes in
+    /// the `nexrender-secret` header (none when empty), `tags` filters its
+    /// jobs on this side, and every poll reads its whole job list once.
+    pub fn for_server(mut self, options: ServerOptions, tags: &[String]) -> Self {
+        self.tags = None;
+        self.server = Some(Arc::new(ServerSide {
+            options,
+            tags: tags.to_vec(),
+            snapshot: Mutex::new(None),
+        }));
+        self
+    }
+
+    /// Reading template names costs no request: a self-hosted server's are
+    /// the file names of its jobs' sources, in the listing already read.
+    pub(crate) fn template_names_are_free(&self) -> bool {
+        self.server.is_some()
+    }
+
+    /// The self-hosted server's listing for a poll's page `q`: read afresh
+    /// at the poll's first page (the first of the listing of jobs not
+    /// ended), or when none was read yet; else the one read.
+    async fn server_listing(
+        &self,
+        side: &ServerSide,
+        q: Option<&ListPageQuery>,
+    ) -> Result<Arc<Snapshot>, ApiError> {
+        let fresh = q.is_some_and(|q| q.from == 0 && q.filter == ListFilter::Live);
+        if !fresh {
+            let held = side
+                .snapshot
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some(held) = held {
+                return Ok(held);
+            }
+        }
+        let ep = Endpoint::ListJobs;
+        let url = format!("{}{}", self.inner.base, side.options.listing_path());
+        let body = self.fetch(ep, &url).await?;
+        let page = parse_server_jobs(&body.bytes);
+        self.report(ep, &body, page.is_ok());
+        let mut page = page.map_err(|e| ApiError::Decode {
+            endpoint: ep.label(),
+            detail: e.to_string(),
+        })?;
+        page.server_time = body.server_time;
+        drop(body);
+        let now = page.server_time.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        });
+        let snapshot = Arc::new(Snapshot::new(
+            page,
+            &side.tags,
+            side.options.stale_after,
+            now,
+        ));
+        self.inner.observer.stale_jobs(&snapshot.stale);
+        *side.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(snapshot.clone());
+        Ok(snapshot)
     }
 
     /// This client, listing only jobs with any of `tags` (the API's `tags`
@@ -393,6 +479,11 @@ impl ApiClient {
 
     /// `GET /templates`: every template's id and display name.
     pub(crate) async fn list_templates(&self) -> Result<Vec<TemplateName>, ApiError> {
+        if let Some(side) = &self.server {
+            // The server has no template list: the names are the file
+            // names of the sources its jobs render.
+            return Ok(self.server_listing(side, None).await?.template_names());
+        }
         let ep = Endpoint::ListTemplates;
         let body = self
             .fetch(ep, &format!("{}/templates", self.inner.base))
@@ -407,12 +498,18 @@ impl ApiClient {
 
     /// `GET /jobs` for one page of whole jobs.
     pub async fn list_jobs(&self, q: &ListPageQuery) -> Result<Page, ApiError> {
-        self.list(q, false, parse_page).await
+        match &self.server {
+            Some(side) => Ok(self.server_listing(side, Some(q)).await?.page(q)),
+            None => self.list(q, false, parse_page).await,
+        }
     }
 
     /// `GET /jobs?minimal=true` for one page, as the window scan reads it.
     pub async fn list_minimal(&self, q: &ListPageQuery) -> Result<Page<MinimalJob>, ApiError> {
-        self.list(q, true, parse_minimal_page).await
+        match &self.server {
+            Some(side) => Ok(self.server_listing(side, Some(q)).await?.page(q).minimal()),
+            None => self.list(q, true, parse_minimal_page).await,
+        }
     }
 
     async fn list<J>(
@@ -437,6 +534,11 @@ impl ApiClient {
     /// `GET /jobs/{id}`; `None` when the API says the job does not exist:
     /// 404, or 410 (deleted: some APIs say it so).
     pub async fn get_job(&self, id: &JobId) -> Result<Option<ApiJob>, ApiError> {
+        if let Some(side) = &self.server {
+            // As the poll's listing shows it: what a `GET /api/v1/jobs/{uid}`
+            // would say a moment later, without a request per job.
+            return Ok(self.server_listing(side, None).await?.job(id));
+        }
         let ep = Endpoint::GetJob;
         // An id that is not a ULID may hold any character (`/`, `?`, `..`):
         // it goes as one path segment, percent-encoded.
@@ -479,7 +581,14 @@ impl ApiClient {
         let inner = &self.inner;
         let started = Instant::now();
         let done = |code: &str| inner.observer.request_done(ep, code, started.elapsed());
-        let mut req = inner.http.get(url).bearer_auth(inner.token.expose());
+        let mut req = match &self.server {
+            None => inner.http.get(url).bearer_auth(inner.token.expose()),
+            Some(_) if inner.token.is_empty() => inner.http.get(url),
+            Some(_) => inner
+                .http
+                .get(url)
+                .header("nexrender-secret", inner.token.expose()),
+        };
         if inner.policy.gzip {
             req = req.header(ACCEPT_ENCODING, "gzip");
         }

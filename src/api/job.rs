@@ -261,6 +261,161 @@ fn decode_seq<'de, R: serde_json::de::Read<'de>, J: Listed>(
     Ok(page)
 }
 
+/// A job of the self-hosted server, as `GET /api/v1/jobs/status` (a light
+/// projection) or `GET /api/v1/jobs` (whole jobs) shows it: `uid` and
+/// `state` where the Cloud says `id` and `status`, its times beside them,
+/// no render duration (it is `finishedAt − startedAt` of a finished job).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerJob {
+    /// The job, in the Cloud's terms; its `template_id` is its
+    /// `template.src` without query, fragment or credentials (whole jobs
+    /// only: the projection has no template).
+    pub job: ApiJob,
+    /// When the server last changed the job (any `PUT`, a worker's
+    /// progress included).
+    pub updated_at: Option<UnixMillis>,
+    /// `tags`, comma-separated as the server keeps them.
+    pub tags: Option<Box<str>>,
+}
+
+/// Decodes a self-hosted server's job list (a bare JSON array), as leniently
+/// as [`parse_page`]: an entry without a usable `uid` or `state` is skipped
+/// and counted, a bad time is unknown.
+pub fn parse_server_jobs(body: &[u8]) -> Result<Page<ServerJob>, DecodeError> {
+    decode_page(body)
+}
+
+impl Listed for ServerJob {
+    type Raw<'de> = RawServerJob<'de>;
+    fn from_raw(raw: RawServerJob<'_>) -> Result<Self, SkipReason> {
+        let (id, status) = usable(raw.not_object, raw.uid, raw.state)?;
+        let st = raw.stats;
+        let render_duration = match (status == JobStatus::Finished, st.started_at, st.finished_at) {
+            (true, Some(start), Some(end)) => Some(end.saturating_sub(start) as f64 / 1000.0),
+            _ => None,
+        };
+        Ok(ServerJob {
+            job: ApiJob {
+                id,
+                status,
+                created_at: st.created_at,
+                started_at: st.started_at,
+                finished_at: st.finished_at,
+                error_at: st.error_at,
+                render_duration,
+                template_id: raw
+                    .template_src
+                    .as_deref()
+                    .and_then(super::server::template_of)
+                    .map(Into::into),
+                error: st.error.filter(|e| !e.is_empty()).map(|e| e.into()),
+            },
+            updated_at: raw.updated_at,
+            tags: raw.tags.filter(|t| !t.is_empty()).map(|t| t.into()),
+        })
+    }
+}
+
+/// A self-hosted server's job as read.
+#[derive(Default)]
+struct RawServerJob<'de> {
+    not_object: bool,
+    uid: Option<Cow<'de, str>>,
+    state: Option<Cow<'de, str>>,
+    stats: Stats<'de>,
+    updated_at: Option<UnixMillis>,
+    tags: Option<Cow<'de, str>>,
+    template_src: Option<Cow<'de, str>>,
+}
+
+impl<'de> Fields<'de> for RawServerJob<'de> {
+    fn not_object() -> Self {
+        RawServerJob {
+            not_object: true,
+            ..RawServerJob::default()
+        }
+    }
+
+    fn read<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A, _: bool) -> Result<(), A::Error> {
+        match key {
+            "uid" => self.uid = map.next_value::<Plain>()?.0,
+            "state" => self.state = map.next_value::<Plain>()?.0,
+            "updatedAt" => {
+                self.updated_at = map.next_value::<Text>()?.0.and_then(|t| parse_millis(&t))
+            }
+            "tags" => self.tags = map.next_value::<Text>()?.0,
+            "template" => self.template_src = map.next_value::<TemplateSrc>()?.0,
+            // A worker may report its error as a list of lines; the server's
+            // projection joins them so, and so does this reading of whole jobs.
+            "error" => self.stats.error = map.next_value::<ErrorText>()?.0,
+            // The server has no render duration: a `renderDuration` a job
+            // carries is the client's word, not the server's.
+            "renderDuration" => {
+                map.next_value::<IgnoredAny>()?;
+            }
+            field if Stats::FIELDS.contains(&field) => self.stats.read(field, map)?,
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A self-hosted job's `error`: a string, or a list of strings joined by a
+/// blank line (as the server's `/jobs/status` joins them); else none.
+struct ErrorText<'de>(Option<Cow<'de, str>>);
+
+impl<'de> de::Deserialize<'de> for ErrorText<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <&'de RawValue>::deserialize(d)?.get();
+        if !raw.starts_with('[') {
+            return Ok(ErrorText(json_string(raw)));
+        }
+        let parts: Vec<&RawValue> = serde_json::from_str(raw).map_err(de::Error::custom)?;
+        let lines: Vec<Cow<str>> = parts.iter().filter_map(|p| json_string(p.get())).collect();
+        Ok(ErrorText(
+            (!lines.is_empty()).then(|| Cow::Owned(lines.join("\n\n"))),
+        ))
+    }
+}
+
+/// `template.src` of a whole job: read from the raw text like [`LenientStats`];
+/// any other value, or no `src`, is none.
+struct TemplateSrc<'de>(Option<Cow<'de, str>>);
+
+impl<'de> de::Deserialize<'de> for TemplateSrc<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <&'de RawValue>::deserialize(d)?.get();
+        if !raw.starts_with('{') {
+            return Ok(TemplateSrc(None));
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Option<Cow<'de, str>>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("the job's template")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut src = None;
+                while let Some(key) = map.next_key::<KeyStr>()? {
+                    match key.0.as_ref() {
+                        "src" => src = map.next_value::<Text>()?.0,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(src)
+            }
+        }
+        let src = serde_json::Deserializer::from_str(raw)
+            .deserialize_map(V)
+            .map_err(de::Error::custom)?;
+        Ok(TemplateSrc(src))
+    }
+}
+
 /// Decodes a `GET /jobs/{id}` body. An object without a usable id or status
 /// is an error here: we asked for one job and did not get it.
 pub fn parse_job(body: &[u8]) -> Result<ApiJob, DecodeError> {

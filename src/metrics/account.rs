@@ -12,7 +12,7 @@ use crate::api::{ApiError, Endpoint, RequestObserver, SkipReason, TemplateName};
 use crate::board::ListedJob;
 use crate::breakdown::{TemplateSeries, TemplateSlots, NO_TEMPLATE};
 use crate::clock::UnixMillis;
-use crate::status::{JobStatus, OTHER_STATUS};
+use crate::status::{ApiKind, JobStatus, OTHER_STATUS};
 use crate::tracker::{Completion, Delivered, InvalidValues, Outcome, QueueWait};
 
 use super::{Metrics, QUEUE_WAIT, RENDER_DURATION, TURNAROUND, WEBHOOK_RESULTS};
@@ -43,6 +43,10 @@ struct State {
     oldest_info: BTreeMap<String, [String; 3]>,
     /// Templates with series of their own (breakdown on).
     slots: Option<TemplateSlots>,
+    /// The API the account's jobs come from: which statuses are documented.
+    kind: ApiKind,
+    /// Status label values of `nexrender_jobs_stale` set (self-hosted).
+    stale: BTreeSet<String>,
 }
 
 /// One account's metrics. Made by [`Metrics::account`]; shared by the
@@ -72,6 +76,25 @@ impl AccountMetrics {
         };
         me.zero_fill();
         me
+    }
+
+    /// The API the account's jobs come from (the Cloud until said): which
+    /// statuses have series of `nexrender_jobs` and of completions from
+    /// the start.
+    pub(crate) fn set_kind(&self, kind: ApiKind) {
+        let (m, a) = (&*self.all, self.name.as_str());
+        let mut state = self.lock();
+        if std::mem::replace(&mut state.kind, kind) == kind {
+            return;
+        }
+        m.changed();
+        for s in JobStatus::TERMINAL {
+            if kind.knows(&s) {
+                m.job.completed.with_label_values(&[a, s.as_str()]);
+            } else if m.job.completed.with_label_values(&[a, s.as_str()]).get() == 0 {
+                let _ = m.job.completed.remove_label_values(&[a, s.as_str()]);
+            }
+        }
     }
 
     /// Counters and the exporter's own series, at zero. The job gauges
@@ -247,6 +270,7 @@ impl AccountMetrics {
     ) {
         let (m, a) = (&*self.all, self.name.as_str());
         let mut state = self.lock();
+        let terminal = state.kind.terminal();
         let Some(slots) = state.slots.as_mut() else {
             return;
         };
@@ -257,7 +281,7 @@ impl AccountMetrics {
             let placed = slots.place(template, now);
             let s = placed.series;
             if placed.new {
-                for status in JobStatus::TERMINAL {
+                for status in &terminal {
                     m.template.completed.with_label_values(&[
                         a,
                         &s.template,
@@ -415,20 +439,25 @@ impl AccountMetrics {
     /// stay, at 0).
     fn set_statuses(&self, o: &Outcome) {
         let (m, a) = (&*self.all, self.name.as_str());
+        let kind = self.lock().kind;
         let labels = status_labels(
             o.jobs_by_status.iter().map(|(s, n)| (s.clone(), *n)),
             m.max_unknown,
+            kind,
         );
-        let mut counts: BTreeMap<&str, i64> =
-            JobStatus::KNOWN.iter().map(|s| (s.as_str(), 0)).collect();
+        let mut counts: BTreeMap<String, i64> = kind
+            .statuses()
+            .iter()
+            .map(|s| (s.as_str().to_owned(), 0))
+            .collect();
         for (s, n) in &o.jobs_by_status {
-            *counts.entry(labels[s].as_str()).or_insert(0) += *n as i64;
+            *counts.entry(labels[s].clone()).or_insert(0) += *n as i64;
         }
         for (label, n) in &counts {
             m.job.jobs.with_label_values(&[a, label]).set(*n);
         }
         let mut state = self.lock();
-        let now_jobs: BTreeSet<String> = counts.keys().map(|s| s.to_string()).collect();
+        let now_jobs: BTreeSet<String> = counts.into_keys().collect();
         for gone in state.jobs.difference(&now_jobs) {
             let _ = m.job.jobs.remove_label_values(&[a, gone]);
         }
@@ -464,11 +493,12 @@ impl AccountMetrics {
     /// (replacing the one before, removing those of labels with none).
     pub(crate) fn oldest_listed(&self, o: &Outcome) -> Vec<ListedJob> {
         let (m, a) = (&*self.all, self.name.as_str());
+        let mut state = self.lock();
         let labels = status_labels(
             o.jobs_by_status.iter().map(|(s, n)| (s.clone(), *n)),
             m.max_unknown,
+            state.kind,
         );
-        let mut state = self.lock();
         let named = |id: &str| {
             let name = state.slots.as_ref().and_then(|s| s.name_of(id));
             name.unwrap_or(id).to_owned()
@@ -574,11 +604,12 @@ impl AccountMetrics {
 fn status_labels(
     statuses: impl Iterator<Item = (JobStatus, u64)>,
     max_unknown: usize,
+    kind: ApiKind,
 ) -> BTreeMap<JobStatus, String> {
     let mut unknown: Vec<(JobStatus, u64)> = Vec::new();
     let mut out = BTreeMap::new();
     for (s, n) in statuses {
-        if s.is_known() {
+        if kind.knows(&s) {
             let label = s.as_str().to_owned();
             out.insert(s, label);
         } else {
@@ -609,6 +640,38 @@ impl RequestObserver for AccountMetrics {
             .duration
             .with_label_values(&[a, endpoint.label()])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// `nexrender_jobs_stale`: every status the server documents as not
+    /// ended at 0 unless counted; other statuses by their label, gone when
+    /// no longer counted.
+    fn stale_jobs(&self, stale: &BTreeMap<JobStatus, u64>) {
+        let (m, a) = (&*self.all, self.name.as_str());
+        let mut state = self.lock();
+        let labels = status_labels(
+            stale.iter().map(|(s, n)| (s.clone(), *n)),
+            m.max_unknown,
+            state.kind,
+        );
+        let mut counts: BTreeMap<String, i64> = state
+            .kind
+            .statuses()
+            .iter()
+            .filter(|s| !s.is_terminal())
+            .map(|s| (s.as_str().to_owned(), 0))
+            .collect();
+        for (s, n) in stale {
+            *counts.entry(labels[s].clone()).or_insert(0) += *n as i64;
+        }
+        m.changed();
+        for (label, n) in &counts {
+            m.job.stale.with_label_values(&[a, label]).set(*n);
+        }
+        let now: BTreeSet<String> = counts.into_keys().collect();
+        for gone in state.stale.difference(&now) {
+            let _ = m.job.stale.remove_label_values(&[a, gone]);
+        }
+        state.stale = now;
     }
 
     fn response_bytes(&self, endpoint: Endpoint, bytes: u64) {

@@ -66,28 +66,13 @@ impl MemoryApi {
         }
     }
 
-    /// A page as the API cuts it: jobs created within the dates (by
-    /// `createdAt`, else the id's time; one with neither is in every
-    /// window), or the jobs not ended whatever their age; then offset and
-    /// limit.
+    /// A page as the API cuts it ([`crate::api::server::cut_page`], the
+    /// cut a self-hosted server's listing gets too).
     fn page(&self, q: &ListPageQuery) -> Page {
         if let Ok(mut listed) = self.listed.lock() {
             listed.push(q.filter);
         }
-        let jobs: Vec<ApiJob> = self
-            .jobs
-            .iter()
-            .filter(|j| match q.filter {
-                ListFilter::Live => self.unfiltered || !j.status.is_terminal(),
-                ListFilter::Created { from_date, to_date } => j
-                    .created_at
-                    .or_else(|| j.id.created_hint())
-                    .is_none_or(|at| (from_date..=to_date).contains(&at)),
-            })
-            .skip(q.from)
-            .take(q.limit as usize)
-            .cloned()
-            .collect();
+        let jobs = crate::api::server::cut_page(&self.jobs, q, self.unfiltered);
         Page {
             raw_len: jobs.len(),
             jobs,

@@ -151,6 +151,8 @@ fn account_poller(
     let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
     let account = Account {
         name: name.into(),
+        kind: nexrender_exporter::status::ApiKind::Cloud,
+        stale_after: nexrender_exporter::config::DEFAULT_STALE_AFTER,
         api_url: sim.api_url(),
         token: Secret::new("t"),
         webhook_secret: None,

@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod inprocess;
+pub mod nexrender_server;
 pub mod services;
 pub mod truth;
 

@@ -1,0 +1,406 @@
+//! A self-hosted farm (issue #26): the exporter polls the real
+//! `@nexrender/server` from npm (`kind: server`), the test drives jobs
+//! through the server's states with its own API as a worker does, and the
+//! numbers on `/metrics` are held against what the server holds: jobs by
+//! state, each completion once, render durations and queue waits, a job a
+//! dead worker left behind, a wrong secret, the server going away and
+//! coming back.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::nexrender_server::{iso, millis, NexrenderServer};
+use support::{completed, histogram, jobs, value, Exporter};
+
+const SECRET: &str = "srv-5ecret-never-print-me";
+
+fn account(server: &NexrenderServer, name: &str, extra: &str) -> String {
+    format!(
+        "accounts:\n  - name: {name}\n    kind: server\n    api_url: {}\n    secret: {}\n{extra}",
+        server.url(),
+        server.secret
+    )
+}
+
+/// The server's jobs by state, as its own whole-job listing says.
+async fn states(server: &NexrenderServer) -> BTreeMap<String, f64> {
+    let mut by_state = BTreeMap::new();
+    for job in server.jobs().await {
+        *by_state
+            .entry(job["state"].as_str().unwrap().to_owned())
+            .or_insert(0.0) += 1.0;
+    }
+    by_state
+}
+
+/// Every state the server documents has a series, equal to the server's count.
+fn assert_states_match(m: &str, truth: &BTreeMap<String, f64>) {
+    for state in nexrender_exporter::status::SERVER_STATES {
+        assert_eq!(
+            jobs(m, "farm", state),
+            Some(truth.get(state).copied().unwrap_or(0.0)),
+            "nexrender_jobs{{status=\"{state}\"}}\n{m}"
+        );
+    }
+}
+
+/// A worker's life for job `uid`, as `@nexrender/worker` reports it:
+/// picked, started `wait_ms` after creation, rendering, then finished
+/// `render_ms` after the start (or failed then).
+async fn render(
+    server: &NexrenderServer,
+    uid: &str,
+    wait_ms: i64,
+    render_ms: i64,
+    fail: bool,
+) -> (i64, i64) {
+    let job = server.update(uid, json!({"state": "picked"})).await;
+    let created = millis(&job["createdAt"]).unwrap();
+    let started = created + wait_ms;
+    server
+        .update(uid, json!({"state": "started", "startedAt": iso(started)}))
+        .await;
+    server
+        .update(
+            uid,
+            json!({"state": "render:dorender", "renderProgress": 50}),
+        )
+        .await;
+    let ended = started + render_ms;
+    let end = if fail {
+        json!({"state": "error", "errorAt": iso(ended), "error": ["Error: missing font Helvetica"]})
+    } else {
+        json!({"state": "finished", "finishedAt": iso(ended), "renderProgress": 100})
+    };
+    server.update(uid, end).await;
+    (started - created, ended - started)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_numbers_are_what_the_server_holds_and_each_end_counts_once() {
+    // Before the exporter starts: a job that finished (the baseline, not
+    // counted), one rendering, two queued.
+    let Some(server) = NexrenderServer::start(SECRET, &[]).await else {
+        return;
+    };
+    let before = server
+        .create("https://cdn.example.com/t/promo.aep?sig=1", "tv")
+        .await;
+    render(&server, &before, 1_000, 2_000, false).await;
+    let going = server
+        .create("https://cdn.example.com/t/promo.aep?sig=2", "tv")
+        .await;
+    server
+        .update(&going, json!({"state": "render:download"}))
+        .await;
+    for _ in 0..2 {
+        server
+            .create("file:///srv/aep/lower-third.aep", "web")
+            .await;
+    }
+    let exporter = Exporter::start(&account(&server, "farm", ""), &[]);
+    let m = exporter.first_poll("farm").await;
+    assert_eq!(value(&m, "nexrender_up{account=\"farm\"}"), Some(1.0));
+    assert_states_match(&m, &states(&server).await);
+    assert_eq!(
+        completed(&m, "farm", "finished"),
+        Some(0.0),
+        "the baseline is not counted"
+    );
+    assert_eq!(completed(&m, "farm", "error"), Some(0.0));
+    assert!(
+        !m.contains(
+            "nexrender_jobs_completed_total{account=\"farm\",status=\"manually_cancelled\"}"
+        ),
+        "the server has no such status"
+    );
+
+    // After the start: a worker picks the oldest queued job; three new jobs
+    // are rendered, one of them fails.
+    let picked = server.pickup().await;
+    assert_eq!(picked["state"], "picked");
+    let mut waits = Vec::new();
+    let mut renders = Vec::new();
+    for (i, fail) in [false, false, true].into_iter().enumerate() {
+        let uid = server
+            .create("https://cdn.example.com/t/promo.aep", "tv")
+            .await;
+        let (wait, took) = render(
+            &server,
+            &uid,
+            1_500 + 1_000 * i as i64,
+            30_000 + 7_250 * i as i64,
+            fail,
+        )
+        .await;
+        waits.push(wait as f64 / 1000.0);
+        if !fail {
+            renders.push(took as f64 / 1000.0);
+        }
+    }
+    // The job rendering at the start finishes too.
+    let job = server
+        .jobs()
+        .await
+        .into_iter()
+        .find(|j| j["uid"] == going.as_str())
+        .unwrap();
+    let going_start = millis(&job["createdAt"]).unwrap() + 500;
+    server
+        .update(&going, json!({"state": "finished", "startedAt": iso(going_start), "finishedAt": iso(going_start + 12_000)}))
+        .await;
+    renders.push(12.0);
+
+    let m = exporter.polls("farm", 2).await;
+    let truth = states(&server).await;
+    assert_states_match(&m, &truth);
+    assert_eq!(truth["picked"], 1.0);
+    assert_eq!(completed(&m, "farm", "finished"), Some(3.0));
+    assert_eq!(completed(&m, "farm", "error"), Some(1.0));
+    assert_eq!(
+        histogram(&m, "farm", "render_duration", "count"),
+        Some(renders.len() as f64)
+    );
+    let sum = histogram(&m, "farm", "render_duration", "sum").unwrap();
+    assert!(
+        (sum - renders.iter().sum::<f64>()).abs() < 1e-6,
+        "render durations {sum} vs {renders:?}"
+    );
+    // Queue waits of the jobs seen starting: the three rendered after the
+    // start (the one rendering at the start had started already).
+    assert_eq!(histogram(&m, "farm", "queue_wait", "count"), Some(3.0));
+    let sum = histogram(&m, "farm", "queue_wait", "sum").unwrap();
+    assert!(
+        (sum - waits.iter().sum::<f64>()).abs() < 1e-6,
+        "queue waits {sum} vs {waits:?}"
+    );
+
+    // More polls: nothing ends twice.
+    let again = exporter.polls("farm", 3).await;
+    assert_eq!(completed(&again, "farm", "finished"), Some(3.0));
+    assert_eq!(completed(&again, "farm", "error"), Some(1.0));
+    assert_eq!(
+        histogram(&again, "farm", "render_duration", "count"),
+        Some(3.0)
+    );
+
+    // A job deleted while queued leaves the numbers.
+    let queued: Vec<String> = server
+        .jobs()
+        .await
+        .into_iter()
+        .filter(|j| j["state"] == "queued")
+        .map(|j| j["uid"].as_str().unwrap().to_owned())
+        .collect();
+    server.remove(&queued[0]).await;
+    let m = exporter.polls("farm", 2).await;
+    assert_states_match(&m, &states(&server).await);
+    assert_eq!(jobs(&m, "farm", "queued"), Some(0.0));
+    assert!(
+        !exporter.log().contains(SECRET),
+        "the secret is never logged"
+    );
+    assert!(!m.contains(SECRET));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_a_dead_worker_left_is_stale_until_it_moves_again() {
+    let now = support::now();
+    let old = |uid: &str, state: &str, ago_ms: i64| -> Value {
+        json!({
+            "uid": uid, "state": state, "type": "default", "tags": "",
+            "template": {"src": "file:///srv/aep/promo.aep", "composition": "main"},
+            "assets": [], "actions": {"prerender": [], "postrender": []},
+            "createdAt": iso(now - ago_ms - 60_000), "updatedAt": iso(now - ago_ms),
+            "startedAt": (state != "queued").then(|| iso(now - ago_ms - 30_000)),
+        })
+    };
+    // A worker died in the download stage two hours ago; another holds a
+    // job it picked 90 minutes ago; one job has waited in the queue three
+    // hours (no worker's fault: the queue alerts judge it); one render
+    // moved a minute ago.
+    let seed = [
+        old("dead-download", "render:download", 7_200_000),
+        old("dead-picked", "picked", 5_400_000),
+        old("waiting", "queued", 10_800_000),
+        old("alive", "render:dorender", 60_000),
+    ];
+    let Some(server) = NexrenderServer::start(SECRET, &seed).await else {
+        return;
+    };
+    let exporter = Exporter::start(&account(&server, "farm", "    stale_after: 1h\n"), &[]);
+    let m = exporter.first_poll("farm").await;
+    let stale = |m: &str, s: &str| {
+        value(
+            m,
+            &format!("nexrender_jobs_stale{{account=\"farm\",status=\"{s}\"}}"),
+        )
+    };
+    assert_eq!(stale(&m, "render:download"), Some(1.0), "{m}");
+    assert_eq!(stale(&m, "picked"), Some(1.0));
+    assert_eq!(stale(&m, "queued"), Some(1.0));
+    assert_eq!(stale(&m, "render:dorender"), Some(0.0));
+    assert_eq!(stale(&m, "started"), Some(0.0), "zero-filled");
+    assert_eq!(stale(&m, "finished"), None, "ended jobs are never stale");
+    // The longest-running job is the one the dead worker holds.
+    let since = value(
+        &m,
+        "nexrender_oldest_job_started_timestamp_seconds{account=\"farm\",status=\"render:download\"}",
+    );
+    assert_eq!(since, Some((now - 7_200_000 - 30_000) as f64 / 1000.0));
+
+    // The worker comes back to it: it is no longer stale.
+    server
+        .update("dead-download", json!({"state": "render:postdownload"}))
+        .await;
+    let m = exporter.polls("farm", 2).await;
+    assert_eq!(stale(&m, "render:download"), Some(0.0));
+    assert_eq!(stale(&m, "render:postdownload"), Some(0.0));
+    assert_eq!(jobs(&m, "farm", "render:postdownload"), Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_secret_is_refused_and_said_so_without_showing_either_secret() {
+    let Some(server) = NexrenderServer::start(SECRET, &[]).await else {
+        return;
+    };
+    server.create("file:///srv/aep/promo.aep", "").await;
+    let wrong = "wr0ng-secret-never-print-me";
+    let yaml = format!(
+        "accounts:\n  - name: farm\n    kind: server\n    api_url: {}/api/v1/\n    secret: {wrong}\n",
+        server.url()
+    );
+    let exporter = Exporter::start(&yaml, &[]);
+    let key = "nexrender_exporter_poll_errors_total{account=\"farm\",reason=\"unauthorized\"}";
+    let m = exporter
+        .wait_for(|m| value(m, key).unwrap_or(0.0) >= 1.0, "a refused poll")
+        .await;
+    assert_eq!(value(&m, "nexrender_up{account=\"farm\"}"), Some(0.0));
+    assert!(
+        value(&m, "nexrender_exporter_api_requests_total{account=\"farm\",code=\"403\",endpoint=\"list_jobs\"}")
+            .is_some_and(|n| n >= 1.0),
+        "{m}"
+    );
+    assert_eq!(
+        jobs(&m, "farm", "queued"),
+        None,
+        "no numbers without a good poll"
+    );
+    let log = exporter.log();
+    assert!(log.contains("403"), "{log}");
+    for secret in [wrong, SECRET] {
+        assert!(!log.contains(secret) && !m.contains(secret));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_going_away_keeps_the_numbers_and_its_return_counts_nothing_twice() {
+    let Some(mut server) = NexrenderServer::start(SECRET, &[]).await else {
+        return;
+    };
+    server.create("file:///srv/aep/promo.aep", "").await;
+    let exporter = Exporter::start(&account(&server, "farm", ""), &[]);
+    exporter.first_poll("farm").await;
+    let uid = server.create("file:///srv/aep/promo.aep", "").await;
+    render(&server, &uid, 1_000, 4_000, false).await;
+    let m = exporter.polls("farm", 2).await;
+    assert_eq!(completed(&m, "farm", "finished"), Some(1.0));
+
+    server.kill();
+    let m = exporter
+        .wait_for(
+            |m| value(m, "nexrender_up{account=\"farm\"}") == Some(0.0),
+            "nexrender_up 0 with the server gone",
+        )
+        .await;
+    let refused = "nexrender_exporter_poll_errors_total{account=\"farm\",reason=\"connect\"}";
+    assert!(value(&m, refused).is_some_and(|n| n >= 1.0), "{m}");
+    assert_eq!(
+        jobs(&m, "farm", "queued"),
+        Some(1.0),
+        "the last numbers stay"
+    );
+    assert_eq!(completed(&m, "farm", "finished"), Some(1.0));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    server.restart().await;
+    let uid = server.create("file:///srv/aep/promo.aep", "").await;
+    render(&server, &uid, 1_000, 6_000, false).await;
+    let m = exporter
+        .wait_for(
+            |m| {
+                completed(m, "farm", "finished") == Some(2.0)
+                    && value(m, "nexrender_up{account=\"farm\"}") == Some(1.0)
+            },
+            "the second finish, counted once the server is back",
+        )
+        .await;
+    assert_eq!(histogram(&m, "farm", "render_duration", "sum"), Some(10.0));
+    let m = exporter.polls("farm", 2).await;
+    assert_eq!(
+        completed(&m, "farm", "finished"),
+        Some(2.0),
+        "not counted twice"
+    );
+    assert_states_match(&m, &states(&server).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tags_filter_on_this_side_and_templates_come_from_each_jobs_source() {
+    let Some(server) = NexrenderServer::start(SECRET, &[]).await else {
+        return;
+    };
+    let config = format!(
+        "metrics:\n  templates: {{enabled: true}}\n  error_reasons: [{{reason: missing_font, pattern: '(?i)missing font'}}]\n{}  - name: tv\n    kind: server\n    api_url: {}\n    secret: {SECRET}\n    tags: [tv]\n",
+        account(&server, "farm", ""),
+        server.url()
+    );
+    let exporter = Exporter::start(&config, &[]);
+    exporter.first_poll("tv").await;
+    let signed =
+        |n: u32| format!("https://user:pw@cdn.example.com/t/promo.aep?X-Amz-Signature={n}");
+    for (i, (tags, fail)) in [("tv", false), ("tv,web", true), ("web", false), ("", false)]
+        .into_iter()
+        .enumerate()
+    {
+        let uid = server.create(&signed(i as u32), tags).await;
+        render(&server, &uid, 1_000, 2_000, fail).await;
+    }
+    server
+        .create("file:///srv/aep/lower-third.aep", "web, tv")
+        .await;
+    let m = exporter.polls("tv", 2).await;
+    let m = if completed(&m, "farm", "finished").unwrap_or(0.0) < 3.0 {
+        exporter.polls("farm", 1).await
+    } else {
+        m
+    };
+    // Every job for the farm; the jobs tagged tv (any of a job's
+    // comma-separated tags) for tv.
+    assert_eq!(completed(&m, "farm", "finished"), Some(3.0));
+    assert_eq!(completed(&m, "farm", "error"), Some(1.0));
+    assert_eq!(completed(&m, "tv", "finished"), Some(1.0));
+    assert_eq!(completed(&m, "tv", "error"), Some(1.0));
+    assert_eq!(jobs(&m, "tv", "queued"), Some(1.0));
+    assert_eq!(jobs(&m, "farm", "queued"), Some(1.0));
+    // The template is the source without its signature or credentials,
+    // named by its file.
+    let promo = "nexrender_template_jobs_completed_total{account=\"farm\",status=\"finished\",template=\"promo.aep\",template_id=\"https://cdn.example.com/t/promo.aep\"}";
+    assert_eq!(value(&m, promo), Some(3.0), "{m}");
+    assert!(
+        !m.contains("nexrender_template_jobs_completed_total{account=\"farm\",status=\"manually_cancelled\""),
+        "the server has no such status"
+    );
+    assert_eq!(
+        value(
+            &m,
+            "nexrender_job_errors_total{account=\"tv\",reason=\"missing_font\"}"
+        ),
+        Some(1.0),
+        "the error text of a failed job"
+    );
+    assert!(!m.contains("X-Amz-Signature") && !m.contains("user:pw"));
+}
