@@ -175,22 +175,26 @@ def dashboard(uid, title, description, panels, variables):
 
 
 def overview():
-    waiting = once(f'nexrender_jobs{{{ACC},status=~"queued|pending"}}', "status")
+    # Waiting: the Cloud's queued and pending; a self-hosted server's
+    # created, queued and picked (the recording rules' backlog).
+    waiting = once(f'nexrender_jobs{{{ACC},status=~"queued|pending|created|picked"}}', "status")
     ended = once(f'rate(nexrender_jobs_completed_total{{{ACC},status=~"finished|error"}}[$__rate_interval])', "status")
     errors = once(f'rate(nexrender_jobs_completed_total{{{ACC},status="error"}}[$__rate_interval])')
     ended30 = once(f'rate(nexrender_jobs_completed_total{{{ACC},status=~"finished|error"}}[30m])', "status")
     errors30 = once(f'rate(nexrender_jobs_completed_total{{{ACC},status="error"}}[30m])')
     fresh_age = f"min by ({INSTALL}) (time() - nexrender_exporter_last_poll_success_timestamp_seconds{{{ACC}}})"
     slo = ACC
-    rendering = once(f'nexrender_jobs{{{ACC},status="render:dorender"}}')
+    # In progress: every status neither waiting nor ended (render:dorender;
+    # a self-hosted server's started and render:* stages).
+    rendering = once(f'nexrender_jobs{{{ACC},status!~"queued|pending|created|picked|finished|error|manually_cancelled"}}', "status")
     oldest_queued = once(f'time() - nexrender_oldest_job_created_timestamp_seconds{{{ACC},status="queued"}}')
     panels = [
         panel("stat", "Numbers as of", "Age of the freshest replica's last good poll, for the stalest account shown. Every number on this dashboard is at most this old. Over 5 minutes the alerts stop judging the farm (the numbers are frozen) and NexrenderPollStale follows at 15; see Nexrender / Exporter for why.",
               [target(f"max({fresh_age})", "age")], unit="s", w=4, h=4,
               thresholds=steps((None, "green"), (120, "orange"), (300, "red"))),
-        panel("stat", "Jobs waiting", "Jobs queued for a worker plus parent jobs pending on their children, now. A number that keeps rising means the farm is short of workers.",
+        panel("stat", "Jobs waiting", "Jobs queued for a worker plus parent jobs pending on their children (a self-hosted server: created, queued, and picked by a worker not started yet), now. A number that keeps rising means the farm is short of workers.",
               [target(f"sum({waiting})", "waiting")], w=4, h=4, thresholds=steps((None, "green"), (50, "orange"), (200, "red"))),
-        panel("stat", "Rendering now", "Jobs in render:dorender now. Zero while jobs wait means no worker is picking jobs up (NexrenderThroughputStopped).",
+        panel("stat", "Rendering now", "Jobs being worked on now: render:dorender, and a self-hosted server's started and render:* stages. Zero while jobs wait means no worker is picking jobs up (NexrenderThroughputStopped).",
               [target(f"sum({rendering})", "rendering")], w=4, h=4),
         panel("stat", "Oldest queued job age", "How long the oldest queued job has waited. Over 30 minutes fires NexrenderQueueStale.",
               [target(f"max({oldest_queued})", "age")], unit="s", w=4, h=4,
@@ -213,12 +217,14 @@ def overview():
         panel("timeseries", "Error budget burn rate", "Each objective's bad share over the last hour divided by its error budget (recording rules). 1 spends the month's budget in a month; 14.4 over an hour (and 5 minutes) pages (NexrenderErrorBudgetBurnFast); 6 over 6 hours is a ticket.",
               [target(f"account_slo:nexrender_slo_errors:ratio_rate1h{{{slo}}} / on (slo) group_left () (1 - nexrender:slo_objective:ratio)", "{{account}} {{slo}}")],
               min=0, thresholds=steps((None, "green"), (6, "orange"), (14.4, "red"))),
-        panel("timeseries", "Backlog (queued + pending)", "Jobs waiting for a worker, per account. A steady climb fires NexrenderBacklogGrowing.",
+        panel("timeseries", "Backlog (queued + pending)", "Jobs waiting for a worker, per account (a self-hosted server's created, queued and picked). A steady climb fires NexrenderBacklogGrowing.",
               [target(f"sum by ({INSTALL}) ({waiting})", "{{account}}")], w=8),
         panel("timeseries", "Oldest job age by status", "Age (since creation) of the oldest job in each non-terminal status. Queued ages show waiting time (NexrenderQueueStale).",
               [target(once(f"time() - nexrender_oldest_job_created_timestamp_seconds{{{ACC}}}", "status"), "{{account}} {{status}}")], unit="s", w=8),
         panel("timeseries", "Longest-running job by status", "How long the longest-running job in each status of a job in progress has been at it, since its startedAt (not its creation: time spent queued does not count). A render:dorender line past 3 hours fires NexrenderJobStuckRendering.",
               [target(once(f"time() - nexrender_oldest_job_started_timestamp_seconds{{{ACC}}}", "status"), "{{account}} {{status}}")], unit="s", w=8),
+        panel("timeseries", "Stale jobs (self-hosted servers)", "Jobs of a self-hosted server (kind: server) whose updatedAt has not moved for the account's stale_after, by state: a worker died holding them, and the server never times them out. Any line above 0 in picked, started or a render:* stage for 10 minutes fires NexrenderJobsStale. Empty for Cloud accounts.",
+              [target(once(f"nexrender_jobs_stale{{{ACC}}}", "status") + " > 0", "{{account}} {{status}}")], w=24),
         panel("timeseries", "Queue wait p50 / p90 / p99", "Time from job creation to render start, for jobs the exporter saw start. Rising percentiles mean jobs wait longer for workers. Dots are exemplars: a recent job of each bucket by its job_id, linked to the job where the data source's exemplar link is set (grafana/provisioning).",
               quantiles("nexrender_job_queue_wait_seconds"), unit="s"),
         panel("timeseries", "Render duration p50 / p90 / p99", "stats.renderDuration of finished jobs. A p90 far above its usual level fires NexrenderRenderDurationHigh. Dots are exemplars: a recent job of each bucket by its job_id, linked to the job where the data source's exemplar link is set (grafana/provisioning).",

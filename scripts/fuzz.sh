@@ -23,7 +23,7 @@ export RUSTC_BOOTSTRAP=1
 sanitizer=(-s none)
 cargo fuzz build -O "${sanitizer[@]}"
 [ "$secs" = --build ] && exit 0
-for target in parse_page parse_job parse_templates config polls; do
+for target in parse_page parse_job parse_server_jobs parse_templates config polls; do
   work=$(mktemp -d)
   cp corpus/"$target"/* "$work"/
   echo "== fuzzing $target for ${secs}s"

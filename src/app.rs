@@ -94,8 +94,10 @@ async fn start_demo(
     Err(AppError::NoDemo)
 }
 
-/// The demo's accounts: the whole farm, and its `broadcast` pipeline as an
-/// account of its own (the `tags` filter at work).
+/// The demo's accounts: the whole farm, its `broadcast` pipeline as an
+/// account of its own (the `tags` filter at work), and the same farm read
+/// as a self-hosted server would list it (`kind: server`, the simulator's
+/// `/api/v1/jobs`).
 fn demo_accounts(farm: Account) -> Vec<Account> {
     // The farm's jobs deliver to the whole farm's account only.
     let broadcast = Account {
@@ -104,7 +106,18 @@ fn demo_accounts(farm: Account) -> Vec<Account> {
         webhook_secret: None,
         ..farm.clone()
     };
-    vec![farm, broadcast]
+    let self_hosted = Account {
+        name: format!("{}-self-hosted", farm.name),
+        kind: ApiKind::Server,
+        api_url: farm
+            .api_url
+            .strip_suffix("/api/v2")
+            .unwrap_or(&farm.api_url)
+            .to_owned(),
+        webhook_secret: None,
+        ..farm.clone()
+    };
+    vec![farm, broadcast, self_hosted]
 }
 
 /// The demo shows every breakdown: by template, and failures by the

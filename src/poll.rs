@@ -76,6 +76,10 @@ pub trait JobSource: Sync {
 
     /// `Ok(None)`: the job does not exist (404).
     fn get_job(&self, id: &JobId) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send;
+
+    /// The poll is over: what the source held for it can go (a
+    /// self-hosted server's listing).
+    fn poll_done(&self) {}
 }
 
 impl JobSource for ApiClient {
@@ -95,6 +99,10 @@ impl JobSource for ApiClient {
 
     fn get_job(&self, id: &JobId) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send {
         ApiClient::get_job(self, id)
+    }
+
+    fn poll_done(&self) {
+        self.release_listing();
     }
 }
 
@@ -246,6 +254,16 @@ fn scan_start(
 ///    for that job alone leaves the job as it was, for the next poll.
 /// 4. Apply.
 pub async fn poll(
+    tracker: &mut JobTracker,
+    source: &impl JobSource,
+    request: &PollRequest,
+) -> Result<PollResult, ApiError> {
+    let result = read_and_apply(tracker, source, request).await;
+    source.poll_done();
+    result
+}
+
+async fn read_and_apply(
     tracker: &mut JobTracker,
     source: &impl JobSource,
     request: &PollRequest,

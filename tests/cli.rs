@@ -21,21 +21,31 @@ fn check_config(f: &tempfile::NamedTempFile) -> Command {
 
 #[test]
 fn check_config_accepts_the_annotated_example() {
-    // The example reads its token from /run/secrets; point it at a real file.
+    // The example reads its secrets from /run/secrets; point them at a real file.
     let token = yaml_file("t0ken\n");
+    let path = token.path().display().to_string();
     let example = std::fs::read_to_string("config/nexrender-exporter.example.yaml").unwrap();
     assert!(example.contains("/run/secrets/nexrender_token"));
-    let f = yaml_file(&example.replace(
-        "/run/secrets/nexrender_token",
-        &token.path().display().to_string(),
-    ));
-    let out = check_config(&f).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+    let accepted = |text: &str| {
+        let f = yaml_file(
+            &text
+                .replace("/run/secrets/nexrender_token", &path)
+                .replace("/run/secrets/nexrender_server_secret", &path),
+        );
+        let out = check_config(&f).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+    };
+    accepted(&example);
+    // Its self-hosted account, uncommented, is valid too.
+    let (head, studio) = example.split_at(example.find("  # - name: studio").unwrap());
+    let studio: String = studio
+        .lines()
+        .map(|l| l.replacen("  # ", "  ", 1) + "\n")
+        .collect();
+    assert!(studio.contains("\n    kind: server\n"), "{studio}");
+    accepted(&(head.to_owned() + &studio));
 }
 
 #[test]
@@ -216,7 +226,11 @@ async fn demo_mode_serves_lively_numbers_from_the_built_in_simulator() {
     let shown = |text: &str| {
         support::value(text, "nexrender_up{account=\"demo\"}") == Some(1.0)
             && support::value(text, "nexrender_up{account=\"demo-broadcast\"}") == Some(1.0)
+            && support::value(text, "nexrender_up{account=\"demo-self-hosted\"}") == Some(1.0)
             && text.contains("template=\"News intro\"")
+            && text.contains(
+                "account=\"demo-self-hosted\",status=\"finished\",template=\"News-intro.aep\"",
+            )
     };
     for _ in 0..600 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -261,6 +275,12 @@ async fn demo_mode_serves_lively_numbers_from_the_built_in_simulator() {
         broadcast > 0.0 && broadcast < finished,
         "the broadcast pipeline is part of the farm: {broadcast} of {finished}"
     );
+    // The same farm as a self-hosted server lists it: its states, its
+    // templates by their sources' file names.
+    let self_hosted = support::jobs(&text, "demo-self-hosted", "finished").unwrap();
+    assert!(self_hosted > 1000.0, "{self_hosted}");
+    assert!(support::jobs(&text, "demo-self-hosted", "picked").is_some());
+    assert!(support::jobs(&text, "demo-self-hosted", "manually_cancelled").is_none());
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(
         log.lines().next().is_some_and(|l| l.starts_with('{')),

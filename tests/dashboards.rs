@@ -161,7 +161,8 @@ fn the_generated_dashboards_match_their_source() {
 }
 
 /// Every PromQL expression of the dashboards, with Grafana's variables
-/// replaced the way Grafana would for account `main`.
+/// replaced the way Grafana would with both accounts chosen: the Cloud
+/// account `main` and the self-hosted `studio`.
 fn panel_queries() -> Vec<(String, String)> {
     let mut out = Vec::new();
     for path in DASHBOARDS {
@@ -174,7 +175,7 @@ fn panel_queries() -> Vec<(String, String)> {
                     .replace("$__interval", "2s")
                     .replace("$__range", "10m")
                     .replace("$namespace", ".*")
-                    .replace("$account", "main")
+                    .replace("$account", "main|studio")
                     .replace("$job", "nexrender");
                 out.push((format!("{path}: {}", p["title"].as_str().unwrap()), expr));
             }
@@ -289,15 +290,20 @@ async fn every_panel_query_and_recording_rule_returns_data_on_a_real_prometheus(
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim = start(&cfg, Arc::new(SystemClock), listener).unwrap();
-    // The breakdowns on, so the Templates dashboard and its rules have data.
+    // The breakdowns on, so the Templates dashboard and its rules have data;
+    // the same farm as a self-hosted server lists it, with a stale_after
+    // short enough that jobs rendering count as stale (the stale panel and
+    // rule).
     let exp = Exporter::start(
         &format!(
-            "accounts:\n{}    webhook_secret: dash-secret\nwebhook:\n  listen_address: 127.0.0.1:{webhook_port}\n{BREAKDOWNS}",
-            account_yaml("main", &sim)
+            "accounts:\n{}    webhook_secret: dash-secret\n  - name: studio\n    kind: server\n    api_url: {}\n    secret: {TOKEN}\n    stale_after: 1s\nwebhook:\n  listen_address: 127.0.0.1:{webhook_port}\n{BREAKDOWNS}",
+            account_yaml("main", &sim),
+            sim.server_url(),
         ),
         &[],
     );
     exp.polls("main", 1).await;
+    exp.polls("studio", 1).await;
     let prom = start_prometheus_for(&bin, exp.port);
 
     let queries = panel_queries();
@@ -356,5 +362,5 @@ async fn every_panel_query_and_recording_rule_returns_data_on_a_real_prometheus(
     let accounts = query(prom.1, "count by (account) (nexrender_up)")
         .await
         .unwrap();
-    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts.len(), 2);
 }

@@ -404,3 +404,136 @@ async fn tags_filter_on_this_side_and_templates_come_from_each_jobs_source() {
     );
     assert!(!m.contains("X-Amz-Signature") && !m.contains("user:pw"));
 }
+
+/// `n` jobs as the server stores them, created over the last 20 hours:
+/// most finished, some failed, a few rendering or queued, each with two
+/// assets and an encoding action, as a production job looks.
+fn farm_of(n: usize, now: i64) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let created = now - 72_000_000 + (i as i64 * 72_000_000 / n as i64);
+            let (state, started, ended) = match i % 100 {
+                _ if i + 20 >= n => ("queued", None, None),
+                _ if i + 25 >= n => ("render:dorender", Some(created + 5_000), None),
+                0 | 1 => ("error", Some(created + 5_000), Some(created + 65_000)),
+                _ => ("finished", Some(created + 5_000), Some(created + 125_000)),
+            };
+            json!({
+                "uid": format!("{i:0>8}-{:x}", i * 7919), "type": "default", "state": state,
+                "output": format!("/renders/{i}.mp4"), "tags": if i % 3 == 0 { "tv" } else { "web" },
+                "priority": 0, "timings": {"setup": 120, "dorender": 110_000},
+                "template": {"src": format!("https://cdn.example.com/aep/t{}.aep", i % 12), "composition": "main"},
+                "assets": [
+                    {"type": "image", "src": format!("https://cdn.example.com/img/{i}.png"), "layerName": "photo.png"},
+                    {"type": "data", "layerName": "title", "property": "Source Text", "value": format!("Title {i}")}
+                ],
+                "actions": {"prerender": [], "postrender": [{"module": "@nexrender/action-encode", "preset": "mp4", "output": "encoded.mp4"}]},
+                "creator": "10.0.0.2", "executor": started.map(|_| "10.0.0.7"),
+                "createdAt": iso(created), "updatedAt": iso(ended.or(started).unwrap_or(created)),
+                "startedAt": started.map(iso), "finishedAt": (state == "finished").then(|| ended.map(iso)).flatten(),
+                "errorAt": (state == "error").then(|| ended.map(iso)).flatten(),
+                "error": (state == "error").then_some("Error: missing font Helvetica"),
+                "renderProgress": if ended.is_some() { 100 } else { 0 },
+            })
+        })
+        .collect()
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// What listing a server without paging costs: the real binary polls the
+/// real server holding `n` jobs (`NEXRENDER_SERVER_COST_JOBS`, a comma list;
+/// 2,000 by default, as a check that the numbers are right at some size),
+/// beside an exporter polling an empty server for its idle memory. Prints
+/// a poll's wall time, its bytes, resident memory per job above idle and
+/// the peak, and the server's own time to answer the listing (what no
+/// poll can beat). `docs/performance.md` has the figures and the command.
+#[tokio::test(flavor = "multi_thread")]
+async fn listing_cost() {
+    let sizes: Vec<usize> = std::env::var("NEXRENDER_SERVER_COST_JOBS")
+        .unwrap_or_else(|_| "2000".into())
+        .split(',')
+        .map(|n| n.trim().parse().expect("a job count"))
+        .collect();
+    let Some(empty) = NexrenderServer::start(SECRET, &[]).await else {
+        return;
+    };
+    // With NEXRENDER_SERVER_COST_TEMPLATES=1, the template breakdown is on:
+    // whole jobs are read (`GET /api/v1/jobs`) instead of the projection.
+    let templates = std::env::var_os("NEXRENDER_SERVER_COST_TEMPLATES").is_some();
+    let config = |server: &NexrenderServer| {
+        support::yaml_file(&format!(
+            "poll:\n  interval: 5s\n  window: 48h\n  request_timeout: 60s\n  timeout: 120s\n  max_response_bytes: 268435456\nmetrics:\n  templates: {{enabled: {templates}}}\n{}",
+            account(server, "farm", "")
+        ))
+    };
+    let idle = Exporter::binary_with(config(&empty), &[]);
+    idle.polls("farm", 2).await;
+    let resident = |m: &str| value(m, "process_resident_memory_bytes").unwrap_or(0.0);
+    let idle_rss = resident(&idle.metrics().await);
+    for n in sizes {
+        let now = support::now();
+        let Some(server) = NexrenderServer::start(SECRET, &farm_of(n, now)).await else {
+            return;
+        };
+        let reference = std::time::Instant::now();
+        let listing = if templates { "jobs" } else { "jobs/status" };
+        let body = reqwest::Client::new()
+            .get(format!("{}/api/v1/{listing}", server.url()))
+            .header("nexrender-secret", SECRET)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let server_alone = reference.elapsed();
+        let exporter = Exporter::binary_with(config(&server), &[]);
+        let first = exporter.first_poll("farm").await;
+        let first_took = value(
+            &first,
+            "nexrender_exporter_poll_duration_seconds{account=\"farm\"}",
+        );
+        let m = exporter.polls("farm", 3).await;
+        let truth = states(&server).await;
+        assert_states_match(&m, &truth);
+        let polls = value(
+            &m,
+            "nexrender_exporter_polls_total{account=\"farm\",result=\"success\"}",
+        )
+        .unwrap();
+        let bytes = value(
+            &m,
+            "nexrender_exporter_api_response_bytes_total{account=\"farm\",endpoint=\"list_jobs\"}",
+        )
+        .unwrap();
+        let took = value(
+            &m,
+            "nexrender_exporter_poll_duration_seconds{account=\"farm\"}",
+        )
+        .unwrap();
+        let rss = resident(&m);
+        println!(
+            "self-hosted listing{}, {n} jobs: poll {:.0} ms (first {:.0} ms), {:.0} KiB a poll; the server alone answers /{listing} in {:.0} ms ({} KiB); \
+             resident {:.1} MB, {:.0} bytes per job above an idle exporter ({:.1} MB), peak {:.1} MB; tracked {}",
+            if templates { " (templates on)" } else { "" },
+            took * 1000.0,
+            first_took.unwrap_or(0.0) * 1000.0,
+            bytes / polls / 1024.0,
+            server_alone.as_secs_f64() * 1000.0,
+            body.len() / 1024,
+            rss / 1e6,
+            (rss - idle_rss) / n as f64,
+            idle_rss / 1e6,
+            peak_rss_kib(exporter.pid()) as f64 * 1024.0 / 1e6,
+            value(&m, "nexrender_exporter_tracked_jobs{account=\"farm\"}").unwrap_or(0.0),
+        );
+    }
+}

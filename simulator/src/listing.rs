@@ -203,6 +203,65 @@ fn unmark(body: Vec<u8>, poison: Poison) -> Vec<u8> {
     }
 }
 
+/// The farm as a self-hosted Nexrender server (`@nexrender/server`, API v1)
+/// would list it: `GET /api/v1/jobs/status` (its light projection of every
+/// job, no paging) or, `whole`, `GET /api/v1/jobs` (whole jobs, with their
+/// template's source). Written from the server's own code as the project's
+/// API notes describe it (`getRenderingStatus`), not from the exporter: the
+/// Cloud's statuses become the server's states (`pending`, a parent
+/// waiting, as `picked`; a cancellation as `error`), tags a comma-separated
+/// string, times ISO strings.
+pub fn write_server_listing(sim: &Simulation, now: UnixMillis, whole: bool) -> Vec<u8> {
+    use crate::model::TAGS;
+    use crate::status::JobStatus;
+    let time = |t: Option<UnixMillis>| t.map(format_millis);
+    let jobs: Vec<serde_json::Value> = sim
+        .jobs()
+        .iter()
+        .map(|j| {
+            let state = match &j.status {
+                JobStatus::Pending => "picked",
+                JobStatus::ManuallyCancelled => "error",
+                other => other.as_str(),
+            };
+            let tags: Vec<&str> = TAGS
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| j.has_tag(1 << i))
+                .map(|(_, t)| *t)
+                .collect();
+            let mut job = serde_json::json!({
+                "uid": j.api_id(),
+                "state": state,
+                "type": "default",
+                "tags": (!tags.is_empty()).then(|| tags.join(",")),
+                "renderProgress": j.progress(now),
+                "error": j.error.as_deref(),
+                "createdAt": format_millis(j.created_at),
+                "updatedAt": format_millis(j.updated_at),
+                "startedAt": time(j.started_at),
+                "finishedAt": time(j.finished_at()),
+                "errorAt": time(j.error_at()),
+                "jobCreator": "127.0.0.1",
+                "jobExecutor": j.started_at.map(|_| "127.0.0.1"),
+                "timings": {},
+            });
+            if whole {
+                let name = j
+                    .template
+                    .and_then(|t| sim.templates().get(usize::from(t)))
+                    .map(|t| t.display_name.clone());
+                job["template"] = serde_json::json!({
+                    "src": name.map(|n| format!("file:///srv/templates/{}.aep", n.replace(' ', "-"))).unwrap_or_default(),
+                    "composition": "main",
+                });
+            }
+            job
+        })
+        .collect();
+    serde_json::to_vec(&jobs).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::model::{LifecycleConfig, ScriptedJob};

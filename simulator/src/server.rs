@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use ulid::Ulid;
 
 use super::faults::{Endpoint, Fault, FaultPlan, FaultRule, RetryAfter, Target};
-use super::listing::{select, write_job, write_page};
+use super::listing::{select, write_job, write_page, write_server_listing};
 use super::model::{tag_bit, NewJob, Simulation, Webhook};
 use super::query::ListQuery;
 use super::webhook::{Delivery, Dispatcher, Outgoing};
@@ -102,6 +102,12 @@ fn empty(status: StatusCode) -> Reply {
 
 enum Route {
     List,
+    /// The self-hosted server's `GET /api/v1/jobs/status` (or, `whole`,
+    /// `GET /api/v1/jobs`), for a demo of a self-hosted account.
+    ServerListing {
+        whole: bool,
+    },
+    ServerHealth,
     Templates,
     Get(String),
     Create,
@@ -111,6 +117,14 @@ enum Route {
 }
 
 fn route(method: &Method, path: &str) -> Route {
+    if let Some(v1) = path.strip_prefix("/api/v1") {
+        return match (method, v1.trim_end_matches('/')) {
+            (&Method::GET, "/jobs/status") => Route::ServerListing { whole: false },
+            (&Method::GET, "/jobs") => Route::ServerListing { whole: true },
+            (&Method::GET, "/health") => Route::ServerHealth,
+            _ => Route::NotFound,
+        };
+    }
     let path = path.strip_prefix("/api/v2").unwrap_or(path);
     let path = path.trim_end_matches('/');
     match (method, path) {
@@ -318,7 +332,8 @@ impl Simulator {
     ) -> Reply {
         let route = route(method, path);
         let endpoint = match &route {
-            Route::List => Endpoint::ListJobs,
+            Route::List | Route::ServerListing { .. } => Endpoint::ListJobs,
+            Route::ServerHealth => return answer(StatusCode::OK, b"ok".to_vec()),
             Route::Templates => Endpoint::ListTemplates,
             Route::Get(_) => Endpoint::GetJob,
             Route::Create => Endpoint::CreateJob,
@@ -439,6 +454,9 @@ impl Simulator {
     }
 
     fn serve(&self, route: Route, query: &str, auth: Option<&HeaderValue>, body: &[u8]) -> Reply {
+        if let Route::ServerListing { whole } = route {
+            return self.server_listing(auth, whole);
+        }
         if !self.authorized(auth) {
             return empty(StatusCode::UNAUTHORIZED);
         }
@@ -449,6 +467,25 @@ impl Simulator {
             Route::Create => self.create(body),
             _ => error(StatusCode::NOT_FOUND, "Not found"),
         }
+    }
+
+    /// A self-hosted server's listing: its secret (any of the tokens) in
+    /// `nexrender-secret`, else 403 with the server's own text.
+    fn server_listing(&self, secret: Option<&HeaderValue>, whole: bool) -> Reply {
+        let given = secret.and_then(|h| h.to_str().ok());
+        if !given.is_some_and(|g| self.tokens.iter().any(|t| t == g)) {
+            let text = "Wrong or no authentication secret provided. Please check the \"nexrender-secret\" header.";
+            let mut reply = answer(StatusCode::FORBIDDEN, text.as_bytes().to_vec());
+            if let Reply::Answer(r) = &mut reply {
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            }
+            return reply;
+        }
+        let mut st = self.lock();
+        self.advance(&mut st);
+        let now = st.sim.now();
+        answer(StatusCode::OK, write_server_listing(&st.sim, now, whole))
     }
 
     fn list(&self, query: &str) -> Reply {
@@ -678,7 +715,11 @@ async fn handle(
             &parts.method,
             parts.uri.path(),
             parts.uri.query().unwrap_or(""),
-            parts.headers.get(AUTHORIZATION),
+            if parts.uri.path().starts_with("/api/v1/") {
+                parts.headers.get("nexrender-secret")
+            } else {
+                parts.headers.get(AUTHORIZATION)
+            },
             &bytes,
         )
         .await;
@@ -730,6 +771,11 @@ impl RunningSimulator {
     /// `http://addr/api/v2`, the same API under the production prefix.
     pub fn api_url(&self) -> String {
         format!("http://{}/api/v2", self.addr)
+    }
+
+    /// The same farm as a self-hosted server's base URL (`/api/v1/...`).
+    pub fn server_url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     pub fn stop(&self) {

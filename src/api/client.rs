@@ -250,8 +250,12 @@ pub struct ApiClient {
 struct ServerSide {
     options: ServerOptions,
     tags: Vec<String>,
-    /// The last listing read.
+    /// The listing read for the poll under way; let go when it is done, so
+    /// that between polls only the tracker holds the jobs.
     snapshot: Mutex<Option<Arc<Snapshot>>>,
+    /// The template names of the last listing (whole jobs only), kept for
+    /// the names read after the poll.
+    names: Mutex<Arc<Vec<TemplateName>>>,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -307,8 +311,24 @@ impl ApiClient {
             options,
             tags: tags.to_vec(),
             snapshot: Mutex::new(None),
+            names: Mutex::default(),
         }));
         self
+    }
+
+    /// Lets go of a self-hosted server's listing once the poll is done.
+    pub(crate) fn release_listing(&self) {
+        if let Some(side) = &self.server {
+            let held = side
+                .snapshot
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if held.is_some() {
+                drop(held);
+                crate::alloc::give_back_free_memory();
+            }
+        }
     }
 
     /// Reading template names costs no request: a self-hosted server's are
@@ -359,6 +379,10 @@ impl ApiClient {
             now,
         ));
         self.inner.observer.stale_jobs(&snapshot.stale);
+        if side.options.whole_jobs {
+            *side.names.lock().unwrap_or_else(|p| p.into_inner()) =
+                Arc::new(snapshot.template_names());
+        }
         *side.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(snapshot.clone());
         Ok(snapshot)
     }
@@ -481,8 +505,9 @@ impl ApiClient {
     pub(crate) async fn list_templates(&self) -> Result<Vec<TemplateName>, ApiError> {
         if let Some(side) = &self.server {
             // The server has no template list: the names are the file
-            // names of the sources its jobs render.
-            return Ok(self.server_listing(side, None).await?.template_names());
+            // names of the sources its jobs render, in the last listing.
+            let names = side.names.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            return Ok(names.to_vec());
         }
         let ep = Endpoint::ListTemplates;
         let body = self
