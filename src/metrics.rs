@@ -965,6 +965,54 @@ mod tests {
     }
 
     #[test]
+    fn a_self_hosted_account_shows_its_states_and_stale_jobs_until_it_is_one_no_more() {
+        use crate::status::ApiKind;
+        let m = Metrics::new(&MetricsConfig::default());
+        let a = m.account("a");
+        a.set_kind(ApiKind::Server);
+        applied(&a, &outcome(&[("picked", 2), ("render:download", 1)]), 0);
+        a.stale_jobs(&[(JobStatus::Picked, 2)].into_iter().collect());
+        let t = text(&m);
+        for (status, n) in [
+            ("picked", 2),
+            ("render:download", 1),
+            ("created", 0),
+            ("render:cleanup", 0),
+        ] {
+            assert!(
+                t.contains(&format!(
+                    "nexrender_jobs{{account=\"a\",status=\"{status}\"}} {n}\n"
+                )),
+                "{status}\n{t}"
+            );
+        }
+        assert!(!t.contains("status=\"pending\""), "a Cloud status: {t}");
+        assert!(!t.contains("status=\"manually_cancelled\""), "{t}");
+        assert!(
+            t.contains("nexrender_jobs_stale{account=\"a\",status=\"picked\"} 2\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("nexrender_jobs_stale{account=\"a\",status=\"started\"} 0\n"),
+            "{t}"
+        );
+        assert!(
+            !t.contains("nexrender_jobs_stale{account=\"a\",status=\"finished\""),
+            "{t}"
+        );
+        // The account becomes a Cloud one (a reload): no stale series stays.
+        a.set_kind(ApiKind::Cloud);
+        let t = text(&m);
+        assert!(!t.contains("nexrender_jobs_stale{"), "{t}");
+        assert!(
+            t.contains(
+                "nexrender_jobs_completed_total{account=\"a\",status=\"manually_cancelled\"} 0"
+            ),
+            "{t}"
+        );
+    }
+
+    #[test]
     fn the_longest_running_jobs_start_is_shown_while_a_job_is_in_progress() {
         let m = Metrics::new(&MetricsConfig::default());
         let a = m.account("a");

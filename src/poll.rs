@@ -8,7 +8,7 @@
 //! and fuzzed is what runs in production. No clock: `now` comes in the
 //! [`PollRequest`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use crate::api::{
 use crate::clock::UnixMillis;
 use crate::config::PollConfig;
 use crate::scan::{ScanBuilder, ScanError, WindowScan};
+use crate::status::JobStatus;
 use crate::tracker::{
     Baseline, Detail, JobTracker, Outcome, PollFacts, CLOCK_SKEW_MS, MAX_CLOCK_OFFSET_MS,
 };
@@ -77,9 +78,26 @@ pub trait JobSource: Sync {
     /// `Ok(None)`: the job does not exist (404).
     fn get_job(&self, id: &JobId) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send;
 
-    /// The poll is over: what the source held for it can go (a
-    /// self-hosted server's listing).
+    /// A self-hosted server's jobs not ended that have not moved for the
+    /// account's `stale_after`, by status, as the poll's listing showed them;
+    /// `None` for the Cloud.
+    fn stale_jobs(&self) -> Option<BTreeMap<JobStatus, u64>> {
+        None
+    }
+
+    /// The poll is over (done, failed or cancelled): what the source held
+    /// for it can go (a self-hosted server's listing).
     fn poll_done(&self) {}
+}
+
+/// Tells the source its poll is over when dropped: also when the poll's
+/// future is dropped unfinished (`poll.timeout`).
+struct PollDone<'a, S: JobSource>(&'a S);
+
+impl<S: JobSource> Drop for PollDone<'_, S> {
+    fn drop(&mut self) {
+        self.0.poll_done();
+    }
 }
 
 impl JobSource for ApiClient {
@@ -99,6 +117,10 @@ impl JobSource for ApiClient {
 
     fn get_job(&self, id: &JobId) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send {
         ApiClient::get_job(self, id)
+    }
+
+    fn stale_jobs(&self) -> Option<BTreeMap<JobStatus, u64>> {
+        ApiClient::stale_jobs(self)
     }
 
     fn poll_done(&self) {
@@ -198,6 +220,9 @@ pub struct PollResult {
     /// The time the poll went by: the API's where it said and was
     /// believed, else the exporter's.
     pub now: UnixMillis,
+    /// A self-hosted server's stale jobs by status (see
+    /// [`JobSource::stale_jobs`]); `None` for the Cloud.
+    pub stale: Option<BTreeMap<JobStatus, u64>>,
 }
 
 fn millis(d: Duration) -> i64 {
@@ -258,8 +283,11 @@ pub async fn poll(
     source: &impl JobSource,
     request: &PollRequest,
 ) -> Result<PollResult, ApiError> {
-    let result = read_and_apply(tracker, source, request).await;
-    source.poll_done();
+    let _done = PollDone(source);
+    let mut result = read_and_apply(tracker, source, request).await;
+    if let Ok(r) = &mut result {
+        r.stale = source.stale_jobs();
+    }
     result
 }
 
@@ -341,6 +369,7 @@ async fn read_and_apply(
         full_pages_undecodable,
         clock_offset_ms: clock.offset_ms,
         now,
+        stale: None,
     })
 }
 

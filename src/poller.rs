@@ -378,6 +378,10 @@ impl AccountPoller {
         let Some(refresh) = self.metrics.template_names_refresh() else {
             return;
         };
+        if self.client.template_names_are_free() {
+            // Read with each poll already (see `publish`).
+            return;
+        }
         let name = &self.account.name;
         let since = |d: Duration| {
             self.names_read_at
@@ -438,6 +442,9 @@ impl AccountPoller {
             };
             self.metrics
                 .poll_applied(outcome, &result.skipped, &notes, now);
+            if let Some(stale) = &result.stale {
+                self.metrics.stale_jobs(stale);
+            }
         }
         if !outcome.given_up.is_empty() {
             const SHOWN: usize = 10;

@@ -163,6 +163,74 @@ impl UlidJob {
     }
 }
 
+/// A job id that is not a ULID, as the tracker keeps it: up to 22 bytes in
+/// place (a self-hosted server's uids are 21-character nanoids), longer
+/// ones on the heap. 24 bytes either way, where a `Box<str>` takes 16 and
+/// a heap block of 32 more for a nanoid: a self-hosted farm's jobs are all
+/// such ids.
+#[derive(Clone)]
+enum IdText {
+    /// The text, then its length in the last byte.
+    Inline([u8; 23]),
+    Heap(Box<str>),
+}
+
+impl IdText {
+    const INLINE: usize = 22;
+
+    fn new(text: &str) -> Self {
+        if text.len() <= Self::INLINE {
+            let mut bytes = [0u8; 23];
+            bytes[..text.len()].copy_from_slice(text.as_bytes());
+            bytes[Self::INLINE] = text.len() as u8;
+            IdText::Inline(bytes)
+        } else {
+            IdText::Heap(text.into())
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Made from a `&str` cut at its own length: always UTF-8.
+            IdText::Inline(b) => {
+                std::str::from_utf8(&b[..usize::from(b[Self::INLINE])]).unwrap_or("")
+            }
+            IdText::Heap(s) => s,
+        }
+    }
+
+    fn id(&self) -> JobId {
+        JobId::Other(self.as_str().into())
+    }
+}
+
+impl std::fmt::Debug for IdText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
+impl PartialEq for IdText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for IdText {}
+
+impl std::hash::Hash for IdText {
+    /// As the text hashes, so that a map keyed by it is searched by `&str`.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for IdText {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
 /// A job whose id is not a ULID, so the id tells nothing of its creation.
 #[derive(Debug, Clone, Copy)]
 struct OtherJob {
@@ -177,7 +245,7 @@ struct OtherJob {
 #[derive(Debug, Clone, Default)]
 struct Jobs {
     ulids: Vec<UlidJob>,
-    others: HashMap<Box<str>, OtherJob>,
+    others: HashMap<IdText, OtherJob>,
 }
 
 impl Jobs {
@@ -188,7 +256,7 @@ impl Jobs {
                 .binary_search_by_key(&u.0, |e| e.key)
                 .ok()
                 .map(|i| &self.ulids[i].tracked),
-            JobId::Other(s) => self.others.get(s).map(|o| &o.tracked),
+            JobId::Other(s) => self.others.get(&**s).map(|o| &o.tracked),
         }
     }
 
@@ -199,7 +267,7 @@ impl Jobs {
                 .binary_search_by_key(&u.0, |e| e.key)
                 .ok()
                 .map(|i| &mut self.ulids[i].tracked),
-            JobId::Other(text) => self.others.get_mut(text).map(|o| &mut o.tracked),
+            JobId::Other(text) => self.others.get_mut(&**text).map(|o| &mut o.tracked),
         }
     }
 
@@ -212,7 +280,7 @@ impl Jobs {
             }
             JobId::Other(text) => {
                 self.others
-                    .insert(text.clone(), OtherJob { tracked, seen_at });
+                    .insert(IdText::new(text), OtherJob { tracked, seen_at });
             }
         }
     }
@@ -1030,7 +1098,7 @@ impl ApplyPass<'_> {
     /// The jobs whose ids are not ULIDs, each kept or forgotten.
     fn apply_others(
         &mut self,
-        others: &mut HashMap<Box<str>, OtherJob>,
+        others: &mut HashMap<IdText, OtherJob>,
         scan: &WindowScan,
         details: &HashMap<JobId, Detail>,
     ) {
@@ -1040,22 +1108,22 @@ impl ApplyPass<'_> {
                 continue;
             };
             in_scan.insert(text);
-            let tracked = self.seen(
-                others.get(text).map(|other| other.tracked),
-                shown,
-                details.get(shown.id),
-            );
-            others.insert(
-                text.clone(),
-                OtherJob {
-                    tracked,
-                    seen_at: self.now,
-                },
-            );
+            let known = others.get(&**text).map(|other| other.tracked);
+            let seen = OtherJob {
+                tracked: self.seen(known, shown, details.get(shown.id)),
+                seen_at: self.now,
+            };
+            // Remembered jobs are updated in place: no new key a poll.
+            match others.get_mut(&**text) {
+                Some(other) => *other = seen,
+                None => {
+                    others.insert(IdText::new(text), seen);
+                }
+            }
         }
         others.retain(|text, other| {
-            let id = JobId::Other(text.clone());
-            if !in_scan.contains(&**text)
+            let id = text.id();
+            if !in_scan.contains(text.as_str())
                 && !self.unseen(
                     &mut other.tracked,
                     &id,
@@ -1221,7 +1289,7 @@ impl JobTracker {
         }
         let listed: HashSet<&JobId> = live.others().map(|job| job.id).collect();
         for (text, other) in &self.jobs.others {
-            let id = JobId::Other(text.clone());
+            let id = text.id();
             if other.tracked.going() && !listed.contains(&id) {
                 note(other.tracked.created(&id));
             }
@@ -1375,8 +1443,8 @@ impl JobTracker {
         }
         for (text, other) in &self.jobs.others {
             let tracked = &other.tracked;
-            if (tracked.going() || tracked.unresolved()) && !in_scan.contains(&**text) {
-                missing.push(JobId::Other(text.clone()));
+            if (tracked.going() || tracked.unresolved()) && !in_scan.contains(text.as_str()) {
+                missing.push(text.id());
             }
         }
         let listed = self.plan_oldest(scan, &mut need, &missing);
@@ -3216,6 +3284,31 @@ mod tests {
             t.deliver(&undated, T0 + 61_000, true).verdict,
             DeliveryVerdict::Duplicate
         );
+    }
+
+    #[test]
+    fn an_id_that_is_not_a_ulid_is_kept_in_24_bytes_and_found_by_its_text() {
+        assert_eq!(std::mem::size_of::<IdText>(), 24);
+        let texts = [
+            String::new(),
+            "V1StGXR8_Z5jdHi6B-myT".into(),
+            "x".repeat(22),
+            "y".repeat(23),
+            "render-legacy/7é".repeat(9),
+            "ééééééééééé".into(),
+        ];
+        let mut map: HashMap<IdText, u32> = HashMap::new();
+        for (i, t) in texts.iter().enumerate() {
+            let id = IdText::new(t);
+            assert_eq!(id.as_str(), t);
+            assert_eq!(id.id(), JobId::Other(t.as_str().into()));
+            assert_eq!(matches!(id, IdText::Inline(_)), t.len() <= 22, "{t}");
+            map.insert(id, i as u32);
+        }
+        for (i, t) in texts.iter().enumerate() {
+            assert_eq!(map.get(t.as_str()), Some(&(i as u32)));
+        }
+        assert_eq!(map.get("V1StGXR8_Z5jdHi6B-myX"), None);
     }
 
     #[test]

@@ -178,8 +178,23 @@ async fn the_numbers_are_what_the_server_holds_and_each_end_counts_once() {
         "queue waits {sum} vs {waits:?}"
     );
 
-    // More polls: nothing ends twice.
+    // More polls: nothing ends twice. Each poll reads the listing once.
     let again = exporter.polls("farm", 3).await;
+    let polls = value(
+        &again,
+        "nexrender_exporter_polls_total{account=\"farm\",result=\"success\"}",
+    )
+    .unwrap();
+    let reads = value(&again, "nexrender_exporter_api_requests_total{account=\"farm\",code=\"200\",endpoint=\"list_jobs\"}").unwrap();
+    assert!(
+        (polls..=polls + 1.0).contains(&reads),
+        "{reads} listings for {polls} polls"
+    );
+    assert_eq!(
+        value(&again, "nexrender_exporter_api_requests_total{account=\"farm\",code=\"200\",endpoint=\"get_job\"}"),
+        None,
+        "look-ups are answered from the listing"
+    );
     assert_eq!(completed(&again, "farm", "finished"), Some(3.0));
     assert_eq!(completed(&again, "farm", "error"), Some(1.0));
     assert_eq!(
@@ -210,21 +225,29 @@ async fn the_numbers_are_what_the_server_holds_and_each_end_counts_once() {
 async fn a_job_a_dead_worker_left_is_stale_until_it_moves_again() {
     let now = support::now();
     let old = |uid: &str, state: &str, ago_ms: i64| -> Value {
+        let worked = !matches!(state, "queued" | "picked");
         json!({
             "uid": uid, "state": state, "type": "default", "tags": "",
             "template": {"src": "file:///srv/aep/promo.aep", "composition": "main"},
             "assets": [], "actions": {"prerender": [], "postrender": []},
             "createdAt": iso(now - ago_ms - 60_000), "updatedAt": iso(now - ago_ms),
-            "startedAt": (state != "queued").then(|| iso(now - ago_ms - 30_000)),
+            "startedAt": worked.then(|| iso(now - ago_ms - 30_000)),
+            "renderProgress": if state == "render:dorender" { 100 } else { 0 },
         })
     };
-    // A worker died in the download stage two hours ago; another holds a
-    // job it picked 90 minutes ago; one job has waited in the queue three
-    // hours (no worker's fault: the queue alerts judge it); one render
-    // moved a minute ago.
+    // What @nexrender/worker reports, and so what the server shows: the
+    // job `started` when the worker takes it on, `render:dorender` with
+    // each whole percent of render progress, then its end; nothing while
+    // it downloads assets or runs post-render actions. A worker died two
+    // hours ago while downloading (the server shows `started`); another
+    // 90 minutes ago in a post-render action (`render:dorender` at 100%);
+    // a third holds a job it picked up 80 minutes ago; one job has waited
+    // in the queue three hours (no worker's fault: the queue alerts judge
+    // it); one render moved a minute ago.
     let seed = [
-        old("dead-download", "render:download", 7_200_000),
-        old("dead-picked", "picked", 5_400_000),
+        old("dead-download", "started", 7_200_000),
+        old("dead-encode", "render:dorender", 5_400_000),
+        old("dead-picked", "picked", 4_800_000),
         old("waiting", "queued", 10_800_000),
         old("alive", "render:dorender", 60_000),
     ];
@@ -239,27 +262,35 @@ async fn a_job_a_dead_worker_left_is_stale_until_it_moves_again() {
             &format!("nexrender_jobs_stale{{account=\"farm\",status=\"{s}\"}}"),
         )
     };
-    assert_eq!(stale(&m, "render:download"), Some(1.0), "{m}");
+    assert_eq!(stale(&m, "started"), Some(1.0), "{m}");
+    assert_eq!(
+        stale(&m, "render:dorender"),
+        Some(1.0),
+        "the dead one, not the live one"
+    );
     assert_eq!(stale(&m, "picked"), Some(1.0));
     assert_eq!(stale(&m, "queued"), Some(1.0));
-    assert_eq!(stale(&m, "render:dorender"), Some(0.0));
-    assert_eq!(stale(&m, "started"), Some(0.0), "zero-filled");
+    assert_eq!(stale(&m, "render:download"), Some(0.0), "zero-filled");
     assert_eq!(stale(&m, "finished"), None, "ended jobs are never stale");
     // The longest-running job is the one the dead worker holds.
     let since = value(
         &m,
-        "nexrender_oldest_job_started_timestamp_seconds{account=\"farm\",status=\"render:download\"}",
+        "nexrender_oldest_job_started_timestamp_seconds{account=\"farm\",status=\"started\"}",
     );
     assert_eq!(since, Some((now - 7_200_000 - 30_000) as f64 / 1000.0));
 
-    // The worker comes back to it: it is no longer stale.
+    // The worker comes back to it and renders: it is no longer stale.
     server
-        .update("dead-download", json!({"state": "render:postdownload"}))
+        .update(
+            "dead-download",
+            json!({"state": "render:dorender", "renderProgress": 3}),
+        )
         .await;
     let m = exporter.polls("farm", 2).await;
-    assert_eq!(stale(&m, "render:download"), Some(0.0));
-    assert_eq!(stale(&m, "render:postdownload"), Some(0.0));
-    assert_eq!(jobs(&m, "farm", "render:postdownload"), Some(1.0));
+    assert_eq!(stale(&m, "started"), Some(0.0));
+    assert_eq!(stale(&m, "render:dorender"), Some(1.0));
+    assert_eq!(jobs(&m, "farm", "render:dorender"), Some(3.0));
+    assert_eq!(jobs(&m, "farm", "started"), Some(0.0));
 }
 
 #[tokio::test(flavor = "multi_thread")]

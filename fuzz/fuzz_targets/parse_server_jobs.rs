@@ -27,6 +27,10 @@ fuzz_target!(|data: &[u8]| {
         if let Some(t) = &j.job.template_id {
             assert!(!t.is_empty() && t.len() <= 200, "{t}");
             assert!(!t.contains('?') && !t.contains('#'), "{t}");
+            if let Some(rest) = t.split_once("://").map(|(_, rest)| rest) {
+                let authority = rest.split('/').next().unwrap_or_default();
+                assert!(!authority.contains('@'), "credentials kept: {t}");
+            }
         }
     }
     let tags: Vec<String> = match knobs % 3 {

@@ -45,10 +45,6 @@ pub trait RequestObserver: Send + Sync {
 
     /// `bytes` of a response body were read (an answer or an error text).
     fn response_bytes(&self, _endpoint: Endpoint, _bytes: u64) {}
-
-    /// A self-hosted server's listing was read: its jobs not ended whose
-    /// `updatedAt` has not moved for the account's `stale_after`, by status.
-    fn stale_jobs(&self, _stale: &std::collections::BTreeMap<crate::status::JobStatus, u64>) {}
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -280,6 +276,7 @@ impl ApiClient {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("nexrender-exporter/", env!("CARGO_PKG_VERSION")))
+            .redirect(same_origin_redirects())
             .build()
             .map_err(|e| ApiError::Transport {
                 endpoint: "client",
@@ -314,6 +311,16 @@ impl ApiClient {
             names: Mutex::default(),
         }));
         self
+    }
+
+    /// The stale jobs of the listing the poll under way read (a self-hosted
+    /// server's), by status.
+    pub(crate) fn stale_jobs(
+        &self,
+    ) -> Option<std::collections::BTreeMap<crate::status::JobStatus, u64>> {
+        let side = self.server.as_ref()?;
+        let held = side.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        held.as_ref().map(|s| s.stale.clone())
     }
 
     /// Lets go of a self-hosted server's listing once the poll is done.
@@ -378,7 +385,6 @@ impl ApiClient {
             side.options.stale_after,
             now,
         ));
-        self.inner.observer.stale_jobs(&snapshot.stale);
         if side.options.whole_jobs {
             *side.names.lock().unwrap_or_else(|p| p.into_inner()) =
                 Arc::new(snapshot.template_names());
@@ -609,10 +615,14 @@ impl ApiClient {
         let mut req = match &self.server {
             None => inner.http.get(url).bearer_auth(inner.token.expose()),
             Some(_) if inner.token.is_empty() => inner.http.get(url),
-            Some(_) => inner
-                .http
-                .get(url)
-                .header("nexrender-secret", inner.token.expose()),
+            Some(_) => match reqwest::header::HeaderValue::from_str(inner.token.expose()) {
+                Ok(mut secret) => {
+                    secret.set_sensitive(true);
+                    inner.http.get(url).header("nexrender-secret", secret)
+                }
+                // The configuration takes printable ASCII only; never here.
+                Err(_) => inner.http.get(url),
+            },
         };
         if inner.policy.gzip {
             req = req.header(ACCEPT_ENCODING, "gzip");
@@ -860,6 +870,24 @@ fn status_error(
     }
 }
 
+/// Redirects are followed within the API's own origin only (scheme, host
+/// and port), at most 10: a self-hosted server's secret travels in a header
+/// of its own, which the HTTP client would carry to any host a redirect
+/// names (it strips only `Authorization` and cookies). A redirect elsewhere
+/// is answered as the 3xx it is.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let from = attempt.previous().first().map(|u| u.origin());
+        if attempt.previous().len() > 10 {
+            attempt.error("more than 10 redirects")
+        } else if from.is_some_and(|o| o == attempt.url().origin()) {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
 /// The server's clock from its `Date` header (whole seconds), if it sent a
 /// valid one.
 fn server_time(headers: &HeaderMap) -> Option<UnixMillis> {
@@ -891,6 +919,7 @@ pub(crate) fn parse_retry_after(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::status::JobStatus;
     use reqwest::header::HeaderValue;
 
     const MAX: Duration = Duration::from_secs(600);
@@ -952,6 +981,116 @@ mod tests {
             limit: 1000,
             filter: ListFilter::Live,
         }
+    }
+
+    /// A self-hosted server's listing, as of `Date: Sat, 05 Dec 2026
+    /// 12:00:00 GMT` (hours away from any clock the test runs on): a job
+    /// rendering whose worker last reported 2 hours before that, one that
+    /// reported a minute before, one finished. Counts the requests and
+    /// keeps the secrets they carried.
+    async fn self_hosted(requests: Arc<Mutex<Vec<Option<String>>>>) -> std::net::SocketAddr {
+        nexrender_simulator::testkit::fake_server(move |req| {
+            let requests = requests.clone();
+            async move {
+                let secret = req.headers().get("nexrender-secret");
+                let secret = secret.map(|v| v.to_str().unwrap_or_default().to_owned());
+                requests.lock().unwrap().push(secret);
+                let body = r#"[
+                  {"uid":"dead","state":"render:dorender","createdAt":"2026-12-05T09:00:00.000Z","updatedAt":"2026-12-05T10:00:00.000Z","startedAt":"2026-12-05T09:30:00.000Z"},
+                  {"uid":"alive","state":"render:dorender","createdAt":"2026-12-05T11:00:00.000Z","updatedAt":"2026-12-05T11:59:00.000Z","startedAt":"2026-12-05T11:10:00.000Z"},
+                  {"uid":"done","state":"finished","createdAt":"2026-12-05T08:00:00.000Z","updatedAt":"2026-12-05T08:10:00.000Z","startedAt":"2026-12-05T08:01:00.000Z","finishedAt":"2026-12-05T08:09:30.250Z"}]"#;
+                let mut r = nexrender_simulator::testkit::ok(body);
+                r.headers_mut().insert(
+                    reqwest::header::DATE,
+                    HeaderValue::from_static("Sat, 05 Dec 2026 12:00:00 GMT"),
+                );
+                r
+            }
+        })
+        .await
+    }
+
+    fn stale_after_an_hour() -> ServerOptions {
+        ServerOptions {
+            stale_after: Duration::from_secs(3600),
+            whole_jobs: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_self_hosted_poll_reads_the_listing_once_and_judges_staleness_by_its_date() {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let addr = self_hosted(requests.clone()).await;
+        let api = client(addr, ClientPolicy::default()).for_server(stale_after_an_hour(), &[]);
+        // A poll: the live listing's first page reads the listing...
+        let live = api.list_minimal(&first_page()).await.unwrap();
+        assert_eq!(live.jobs.len(), 2);
+        assert_eq!(
+            live.server_time,
+            crate::timefmt::parse_millis("2026-12-05T12:00:00Z")
+        );
+        // ...and the window's pages and the look-ups are answered from it.
+        let window = ListPageQuery {
+            from: 0,
+            limit: 2,
+            filter: ListFilter::Created {
+                from_date: 0,
+                to_date: i64::MAX,
+            },
+        };
+        let page = api.list_jobs(&window).await.unwrap();
+        let ids: Vec<String> = page.jobs.iter().map(|j| j.id.to_string()).collect();
+        assert_eq!(ids, ["done", "dead"], "oldest first, cut at the limit");
+        let done = api.get_job(&JobId::parse("done")).await.unwrap().unwrap();
+        assert_eq!(done.render_duration, Some(510.25));
+        assert_eq!(api.get_job(&JobId::parse("gone")).await.unwrap(), None);
+        assert_eq!(requests.lock().unwrap().len(), 1, "one request a poll");
+        // Stale by the server's Date: the job whose worker went quiet two
+        // hours before it, not the one a minute before (by the test's own
+        // clock, both would be months or years off).
+        let stale = api.stale_jobs().unwrap();
+        assert_eq!(stale.get(&JobStatus::Rendering), Some(&1));
+        assert_eq!(stale.len(), 1);
+        // The poll is over: the listing goes, and the next poll reads anew.
+        api.release_listing();
+        assert!(api.stale_jobs().is_none());
+        api.list_minimal(&first_page()).await.unwrap();
+        let sent = requests.lock().unwrap().clone();
+        assert_eq!(sent, [Some("t".to_owned()), Some("t".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn a_servers_secret_never_follows_a_redirect_to_another_origin() {
+        let elsewhere = Arc::new(Mutex::new(Vec::new()));
+        let other = self_hosted(elsewhere.clone()).await;
+        let target = format!("http://{other}/api/v1/jobs/status");
+        let addr = nexrender_simulator::testkit::fake_server(move |req| {
+            let target = target.clone();
+            async move {
+                // Within the origin first, then away.
+                let to = if req.uri().path() == "/api/v1/jobs/status" {
+                    "/moved".to_owned()
+                } else {
+                    target
+                };
+                let mut r = nexrender_simulator::testkit::ok("");
+                *r.status_mut() = reqwest::StatusCode::FOUND;
+                r.headers_mut().insert(
+                    reqwest::header::LOCATION,
+                    HeaderValue::from_str(&to).unwrap(),
+                );
+                r
+            }
+        })
+        .await;
+        let api = client(addr, ClientPolicy::default()).for_server(stale_after_an_hour(), &[]);
+        let err = api.list_minimal(&first_page()).await.unwrap_err();
+        assert!(matches!(err, ApiError::Status { code: 302, .. }), "{err}");
+        assert!(
+            elsewhere.lock().unwrap().is_empty(),
+            "the other origin got a request"
+        );
+        assert!(!format!("{api:?}").contains("\"t\""), "{api:?}");
     }
 
     #[tokio::test]

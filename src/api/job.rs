@@ -289,6 +289,13 @@ impl Listed for ServerJob {
     type Raw<'de> = RawServerJob<'de>;
     fn from_raw(raw: RawServerJob<'_>) -> Result<Self, SkipReason> {
         let (id, status) = usable(raw.not_object, raw.uid, raw.state)?;
+        // A uid is whatever the client that created the job sent: one that
+        // spells a ULID says nothing of when the job was made, so no time
+        // is read from it (the Cloud mints its ULIDs itself).
+        let id = match id {
+            JobId::Ulid(u) => JobId::Other(u.to_string().into()),
+            other => other,
+        };
         let st = raw.stats;
         let render_duration = match (status == JobStatus::Finished, st.started_at, st.finished_at) {
             (true, Some(start), Some(end)) => Some(end.saturating_sub(start) as f64 / 1000.0),
@@ -338,8 +345,12 @@ impl<'de> Fields<'de> for RawServerJob<'de> {
 
     fn read<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A, _: bool) -> Result<(), A::Error> {
         match key {
-            "uid" => self.uid = map.next_value::<Plain>()?.0,
-            "state" => self.state = map.next_value::<Plain>()?.0,
+            // Read from their raw text, unlike the Cloud's id and status: any
+            // client may set them (a `uid` on create, any `state` on update),
+            // and half a surrogate pair there must cost that job's exactness,
+            // not every poll of the account.
+            "uid" => self.uid = map.next_value::<Text>()?.0,
+            "state" => self.state = map.next_value::<Text>()?.0,
             "updatedAt" => {
                 self.updated_at = map.next_value::<Text>()?.0.and_then(|t| parse_millis(&t))
             }

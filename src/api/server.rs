@@ -68,9 +68,6 @@ impl Snapshot {
         let mut by_id: HashMap<JobId, usize> = HashMap::with_capacity(page.jobs.len());
         let mut kept: Vec<ServerJob> = Vec::with_capacity(page.jobs.len());
         for job in page.jobs {
-            if !tagged(job.tags.as_deref(), tags) {
-                continue;
-            }
             match by_id.get(&job.job.id) {
                 Some(&i) => {
                     skipped.push(SkipReason::DuplicateId);
@@ -82,6 +79,9 @@ impl Snapshot {
                 }
             }
         }
+        // The tags of the copy the server answers for (the last), as its
+        // `GET /api/v1/jobs/{uid}` would.
+        kept.retain(|job| tagged(job.tags.as_deref(), tags));
         let mut stale = BTreeMap::new();
         for job in &kept {
             let still = job
@@ -194,7 +194,7 @@ pub fn template_of(src: &str) -> Option<String> {
             url.set_fragment(None);
             url.to_string()
         }
-        _ => src.split(['?', '#']).next().unwrap_or_default().to_owned(),
+        _ => without_credentials(src.split(['?', '#']).next().unwrap_or_default()),
     };
     if bare.is_empty() {
         return None;
@@ -204,6 +204,20 @@ pub fn template_of(src: &str) -> Option<String> {
         end -= 1;
     }
     Some(bare[..end].to_owned())
+}
+
+/// `text` without the `user:password@` of what looks like a URL's
+/// authority (the text after `://`, up to the next `/`).
+fn without_credentials(text: &str) -> String {
+    let Some(scheme_end) = text.find("://").map(|i| i + 3) else {
+        return text.to_owned();
+    };
+    let rest = &text[scheme_end..];
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => format!("{}{}", &text[..scheme_end], &rest[at + 1..]),
+        None => text.to_owned(),
+    }
 }
 
 /// The last segment of a template's path: its display name.
@@ -296,10 +310,33 @@ mod tests {
     }
 
     #[test]
+    fn a_client_made_uid_is_only_text_and_half_a_surrogate_costs_one_field() {
+        let page = listing(
+            r#"[{"uid":"01ARZ3NDEKTSV4RRFFQ69G5FAV","state":"queued"},
+               {"uid":"job-\ud83d","state":"render:\udc00x"},
+               {"uid":"ok","state":"queued"}]"#,
+        );
+        assert_eq!(page.jobs.len(), 3, "{page:?}");
+        // A ULID-shaped uid carries no creation time.
+        assert_eq!(
+            page.jobs[0].job.id,
+            JobId::Other("01ARZ3NDEKTSV4RRFFQ69G5FAV".into())
+        );
+        assert_eq!(page.jobs[0].job.id.created_hint(), None);
+        assert_eq!(page.jobs[1].job.id.to_string(), "job-\u{fffd}");
+        assert_eq!(page.jobs[1].job.status.as_str(), "render:\u{fffd}x");
+    }
+
+    #[test]
     fn a_uid_listed_twice_is_the_last_one_and_counted_skipped() {
         let page = listing(
-            r#"[{"uid":"x","state":"queued","createdAt":"2026-12-05T09:00:00Z"},
+            r#"[{"uid":"x","state":"queued","tags":"tv","createdAt":"2026-12-05T09:00:00Z"},
                {"uid":"x","state":"finished","createdAt":"2026-12-05T09:00:00Z"}]"#,
+        );
+        let tv = Snapshot::new(page.clone(), &["tv".into()], Duration::from_secs(60), 0);
+        assert!(
+            tv.is_empty(),
+            "the copy the server answers for is not tagged tv"
         );
         let s = Snapshot::new(page, &[], Duration::from_secs(60), 0);
         assert_eq!(s.len(), 1);
@@ -352,5 +389,11 @@ mod tests {
             Some("/srv/t/x.aep")
         );
         assert_eq!(template_of(&"é".repeat(300)).map(|t| t.len()), Some(200));
+        // Not a URL the parser takes (a port out of range): still no
+        // credentials.
+        assert_eq!(
+            template_of("https://u:pw@host:99999/x.aep?sig=1").as_deref(),
+            Some("https://host:99999/x.aep")
+        );
     }
 }

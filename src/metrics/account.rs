@@ -88,6 +88,11 @@ impl AccountMetrics {
             return;
         }
         m.changed();
+        // Only a self-hosted server's polls say what is stale: an account
+        // that is one no more loses those series at once.
+        for gone in std::mem::take(&mut state.stale) {
+            let _ = m.job.stale.remove_label_values(&[a, &gone]);
+        }
         for s in JobStatus::TERMINAL {
             if kind.knows(&s) {
                 m.job.completed.with_label_values(&[a, s.as_str()]);
@@ -588,6 +593,38 @@ impl AccountMetrics {
         m.poll.errors.with_label_values(&[a, reason]).inc();
     }
 
+    /// `nexrender_jobs_stale` as a self-hosted server's poll found it: every
+    /// status the server documents as not ended at 0 unless counted; other
+    /// statuses by their label, gone when no longer counted.
+    pub(crate) fn stale_jobs(&self, stale: &BTreeMap<JobStatus, u64>) {
+        let (m, a) = (&*self.all, self.name.as_str());
+        let mut state = self.lock();
+        let labels = status_labels(
+            stale.iter().map(|(s, n)| (s.clone(), *n)),
+            m.max_unknown,
+            state.kind,
+        );
+        let mut counts: BTreeMap<String, i64> = state
+            .kind
+            .statuses()
+            .iter()
+            .filter(|s| !s.is_terminal())
+            .map(|s| (s.as_str().to_owned(), 0))
+            .collect();
+        for (s, n) in stale {
+            *counts.entry(labels[s].clone()).or_insert(0) += *n as i64;
+        }
+        m.changed();
+        for (label, n) in &counts {
+            m.job.stale.with_label_values(&[a, label]).set(*n);
+        }
+        let now: BTreeSet<String> = counts.into_keys().collect();
+        for gone in state.stale.difference(&now) {
+            let _ = m.job.stale.remove_label_values(&[a, gone]);
+        }
+        state.stale = now;
+    }
+
     /// The account's poller died: the numbers stay, `nexrender_up` is 0
     /// until the restarted poller succeeds.
     pub(crate) fn poller_died(&self) {
@@ -640,38 +677,6 @@ impl RequestObserver for AccountMetrics {
             .duration
             .with_label_values(&[a, endpoint.label()])
             .observe(elapsed.as_secs_f64());
-    }
-
-    /// `nexrender_jobs_stale`: every status the server documents as not
-    /// ended at 0 unless counted; other statuses by their label, gone when
-    /// no longer counted.
-    fn stale_jobs(&self, stale: &BTreeMap<JobStatus, u64>) {
-        let (m, a) = (&*self.all, self.name.as_str());
-        let mut state = self.lock();
-        let labels = status_labels(
-            stale.iter().map(|(s, n)| (s.clone(), *n)),
-            m.max_unknown,
-            state.kind,
-        );
-        let mut counts: BTreeMap<String, i64> = state
-            .kind
-            .statuses()
-            .iter()
-            .filter(|s| !s.is_terminal())
-            .map(|s| (s.as_str().to_owned(), 0))
-            .collect();
-        for (s, n) in stale {
-            *counts.entry(labels[s].clone()).or_insert(0) += *n as i64;
-        }
-        m.changed();
-        for (label, n) in &counts {
-            m.job.stale.with_label_values(&[a, label]).set(*n);
-        }
-        let now: BTreeSet<String> = counts.into_keys().collect();
-        for gone in state.stale.difference(&now) {
-            let _ = m.job.stale.remove_label_values(&[a, gone]);
-        }
-        state.stale = now;
     }
 
     fn response_bytes(&self, endpoint: Endpoint, bytes: u64) {
