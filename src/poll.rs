@@ -355,11 +355,9 @@ async fn read_and_apply(
         api_at_least,
     };
     let outcome = tracker.apply_poll(&scan, &details, &facts);
-    let mut skipped = live.skipped;
-    skipped.extend(read.skipped);
     Ok(PollResult {
         outcome,
-        skipped,
+        skipped: [live.skipped, read.skipped].concat(),
         scan_pages: read.requests,
         live_pages: live.requests,
         whole_window,
