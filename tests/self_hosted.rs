@@ -325,6 +325,16 @@ async fn a_wrong_secret_is_refused_and_said_so_without_showing_either_secret() {
     for secret in [wrong, SECRET] {
         assert!(!log.contains(secret) && !m.contains(secret));
     }
+    // The right secret on reload (SIGHUP): polled again, no restart.
+    exporter.reconfigure(wrong, SECRET);
+    let m = exporter
+        .wait_for(
+            |m| jobs(m, "farm", "queued") == Some(1.0),
+            "the numbers with the right secret",
+        )
+        .await;
+    assert_eq!(value(&m, "nexrender_up{account=\"farm\"}"), Some(1.0));
+    assert!(!exporter.log().contains(SECRET));
 }
 
 #[tokio::test(flavor = "multi_thread")]
