@@ -1074,6 +1074,47 @@ mod tests {
         );
     }
 
+    /// A source whose every answer never comes, counting the polls it was
+    /// told are over.
+    #[derive(Default)]
+    struct Hanging(std::sync::atomic::AtomicUsize);
+
+    impl JobSource for Hanging {
+        fn list_jobs(
+            &self,
+            _: &ListPageQuery,
+        ) -> impl Future<Output = Result<Page, ApiError>> + Send {
+            std::future::pending()
+        }
+
+        fn get_job(
+            &self,
+            _: &JobId,
+        ) -> impl Future<Output = Result<Option<ApiJob>, ApiError>> + Send {
+            std::future::pending()
+        }
+
+        fn poll_done(&self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_poll_cut_short_still_lets_its_source_go() {
+        // What `poll.timeout` does to a poll: drops it, unfinished.
+        let source = Hanging::default();
+        let mut tracker = JobTracker::new();
+        let request = request(NOW);
+        {
+            let cut_short = std::pin::pin!(poll(&mut tracker, &source, &request));
+            let waker = std::task::Waker::noop();
+            let pending = cut_short.poll(&mut std::task::Context::from_waker(waker));
+            assert!(pending.is_pending());
+            assert_eq!(source.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        }
+        assert_eq!(source.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
     #[tokio::test]
     async fn a_date_an_hour_off_is_shown_but_not_believed() {
         let mut api = MemoryApi::new(vec![job(1, JobStatus::Queued, NOW - 60_000)]);

@@ -124,6 +124,7 @@ async fn the_numbers_are_what_the_server_holds_and_each_end_counts_once() {
     assert_eq!(picked["state"], "picked");
     let mut waits = Vec::new();
     let mut renders = Vec::new();
+    let mut turnarounds = Vec::new();
     for (i, fail) in [false, false, true].into_iter().enumerate() {
         let uid = server
             .create("https://cdn.example.com/t/promo.aep", "tv")
@@ -137,6 +138,7 @@ async fn the_numbers_are_what_the_server_holds_and_each_end_counts_once() {
         )
         .await;
         waits.push(wait as f64 / 1000.0);
+        turnarounds.push((wait + took) as f64 / 1000.0);
         if !fail {
             renders.push(took as f64 / 1000.0);
         }
@@ -153,6 +155,7 @@ async fn the_numbers_are_what_the_server_holds_and_each_end_counts_once() {
         .update(&going, json!({"state": "finished", "startedAt": iso(going_start), "finishedAt": iso(going_start + 12_000)}))
         .await;
     renders.push(12.0);
+    turnarounds.push(12.5);
 
     let m = exporter.polls("farm", 2).await;
     let truth = states(&server).await;
@@ -168,6 +171,13 @@ async fn the_numbers_are_what_the_server_holds_and_each_end_counts_once() {
     assert!(
         (sum - renders.iter().sum::<f64>()).abs() < 1e-6,
         "render durations {sum} vs {renders:?}"
+    );
+    // Turnaround: each end less its creation, the failed one too.
+    assert_eq!(histogram(&m, "farm", "turnaround", "count"), Some(4.0));
+    let sum = histogram(&m, "farm", "turnaround", "sum").unwrap();
+    assert!(
+        (sum - turnarounds.iter().sum::<f64>()).abs() < 1e-6,
+        "turnarounds {sum} vs {turnarounds:?}"
     );
     // Queue waits of the jobs seen starting: the three rendered after the
     // start (the one rendering at the start had started already).

@@ -252,6 +252,9 @@ struct ServerSide {
     /// The template names of the last listing (whole jobs only), kept for
     /// the names read after the poll.
     names: Mutex<Arc<Vec<TemplateName>>>,
+    /// Whole jobs are read: the breakdown wants templates, or the server's
+    /// projection route does not work (see [`ApiClient::read_listing`]).
+    whole: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -305,10 +308,11 @@ impl ApiClient {
     pub fn for_server(mut self, options: ServerOptions, tags: &[String]) -> Self {
         self.tags = None;
         self.server = Some(Arc::new(ServerSide {
-            options,
             tags: tags.to_vec(),
             snapshot: Mutex::new(None),
             names: Mutex::default(),
+            whole: std::sync::atomic::AtomicBool::new(options.whole_jobs),
+            options,
         }));
         self
     }
@@ -338,6 +342,32 @@ impl ApiClient {
         }
     }
 
+    /// The listing's body: the projection, or whole jobs. A server that
+    /// keeps its jobs elsewhere than on disk (`NEXRENDER_DATABASE_PROVIDER`,
+    /// Redis) answers 500 to every projection in 1.38.0 (its route maps the
+    /// storage's promise, not its jobs), while whole jobs work: after a 500
+    /// there, whole jobs are read from then on (said once in the log).
+    async fn read_listing(&self, side: &ServerSide) -> Result<Fetched, ApiError> {
+        use std::sync::atomic::Ordering;
+        let ep = Endpoint::ListJobs;
+        let url = |path: &str| format!("{}{path}", self.inner.base);
+        if side.whole.load(Ordering::Relaxed) {
+            return self.fetch(ep, &url(super::server::WHOLE_JOBS)).await;
+        }
+        match self.fetch(ep, &url(super::server::PROJECTION)).await {
+            Err(ApiError::Status { code: 500, .. }) => {
+                let whole = self.fetch(ep, &url(super::server::WHOLE_JOBS)).await?;
+                side.whole.store(true, Ordering::Relaxed);
+                tracing::warn!(
+                    url = %self.inner.base,
+                    "the server answers 500 to GET /api/v1/jobs/status (a server keeping its jobs in Redis does) but whole jobs work: reading GET /api/v1/jobs from now on, a bigger answer"
+                );
+                Ok(whole)
+            }
+            other => other,
+        }
+    }
+
     /// Reading template names costs no request: a self-hosted server's are
     /// the file names of its jobs' sources, in the listing already read.
     pub(crate) fn template_names_are_free(&self) -> bool {
@@ -364,8 +394,7 @@ impl ApiClient {
             }
         }
         let ep = Endpoint::ListJobs;
-        let url = format!("{}{}", self.inner.base, side.options.listing_path());
-        let body = self.fetch(ep, &url).await?;
+        let body = self.read_listing(side).await?;
         let page = parse_server_jobs(&body.bytes);
         self.report(ep, &body, page.is_ok());
         let mut page = page.map_err(|e| ApiError::Decode {
@@ -1060,12 +1089,64 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_server_whose_projection_fails_is_read_whole_from_then_on_and_no_secret_is_none() {
+        // A server keeping its jobs in Redis: `/jobs/status` answers 500,
+        // `/jobs` works. It runs without a secret: none is sent.
+        let paths = Arc::new(Mutex::new(Vec::new()));
+        let asked = paths.clone();
+        let addr = nexrender_simulator::testkit::fake_server(move |req| {
+            let secret = req.headers().contains_key("nexrender-secret");
+            asked
+                .lock()
+                .unwrap()
+                .push((req.uri().path().to_owned(), secret));
+            async move {
+                let mut r = nexrender_simulator::testkit::ok(
+                    r#"[{"uid":"a","state":"queued","template":{"src":"file:///t/promo.aep"}}]"#,
+                );
+                if req.uri().path() == "/api/v1/jobs/status" {
+                    *r.status_mut() = reqwest::StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                r
+            }
+        })
+        .await;
+        let policy = ClientPolicy {
+            max_retries: 0,
+            ..ClientPolicy::default()
+        };
+        let api = ApiClient::new(
+            &format!("http://{addr}"),
+            Secret::new(""),
+            policy,
+            Arc::new(Quiet),
+        )
+        .unwrap()
+        .for_server(stale_after_an_hour(), &[]);
+        for _ in 0..2 {
+            let live = api.list_minimal(&first_page()).await.unwrap();
+            assert_eq!(live.jobs.len(), 1);
+            api.release_listing();
+        }
+        let asked = paths.lock().unwrap().clone();
+        let want = [
+            ("/api/v1/jobs/status".to_owned(), false),
+            ("/api/v1/jobs".to_owned(), false),
+            ("/api/v1/jobs".to_owned(), false),
+        ];
+        assert_eq!(asked, want);
+    }
+
+    #[tokio::test]
     async fn a_servers_secret_never_follows_a_redirect_to_another_origin() {
         let elsewhere = Arc::new(Mutex::new(Vec::new()));
         let other = self_hosted(elsewhere.clone()).await;
         let target = format!("http://{other}/api/v1/jobs/status");
+        let paths = Arc::new(Mutex::new(Vec::new()));
+        let asked = paths.clone();
         let addr = nexrender_simulator::testkit::fake_server(move |req| {
             let target = target.clone();
+            asked.lock().unwrap().push(req.uri().path().to_owned());
             async move {
                 // Within the origin first, then away.
                 let to = if req.uri().path() == "/api/v1/jobs/status" {
@@ -1086,6 +1167,11 @@ mod tests {
         let api = client(addr, ClientPolicy::default()).for_server(stale_after_an_hour(), &[]);
         let err = api.list_minimal(&first_page()).await.unwrap_err();
         assert!(matches!(err, ApiError::Status { code: 302, .. }), "{err}");
+        assert_eq!(
+            *paths.lock().unwrap(),
+            ["/api/v1/jobs/status", "/moved"],
+            "the redirect within the origin is followed"
+        );
         assert!(
             elsewhere.lock().unwrap().is_empty(),
             "the other origin got a request"

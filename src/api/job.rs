@@ -280,9 +280,66 @@ pub struct ServerJob {
 
 /// Decodes a self-hosted server's job list (a bare JSON array), as leniently
 /// as [`parse_page`]: an entry without a usable `uid` or `state` is skipped
-/// and counted, a bad time is unknown.
+/// and counted, a bad time is unknown. The list is one body for every job
+/// (no page to fall back on, no job to look up alone), and any client writes
+/// its jobs' keys and values: where half a UTF-16 surrogate pair anywhere
+/// (a key, a field the exporter skips) fails the reading, it is read again
+/// with each such half as U+FFFD.
 pub fn parse_server_jobs(body: &[u8]) -> Result<Page<ServerJob>, DecodeError> {
-    decode_page(body)
+    match decode_page(body) {
+        Err(first) => match without_lone_surrogates(body) {
+            Some(mended) => decode_page(&mended).map_err(|_| first),
+            None => Err(first),
+        },
+        ok => ok,
+    }
+}
+
+/// `body` with every `\u` escape of half a surrogate pair (one not paired
+/// with its other half) written `\ufffd` instead; `None` if it has none.
+/// Escapes are only read inside JSON strings, so a backslash and the
+/// character after it are taken together (`\\ud800` is text, not an
+/// escape).
+pub(crate) fn without_lone_surrogates(body: &[u8]) -> Option<Vec<u8>> {
+    let unit = |at: usize| -> Option<u16> {
+        let hex = body.get(at..at + 6)?;
+        if hex[0] != b'\\' || hex[1] != b'u' {
+            return None;
+        }
+        u16::from_str_radix(std::str::from_utf8(&hex[2..]).ok()?, 16).ok()
+    };
+    let mut out: Option<Vec<u8>> = None;
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] != b'\\' {
+            if let Some(out) = out.as_mut() {
+                out.push(body[i]);
+            }
+            i += 1;
+            continue;
+        }
+        let width = match unit(i) {
+            // A whole pair: a high half, then a low one.
+            Some(0xD800..=0xDBFF)
+                if unit(i + 6).is_some_and(|low| (0xDC00..=0xDFFF).contains(&low)) =>
+            {
+                12
+            }
+            Some(0xD800..=0xDFFF) => {
+                let out = out.get_or_insert_with(|| body[..i].to_vec());
+                out.extend_from_slice(b"\\ufffd");
+                i += 6;
+                continue;
+            }
+            Some(_) => 6,
+            None => 2.min(body.len() - i),
+        };
+        if let Some(out) = out.as_mut() {
+            out.extend_from_slice(&body[i..i + width]);
+        }
+        i += width;
+    }
+    out
 }
 
 impl Listed for ServerJob {

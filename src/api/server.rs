@@ -26,16 +26,10 @@ pub struct ServerOptions {
     pub whole_jobs: bool,
 }
 
-impl ServerOptions {
-    /// The path of the listing read at each poll.
-    pub(crate) fn listing_path(&self) -> &'static str {
-        if self.whole_jobs {
-            "/api/v1/jobs"
-        } else {
-            "/api/v1/jobs/status"
-        }
-    }
-}
+/// The light projection of every job.
+pub(crate) const PROJECTION: &str = "/api/v1/jobs/status";
+/// Every job, whole.
+pub(crate) const WHOLE_JOBS: &str = "/api/v1/jobs";
 
 /// One reading of the server's job list, as the poll's pages see it.
 #[derive(Debug, Default)]
@@ -325,6 +319,32 @@ mod tests {
         assert_eq!(page.jobs[0].job.id.created_hint(), None);
         assert_eq!(page.jobs[1].job.id.to_string(), "job-\u{fffd}");
         assert_eq!(page.jobs[1].job.status.as_str(), "render:\u{fffd}x");
+    }
+
+    #[test]
+    fn half_a_surrogate_pair_in_a_key_or_a_skipped_field_costs_no_job() {
+        // Whole jobs carry what their clients wrote: a key, an asset's
+        // name. serde_json refuses half a pair anywhere, which would fail
+        // every job of the listing.
+        let body = r#"[{"uid":"a","state":"queued","assets":[{"layerName":"x\ud800"}],"\udc00":1},
+                       {"uid":"b","state":"finished","note":"a pair \ud83d\ude00 and text \\ud800"}]"#;
+        let page = listing(body);
+        assert_eq!(page.jobs.len(), 2);
+        let mended = crate::api::job::without_lone_surrogates(body.as_bytes()).unwrap();
+        let mended = String::from_utf8(mended).unwrap();
+        assert!(
+            mended.contains(r#""x\ufffd""#) && mended.contains(r#""\ufffd":1"#),
+            "{mended}"
+        );
+        assert!(
+            mended.contains(r#"\ud83d\ude00"#),
+            "a whole pair stays: {mended}"
+        );
+        assert!(
+            mended.contains(r#"\\ud800"#),
+            "text, not an escape: {mended}"
+        );
+        assert!(crate::api::job::without_lone_surrogates(br#"[{"uid":"\ud83d\ude00"}]"#).is_none());
     }
 
     #[test]
