@@ -264,7 +264,12 @@ async fn a_job_a_dead_worker_left_is_stale_until_it_moves_again() {
     let Some(server) = NexrenderServer::start(SECRET, &seed).await else {
         return;
     };
-    let exporter = Exporter::start(&account(&server, "farm", "    stale_after: 1h\n"), &[]);
+    let job_url = format!("{}/api/v1/jobs/{{id}}/status", server.url());
+    let config = format!(
+        "oldest_jobs:\n  job_url: '{job_url}'\n{}",
+        account(&server, "farm", "    stale_after: 1h\n")
+    );
+    let exporter = Exporter::start(&config, &[]);
     let m = exporter.first_poll("farm").await;
     let stale = |m: &str, s: &str| {
         value(
@@ -288,6 +293,36 @@ async fn a_job_a_dead_worker_left_is_stale_until_it_moves_again() {
         "nexrender_oldest_job_started_timestamp_seconds{account=\"farm\",status=\"started\"}",
     );
     assert_eq!(since, Some((now - 7_200_000 - 30_000) as f64 / 1000.0));
+    // The landing page and /api/v1/oldest-jobs list them by uid, each
+    // linked to the server's own status of the job.
+    let (code, body) = exporter.get("/api/v1/oldest-jobs").await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let listed: Vec<(String, String, String)> = v["accounts"][0]["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            let text = |k: &str| j[k].as_str().unwrap_or_default().to_owned();
+            (text("status"), text("id"), text("url"))
+        })
+        .collect();
+    for (status, uid) in [
+        ("started", "dead-download"),
+        ("picked", "dead-picked"),
+        ("queued", "waiting"),
+    ] {
+        let link = format!("{}/api/v1/jobs/{uid}/status", server.url());
+        assert!(
+            listed.contains(&(status.into(), uid.into(), link)),
+            "{uid}: {listed:?}"
+        );
+    }
+    let (_, page) = exporter.get("/").await.unwrap();
+    assert!(
+        page.contains("dead-download") && page.contains("farm"),
+        "{page}"
+    );
 
     // The worker comes back to it and renders: it is no longer stale.
     server
@@ -301,6 +336,23 @@ async fn a_job_a_dead_worker_left_is_stale_until_it_moves_again() {
     assert_eq!(stale(&m, "render:dorender"), Some(1.0));
     assert_eq!(jobs(&m, "farm", "render:dorender"), Some(3.0));
     assert_eq!(jobs(&m, "farm", "started"), Some(0.0));
+
+    // A shorter stale_after on reload (SIGHUP) applies at the next poll,
+    // without a restart of the account: the render that moved a minute ago
+    // is stale now, the one just resumed is not.
+    exporter.reconfigure("stale_after: 1h", "stale_after: 50s");
+    let m = exporter
+        .wait_for(
+            |m| stale(m, "render:dorender") == Some(2.0),
+            "the shorter stale_after",
+        )
+        .await;
+    assert_eq!(stale(&m, "started"), Some(0.0));
+    assert!(
+        exporter.log().contains("new client policy for farm"),
+        "{}",
+        exporter.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
