@@ -567,7 +567,7 @@ impl ApiClient {
     /// `GET /jobs?minimal=true` for one page, as the window scan reads it.
     pub async fn list_minimal(&self, q: &ListPageQuery) -> Result<Page<MinimalJob>, ApiError> {
         match &self.server {
-            Some(side) => Ok(self.server_listing(side, Some(q)).await?.page(q).minimal()),
+            Some(side) => Ok(self.server_listing(side, Some(q)).await?.minimal_page(q)),
             None => self.list(q, true, parse_minimal_page).await,
         }
     }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use super::client::{ListFilter, ListPageQuery};
-use super::job::{ApiJob, JobId, Page, ServerJob, SkipReason};
+use super::job::{ApiJob, JobId, MinimalJob, Page, ServerJob, SkipReason};
 use super::template::TemplateName;
 use crate::clock::UnixMillis;
 use crate::status::JobStatus;
@@ -124,6 +124,24 @@ impl Snapshot {
         }
     }
 
+    /// The page of a minimal listing: [`Self::page`] with only what the
+    /// window scan keeps of each job, copied without the rest.
+    pub fn minimal_page(&self, q: &ListPageQuery) -> Page<MinimalJob> {
+        let jobs: Vec<MinimalJob> = select(&self.jobs, q, false)
+            .map(|j| MinimalJob {
+                id: j.id.clone(),
+                status: j.status.clone(),
+            })
+            .collect();
+        let first = q.from == 0 && q.filter == ListFilter::Live;
+        Page {
+            raw_len: jobs.len(),
+            jobs,
+            skipped: if first { self.skipped.clone() } else { Vec::new() },
+            server_time: self.server_time,
+        }
+    }
+
     /// `GET /jobs/{id}`: the job as listed; `None`, it is gone.
     pub fn job(&self, id: &JobId) -> Option<ApiJob> {
         self.by_id.get(id).map(|&i| self.jobs[i].clone())
@@ -157,8 +175,18 @@ fn tagged(tags: Option<&str>, wanted: &[String]) -> bool {
 /// `unfiltered`: an API that ignores `exclude_states`); then offset and
 /// limit.
 pub fn cut_page(jobs: &[ApiJob], q: &ListPageQuery, unfiltered: bool) -> Vec<ApiJob> {
+    select(jobs, q, unfiltered).cloned().collect()
+}
+
+/// The jobs of [`cut_page`], borrowed.
+fn select<'a>(
+    jobs: &'a [ApiJob],
+    q: &ListPageQuery,
+    unfiltered: bool,
+) -> impl Iterator<Item = &'a ApiJob> {
+    let filter = q.filter;
     jobs.iter()
-        .filter(|j| match q.filter {
+        .filter(move |j| match filter {
             ListFilter::Live => unfiltered || !j.status.is_terminal(),
             ListFilter::Created { from_date, to_date } => j
                 .created_at
@@ -167,8 +195,6 @@ pub fn cut_page(jobs: &[ApiJob], q: &ListPageQuery, unfiltered: bool) -> Vec<Api
         })
         .skip(q.from)
         .take(q.limit as usize)
-        .cloned()
-        .collect()
 }
 
 /// The longest template id kept: a source is a path or URL, not a story.
