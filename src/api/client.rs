@@ -394,26 +394,46 @@ impl ApiClient {
             }
         }
         let ep = Endpoint::ListJobs;
-        let body = self.read_listing(side).await?;
-        let page = parse_server_jobs(&body.bytes);
-        self.report(ep, &body, page.is_ok());
-        let mut page = page.map_err(|e| ApiError::Decode {
-            endpoint: ep.label(),
-            detail: e.to_string(),
-        })?;
-        page.server_time = body.server_time;
-        drop(body);
-        let now = page.server_time.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        let Fetched {
+            bytes,
+            code,
+            started,
+            server_time,
+        } = self.read_listing(side).await?;
+        // Tens of MB of JSON at a big server: read on a blocking thread, so
+        // the runtime's workers go on serving scrapes meanwhile.
+        let (tags, stale_after) = (side.tags.clone(), side.options.stale_after);
+        let read = tokio::task::spawn_blocking(move || {
+            let mut page = parse_server_jobs(&bytes)?;
+            drop(bytes);
+            page.server_time = server_time;
+            let now = server_time.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            });
+            Ok(Snapshot::new(page, &tags, stale_after, now))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(super::job::DecodeError::new(format!(
+                "reading the listing stopped: {e}"
+            )))
         });
-        let snapshot = Arc::new(Snapshot::new(
-            page,
-            &side.tags,
-            side.options.stale_after,
-            now,
-        ));
+        let observer = &self.inner.observer;
+        let snapshot = match read {
+            Ok(snapshot) => {
+                observer.request_done(ep, &code, started.elapsed());
+                Arc::new(snapshot)
+            }
+            Err(e) => {
+                observer.request_done(ep, "decode", started.elapsed());
+                return Err(ApiError::Decode {
+                    endpoint: ep.label(),
+                    detail: e.to_string(),
+                });
+            }
+        };
         if side.options.whole_jobs {
             *side.names.lock().unwrap_or_else(|p| p.into_inner()) =
                 Arc::new(snapshot.template_names());

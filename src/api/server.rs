@@ -137,7 +137,11 @@ impl Snapshot {
         Page {
             raw_len: jobs.len(),
             jobs,
-            skipped: if first { self.skipped.clone() } else { Vec::new() },
+            skipped: if first {
+                self.skipped.clone()
+            } else {
+                Vec::new()
+            },
             server_time: self.server_time,
         }
     }
