@@ -382,7 +382,7 @@ impl ApiClient {
         side: &ServerSide,
         q: Option<&ListPageQuery>,
     ) -> Result<Arc<Snapshot>, ApiError> {
-        let fresh = q.is_some_and(|q| q.from == 0 && q.filter == ListFilter::Live);
+        let fresh = q.is_some_and(super::server::starts_a_poll);
         if !fresh {
             let held = side
                 .snapshot

@@ -110,34 +110,25 @@ impl Snapshot {
     /// A page of the listing, as the Cloud API would cut it; the first page
     /// of the listing of jobs not ended tells the entries skipped.
     pub fn page(&self, q: &ListPageQuery) -> Page {
-        let jobs = cut_page(&self.jobs, q, false);
-        let first = q.from == 0 && q.filter == ListFilter::Live;
-        Page {
-            raw_len: jobs.len(),
-            jobs,
-            skipped: if first {
-                self.skipped.clone()
-            } else {
-                Vec::new()
-            },
-            server_time: self.server_time,
-        }
+        self.paged(q, ApiJob::clone)
     }
 
     /// The page of a minimal listing: [`Self::page`] with only what the
     /// window scan keeps of each job, copied without the rest.
     pub fn minimal_page(&self, q: &ListPageQuery) -> Page<MinimalJob> {
-        let jobs: Vec<MinimalJob> = select(&self.jobs, q, false)
-            .map(|j| MinimalJob {
-                id: j.id.clone(),
-                status: j.status.clone(),
-            })
-            .collect();
-        let first = q.from == 0 && q.filter == ListFilter::Live;
+        self.paged(q, |j| MinimalJob {
+            id: j.id.clone(),
+            status: j.status.clone(),
+        })
+    }
+
+    /// The page `q`, each job copied by `copy`.
+    fn paged<J>(&self, q: &ListPageQuery, copy: impl Fn(&ApiJob) -> J) -> Page<J> {
+        let jobs: Vec<J> = select(&self.jobs, q, false).map(copy).collect();
         Page {
             raw_len: jobs.len(),
             jobs,
-            skipped: if first {
+            skipped: if starts_a_poll(q) {
                 self.skipped.clone()
             } else {
                 Vec::new()
@@ -165,6 +156,12 @@ impl Snapshot {
             })
             .collect()
     }
+}
+
+/// Is `q` a poll's first page (the first of the listing of jobs not
+/// ended, which every poll reads first)?
+pub(crate) fn starts_a_poll(q: &ListPageQuery) -> bool {
+    q.from == 0 && q.filter == ListFilter::Live
 }
 
 /// Has a job with these `tags` (comma-separated) any of `wanted`?

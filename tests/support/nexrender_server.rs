@@ -197,9 +197,8 @@ pub fn millis(v: &Value) -> Option<i64> {
     Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
-/// `at` (Unix milliseconds) as the server writes times.
+/// `at` (Unix milliseconds) as the server writes times
+/// (`2026-12-05T12:00:00.000Z`, JavaScript's `toISOString`).
 pub fn iso(at: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(at as i128 * 1_000_000).unwrap();
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
+    nexrender_exporter::timefmt::format_millis(at)
 }
